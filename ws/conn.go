@@ -1,0 +1,559 @@
+package ws
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// Handler receives the events of a connection accepted with Upgrade.
+//
+// Calls for one connection are never concurrent and follow the order of
+// the frames on the wire; OnClose is the last call. A panic in a method is
+// recovered, logged, and closes that connection with code 1011.
+type Handler interface {
+	// OnOpen is called once, after the handshake and before the first
+	// message; it is the place to attach state with SetValue.
+	OnOpen(c *Conn)
+	// OnMessage is called with each message. The callee owns data.
+	OnMessage(c *Conn, typ MessageType, data []byte)
+	// OnClose is called once when the connection is gone; err is io.EOF
+	// when the peer closed it, a *CloseError when this side did.
+	OnClose(c *Conn, err error)
+}
+
+type connState uint8
+
+const (
+	stateOpen      connState = iota
+	stateCloseSent           // our close frame is out; waiting for the peer's
+	stateClosed              // the socket is closed
+)
+
+type queued struct {
+	typ  MessageType
+	data []byte
+}
+
+// Conn is one WebSocket connection. All methods are safe for concurrent
+// use.
+type Conn struct {
+	nc          net.Conn
+	eng         *Engine
+	o           *options
+	h           Handler // event mode; nil when messages are queued
+	subprotocol string
+	deflate     bool
+
+	// Reading state: touched only by the single reader of the moment.
+	rmu    sync.Mutex
+	fr     frameReader
+	rc     syscall.RawConn // set when the engine polls the socket
+	fd     int
+	poller *poller
+	shard  uint8
+
+	wmu sync.Mutex // serialises writes to nc
+
+	cbmu sync.Mutex // serialises Handler calls
+
+	mu            sync.Mutex
+	state         connState
+	err           error // why the connection ended or is ending
+	closeDeadline time.Time
+	queue         []queued
+	queueBytes    int64
+	paused        bool          // epoll mode: reading stopped until the queue drains
+	notify        chan struct{} // closed on any change a waiter cares about
+	done          chan struct{} // closed when the socket is closed
+
+	lastRead atomic.Int64 // unix nanoseconds
+	lastPing atomic.Int64
+	value    atomic.Value
+}
+
+// Subprotocol returns the negotiated subprotocol, or "".
+func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// RemoteAddr returns the peer's network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// SetValue attaches an application value to the connection.
+func (c *Conn) SetValue(v any) { c.value.Store(&v) }
+
+// Value returns the value given to SetValue, or nil.
+func (c *Conn) Value() any {
+	if p, ok := c.value.Load().(*any); ok {
+		return *p
+	}
+	return nil
+}
+
+// Done returns a channel closed once the connection is gone.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection ended (io.EOF when the peer closed it, a
+// *CloseError when this side did), or nil while it is open.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateOpen {
+		return nil
+	}
+	return c.err
+}
+
+// wakeLocked wakes every waiter. c.mu must be held.
+func (c *Conn) wakeLocked() {
+	if c.notify != nil {
+		close(c.notify)
+		c.notify = nil
+	}
+}
+
+// Wait blocks until the next message arrives and returns it. Once the
+// peer has closed the connection and every message was taken it returns
+// io.EOF; when this side closed it, the *CloseError it sent; when ctx ends
+// first, ctx.Err().
+func (c *Conn) Wait(ctx context.Context) ([]byte, error) {
+	for {
+		c.mu.Lock()
+		if m, ok := c.popLocked(); ok {
+			c.mu.Unlock()
+			return m.data, nil
+		}
+		if c.state != stateOpen {
+			err := c.err
+			c.mu.Unlock()
+			return nil, err
+		}
+		if c.notify == nil {
+			c.notify = make(chan struct{})
+		}
+		ch := c.notify
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			c.mu.Lock()
+			closed := c.state != stateOpen && len(c.queue) == 0
+			err := c.err
+			c.mu.Unlock()
+			if closed {
+				return nil, err
+			}
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Read returns the next message if one has arrived, without blocking.
+func (c *Conn) Read() ([]byte, bool) {
+	c.mu.Lock()
+	m, ok := c.popLocked()
+	c.mu.Unlock()
+	return m.data, ok
+}
+
+// CountMessages returns how many received messages are waiting.
+func (c *Conn) CountMessages() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+// HasMessages reports whether a received message is waiting.
+func (c *Conn) HasMessages() bool { return c.CountMessages() > 0 }
+
+// Messages yields every message until the peer closes the connection,
+// this side closes it, or ctx ends.
+func (c *Conn) Messages(ctx context.Context) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for {
+			m, err := c.Wait(ctx)
+			if err != nil || !yield(m) {
+				return
+			}
+		}
+	}
+}
+
+// popLocked takes the oldest queued message. c.mu must be held.
+func (c *Conn) popLocked() (queued, bool) {
+	if len(c.queue) == 0 {
+		return queued{}, false
+	}
+	m := c.queue[0]
+	c.queue[0] = queued{}
+	c.queue = c.queue[1:]
+	if len(c.queue) == 0 {
+		c.queue = nil
+	}
+	c.queueBytes -= int64(len(m.data))
+	if c.paused && c.queueBytes < c.o.maxQueued {
+		c.paused = false
+		if c.poller != nil {
+			c.poller.rearm(c)
+		}
+	}
+	c.wakeLocked() // a goroutine reader may wait for queue space
+	return m, true
+}
+
+// Send sends a text message. It fails with ErrClosed once the connection
+// is closing, and with ctx.Err() if ctx ends first (the connection is then
+// closed: a partly written frame cannot be taken back).
+func (c *Conn) Send(ctx context.Context, data []byte) error {
+	return c.writeData(ctx, opText, data)
+}
+
+// SendBinary sends a binary message.
+func (c *Conn) SendBinary(ctx context.Context, data []byte) error {
+	return c.writeData(ctx, opBinary, data)
+}
+
+func (c *Conn) writeData(ctx context.Context, op byte, data []byte) error {
+	var hdr [10]byte
+	rsv1 := false
+	payload := data
+	if c.deflate && len(data) >= deflateThreshold {
+		payload = c.eng.compress(data)
+		rsv1 = true
+	}
+	h := appendFrameHeader(hdr[:0], true, rsv1, op, len(payload))
+	return c.write(ctx, net.Buffers{h, payload}, 1)
+}
+
+// WritePrepared sends prepared messages in one write. It is how a
+// broadcast reaches many connections without encoding it once per
+// connection.
+func (c *Conn) WritePrepared(ctx context.Context, msgs ...*PreparedMessage) error {
+	bufs := make(net.Buffers, len(msgs))
+	for i, m := range msgs {
+		bufs[i] = m.frame(c.deflate, c.eng)
+	}
+	return c.write(ctx, bufs, len(msgs))
+}
+
+var errWriteClosed = errors.New("ws: write on closed connection")
+
+// write writes whole frames; n counts the data messages among them.
+func (c *Conn) write(ctx context.Context, bufs net.Buffers, n int) error {
+	c.mu.Lock()
+	open := c.state == stateOpen
+	c.mu.Unlock()
+	if !open {
+		return ErrClosed
+	}
+	var size int
+	for _, b := range bufs {
+		size += len(b)
+	}
+	if err := c.writeRaw(ctx, bufs); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		c.finish(fmt.Errorf("ws: write: %w", err))
+		return err
+	}
+	c.eng.stats.messagesOut.Add(uint64(n))
+	c.eng.stats.bytesOut.Add(uint64(size))
+	return nil
+}
+
+// writeRaw writes bufs under the write lock with the write timeout and
+// ctx's deadline and cancellation.
+func (c *Conn) writeRaw(ctx context.Context, bufs net.Buffers) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	deadline := time.Now().Add(c.o.writeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := c.nc.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { c.nc.SetWriteDeadline(time.Unix(1, 0)) })
+		defer stop()
+	}
+	_, err := bufs.WriteTo(c.nc)
+	return err
+}
+
+// writeControl writes a control frame.
+func (c *Conn) writeControl(op byte, payload []byte) error {
+	var hdr [2]byte
+	h := appendFrameHeader(hdr[:0], true, false, op, len(payload))
+	return c.writeRaw(context.Background(), net.Buffers{h, payload})
+}
+
+// Close starts the closing handshake: it sends a close frame with code
+// and reason (cut to 123 bytes), stops delivering messages, and closes the
+// socket when the peer answers or after a few seconds. It returns
+// ErrClosed if the connection was already closing.
+func (c *Conn) Close(code int, reason string) error {
+	if !validCloseCode(code) {
+		return fmt.Errorf("ws: invalid close code %d", code)
+	}
+	reason = truncateReason(reason)
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.state = stateCloseSent
+	c.err = &CloseError{Code: code, Reason: reason, Local: true}
+	c.closeDeadline = time.Now().Add(closeTimeout)
+	c.queue, c.queueBytes = nil, 0
+	if c.paused {
+		c.paused = false
+		if c.poller != nil {
+			c.poller.rearm(c) // read on to see the peer's close frame
+		}
+	}
+	c.wakeLocked()
+	c.mu.Unlock()
+
+	payload := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
+	payload = append(payload, reason...)
+	if err := c.writeControl(opClose, payload); err != nil {
+		c.finish(err)
+	}
+	return nil
+}
+
+func truncateReason(s string) string {
+	if len(s) <= 123 {
+		return s
+	}
+	s = s[:123]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// finish closes the socket and ends the connection. Safe to call more
+// than once and from any goroutine.
+func (c *Conn) finish(cause error) {
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosed
+	if c.err == nil {
+		if cause == nil || errors.Is(cause, io.EOF) || errors.Is(cause, net.ErrClosed) {
+			cause = io.EOF
+		}
+		c.err = cause
+	}
+	err := c.err
+	c.wakeLocked()
+	c.mu.Unlock()
+
+	if c.poller != nil {
+		c.poller.remove(c)
+	}
+	c.nc.Close()
+	close(c.done)
+	c.eng.unregister(c)
+	if c.h != nil {
+		c.eng.goTracked(func() {
+			c.cbmu.Lock()
+			defer c.cbmu.Unlock()
+			defer c.recoverHandler("OnClose", false)
+			c.h.OnClose(c, err)
+		})
+	}
+}
+
+// recoverHandler turns a panic in application code into a logged error
+// and a close with code 1011.
+func (c *Conn) recoverHandler(where string, closeConn bool) {
+	if p := recover(); p != nil {
+		c.panicked(where, p, closeConn)
+	}
+}
+
+// panicked logs a recovered panic and closes the connection with 1011.
+func (c *Conn) panicked(where string, p any, closeConn bool) {
+	c.eng.stats.panics.Add(1)
+	c.o.logger.Error("ws: panic in handler", "where", where, "panic", fmt.Sprint(p), "remote", c.nc.RemoteAddr().String(), "stack", string(debug.Stack()))
+	if closeConn {
+		c.Close(CloseInternalError, "internal error")
+	}
+}
+
+// process feeds bytes read from the socket to the frame reader.
+func (c *Conn) process(p []byte) {
+	c.lastRead.Store(time.Now().UnixNano())
+	c.eng.stats.bytesIn.Add(uint64(len(p)))
+	c.fr.feed(p, c)
+}
+
+// message implements frameSink.
+func (c *Conn) message(op byte, compressed bool, data []byte) {
+	if compressed {
+		var err *protocolError
+		data, err = c.eng.decompress(data, c.o.maxMessage)
+		if err != nil {
+			c.violation(err.code, err.reason)
+			return
+		}
+		if op == opText && !utf8.Valid(data) {
+			c.violation(CloseInvalidPayload, "text message is not UTF-8")
+			return
+		}
+	}
+	typ := Text
+	if op == opBinary {
+		typ = Binary
+	}
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	c.eng.stats.messagesIn.Add(1)
+	if c.h == nil {
+		c.queue = append(c.queue, queued{typ, data})
+		c.queueBytes += int64(len(data))
+		c.wakeLocked()
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.cbmu.Lock()
+	defer c.cbmu.Unlock()
+	defer c.recoverHandler("OnMessage", true)
+	c.h.OnMessage(c, typ, data)
+}
+
+// control implements frameSink.
+func (c *Conn) control(op byte, payload []byte) {
+	switch op {
+	case opPing:
+		c.mu.Lock()
+		open := c.state == stateOpen
+		c.mu.Unlock()
+		if open {
+			if err := c.writeControl(opPong, payload); err != nil {
+				c.finish(err)
+			}
+		}
+	case opPong:
+		// lastRead was updated by process.
+	case opClose:
+		c.mu.Lock()
+		if c.state == stateOpen {
+			c.state = stateCloseSent
+			c.err = io.EOF
+			c.queue = c.queue[:len(c.queue):len(c.queue)]
+			c.mu.Unlock()
+			// Echo the code, then close the socket: the server closes the
+			// TCP connection first (RFC 6455 §7.1.1).
+			echo := payload[:min(len(payload), 2)]
+			c.writeControl(opClose, echo)
+		} else {
+			c.mu.Unlock()
+		}
+		c.finish(io.EOF)
+	}
+}
+
+// violation implements frameSink: the peer broke the protocol or a limit.
+func (c *Conn) violation(code int, reason string) {
+	c.eng.stats.protocolErrors.Add(1)
+	c.o.logger.Debug("ws: closing connection", "code", code, "reason", reason, "remote", c.nc.RemoteAddr().String())
+	c.Close(code, reason)
+}
+
+// readFailed ends the connection after a read error or EOF.
+func (c *Conn) readFailed(err error) {
+	c.finish(err)
+}
+
+// waitQueueSpace blocks a goroutine reader while the handler has not taken
+// enough queued messages. It returns false once the connection is closed.
+func (c *Conn) waitQueueSpace() bool {
+	for {
+		c.mu.Lock()
+		if c.state == stateClosed {
+			c.mu.Unlock()
+			return false
+		}
+		if c.h != nil || c.state != stateOpen || c.queueBytes < c.o.maxQueued {
+			c.mu.Unlock()
+			return true
+		}
+		if c.notify == nil {
+			c.notify = make(chan struct{})
+		}
+		ch := c.notify
+		c.mu.Unlock()
+		<-ch
+	}
+}
+
+// readLoop is the reader of a connection the engine does not poll.
+func (c *Conn) readLoop() {
+	buf := make([]byte, 4096)
+	for c.waitQueueSpace() {
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			c.process(buf[:n])
+		}
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+	}
+}
+
+// tick runs the timers of one connection; the engine calls it about once
+// a sweep interval.
+func (c *Conn) tick(now time.Time) {
+	c.mu.Lock()
+	state, deadline := c.state, c.closeDeadline
+	c.mu.Unlock()
+	switch state {
+	case stateClosed:
+		return
+	case stateCloseSent:
+		if now.After(deadline) {
+			c.finish(nil)
+		}
+		return
+	}
+	last := time.Unix(0, c.lastRead.Load())
+	if c.o.readTimeout > 0 && now.Sub(last) > c.o.readTimeout {
+		c.o.logger.Debug("ws: read timeout", "remote", c.nc.RemoteAddr().String())
+		c.mu.Lock()
+		if c.state == stateOpen {
+			c.err = &CloseError{Code: CloseGoingAway, Reason: "read timeout", Local: true}
+		}
+		c.mu.Unlock()
+		c.finish(nil)
+		return
+	}
+	if c.o.pingInterval > 0 && now.Sub(time.Unix(0, c.lastPing.Load())) >= c.o.pingInterval {
+		c.lastPing.Store(now.UnixNano())
+		c.eng.goTracked(func() {
+			if err := c.writeControl(opPing, nil); err != nil {
+				c.finish(err)
+			}
+		})
+	}
+}

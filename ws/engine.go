@@ -1,0 +1,317 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// EngineConfig configures an Engine. The zero value is ready to use.
+type EngineConfig struct {
+	// Logger receives panics in handlers and, at Debug, protocol errors.
+	// Nil discards.
+	Logger *slog.Logger
+	// Goroutines serves every connection with a reading goroutine of its
+	// own instead of epoll. Measured on this project's 2-core machine class
+	// (docs/BENCHMARKS.md), a goroutine and its read buffer cost about 8
+	// KB more per idle connection. Platforms without epoll always do this,
+	// and so does every TLS connection (its bytes must pass through
+	// crypto/tls).
+	Goroutines bool
+	// Pollers is the number of epoll loops (default 1: one loop wakes the
+	// readers; the reading itself runs on goroutines of its own).
+	Pollers int
+	// SweepInterval is how often pings, read timeouts and close timeouts
+	// are checked (default 1 s).
+	SweepInterval time.Duration
+}
+
+// Stats are an engine's counters since it started.
+type Stats struct {
+	Connections    int64  // open now
+	Accepted       uint64 // completed handshakes
+	MessagesIn     uint64
+	MessagesOut    uint64
+	BytesIn        uint64
+	BytesOut       uint64
+	ProtocolErrors uint64 // connections closed for a protocol error or limit
+	Panics         uint64 // handler panics recovered
+}
+
+type counters struct {
+	connections    atomic.Int64
+	accepted       atomic.Uint64
+	messagesIn     atomic.Uint64
+	messagesOut    atomic.Uint64
+	bytesIn        atomic.Uint64
+	bytesOut       atomic.Uint64
+	protocolErrors atomic.Uint64
+	panics         atomic.Uint64
+}
+
+const shardCount = 16
+
+type connShard struct {
+	mu    sync.Mutex
+	conns map[*Conn]struct{}
+}
+
+// ErrEngineClosed is returned by Upgrade once the engine is shutting down.
+var ErrEngineClosed = errors.New("ws: engine closed")
+
+// Engine owns connections: it reads them (with epoll where it can), pings
+// them, times them out and closes them all on Shutdown. Create one with
+// NewEngine and share it among handlers with WithEngine.
+type Engine struct {
+	cfg   EngineConfig
+	log   *slog.Logger
+	stats counters
+	flate flaters
+	bufs  sync.Pool // read buffers of the epoll readers
+
+	shards  [shardCount]connShard
+	nextID  atomic.Uint64
+	pollers []*poller
+	next    atomic.Uint64
+
+	mu       sync.Mutex
+	closing  bool
+	sweeping bool
+	wg       sync.WaitGroup // every goroutine the engine starts
+	stop     chan struct{}
+	private  bool // owned by one Accept handler: sweep only while it has connections
+}
+
+// NewEngine creates an engine and, unless it is configured for goroutines
+// or the platform lacks epoll, its poll loops.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	e := newEngine(cfg)
+	if !cfg.Goroutines {
+		n := max(cfg.Pollers, 1)
+		for range n {
+			p, err := newPoller(e)
+			if err != nil {
+				e.closePollers()
+				return nil, err
+			}
+			if p == nil { // no epoll on this platform
+				break
+			}
+			e.pollers = append(e.pollers, p)
+			e.goTracked(p.run)
+		}
+	}
+	return e, nil
+}
+
+func newEngine(cfg EngineConfig) *Engine {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = time.Second
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	for i := range e.shards {
+		e.shards[i].conns = make(map[*Conn]struct{})
+	}
+	e.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	return e
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Connections:    e.stats.connections.Load(),
+		Accepted:       e.stats.accepted.Load(),
+		MessagesIn:     e.stats.messagesIn.Load(),
+		MessagesOut:    e.stats.messagesOut.Load(),
+		BytesIn:        e.stats.bytesIn.Load(),
+		BytesOut:       e.stats.bytesOut.Load(),
+		ProtocolErrors: e.stats.protocolErrors.Load(),
+		Panics:         e.stats.panics.Load(),
+	}
+}
+
+// Len returns the number of open connections.
+func (e *Engine) Len() int { return int(e.stats.connections.Load()) }
+
+// goTracked runs fn on a goroutine that Shutdown waits for.
+func (e *Engine) goTracked(fn func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		fn()
+	}()
+}
+
+// register adds a connection; it fails once the engine is closing.
+func (e *Engine) register(c *Conn) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return ErrEngineClosed
+	}
+	id := e.nextID.Add(1)
+	s := &e.shards[id%shardCount]
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	c.shard = uint8(id % shardCount)
+	e.stats.connections.Add(1)
+	e.stats.accepted.Add(1)
+	if !e.sweeping {
+		e.sweeping = true
+		e.goTracked(e.sweep)
+	}
+	return nil
+}
+
+func (e *Engine) unregister(c *Conn) {
+	s := &e.shards[c.shard]
+	s.mu.Lock()
+	if _, ok := s.conns[c]; ok {
+		delete(s.conns, c)
+		e.stats.connections.Add(-1)
+	}
+	s.mu.Unlock()
+}
+
+// each calls fn for every open connection (not under any lock).
+func (e *Engine) each(fn func(*Conn)) {
+	var batch []*Conn
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		batch = batch[:0]
+		for c := range s.conns {
+			batch = append(batch, c)
+		}
+		s.mu.Unlock()
+		for _, c := range batch {
+			fn(c)
+		}
+	}
+}
+
+// sweep runs the connections' timers. A private engine's sweeper stops
+// when its last connection is gone; a shared one's on Shutdown.
+func (e *Engine) sweep() {
+	t := time.NewTicker(e.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case now := <-t.C:
+			e.each(func(c *Conn) { c.tick(now) })
+			if e.private {
+				e.mu.Lock()
+				if e.Len() == 0 {
+					e.sweeping = false
+					e.mu.Unlock()
+					return
+				}
+				e.mu.Unlock()
+			}
+		}
+	}
+}
+
+// startReading hands a new connection to a poll loop, or to a goroutine
+// of its own.
+func (e *Engine) startReading(c *Conn) {
+	if len(e.pollers) > 0 {
+		if sc, ok := pollable(c.nc); ok {
+			rc, err := sc.SyscallConn()
+			if err == nil {
+				p := e.pollers[e.next.Add(1)%uint64(len(e.pollers))]
+				if err := p.add(c, rc); err == nil {
+					return
+				}
+			}
+		}
+	}
+	e.goTracked(c.readLoop)
+}
+
+// pollable reports whether the engine may read the socket directly: plain
+// TCP and Unix sockets, not TLS or wrapped connections.
+func pollable(nc net.Conn) (syscall.Conn, bool) {
+	switch c := nc.(type) {
+	case *net.TCPConn:
+		return c, true
+	case *net.UnixConn:
+		return c, true
+	}
+	return nil, false
+}
+
+// Shutdown closes every connection with code 1001 ("going away"), waits
+// for their closing handshakes until ctx ends, then closes what is left
+// and stops the engine's goroutines. New upgrades are refused with 503
+// from the start.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	already := e.closing
+	e.closing = true
+	e.mu.Unlock()
+	if !already {
+		sem := make(chan struct{}, 64)
+		var wg sync.WaitGroup
+		e.each(func(c *Conn) {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				c.Close(CloseGoingAway, "server shutting down")
+			})
+		})
+		wg.Wait()
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	var err error
+wait:
+	for e.Len() > 0 {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		case <-t.C:
+		}
+	}
+	e.each(func(c *Conn) { c.finish(nil) })
+	e.mu.Lock()
+	select {
+	case <-e.stop:
+	default:
+		close(e.stop)
+	}
+	e.mu.Unlock()
+	e.closePollers()
+	e.wg.Wait()
+	return err
+}
+
+// Close closes every connection at once (without waiting for closing
+// handshakes) and stops the engine.
+func (e *Engine) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := e.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func (e *Engine) closePollers() {
+	for _, p := range e.pollers {
+		p.close()
+	}
+}

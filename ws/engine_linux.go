@@ -1,0 +1,189 @@
+//go:build linux
+
+package ws
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller is one epoll loop. Sockets are armed one-shot: an event hands the
+// connection to one reader goroutine, which re-arms it when done, so a
+// connection is never read by two goroutines and its messages stay in
+// order. An idle connection costs an epoll entry and a map slot.
+type poller struct {
+	e      *Engine
+	epfd   int
+	wakefd int
+
+	mu    sync.RWMutex
+	conns map[int]*Conn
+}
+
+const armFlags = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+func newPoller(e *Engine) (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("ws: epoll_create1: %w", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("ws: eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, fmt.Errorf("ws: epoll_ctl: %w", err)
+	}
+	return &poller{e: e, epfd: epfd, wakefd: wakefd, conns: make(map[int]*Conn)}, nil
+}
+
+// add starts watching a connection's socket.
+func (p *poller) add(c *Conn, rc syscall.RawConn) error {
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		return err
+	}
+	c.rc, c.fd, c.poller = rc, fd, p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.epfd < 0 {
+		return ErrEngineClosed
+	}
+	p.conns[fd] = c
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: armFlags, Fd: int32(fd)}); err != nil {
+		delete(p.conns, fd)
+		c.rc, c.fd, c.poller = nil, 0, nil
+		return fmt.Errorf("ws: epoll_ctl add: %w", err)
+	}
+	return nil
+}
+
+// rearm asks for the next readiness event of a connection.
+func (p *poller) rearm(c *Conn) {
+	p.mu.RLock()
+	if p.conns[c.fd] == c && p.epfd >= 0 {
+		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: armFlags, Fd: int32(c.fd)})
+	}
+	p.mu.RUnlock()
+}
+
+// remove stops watching a connection; call it before closing the socket
+// so the descriptor cannot be reused under us.
+func (p *poller) remove(c *Conn) {
+	p.mu.Lock()
+	if p.conns[c.fd] == c {
+		delete(p.conns, c.fd)
+		if p.epfd >= 0 {
+			unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+		}
+	}
+	p.mu.Unlock()
+}
+
+// run is the loop; it returns when close wakes it, and closes the
+// descriptors on the way out.
+func (p *poller) run() {
+	defer func() {
+		p.mu.Lock()
+		unix.Close(p.epfd)
+		unix.Close(p.wakefd)
+		p.epfd, p.wakefd = -1, -1
+		p.mu.Unlock()
+	}()
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.e.log.Error("ws: epoll_wait failed", "err", err)
+			return
+		}
+		for i := range n {
+			fd := int(events[i].Fd)
+			if fd == p.wakefd {
+				return
+			}
+			p.mu.RLock()
+			c := p.conns[fd]
+			p.mu.RUnlock()
+			if c != nil {
+				p.e.goTracked(c.onReadable)
+			}
+		}
+	}
+}
+
+// close wakes the loop so it returns.
+func (p *poller) close() {
+	one := [8]byte{7: 1}
+	p.mu.RLock()
+	if p.wakefd >= 0 {
+		unix.Write(p.wakefd, one[:])
+	}
+	p.mu.RUnlock()
+}
+
+// onReadable reads what the socket holds, feeds it to the frame reader,
+// and re-arms the socket unless the connection ended or is paused.
+func (c *Conn) onReadable() {
+	// One-shot arming already keeps readers apart; the lock makes that
+	// ordering visible to the race detector and costs one uncontended
+	// lock per wake-up.
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	bp := c.eng.bufs.Get().(*[]byte)
+	defer c.eng.bufs.Put(bp)
+	buf := *bp
+	for range 16 { // bounded, so one busy client cannot hold a reader forever
+		var n int
+		var rerr error
+		err := c.rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), buf)
+			return true
+		})
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if rerr == unix.EINTR {
+			continue
+		}
+		if rerr == unix.EAGAIN {
+			break
+		}
+		if rerr != nil {
+			c.readFailed(rerr)
+			return
+		}
+		if n <= 0 {
+			c.readFailed(io.EOF)
+			return
+		}
+		c.process(buf[:n])
+		if n < len(buf) {
+			break
+		}
+	}
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	if c.h == nil && c.state == stateOpen && c.queueBytes >= c.o.maxQueued {
+		c.paused = true // popLocked re-arms
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.poller.rearm(c)
+}

@@ -1,0 +1,228 @@
+package ws
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// clientFrame encodes a masked frame as a client sends it.
+func clientFrame(fin bool, op byte, payload []byte, key [4]byte) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	b := []byte{b0}
+	n := len(payload)
+	switch {
+	case n <= 125:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	b = append(b, key[:]...)
+	start := len(b)
+	b = append(b, payload...)
+	maskBytes(key, 0, b[start:])
+	return b
+}
+
+type recorder struct {
+	msgs       []string
+	ctrls      []string
+	violations []int
+}
+
+func (r *recorder) message(op byte, compressed bool, data []byte) {
+	r.msgs = append(r.msgs, fmt.Sprintf("%d:%s", op, data))
+}
+func (r *recorder) control(op byte, payload []byte) {
+	r.ctrls = append(r.ctrls, fmt.Sprintf("%d:%s", op, payload))
+}
+func (r *recorder) violation(code int, reason string) { r.violations = append(r.violations, code) }
+
+// feedSplit feeds stream in random pieces.
+func feedSplit(fr *frameReader, stream []byte, sink frameSink, rng *rand.Rand) {
+	for len(stream) > 0 {
+		n := 1 + rng.IntN(min(len(stream), 40))
+		fr.feed(stream[:n], sink)
+		stream = stream[n:]
+	}
+}
+
+func TestFrameReaderReassembles(t *testing.T) {
+	key := [4]byte{1, 2, 3, 4}
+	big := bytes.Repeat([]byte("0123456789"), 7000) // 70 KB: 64-bit length
+	mid := bytes.Repeat([]byte("m"), 300)           // 16-bit length
+	var stream []byte
+	stream = append(stream, clientFrame(true, opText, []byte("hello"), key)...)
+	stream = append(stream, clientFrame(false, opText, []byte("frag"), key)...)
+	stream = append(stream, clientFrame(true, opPing, []byte("p"), key)...) // control between fragments
+	stream = append(stream, clientFrame(false, opContinuation, []byte("men"), key)...)
+	stream = append(stream, clientFrame(true, opContinuation, []byte("ted"), key)...)
+	stream = append(stream, clientFrame(true, opBinary, mid, key)...)
+	stream = append(stream, clientFrame(true, opBinary, big, key)...)
+	stream = append(stream, clientFrame(true, opText, nil, key)...)
+	stream = append(stream, clientFrame(true, opClose, []byte{0x03, 0xe8, 'o', 'k'}, key)...)
+	want := []string{"1:hello", "1:fragmented", "2:" + string(mid), "2:" + string(big), "1:"}
+	for seed := range 50 {
+		fr := &frameReader{maxMessage: 1 << 20}
+		rec := &recorder{}
+		feedSplit(fr, stream, rec, rand.New(rand.NewPCG(uint64(seed), 1)))
+		if len(rec.violations) > 0 {
+			t.Fatalf("seed %d: violations %v", seed, rec.violations)
+		}
+		if fmt.Sprint(rec.msgs) != fmt.Sprint(want) {
+			t.Fatalf("seed %d: messages differ", seed)
+		}
+		if len(rec.ctrls) != 2 || rec.ctrls[0] != "9:p" || rec.ctrls[1] != "8:\x03\xe8ok" {
+			t.Fatalf("seed %d: controls %q", seed, rec.ctrls)
+		}
+		if !fr.idle() {
+			t.Fatalf("seed %d: reader not idle after whole frames", seed)
+		}
+	}
+}
+
+func TestFrameReaderViolations(t *testing.T) {
+	key := [4]byte{9, 8, 7, 6}
+	unmasked := clientFrame(true, opText, []byte("x"), key)
+	unmasked[1] &^= 0x80
+	rsv := clientFrame(true, opText, []byte("x"), key)
+	rsv[0] |= 0x20
+	rsv1 := clientFrame(true, opText, []byte("x"), key)
+	rsv1[0] |= 0x40
+	cases := []struct {
+		name   string
+		stream []byte
+		code   int
+	}{
+		{"unmasked", unmasked, CloseProtocolError},
+		{"reserved bits", rsv, CloseProtocolError},
+		{"rsv1 without deflate", rsv1, CloseProtocolError},
+		{"unknown opcode", clientFrame(true, 0x3, nil, key), CloseProtocolError},
+		{"long control", clientFrame(true, opPing, make([]byte, 126), key), CloseProtocolError},
+		{"fragmented control", clientFrame(false, opPing, nil, key), CloseProtocolError},
+		{"stray continuation", clientFrame(true, opContinuation, []byte("x"), key), CloseProtocolError},
+		{"interleaved message", append(clientFrame(false, opText, []byte("a"), key), clientFrame(true, opText, []byte("b"), key)...), CloseProtocolError},
+		{"one byte close", clientFrame(true, opClose, []byte{3}, key), CloseProtocolError},
+		{"bad close code", clientFrame(true, opClose, []byte{0x03, 0xed}, key), CloseProtocolError}, // 1005
+		{"bad close reason", clientFrame(true, opClose, []byte{0x03, 0xe8, 0xff}, key), CloseInvalidPayload},
+		{"invalid utf-8", clientFrame(true, opText, []byte{0xc3, 0x28}, key), CloseInvalidPayload},
+		{"too big", clientFrame(true, opBinary, make([]byte, 101), key), CloseMessageTooBig},
+		{"too big fragmented", append(clientFrame(false, opBinary, make([]byte, 60), key), clientFrame(true, opContinuation, make([]byte, 60), key)...), CloseMessageTooBig},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fr := &frameReader{maxMessage: 100}
+			rec := &recorder{}
+			fr.feed(tc.stream, rec)
+			if len(rec.violations) == 0 || rec.violations[0] != tc.code {
+				t.Fatalf("violations %v, want %d", rec.violations, tc.code)
+			}
+		})
+	}
+}
+
+// After an oversized message the reader skips it and still sees the
+// peer's close frame.
+func TestFrameReaderSkipsOversized(t *testing.T) {
+	key := [4]byte{1, 1, 1, 1}
+	stream := clientFrame(true, opText, make([]byte, 5000), key)
+	stream = append(stream, clientFrame(true, opClose, []byte{0x03, 0xe8}, key)...)
+	fr := &frameReader{maxMessage: 1000}
+	rec := &recorder{}
+	feedSplit(fr, stream, rec, rand.New(rand.NewPCG(1, 2)))
+	if len(rec.violations) != 1 || rec.violations[0] != CloseMessageTooBig || len(rec.msgs) != 0 {
+		t.Fatalf("violations %v msgs %d", rec.violations, len(rec.msgs))
+	}
+	if len(rec.ctrls) != 1 || rec.ctrls[0] != "8:\x03\xe8" {
+		t.Fatalf("close frame not seen: %q", rec.ctrls)
+	}
+}
+
+func TestMaskBytesMatchesNaive(t *testing.T) {
+	key := [4]byte{0xde, 0xad, 0xbe, 0xef}
+	for n := range 70 {
+		for pos := range 4 {
+			data := make([]byte, n)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			want := bytes.Clone(data)
+			for i := range want {
+				want[i] ^= key[(pos+i)&3]
+			}
+			next := maskBytes(key, pos, data)
+			if !bytes.Equal(data, want) || next != (pos+n)&3 {
+				t.Fatalf("n=%d pos=%d", n, pos)
+			}
+		}
+	}
+}
+
+func TestAcceptKey(t *testing.T) {
+	// The example of RFC 6455 §1.3.
+	if got := acceptKey("dGhlIHNhbXBsZSBub25jZQ=="); got != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatal(got)
+	}
+}
+
+func FuzzFrameReader(f *testing.F) {
+	key := [4]byte{1, 2, 3, 4}
+	f.Add(clientFrame(true, opText, []byte("hello"), key), uint8(3))
+	f.Add(append(clientFrame(false, opBinary, []byte("ab"), key), clientFrame(true, opContinuation, []byte("cd"), key)...), uint8(1))
+	f.Add(clientFrame(true, opClose, []byte{0x03, 0xe8}, key), uint8(7))
+	f.Add([]byte{0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0}, uint8(2))
+	f.Fuzz(func(t *testing.T, stream []byte, split uint8) {
+		fr := &frameReader{maxMessage: 1 << 16, compression: split%2 == 0}
+		rec := &recorder{}
+		step := int(split%16) + 1
+		for len(stream) > 0 {
+			n := min(step, len(stream))
+			fr.feed(stream[:n], rec)
+			stream = stream[n:]
+		}
+		for _, m := range rec.msgs {
+			if len(m) > 1<<16+2 {
+				t.Fatalf("message over the limit: %d", len(m))
+			}
+		}
+	})
+}
+
+func BenchmarkFrameReader(b *testing.B) {
+	for _, size := range []int{32, 1024, 16 << 10} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			frame := clientFrame(true, opBinary, make([]byte, size), [4]byte{1, 2, 3, 4})
+			stream := bytes.Repeat(frame, 64)
+			fr := &frameReader{maxMessage: 1 << 20}
+			sink := &countSink{}
+			b.SetBytes(int64(len(stream)))
+			b.ReportAllocs()
+			for b.Loop() {
+				fr.feed(stream, sink)
+			}
+		})
+	}
+}
+
+type countSink struct{ n int }
+
+func (s *countSink) message(byte, bool, []byte) { s.n++ }
+func (s *countSink) control(byte, []byte)       {}
+func (s *countSink) violation(int, string)      { panic("violation") }
+
+func BenchmarkPreparedFrame(b *testing.B) {
+	data := bytes.Repeat([]byte("x"), 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		m := NewPreparedMessage(Text, data)
+		_ = m.frame(false, nil)
+	}
+}

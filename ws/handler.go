@@ -1,0 +1,206 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+type connKey struct{}
+
+// FromRequest returns the WebSocket connection of a request served through
+// Accept or Require, or nil for plain HTTP.
+func FromRequest(r *http.Request) *Conn {
+	c, _ := r.Context().Value(connKey{}).(*Conn)
+	return c
+}
+
+// IsWebSocket reports whether the request was upgraded to a WebSocket.
+func IsWebSocket(r *http.Request) bool { return FromRequest(r) != nil }
+
+// Accept serves plain HTTP requests and WebSocket upgrades with the same
+// handler. For an upgrade, h runs after the handshake with the connection
+// in the request (FromRequest); the connection closes (code 1000) when h
+// returns, and a panic in h closes it with 1011. A malformed or
+// unsupported upgrade is answered 400, a refused origin 403.
+func Accept(h http.Handler, opts ...Option) http.Handler {
+	return newConnHandler(h, false, opts)
+}
+
+// Require is Accept for handlers that only speak WebSocket: plain HTTP
+// requests are answered 400.
+func Require(h http.Handler, opts ...Option) http.Handler {
+	return newConnHandler(h, true, opts)
+}
+
+type connHandler struct {
+	h       http.Handler
+	require bool
+	o       *options
+
+	once    sync.Once
+	private *Engine
+}
+
+func newConnHandler(h http.Handler, require bool, opts []Option) *connHandler {
+	return &connHandler{h: h, require: require, o: resolve(opts)}
+}
+
+// engine returns the configured engine or the handler's private one,
+// which reads with a goroutine per connection and runs its sweeper only
+// while it has connections, so it needs no shutdown of its own.
+func (a *connHandler) engine() *Engine {
+	if a.o.engine != nil {
+		return a.o.engine
+	}
+	a.once.Do(func() {
+		a.private = newEngine(EngineConfig{Logger: a.o.logger, SweepInterval: sweepFor(a.o)})
+		a.private.private = true
+	})
+	return a.private
+}
+
+// sweepFor picks a sweep interval fine enough for the options' timers.
+func sweepFor(o *options) time.Duration {
+	d := time.Second
+	for _, t := range []time.Duration{o.pingInterval, o.readTimeout} {
+		if t > 0 && t/4 < d {
+			d = t / 4
+		}
+	}
+	return max(d, 10*time.Millisecond)
+}
+
+func (a *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !isUpgradeAttempt(r) {
+		if a.require {
+			WriteError(w, http.StatusBadRequest, "websocket_required", "this endpoint only accepts WebSocket connections")
+			return
+		}
+		a.h.ServeHTTP(w, r)
+		return
+	}
+	c, err := upgrade(w, r, a.engine(), a.o, nil)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connKey{}, c))
+	defer cancel()
+	go func() { // cancels the handler's context when the peer leaves; ends with it
+		select {
+		case <-c.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			c.panicked("ServeHTTP", p, true)
+		}
+		c.Close(CloseNormal, "")
+		<-c.Done() // the engine closes the socket within the close timeout
+	}()
+	a.h.ServeHTTP(hijackedWriter{}, r.WithContext(ctx))
+}
+
+// hijackedWriter stands in for the ResponseWriter of an upgraded request.
+type hijackedWriter struct{}
+
+func (hijackedWriter) Header() http.Header       { return http.Header{} }
+func (hijackedWriter) Write([]byte) (int, error) { return 0, http.ErrHijacked }
+func (hijackedWriter) WriteHeader(int)           {}
+
+// Upgrade completes the handshake and hands the connection to e, which
+// calls h for its events until it closes; it returns without waiting. On
+// failure the HTTP error has been written and the error is returned.
+// Headers already set on w (cookies, for instance) are sent with the 101
+// response.
+func Upgrade(w http.ResponseWriter, r *http.Request, e *Engine, h Handler, opts ...Option) (*Conn, error) {
+	if e == nil || h == nil {
+		return nil, errors.New("ws: Upgrade needs an engine and a handler")
+	}
+	o := resolve(append([]Option{WithEngine(e)}, opts...))
+	return upgrade(w, r, e, o, h)
+}
+
+func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Handler) (*Conn, error) {
+	key, err := checkRequest(r, o)
+	if err != nil {
+		var he *handshakeError
+		errors.As(err, &he)
+		if he.code == "unsupported_version" {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
+		WriteError(w, he.status, he.code, he.msg)
+		return nil, err
+	}
+	e.mu.Lock()
+	closing := e.closing
+	e.mu.Unlock()
+	if closing {
+		WriteError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
+		return nil, ErrEngineClosed
+	}
+	subprotocol := selectSubprotocol(r, o.subprotocols)
+	deflate := o.compression && negotiateDeflate(r)
+	extra := w.Header().Clone()
+
+	nc, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		WriteError(w, http.StatusInternalServerError, "hijack_failed", "the connection cannot be upgraded")
+		return nil, fmt.Errorf("ws: hijack: %w", err)
+	}
+	// Bytes the client sent right after its request (it may not wait for
+	// the 101) are already in the server's buffer.
+	var early []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ = brw.Reader.Peek(n)
+		early = append([]byte(nil), early...)
+	}
+	nc.SetDeadline(time.Time{}) // undo the server's timeouts
+	nc.SetWriteDeadline(time.Now().Add(o.writeTimeout))
+	if _, err := nc.Write(responseHeader(key, subprotocol, deflate, extra)); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("ws: handshake: %w", err)
+	}
+	nc.SetWriteDeadline(time.Time{})
+
+	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate, done: make(chan struct{})}
+	c.fr.maxMessage = o.maxMessage
+	c.fr.compression = deflate
+	now := time.Now().UnixNano()
+	c.lastRead.Store(now)
+	c.lastPing.Store(now)
+	if err := e.register(c); err != nil {
+		c.state = stateClosed
+		close(c.done)
+		nc.Close()
+		return nil, err
+	}
+	if h != nil {
+		func() {
+			c.cbmu.Lock()
+			defer c.cbmu.Unlock()
+			defer c.recoverHandler("OnOpen", true)
+			h.OnOpen(c)
+		}()
+	}
+	if len(early) > 0 {
+		c.process(early)
+	}
+	e.startReading(c)
+	return c, nil
+}
+
+// WriteError writes the JSON error body used across Switchyard:
+// {"error": {"code": "...", "message": "..."}}.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"code": code, "message": message}})
+}

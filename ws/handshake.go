@@ -1,0 +1,203 @@
+package ws
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// acceptKey computes Sec-WebSocket-Accept for a client key.
+func acceptKey(key string) string {
+	h := sha1.New()
+	h.Write([]byte(key))
+	h.Write([]byte(acceptGUID))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// headerHasToken reports whether a comma-separated header holds token
+// (case-insensitive), as Connection: keep-alive, Upgrade does.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isUpgradeAttempt reports whether the request asks for a WebSocket at all
+// (whether or not it asks correctly).
+func isUpgradeAttempt(r *http.Request) bool {
+	return headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+// handshakeError is an upgrade refused with an HTTP status.
+type handshakeError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *handshakeError) Error() string { return "ws: " + e.msg }
+
+// checkRequest validates an upgrade request and returns the client key.
+func checkRequest(r *http.Request, o *options) (string, error) {
+	if r.ProtoMajor != 1 {
+		return "", &handshakeError{http.StatusBadRequest, "unsupported_protocol", "WebSocket upgrades need HTTP/1.1"}
+	}
+	if r.Method != http.MethodGet {
+		return "", &handshakeError{http.StatusBadRequest, "bad_method", "WebSocket upgrade must use GET"}
+	}
+	if !headerHasToken(r.Header, "Upgrade", "websocket") {
+		return "", &handshakeError{http.StatusBadRequest, "bad_upgrade", "missing Upgrade: websocket"}
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") {
+		return "", &handshakeError{http.StatusBadRequest, "bad_upgrade", "missing Connection: Upgrade"}
+	}
+	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
+		return "", &handshakeError{http.StatusBadRequest, "unsupported_version", "unsupported Sec-WebSocket-Version (want 13)"}
+	}
+	key := strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key"))
+	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 16 {
+		return "", &handshakeError{http.StatusBadRequest, "bad_key", "invalid Sec-WebSocket-Key"}
+	}
+	if !o.originAllowed(r) {
+		return "", &handshakeError{http.StatusForbidden, "origin_not_allowed", "origin not allowed"}
+	}
+	return key, nil
+}
+
+// originAllowed applies the origin policy: same origin by default; requests
+// without an Origin header (non-browser clients) are allowed.
+func (o *options) originAllowed(r *http.Request) bool {
+	if o.checkOrigin != nil {
+		return o.checkOrigin(r)
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, pat := range o.origins {
+		switch {
+		case pat == "*":
+			return true
+		case strings.HasPrefix(pat, "*."):
+			host := strings.ToLower(u.Hostname())
+			suffix := strings.ToLower(pat[1:])
+			if strings.HasSuffix(host, suffix) {
+				return true
+			}
+		case strings.Contains(pat, "://"):
+			if strings.EqualFold(strings.TrimSuffix(pat, "/"), u.Scheme+"://"+u.Host) {
+				return true
+			}
+		default:
+			if strings.EqualFold(pat, u.Host) || strings.EqualFold(pat, u.Hostname()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// selectSubprotocol picks the first of the server's protocols that the
+// client offered.
+func selectSubprotocol(r *http.Request, server []string) string {
+	if len(server) == 0 {
+		return ""
+	}
+	var offered []string
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				offered = append(offered, p)
+			}
+		}
+	}
+	for _, s := range server {
+		for _, c := range offered {
+			if s == c {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+// negotiateDeflate accepts a permessage-deflate offer when it can honour
+// it: this side always uses no context takeover in both directions, so any
+// window size the client asks for its own messages is fine, but a limit on
+// the server's window below 15 bits is not (compress/flate always uses 32
+// KiB).
+func negotiateDeflate(r *http.Request) bool {
+	for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
+		for offer := range strings.SplitSeq(v, ",") {
+			params := strings.Split(offer, ";")
+			if strings.TrimSpace(params[0]) != "permessage-deflate" {
+				continue
+			}
+			ok := true
+			for _, p := range params[1:] {
+				name, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+				val = strings.Trim(strings.TrimSpace(val), `"`)
+				switch strings.TrimSpace(name) {
+				case "server_no_context_takeover", "client_no_context_takeover", "client_max_window_bits":
+				case "server_max_window_bits":
+					if val != "15" {
+						ok = false
+					}
+				default:
+					ok = false
+				}
+			}
+			if ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// responseHeader builds the 101 response.
+func responseHeader(key, subprotocol string, deflate bool, extra http.Header) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	b = append(b, acceptKey(key)...)
+	b = append(b, "\r\n"...)
+	if subprotocol != "" {
+		b = append(b, "Sec-WebSocket-Protocol: "...)
+		b = append(b, subprotocol...)
+		b = append(b, "\r\n"...)
+	}
+	if deflate {
+		b = append(b, "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"...)
+	}
+	for k, vs := range extra {
+		switch http.CanonicalHeaderKey(k) {
+		case "Upgrade", "Connection", "Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions", "Content-Length", "Transfer-Encoding":
+			continue
+		}
+		for _, v := range vs {
+			// Header values set by the application are copied; CR and LF
+			// are dropped so they cannot split the response.
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, strings.NewReplacer("\r", "", "\n", "").Replace(v)...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return append(b, "\r\n"...)
+}
