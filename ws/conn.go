@@ -245,8 +245,6 @@ func (c *Conn) WritePrepared(ctx context.Context, msgs ...*PreparedMessage) erro
 	return c.write(ctx, bufs, len(msgs))
 }
 
-var errWriteClosed = errors.New("ws: write on closed connection")
-
 // write writes whole frames; n counts the data messages among them.
 func (c *Conn) write(ctx context.Context, bufs net.Buffers, n int) error {
 	c.mu.Lock()
@@ -485,6 +483,19 @@ func (c *Conn) readFailed(err error) {
 	c.finish(err)
 }
 
+// queueFullLocked reports whether a handler-style connection has queued
+// as much as it may: reading stops until the handler takes messages.
+// c.mu must be held.
+func (c *Conn) queueFullLocked() bool {
+	return c.h == nil && c.state == stateOpen && c.queueBytes >= c.o.maxQueued
+}
+
+func (c *Conn) queueFull() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queueFullLocked()
+}
+
 // waitQueueSpace blocks a goroutine reader while the handler has not taken
 // enough queued messages. It returns false once the connection is closed.
 func (c *Conn) waitQueueSpace() bool {
@@ -494,7 +505,7 @@ func (c *Conn) waitQueueSpace() bool {
 			c.mu.Unlock()
 			return false
 		}
-		if c.h != nil || c.state != stateOpen || c.queueBytes < c.o.maxQueued {
+		if !c.queueFullLocked() {
 			c.mu.Unlock()
 			return true
 		}

@@ -170,7 +170,7 @@ func (c *Conn) onReadable() {
 			return
 		}
 		c.process(buf[:n])
-		if n < len(buf) {
+		if n < len(buf) || c.queueFull() {
 			break
 		}
 	}
@@ -179,7 +179,7 @@ func (c *Conn) onReadable() {
 		c.mu.Unlock()
 		return
 	}
-	if c.h == nil && c.state == stateOpen && c.queueBytes >= c.o.maxQueued {
+	if c.queueFullLocked() {
 		c.paused = true // popLocked re-arms
 		c.mu.Unlock()
 		return

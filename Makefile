@@ -1,0 +1,41 @@
+# Switchyard: every target works on a fresh clone (see .ci/run for CI).
+GO        ?= go
+STATICCHECK_VERSION ?= v0.8.2
+GOBIN     ?= $(shell $(GO) env GOPATH)/bin
+
+.PHONY: all build test lint bench bench-idle bench-engines fuzz
+
+all: lint test
+
+build:
+	$(GO) build ./...
+
+## test: every test, with the race detector (service-backed tests read
+## SWITCHYARD_TEST_REDIS / SWITCHYARD_TEST_POSTGRES and skip visibly without them)
+test:
+	$(GO) build ./...
+	$(GO) test -race -count=1 ./...
+
+## lint: gofmt, go vet and staticcheck
+lint:
+	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GOBIN)/staticcheck ./...
+
+## bench: Go micro-benchmarks of the hot paths, then the idle-connection scenario
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(MAKE) bench-idle
+
+## bench-idle: server memory per idle WebSocket connection (10,000 connections)
+bench-idle:
+	$(GO) build -o bin/switchyard ./cmd/switchyard
+	./bin/switchyard bench idle --conns 10000
+
+## bench-engines: the engine comparison behind docs/BENCHMARKS.md (its own module)
+bench-engines:
+	cd bench/engines && $(GO) run . -conns 10000 -rounds 3
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzFrameReader -fuzztime 30s ./ws

@@ -1,0 +1,209 @@
+// Package bench is the load generator behind `switchyard bench`. Each
+// scenario runs against a server it starts itself (a child process of the
+// same binary, so the two do not share memory figures) or one given with
+// --target, which must be on the loopback interface. Every scenario is
+// bounded in count and time and stops by itself.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Main runs `switchyard bench SCENARIO [flags]`.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: switchyard bench idle [--target URL] [--conns N] [--json]")
+	}
+	scenario, args := args[0], args[1:]
+	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("target", "", "server to measure, e.g. http://127.0.0.1:8000 (default: start one)")
+	conns := fs.Int("conns", 10000, "connections to open (up to ~19,000 here: the process limit is 20,000 open files)")
+	settle := fs.Duration("settle", 5*time.Second, "wait before reading memory figures")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	switch scenario {
+	case "idle":
+	default:
+		return fmt.Errorf("unknown scenario %q (have: idle)", scenario)
+	}
+	if *conns < 1 || *conns > 19000 {
+		return fmt.Errorf("--conns must be between 1 and 19000 (the process limit is 20,000 open files)")
+	}
+	base := *target
+	if base == "" {
+		srv, err := startServer(ctx, stderr)
+		if err != nil {
+			return err
+		}
+		defer srv.stop()
+		base = srv.url
+	}
+	u, err := checkLoopback(base)
+	if err != nil {
+		return err
+	}
+	res, err := Idle(ctx, IdleConfig{Target: u, Conns: *conns, Settle: *settle, Progress: stderr})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	res.WriteTable(stdout)
+	return nil
+}
+
+// checkLoopback parses the target and refuses anything but loopback.
+func checkLoopback(target string) (*url.URL, error) {
+	u, err := url.Parse(target)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("--target %q: want a URL like http://127.0.0.1:8000", target)
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return u, nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("--target %q: only loopback addresses may be load-tested", target)
+	}
+	return u, nil
+}
+
+// child is a server started by the benchmark.
+type child struct {
+	cmd    *exec.Cmd
+	url    string
+	dir    string
+	exited chan struct{}
+}
+
+// startServer runs this binary's serve command on a free loopback port
+// with a fresh data directory and waits until it is healthy.
+func startServer(ctx context.Context, stderr io.Writer) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir, err := os.MkdirTemp("", "switchyard-bench-")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, "serve", "--listen", addr, "--data-dir", dir, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	cmd.Env = cleanEnv(os.Environ())
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	c := &child{cmd: cmd, url: "http://" + addr, dir: dir, exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(c.exited) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(c.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return c, nil
+			}
+		}
+		select {
+		case <-c.exited:
+			os.RemoveAll(dir)
+			return nil, errors.New("the server exited while starting")
+		case <-ctx.Done():
+			c.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.stop()
+			return nil, errors.New("the server did not become healthy in 15 s")
+		}
+	}
+}
+
+// cleanEnv drops SWITCHYARD_* settings so the child runs on defaults.
+func cleanEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "SWITCHYARD_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func (c *child) stop() {
+	c.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-c.exited:
+	case <-time.After(15 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.exited
+	}
+	os.RemoveAll(c.dir)
+}
+
+// scrape reads the numeric samples of /metrics (names without labels, or
+// the first sample of a labelled metric).
+func scrape(ctx context.Context, base *url.URL) (map[string]float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", base.JoinPath("/metrics").String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("scrape /metrics: status %d", resp.StatusCode)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+		}
+		if _, seen := out[name]; seen {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.Fields(value)[0], 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out, sc.Err()
+}

@@ -1,0 +1,218 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// IdleConfig configures the idle scenario.
+type IdleConfig struct {
+	Target   *url.URL
+	Conns    int
+	Settle   time.Duration // wait before reading memory figures
+	Progress io.Writer     // progress lines; nil for none
+}
+
+// IdleResult is what the idle scenario measured. Memory figures come from
+// the server's /metrics, so they are the server's alone.
+type IdleResult struct {
+	Scenario          string  `json:"scenario"`
+	Conns             int     `json:"conns"`
+	ConnectSeconds    float64 `json:"connect_seconds"`
+	ConnectsPerSec    float64 `json:"connects_per_sec"`
+	RSSBefore         float64 `json:"rss_before_bytes"`
+	RSSAfter          float64 `json:"rss_after_bytes"`
+	BytesPerConn      float64 `json:"bytes_per_conn"`
+	HeapPerConn       float64 `json:"heap_bytes_per_conn"`
+	StackPerConn      float64 `json:"stack_bytes_per_conn"`
+	GoroutinesPerConn float64 `json:"goroutines_per_conn"`
+}
+
+// Idle opens Conns WebSocket connections to /live, checks each received
+// its $session connected frame, leaves them idle, and reports the
+// server's resident memory per connection.
+func Idle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	if err := sleep(ctx, cfg.Settle/2); err != nil {
+		return nil, err
+	}
+	before, err := scrape(ctx, cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	conns := make([]net.Conn, 0, cfg.Conns)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var mu sync.Mutex
+	var firstErr error
+	start := time.Now()
+	jobs := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for range jobs {
+				c, err := dialLive(ctx, cfg.Target)
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					conns = append(conns, c)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+feed:
+	for i := 0; i < cfg.Conns; i++ {
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		select {
+		case jobs <- struct{}{}:
+		case <-ctx.Done():
+			break feed
+		case <-ticker.C:
+			mu.Lock()
+			fmt.Fprintf(progress, "idle: %d/%d connected\n", len(conns), cfg.Conns)
+			mu.Unlock()
+			i--
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, fmt.Errorf("after %d connections: %w", len(conns), firstErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(progress, "idle: %d connected in %.1fs; settling %v\n", len(conns), elapsed.Seconds(), cfg.Settle)
+	if err := sleep(ctx, cfg.Settle); err != nil {
+		return nil, err
+	}
+	after, err := scrape(ctx, cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	if got := after["switchyard_connections"] - before["switchyard_connections"]; int(got) != cfg.Conns {
+		return nil, fmt.Errorf("the server reports %v new connections, want %d", got, cfg.Conns)
+	}
+	n := float64(cfg.Conns)
+	per := func(name string) float64 { return (after[name] - before[name]) / n }
+	return &IdleResult{
+		Scenario:          "idle",
+		Conns:             cfg.Conns,
+		ConnectSeconds:    elapsed.Seconds(),
+		ConnectsPerSec:    n / elapsed.Seconds(),
+		RSSBefore:         before["process_resident_memory_bytes"],
+		RSSAfter:          after["process_resident_memory_bytes"],
+		BytesPerConn:      per("process_resident_memory_bytes"),
+		HeapPerConn:       per("go_memstats_heap_inuse_bytes"),
+		StackPerConn:      per("go_memstats_stack_inuse_bytes"),
+		GoroutinesPerConn: per("go_goroutines"),
+	}, nil
+}
+
+// WriteTable prints the result for people.
+func (r *IdleResult) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tconns\tconnect/s\tRSS before\tRSS after\tRSS/conn\theap/conn\tstack/conn\tgoroutines/conn\t")
+	fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f MB\t%.1f MB\t%.0f B\t%.0f B\t%.0f B\t%.2f\t\n",
+		r.Scenario, r.Conns, r.ConnectsPerSec, r.RSSBefore/1e6, r.RSSAfter/1e6, r.BytesPerConn, r.HeapPerConn, r.StackPerConn, r.GoroutinesPerConn)
+	tw.Flush()
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// dialLive opens a WebSocket to /live with a minimal client (so the
+// client's own memory stays small) and reads the connected frame.
+func dialLive(ctx context.Context, base *url.URL) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", base.Host)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	var key [16]byte
+	rand.Read(key[:])
+	fmt.Fprintf(c, "GET /live HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
+		base.Host, base64.StdEncoding.EncodeToString(key[:]))
+	br := bufio.NewReaderSize(c, 512)
+	status, err := br.ReadString('\n')
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	if !strings.HasPrefix(status, "HTTP/1.1 101") {
+		c.Close()
+		return nil, fmt.Errorf("handshake: %s", strings.TrimSpace(status))
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("handshake: %w", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	var hdr [4]byte
+	if _, err := io.ReadFull(br, hdr[:2]); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("first frame: %w", err)
+	}
+	n := int(hdr[1] & 0x7F)
+	if n == 126 {
+		if _, err := io.ReadFull(br, hdr[2:4]); err != nil {
+			c.Close()
+			return nil, err
+		}
+		n = int(binary.BigEndian.Uint16(hdr[2:4]))
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("first frame: %w", err)
+	}
+	if !strings.Contains(string(payload), `"connected"`) {
+		c.Close()
+		return nil, fmt.Errorf("first frame is not $session connected: %q", payload)
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}

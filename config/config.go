@@ -1,0 +1,504 @@
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is the whole server configuration. The yaml tags are the key
+// names in the file; the environment variable names are derived from them.
+type Config struct {
+	// Listen is the host:port the HTTP server listens on.
+	Listen string `yaml:"listen"`
+	// DataDir is the directory for the embedded store and other state.
+	DataDir string `yaml:"data_dir"`
+	// Log configures the server log.
+	Log Log `yaml:"log"`
+	// Store selects the database.
+	Store Store `yaml:"store"`
+	// Broker selects the pub/sub broker that connects server instances.
+	Broker Broker `yaml:"broker"`
+	// Auth configures how clients authenticate.
+	Auth Auth `yaml:"auth"`
+	// APIKeys are the keys accepted for server-to-server API calls.
+	APIKeys []Secret `yaml:"api_keys"`
+	// WebSocket configures WebSocket connections.
+	WebSocket WebSocket `yaml:"websocket"`
+	// Limits bounds sizes, rates and counts.
+	Limits Limits `yaml:"limits"`
+	// Channelstream configures the Channelstream-compatible API.
+	Channelstream Channelstream `yaml:"channelstream"`
+	// Resources are the live data resources, in declaration order.
+	Resources []Resource `yaml:"resources" config:"map"`
+	// Channels configures pub/sub channels.
+	Channels Channels `yaml:"channels"`
+	// Signals are the signals clients may send, in declaration order.
+	Signals []Signal `yaml:"signals" config:"map"`
+	// Queues are the work queues, in declaration order. After Load or
+	// Parse it always holds a queue named "default".
+	Queues []Queue `yaml:"queues" config:"map"`
+}
+
+// Log configures the server log.
+type Log struct {
+	// Format is LogFormatText or LogFormatJSON.
+	Format string `yaml:"format"`
+	// Level is one of LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError.
+	Level string `yaml:"level"`
+}
+
+// Log formats and levels.
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+	LogLevelDebug = "debug"
+	LogLevelInfo  = "info"
+	LogLevelWarn  = "warn"
+	LogLevelError = "error"
+)
+
+// Store selects the database.
+type Store struct {
+	// Driver is StoreSQLite or StorePostgres.
+	Driver string `yaml:"driver"`
+	// URL is the postgres:// or postgresql:// connection URL; it must be
+	// empty for sqlite, which lives in DataDir.
+	URL Secret `yaml:"url"`
+}
+
+// Store drivers.
+const (
+	StoreSQLite   = "sqlite"
+	StorePostgres = "postgres"
+)
+
+// LogValue implements slog.LogValuer, showing the URL without password or
+// query parameters.
+func (s Store) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("driver", s.Driver), slog.String("url", redactURL(string(s.URL))))
+}
+
+// Broker selects the pub/sub broker.
+type Broker struct {
+	// Driver is BrokerMemory, BrokerRedis or BrokerNATS.
+	Driver string `yaml:"driver"`
+	// URL is the redis://, rediss:// or nats:// URL; empty for memory.
+	URL Secret `yaml:"url"`
+}
+
+// Broker drivers.
+const (
+	BrokerMemory = "memory"
+	BrokerRedis  = "redis"
+	BrokerNATS   = "nats"
+)
+
+// LogValue implements slog.LogValuer, showing the URL without password or
+// query parameters.
+func (b Broker) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("driver", b.Driver), slog.String("url", redactURL(string(b.URL))))
+}
+
+// redactURL shows scheme, user name, host and path of a URL, hiding the
+// password and the query.
+func redactURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" {
+		return redacted
+	}
+	var b strings.Builder
+	b.WriteString(u.Scheme)
+	b.WriteString("://")
+	if u.User != nil {
+		b.WriteString(u.User.Username())
+		if _, ok := u.User.Password(); ok {
+			b.WriteString(":" + redacted)
+		}
+		b.WriteString("@")
+	}
+	b.WriteString(u.Host)
+	b.WriteString(u.EscapedPath())
+	if u.RawQuery != "" {
+		b.WriteString("?" + redacted)
+	}
+	return b.String()
+}
+
+// Auth configures how clients authenticate.
+type Auth struct {
+	// Anonymous allows clients without credentials.
+	Anonymous bool `yaml:"anonymous"`
+	// JWT configures verification of JSON Web Tokens.
+	JWT JWT `yaml:"jwt"`
+	// CookieName is the cookie that may carry the token; "" disables
+	// cookie authentication.
+	CookieName string `yaml:"cookie_name"`
+}
+
+// JWT configures verification of JSON Web Tokens. At most one of
+// HMACSecret and PublicKeyFile is set; with neither, JWTs are not accepted.
+type JWT struct {
+	// HMACSecret verifies HS256/384/512 tokens; at least 16 bytes.
+	HMACSecret Secret `yaml:"hmac_secret"`
+	// PublicKeyFile is a PEM file with the RSA, ECDSA or Ed25519 public key.
+	PublicKeyFile string `yaml:"public_key_file"`
+	// Issuer, when set, must equal the token's iss claim.
+	Issuer string `yaml:"issuer"`
+	// Audience, when set, must be in the token's aud claim.
+	Audience string `yaml:"audience"`
+}
+
+// WebSocket configures WebSocket connections.
+type WebSocket struct {
+	// AllowedOrigins lists the accepted Origin headers: empty means same
+	// origin only, "*" any origin; otherwise exact origins such as
+	// https://app.example.com or host patterns such as *.example.com.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// PingInterval is how often the server pings an idle client.
+	PingInterval Duration `yaml:"ping_interval"`
+	// ReadTimeout closes a connection silent for this long; it must be
+	// longer than PingInterval.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// Compression enables permessage-deflate.
+	Compression bool `yaml:"compression"`
+	// WriteTimeout bounds one write to the client.
+	WriteTimeout Duration `yaml:"write_timeout"`
+}
+
+// Limits bounds sizes, rates and counts.
+type Limits struct {
+	// MaxMessageSize is the largest WebSocket message accepted (1B..64MiB).
+	MaxMessageSize Size `yaml:"max_message_size"`
+	// MaxQueuedBytes bounds one session's outbox; at least MaxMessageSize.
+	MaxQueuedBytes Size `yaml:"max_queued_bytes"`
+	// MaxRequestBody bounds HTTP request bodies.
+	MaxRequestBody Size `yaml:"max_request_body"`
+	// MaxConnections bounds concurrent connections; 0 is unlimited.
+	MaxConnections int `yaml:"max_connections"`
+	// MessagesPerSecond bounds each connection's inbound rate; 0 is
+	// unlimited.
+	MessagesPerSecond int `yaml:"messages_per_second"`
+	// ShutdownTimeout is how long a graceful shutdown may take.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// Channelstream configures the Channelstream-compatible API.
+type Channelstream struct {
+	// Enabled turns the API on; it then requires Secret.
+	Enabled bool `yaml:"enabled"`
+	// Secret signs the requests of the application server.
+	Secret Secret `yaml:"secret"`
+	// Prefix is the URL path the API is mounted under; starts with "/".
+	Prefix string `yaml:"prefix"`
+	// AllowPostingFrom lists the IP addresses and CIDR prefixes allowed to
+	// call the server-side API.
+	AllowPostingFrom []string `yaml:"allow_posting_from"`
+	// AdminUser is the user name of the admin panel.
+	AdminUser string `yaml:"admin_user"`
+	// AdminSecret is the password of the admin panel; "" disables it.
+	AdminSecret Secret `yaml:"admin_secret"`
+	// ConnectionGC is how often dead connections are collected.
+	ConnectionGC Duration `yaml:"connection_gc"`
+	// HeartbeatInterval is how often heartbeats are sent to clients.
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+}
+
+// AllowedPrefixes returns AllowPostingFrom as prefixes (an address is a
+// prefix of its full length). Entries that do not parse are skipped; they
+// are reported by Validate.
+func (c Channelstream) AllowedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.AllowPostingFrom {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p)
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out
+}
+
+// Resource is one live data resource: a collection of records with typed
+// fields, served over HTTP and WebSocket.
+type Resource struct {
+	// Name is the resource's key in the resources map.
+	Name string `yaml:"-"`
+	// Fields are the declared fields, in declaration order.
+	Fields []Field `yaml:"fields" config:"map"`
+	// PKField is the name of the primary-key field, which is implicit.
+	PKField string `yaml:"pk_field"`
+	// Search lists the string or text fields searched by full-text queries.
+	Search []string `yaml:"search"`
+	// Ordering is the default ordering: field names, "-" for descending.
+	Ordering []string `yaml:"ordering"`
+	// PageSize is the default page size, 1..1000.
+	PageSize int `yaml:"page_size"`
+	// Permissions says who may do what.
+	Permissions ResourcePermissions `yaml:"permissions"`
+}
+
+// Field returns the declared field with the given name.
+func (r *Resource) Field(name string) (*Field, bool) {
+	for i := range r.Fields {
+		if r.Fields[i].Name == name {
+			return &r.Fields[i], true
+		}
+	}
+	return nil, false
+}
+
+// Field is one declared field of a resource.
+type Field struct {
+	// Name is the field's key in the fields map.
+	Name string `yaml:"-"`
+	// Type is one of the Field* type constants.
+	Type string `yaml:"type"`
+	// Required makes the field mandatory on create.
+	Required bool `yaml:"required"`
+	// Default is the value used when a create omits the field; nil means
+	// none. Its Go type follows the YAML value: string, int, float64,
+	// bool, or (for json fields) maps and slices.
+	Default any `yaml:"default"`
+	// MaxLength bounds string and text fields, in characters.
+	MaxLength *int `yaml:"max_length"`
+	// Min bounds int and float fields from below.
+	Min *float64 `yaml:"min"`
+	// Max bounds int and float fields from above.
+	Max *float64 `yaml:"max"`
+	// Unique makes the store reject duplicate values.
+	Unique bool `yaml:"unique"`
+	// ReadOnly makes the field settable only by the server.
+	ReadOnly bool `yaml:"read_only"`
+}
+
+// Field types.
+const (
+	FieldString   = "string"
+	FieldText     = "text"
+	FieldInt      = "int"
+	FieldFloat    = "float"
+	FieldBool     = "bool"
+	FieldDatetime = "datetime"
+	FieldJSON     = "json"
+)
+
+// ResourcePermissions says who may read, create, update and delete the
+// records of a resource. Each is AccessAnyone, AccessAuthenticated,
+// AccessNone or AccessOwnerPrefix followed by a declared string field
+// holding the owner's user id (e.g. "owner:author").
+type ResourcePermissions struct {
+	// Read is who may list and get records.
+	Read string `yaml:"read"`
+	// Create is who may create records.
+	Create string `yaml:"create"`
+	// Update is who may update records.
+	Update string `yaml:"update"`
+	// Delete is who may delete records.
+	Delete string `yaml:"delete"`
+}
+
+// Access levels used by permissions.
+const (
+	AccessAnyone        = "anyone"
+	AccessAuthenticated = "authenticated"
+	AccessNone          = "none"
+	AccessOwnerPrefix   = "owner:"
+)
+
+// OwnerField reports whether perm is an owner permission ("owner:FIELD")
+// and returns FIELD.
+func OwnerField(perm string) (field string, ok bool) {
+	return strings.CutPrefix(perm, AccessOwnerPrefix)
+}
+
+// Channels configures pub/sub channels.
+type Channels struct {
+	// Default applies to channels outside every namespace.
+	Default ChannelOptions `yaml:"default"`
+	// Namespaces are the declared namespaces, in declaration order. Keys a
+	// namespace leaves out take the built-in defaults (DefaultChannelOptions),
+	// not the values of Default.
+	Namespaces []Namespace `yaml:"namespaces" config:"map"`
+}
+
+// ChannelOptions are the settings of a channel namespace.
+type ChannelOptions struct {
+	// Presence keeps the list of subscribers.
+	Presence bool `yaml:"presence"`
+	// HistorySize is how many recent messages are kept per channel.
+	HistorySize int `yaml:"history_size"`
+	// HistoryTTL is how long kept messages live.
+	HistoryTTL Duration `yaml:"history_ttl"`
+	// Recover lets reconnecting clients fetch the messages they missed; it
+	// requires HistorySize > 0 and HistoryTTL > 0.
+	Recover bool `yaml:"recover"`
+	// Permissions says who may do what.
+	Permissions ChannelPermissions `yaml:"permissions"`
+}
+
+// DefaultChannelOptions returns the built-in channel settings: no
+// presence, no history, anyone may subscribe, read presence and history,
+// and nobody may publish from a client.
+func DefaultChannelOptions() ChannelOptions {
+	return ChannelOptions{Permissions: ChannelPermissions{
+		Subscribe: AccessAnyone,
+		Publish:   AccessNone,
+		Presence:  AccessAnyone,
+		History:   AccessAnyone,
+	}}
+}
+
+// ChannelPermissions says who may subscribe, publish and read presence and
+// history; each is AccessAnyone, AccessAuthenticated or AccessNone.
+type ChannelPermissions struct {
+	// Subscribe is who may subscribe.
+	Subscribe string `yaml:"subscribe"`
+	// Publish is who may publish from a client connection.
+	Publish string `yaml:"publish"`
+	// Presence is who may read the presence list.
+	Presence string `yaml:"presence"`
+	// History is who may read the history.
+	History string `yaml:"history"`
+}
+
+// Namespace is a named channel namespace.
+type Namespace struct {
+	// Name is the namespace's key in the namespaces map.
+	Name string `yaml:"-"`
+	// ChannelOptions are the namespace's settings.
+	ChannelOptions `yaml:",inline"`
+}
+
+// Signal is a named signal that clients may send to the server.
+type Signal struct {
+	// Name is the signal's key in the signals map.
+	Name string `yaml:"-"`
+	// Queue is the queue that processes the signal: a declared queue or
+	// "default" (the default).
+	Queue string `yaml:"queue"`
+	// Allowed is who may send it: AccessAnyone, AccessAuthenticated (the
+	// default) or AccessNone.
+	Allowed string `yaml:"allowed"`
+	// Webhook, when set, is an http(s) URL the signal is POSTed to.
+	Webhook string `yaml:"webhook"`
+}
+
+// Queue is a named work queue.
+type Queue struct {
+	// Name is the queue's key in the queues map.
+	Name string `yaml:"-"`
+	// Concurrency is how many jobs run at once; at least 1, default 4.
+	Concurrency int `yaml:"concurrency"`
+}
+
+// DefaultQueue is the name of the queue that always exists.
+const DefaultQueue = "default"
+
+// defaultConcurrency is the concurrency of a queue that does not set one.
+const defaultConcurrency = 4
+
+// Default returns the embedded default configuration, the one used when
+// there is no file and no SWITCHYARD_* variable. Each call returns a fresh
+// value that the caller may modify.
+func Default() Config {
+	return Config{
+		Listen:  "127.0.0.1:8000",
+		DataDir: "./switchyard-data",
+		Log:     Log{Format: LogFormatText, Level: LogLevelInfo},
+		Store:   Store{Driver: StoreSQLite},
+		Broker:  Broker{Driver: BrokerMemory},
+		Auth:    Auth{Anonymous: true, CookieName: "switchyard_token"},
+		WebSocket: WebSocket{
+			PingInterval: Duration(25 * time.Second),
+			ReadTimeout:  Duration(60 * time.Second),
+			WriteTimeout: Duration(10 * time.Second),
+		},
+		Limits: Limits{
+			MaxMessageSize:  64 * KiB,
+			MaxQueuedBytes:  1 * MiB,
+			MaxRequestBody:  1 * MiB,
+			ShutdownTimeout: Duration(10 * time.Second),
+		},
+		Channelstream: Channelstream{
+			Prefix:            "/",
+			AllowPostingFrom:  []string{"127.0.0.1"},
+			AdminUser:         "admin",
+			ConnectionGC:      Duration(15 * time.Second),
+			HeartbeatInterval: Duration(5 * time.Second),
+		},
+		Channels: Channels{Default: DefaultChannelOptions()},
+		Queues:   []Queue{{Name: DefaultQueue, Concurrency: defaultConcurrency}},
+	}
+}
+
+// defaultResource is what a resource entry starts from before its keys are
+// decoded.
+func defaultResource() Resource {
+	return Resource{
+		PKField:  "id",
+		PageSize: 25,
+		Permissions: ResourcePermissions{
+			Read: AccessAnyone, Create: AccessAnyone, Update: AccessAnyone, Delete: AccessAnyone,
+		},
+	}
+}
+
+// LogValue implements slog.LogValuer: the configuration with every secret
+// redacted and the user-named sections shortened to their names.
+func (c Config) LogValue() slog.Value {
+	names := func(n int, name func(int) string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = name(i)
+		}
+		return out
+	}
+	return slog.GroupValue(
+		slog.String("listen", c.Listen),
+		slog.String("data_dir", c.DataDir),
+		slog.Group("log", "format", c.Log.Format, "level", c.Log.Level),
+		slog.Any("store", c.Store),
+		slog.Any("broker", c.Broker),
+		slog.Group("auth",
+			"anonymous", c.Auth.Anonymous,
+			slog.Group("jwt",
+				"hmac_secret", c.Auth.JWT.HMACSecret,
+				"public_key_file", c.Auth.JWT.PublicKeyFile,
+				"issuer", c.Auth.JWT.Issuer,
+				"audience", c.Auth.JWT.Audience),
+			"cookie_name", c.Auth.CookieName),
+		slog.Int("api_keys", len(c.APIKeys)),
+		slog.Group("websocket",
+			"allowed_origins", c.WebSocket.AllowedOrigins,
+			"ping_interval", c.WebSocket.PingInterval.String(),
+			"read_timeout", c.WebSocket.ReadTimeout.String(),
+			"compression", c.WebSocket.Compression,
+			"write_timeout", c.WebSocket.WriteTimeout.String()),
+		slog.Group("limits",
+			"max_message_size", c.Limits.MaxMessageSize.String(),
+			"max_queued_bytes", c.Limits.MaxQueuedBytes.String(),
+			"max_request_body", c.Limits.MaxRequestBody.String(),
+			"max_connections", c.Limits.MaxConnections,
+			"messages_per_second", c.Limits.MessagesPerSecond,
+			"shutdown_timeout", c.Limits.ShutdownTimeout.String()),
+		slog.Group("channelstream",
+			"enabled", c.Channelstream.Enabled,
+			"secret", c.Channelstream.Secret,
+			"prefix", c.Channelstream.Prefix,
+			"allow_posting_from", c.Channelstream.AllowPostingFrom,
+			"admin_user", c.Channelstream.AdminUser,
+			"admin_secret", c.Channelstream.AdminSecret,
+			"connection_gc", c.Channelstream.ConnectionGC.String(),
+			"heartbeat_interval", c.Channelstream.HeartbeatInterval.String()),
+		slog.Any("resources", names(len(c.Resources), func(i int) string { return c.Resources[i].Name })),
+		slog.Any("channel_namespaces", names(len(c.Channels.Namespaces), func(i int) string { return c.Channels.Namespaces[i].Name })),
+		slog.Any("signals", names(len(c.Signals), func(i int) string { return c.Signals[i].Name })),
+		slog.Any("queues", names(len(c.Queues), func(i int) string { return c.Queues[i].Name })),
+	)
+}

@@ -1,0 +1,580 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// verr is a validation problem: key is the key path reported, at a related
+// key whose position is used when key itself has none (e.g. store.driver
+// for a missing store.url).
+type verr struct {
+	key, at, msg string
+}
+
+type validator struct {
+	errs []verr
+}
+
+func (v *validator) add(key, format string, args ...any) {
+	v.errs = append(v.errs, verr{key: key, msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) addAt(key, at, format string, args ...any) {
+	v.errs = append(v.errs, verr{key: key, at: at, msg: fmt.Sprintf(format, args...)})
+}
+
+// oneOf checks an enumerated value.
+func (v *validator) oneOf(key, got string, allowed ...string) bool {
+	for _, a := range allowed {
+		if got == a {
+			return true
+		}
+	}
+	v.add(key, "must be one of %s (got %q)", strings.Join(allowed, ", "), got)
+	return false
+}
+
+func (v *validator) positive(key string, d Duration) {
+	if d <= 0 {
+		v.add(key, "must be greater than 0 (got %s)", d)
+	}
+}
+
+func (v *validator) nonNegative(key string, d Duration) {
+	if d < 0 {
+		v.add(key, "must not be negative (got %s)", d)
+	}
+}
+
+// Validate checks the configuration as a whole, for use after fields were
+// changed in Go (e.g. by command-line flags). It returns nil or an Errors
+// whose entries name the offending keys; they carry no file or line.
+// Validate reads auth.jwt.public_key_file to check that it is readable.
+func (c *Config) Validate() error {
+	var out Errors
+	for _, e := range c.validate() {
+		out = append(out, &Error{Key: e.key, Msg: e.msg})
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+var (
+	resourceNameRE  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	namespaceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+	entryNameRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:-]*$`)
+)
+
+func (c *Config) validate() []verr {
+	v := &validator{}
+	v.listen("listen", c.Listen)
+	if strings.TrimSpace(c.DataDir) == "" {
+		v.add("data_dir", "must not be empty")
+	}
+	v.oneOf("log.format", c.Log.Format, LogFormatText, LogFormatJSON)
+	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
+
+	if v.oneOf("store.driver", c.Store.Driver, StoreSQLite, StorePostgres) {
+		v.driverURL("store", c.Store.Driver, string(c.Store.URL), map[string][]string{
+			StorePostgres: {"postgres://", "postgresql://"},
+		})
+	}
+	if v.oneOf("broker.driver", c.Broker.Driver, BrokerMemory, BrokerRedis, BrokerNATS) {
+		v.driverURL("broker", c.Broker.Driver, string(c.Broker.URL), map[string][]string{
+			BrokerRedis: {"redis://", "rediss://"},
+			BrokerNATS:  {"nats://"},
+		})
+	}
+
+	c.validateAuth(v)
+	seenKeys := map[Secret]int{}
+	for i, k := range c.APIKeys {
+		key := fmt.Sprintf("api_keys[%d]", i)
+		switch {
+		case k == "":
+			v.add(key, "must not be empty")
+		case utf8.RuneCountInString(string(k)) < 16:
+			v.add(key, "must be at least 16 characters long (got %d)", utf8.RuneCountInString(string(k)))
+		}
+		if j, dup := seenKeys[k]; dup && k != "" {
+			v.add(key, "duplicate of api_keys[%d]", j)
+		} else {
+			seenKeys[k] = i
+		}
+	}
+
+	for i, o := range c.WebSocket.AllowedOrigins {
+		if msg := checkOrigin(o); msg != "" {
+			v.add(fmt.Sprintf("websocket.allowed_origins[%d]", i), "%s (got %q)", msg, o)
+		}
+	}
+	v.positive("websocket.ping_interval", c.WebSocket.PingInterval)
+	if c.WebSocket.PingInterval > 0 && c.WebSocket.ReadTimeout <= c.WebSocket.PingInterval {
+		v.addAt("websocket.read_timeout", "websocket.ping_interval", "must be longer than websocket.ping_interval (%s) (got %s)", c.WebSocket.PingInterval, c.WebSocket.ReadTimeout)
+	}
+	v.positive("websocket.write_timeout", c.WebSocket.WriteTimeout)
+
+	l := c.Limits
+	if l.MaxMessageSize < 1 || l.MaxMessageSize > 64*MiB {
+		v.add("limits.max_message_size", "must be between 1B and 64MiB (got %s)", l.MaxMessageSize)
+	}
+	if l.MaxQueuedBytes < l.MaxMessageSize {
+		v.addAt("limits.max_queued_bytes", "limits.max_message_size", "must be at least limits.max_message_size (%s) (got %s)", l.MaxMessageSize, l.MaxQueuedBytes)
+	}
+	if l.MaxRequestBody < 1 {
+		v.add("limits.max_request_body", "must be at least 1B (got %s)", l.MaxRequestBody)
+	}
+	if l.MaxConnections < 0 {
+		v.add("limits.max_connections", "must not be negative; 0 is unlimited (got %d)", l.MaxConnections)
+	}
+	if l.MessagesPerSecond < 0 {
+		v.add("limits.messages_per_second", "must not be negative; 0 is unlimited (got %d)", l.MessagesPerSecond)
+	}
+	v.nonNegative("limits.shutdown_timeout", l.ShutdownTimeout)
+
+	c.validateChannelstream(v)
+	c.validateResources(v)
+
+	v.channelOptions("channels.default", c.Channels.Default)
+	seenNS := map[string]bool{}
+	for _, ns := range c.Channels.Namespaces {
+		key := joinKey("channels.namespaces", ns.Name)
+		if !namespaceNameRE.MatchString(ns.Name) {
+			v.add(key, "namespace name must match %s", namespaceNameRE)
+		}
+		if seenNS[ns.Name] {
+			v.add(key, "duplicate namespace")
+		}
+		seenNS[ns.Name] = true
+		v.channelOptions(key, ns.ChannelOptions)
+	}
+
+	queues := map[string]bool{DefaultQueue: true}
+	seenQ := map[string]bool{}
+	for _, q := range c.Queues {
+		key := joinKey("queues", q.Name)
+		if !entryNameRE.MatchString(q.Name) {
+			v.add(key, "queue name must match %s", entryNameRE)
+		}
+		if seenQ[q.Name] {
+			v.add(key, "duplicate queue")
+		}
+		seenQ[q.Name] = true
+		queues[q.Name] = true
+		if q.Concurrency < 1 {
+			v.add(key+".concurrency", "must be at least 1 (got %d)", q.Concurrency)
+		}
+	}
+	seenS := map[string]bool{}
+	for _, s := range c.Signals {
+		key := joinKey("signals", s.Name)
+		if !entryNameRE.MatchString(s.Name) {
+			v.add(key, "signal name must match %s", entryNameRE)
+		}
+		if seenS[s.Name] {
+			v.add(key, "duplicate signal")
+		}
+		seenS[s.Name] = true
+		if !queues[s.Queue] {
+			v.add(key+".queue", "must name a queue declared under queues, or %q (got %q)", DefaultQueue, s.Queue)
+		}
+		v.oneOf(key+".allowed", s.Allowed, AccessAnyone, AccessAuthenticated, AccessNone)
+		if s.Webhook != "" {
+			if u, err := url.Parse(s.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				v.add(key+".webhook", "must be an http:// or https:// URL (got %q)", s.Webhook)
+			}
+		}
+	}
+	return v.errs
+}
+
+// listen checks a host:port address.
+func (v *validator) listen(key, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		msg := err.Error()
+		if ae, ok := err.(*net.AddrError); ok {
+			msg = ae.Err
+		}
+		v.add(key, "must be host:port, like 127.0.0.1:8000 or :8000 (got %q: %s)", addr, msg)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add(key, "port must be a number from 0 to 65535 (got %q)", port)
+	}
+}
+
+// driverURL checks the url of a store or broker: required with one of the
+// given schemes for the drivers in schemes, empty for the others. The URL
+// may hold a password, so it is never shown.
+func (v *validator) driverURL(section, driver, u string, schemes map[string][]string) {
+	key, at := section+".url", section+".driver"
+	prefixes, needs := schemes[driver]
+	switch {
+	case !needs && u != "":
+		v.addAt(key, at, "must be empty for driver %s", driver)
+	case needs && u == "":
+		v.addAt(key, at, "is required for driver %s (a %s URL)", driver, strings.Join(prefixes, " or "))
+	case needs:
+		ok := false
+		for _, p := range prefixes {
+			if strings.HasPrefix(u, p) {
+				ok = true
+			}
+		}
+		if _, err := url.Parse(u); !ok || err != nil {
+			v.addAt(key, at, "must be a URL starting with %s (value not shown)", strings.Join(prefixes, " or "))
+		}
+	}
+}
+
+func (c *Config) validateAuth(v *validator) {
+	j := c.Auth.JWT
+	if j.HMACSecret != "" && j.PublicKeyFile != "" {
+		v.add("auth.jwt.hmac_secret", "cannot be set together with auth.jwt.public_key_file: they are mutually exclusive")
+	}
+	if j.HMACSecret != "" && len(j.HMACSecret) < 16 {
+		v.add("auth.jwt.hmac_secret", "must be at least 16 bytes long (got %d)", len(j.HMACSecret))
+	}
+	if j.PublicKeyFile != "" {
+		if fi, err := os.Stat(j.PublicKeyFile); err != nil {
+			v.add("auth.jwt.public_key_file", "cannot read %q: %v", j.PublicKeyFile, unwrapPath(err))
+		} else if fi.IsDir() {
+			v.add("auth.jwt.public_key_file", "%q is a directory, not a file", j.PublicKeyFile)
+		} else if f, err := os.Open(j.PublicKeyFile); err != nil {
+			v.add("auth.jwt.public_key_file", "cannot read %q: %v", j.PublicKeyFile, unwrapPath(err))
+		} else {
+			f.Close()
+		}
+	}
+	if name := c.Auth.CookieName; name != "" && !isToken(name) {
+		v.add("auth.cookie_name", "must be a valid cookie name: letters, digits and !#$%%&'*+-.^_`|~ (got %q)", name)
+	}
+}
+
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// isToken reports whether s is an RFC 9110 token (valid cookie name).
+func isToken(s string) bool {
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case strings.ContainsRune("!#$%&'*+-.^_`|~", r):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// checkOrigin returns "" when o is a valid websocket.allowed_origins entry.
+func checkOrigin(o string) string {
+	const want = `must be "*", an origin like https://app.example.com or a host pattern like *.example.com`
+	if o == "*" {
+		return ""
+	}
+	if strings.Contains(o, "://") {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" ||
+			!validHost(u.Host, false) {
+			return want
+		}
+		if u.Path == "/" {
+			return "must not end with \"/\": an origin has no path"
+		}
+		return ""
+	}
+	if !validHost(o, true) {
+		return want
+	}
+	return ""
+}
+
+// validHost checks host[:port], allowing a leading "*." when pattern.
+func validHost(h string, pattern bool) bool {
+	if host, port, err := net.SplitHostPort(h); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return false
+		}
+		h = host
+	}
+	if pattern {
+		h = strings.TrimPrefix(h, "*.")
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (c *Config) validateChannelstream(v *validator) {
+	cs := c.Channelstream
+	if cs.Enabled && cs.Secret == "" {
+		v.addAt("channelstream.secret", "channelstream.enabled", "is required when channelstream.enabled is true")
+	}
+	if cs.Enabled && cs.AdminUser == "" {
+		v.addAt("channelstream.admin_user", "channelstream.enabled", "must not be empty when channelstream.enabled is true")
+	}
+	if !strings.HasPrefix(cs.Prefix, "/") {
+		v.add("channelstream.prefix", "must start with \"/\" (got %q)", cs.Prefix)
+	}
+	for i, s := range cs.AllowPostingFrom {
+		_, perr := netip.ParsePrefix(s)
+		_, aerr := netip.ParseAddr(s)
+		if perr != nil && aerr != nil {
+			v.add(fmt.Sprintf("channelstream.allow_posting_from[%d]", i), "must be an IP address or a CIDR prefix like 10.0.0.0/8 (got %q)", s)
+		}
+	}
+	v.positive("channelstream.connection_gc", cs.ConnectionGC)
+	v.positive("channelstream.heartbeat_interval", cs.HeartbeatInterval)
+}
+
+func (v *validator) channelOptions(key string, o ChannelOptions) {
+	if o.HistorySize < 0 {
+		v.add(key+".history_size", "must not be negative (got %d)", o.HistorySize)
+	}
+	v.nonNegative(key+".history_ttl", o.HistoryTTL)
+	if o.Recover && (o.HistorySize <= 0 || o.HistoryTTL <= 0) {
+		v.add(key+".recover", "requires history_size > 0 and history_ttl > 0 (got history_size %d, history_ttl %s)", o.HistorySize, o.HistoryTTL)
+	}
+	p := o.Permissions
+	for _, e := range []struct{ name, val string }{
+		{"subscribe", p.Subscribe}, {"publish", p.Publish}, {"presence", p.Presence}, {"history", p.History},
+	} {
+		v.oneOf(key+".permissions."+e.name, e.val, AccessAnyone, AccessAuthenticated, AccessNone)
+	}
+}
+
+func (c *Config) validateResources(v *validator) {
+	seen := map[string]bool{}
+	for ri := range c.Resources {
+		r := &c.Resources[ri]
+		key := joinKey("resources", r.Name)
+		if !resourceNameRE.MatchString(r.Name) {
+			v.add(key, "resource name must match %s", resourceNameRE)
+		}
+		if seen[r.Name] {
+			v.add(key, "duplicate resource")
+		}
+		seen[r.Name] = true
+		if len(r.Fields) == 0 {
+			v.add(key+".fields", "at least one field is required")
+		}
+		fields := map[string]*Field{}
+		for fi := range r.Fields {
+			f := &r.Fields[fi]
+			fkey := key + ".fields." + f.Name
+			if !resourceNameRE.MatchString(f.Name) {
+				v.add(fkey, "field name must match %s", resourceNameRE)
+			}
+			if fields[f.Name] != nil {
+				v.add(fkey, "duplicate field")
+			}
+			fields[f.Name] = f
+			v.field(fkey, f)
+		}
+		if !resourceNameRE.MatchString(r.PKField) {
+			v.add(key+".pk_field", "must match %s (got %q)", resourceNameRE, r.PKField)
+		} else if fields[r.PKField] != nil {
+			v.addAt(key+".pk_field", key+".fields."+r.PKField, "%q collides with the declared field of that name; the primary key is implicit", r.PKField)
+		}
+		for i, s := range r.Search {
+			skey := fmt.Sprintf("%s.search[%d]", key, i)
+			switch f := fields[s]; {
+			case f == nil:
+				v.add(skey, "%q is not a declared field", s)
+			case f.Type != FieldString && f.Type != FieldText:
+				v.add(skey, "field %q has type %s; only string and text fields can be searched", s, f.Type)
+			}
+		}
+		for i, o := range r.Ordering {
+			name := strings.TrimPrefix(o, "-")
+			if fields[name] == nil && name != r.PKField {
+				v.add(fmt.Sprintf("%s.ordering[%d]", key, i), "%q is not a declared field or the pk_field (%s); write NAME or -NAME", name, r.PKField)
+			}
+		}
+		if r.PageSize < 1 || r.PageSize > 1000 {
+			v.add(key+".page_size", "must be between 1 and 1000 (got %d)", r.PageSize)
+		}
+		p := r.Permissions
+		for _, e := range []struct{ name, val string }{
+			{"read", p.Read}, {"create", p.Create}, {"update", p.Update}, {"delete", p.Delete},
+		} {
+			pkey := key + ".permissions." + e.name
+			if owner, ok := OwnerField(e.val); ok {
+				switch f := fields[owner]; {
+				case f == nil:
+					v.add(pkey, "owner:%s names no declared field", owner)
+				case f.Type != FieldString:
+					v.add(pkey, "owner:%s must name a string field (it is %s)", owner, f.Type)
+				}
+				continue
+			}
+			if e.val != AccessAnyone && e.val != AccessAuthenticated && e.val != AccessNone {
+				v.add(pkey, "must be one of anyone, authenticated, none, owner:<field> (got %q)", e.val)
+			}
+		}
+	}
+}
+
+// field checks the options of one resource field.
+func (v *validator) field(key string, f *Field) {
+	if !v.oneOf(key+".type", f.Type, FieldString, FieldText, FieldInt, FieldFloat, FieldBool, FieldDatetime, FieldJSON) {
+		return
+	}
+	isString := f.Type == FieldString || f.Type == FieldText
+	isNumber := f.Type == FieldInt || f.Type == FieldFloat
+	if f.MaxLength != nil {
+		switch {
+		case !isString:
+			v.add(key+".max_length", "only applies to string and text fields (this one is %s)", f.Type)
+		case *f.MaxLength <= 0:
+			v.add(key+".max_length", "must be greater than 0 (got %d)", *f.MaxLength)
+		}
+	}
+	for _, b := range []struct {
+		name string
+		val  *float64
+	}{{"min", f.Min}, {"max", f.Max}} {
+		switch {
+		case b.val == nil:
+		case !isNumber:
+			v.add(key+"."+b.name, "only applies to int and float fields (this one is %s)", f.Type)
+		case math.IsNaN(*b.val) || math.IsInf(*b.val, 0):
+			v.add(key+"."+b.name, "must be a finite number")
+		case f.Type == FieldInt && *b.val != math.Trunc(*b.val):
+			v.add(key+"."+b.name, "must be an integer for an int field (got %v)", *b.val)
+		}
+	}
+	if isNumber && f.Min != nil && f.Max != nil && *f.Min > *f.Max {
+		v.add(key+".min", "must not be greater than max (%v > %v)", *f.Min, *f.Max)
+	}
+	if f.Default != nil {
+		v.fieldDefault(key+".default", f)
+	}
+}
+
+// fieldDefault checks that a field's default matches its type and bounds.
+func (v *validator) fieldDefault(key string, f *Field) {
+	bad := func() { v.add(key, "must match the field's type %s (got %s)", f.Type, describeValue(f.Default)) }
+	switch f.Type {
+	case FieldString, FieldText:
+		s, ok := f.Default.(string)
+		if !ok {
+			bad()
+			return
+		}
+		if f.MaxLength != nil && *f.MaxLength > 0 && utf8.RuneCountInString(s) > *f.MaxLength {
+			v.add(key, "is longer than max_length (%d)", *f.MaxLength)
+		}
+	case FieldInt, FieldFloat:
+		n, ok := asNumber(f.Default, f.Type == FieldInt)
+		if !ok {
+			bad()
+			return
+		}
+		if f.Min != nil && n < *f.Min || f.Max != nil && n > *f.Max {
+			v.add(key, "is outside min..max (got %v)", n)
+		}
+	case FieldBool:
+		if _, ok := f.Default.(bool); !ok {
+			bad()
+		}
+	case FieldDatetime:
+		switch d := f.Default.(type) {
+		case time.Time:
+		case string:
+			if _, err := time.Parse(time.RFC3339Nano, d); err != nil {
+				v.add(key, "must be an RFC 3339 date-time like 2024-01-02T15:04:05Z for a datetime field (got %q)", d)
+			}
+		default:
+			bad()
+		}
+	case FieldJSON:
+		if _, err := json.Marshal(f.Default); err != nil {
+			v.add(key, "must be representable as JSON (mapping keys must be strings)")
+		}
+	}
+}
+
+// asNumber converts a default value to float64; integer only if intOnly.
+func asNumber(x any, intOnly bool) (float64, bool) {
+	switch n := x.(type) {
+	case int:
+		return float64(n), true
+	case int8:
+		return float64(n), true
+	case int16:
+		return float64(n), true
+	case int32:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case uint:
+		return float64(n), true
+	case uint8:
+		return float64(n), true
+	case uint16:
+		return float64(n), true
+	case uint32:
+		return float64(n), true
+	case uint64:
+		return float64(n), true
+	case float32:
+		return float64(n), !intOnly && !math.IsNaN(float64(n)) && !math.IsInf(float64(n), 0)
+	case float64:
+		return n, !intOnly && !math.IsNaN(n) && !math.IsInf(n, 0)
+	}
+	return 0, false
+}
+
+// describeValue renders a decoded default value for an error message.
+func describeValue(x any) string {
+	switch x := x.(type) {
+	case string:
+		return fmt.Sprintf("string %q", x)
+	case bool:
+		return fmt.Sprintf("bool %v", x)
+	case map[string]any, map[any]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	case int, int64, uint64:
+		return fmt.Sprintf("integer %v", x)
+	case float64:
+		return fmt.Sprintf("number %v", x)
+	}
+	return fmt.Sprintf("%T", x)
+}

@@ -1,0 +1,145 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/ws"
+)
+
+// metrics owns the server's Prometheus registry. The WebSocket figures
+// are read from the engine's counters when scraped, so the hot path pays
+// only for its atomic increments.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	panics   prometheus.Counter
+}
+
+func newMetrics(e *ws.Engine, started time.Time) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_http_requests_total",
+			Help: "HTTP requests served, by status code (WebSocket upgrades count as 101).",
+		}, []string{"code"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_http_panics_total",
+			Help: "Panics recovered in HTTP handlers.",
+		}),
+	}
+	stat := func(f func(ws.Stats) float64) func() float64 {
+		return func() float64 { return f(e.Stats()) }
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests,
+		m.panics,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchyard_connections", Help: "Open WebSocket connections.",
+		}, stat(func(s ws.Stats) float64 { return float64(s.Connections) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchyard_connections_accepted_total", Help: "WebSocket handshakes completed.",
+		}, stat(func(s ws.Stats) float64 { return float64(s.Accepted) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchyard_messages_received_total", Help: "WebSocket messages received from clients.",
+		}, stat(func(s ws.Stats) float64 { return float64(s.MessagesIn) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchyard_messages_sent_total", Help: "WebSocket messages sent to clients.",
+		}, stat(func(s ws.Stats) float64 { return float64(s.MessagesOut) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchyard_bytes_received_total", Help: "Bytes read from WebSocket connections (frames included).",
+		}, stat(func(s ws.Stats) float64 { return float64(s.BytesIn) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchyard_bytes_sent_total", Help: "Bytes written to WebSocket connections (frames included).",
+		}, stat(func(s ws.Stats) float64 { return float64(s.BytesOut) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchyard_errors_total", Help: "Connections closed for a protocol error or a limit (1002, 1007, 1009), and handler panics.",
+			ConstLabels: prometheus.Labels{"kind": "protocol"},
+		}, stat(func(s ws.Stats) float64 { return float64(s.ProtocolErrors) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchyard_errors_total", Help: "Connections closed for a protocol error or a limit (1002, 1007, 1009), and handler panics.",
+			ConstLabels: prometheus.Labels{"kind": "panic"},
+		}, stat(func(s ws.Stats) float64 { return float64(s.Panics) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchyard_uptime_seconds", Help: "Seconds since the server started.",
+		}, func() float64 { return time.Since(started).Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchyard_build_info", Help: "Always 1; the version is a label.",
+			ConstLabels: prometheus.Labels{"version": switchyard.Version},
+		}, func() float64 { return 1 }),
+	)
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// statusWriter records the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Hijack and Flush.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// instrument counts requests by status and turns a panic in a plain HTTP
+// handler into a logged 500 that affects no other request. Only the path
+// is logged: query strings may carry tokens.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.metrics.panics.Inc()
+				s.log.Error("panic in HTTP handler", "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				if sw.status == 0 {
+					ws.WriteError(sw, http.StatusInternalServerError, "internal", "internal error")
+				}
+			}
+			status := sw.status
+			if status == 0 {
+				status = http.StatusSwitchingProtocols // hijacked by an upgrade
+			}
+			s.metrics.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+			s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
+}

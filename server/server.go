@@ -1,0 +1,246 @@
+// Package server assembles Switchyard: it wires the WebSocket engine, the
+// protocols, the HTTP surface, health and metrics from one config.Config,
+// and runs them until its context ends, then shuts down gracefully.
+//
+// It is the embeddable server: a Go program can call New and Run (or mount
+// Handler in its own mux) instead of running the binary.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/protocol/live"
+	"github.com/switchyardhq/switchyard/ws"
+)
+
+// Options are the parts of a server that are not configuration.
+type Options struct {
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Checks are extra readiness checks, run by /readyz after the store's
+	// and the broker's.
+	Checks []Check
+}
+
+// Check is a named readiness check: /readyz answers 503 while one fails.
+type Check struct {
+	Name string
+	Func func(ctx context.Context) error
+}
+
+// Server is a running Switchyard. Create it with New.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	engine  *ws.Engine
+	metrics *metrics
+	mux     *http.ServeMux
+	http    *http.Server
+	checks  []Check
+	started time.Time
+
+	mu       sync.Mutex
+	ln       net.Listener
+	draining atomic.Bool
+}
+
+// New validates cfg and builds a server; nothing listens until Listen or
+// Run.
+func New(cfg config.Config, o Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Store.Driver != "sqlite" {
+		return nil, fmt.Errorf("server: store driver %q is not available in this build yet (sqlite is)", cfg.Store.Driver)
+	}
+	if cfg.Broker.Driver != "memory" {
+		return nil, fmt.Errorf("server: broker driver %q is not available in this build yet (memory is)", cfg.Broker.Driver)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("server: data_dir: %w", err)
+	}
+	engine, err := ws.NewEngine(ws.EngineConfig{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     log,
+		engine:  engine,
+		mux:     http.NewServeMux(),
+		started: time.Now(),
+	}
+	s.checks = append([]Check{
+		{Name: "store", Func: s.checkDataDir},
+		{Name: "broker", Func: func(context.Context) error { return nil }}, // in-memory: always reachable
+	}, o.Checks...)
+	s.metrics = newMetrics(engine, s.started)
+
+	wsOpts := []ws.Option{
+		ws.WithEngine(engine),
+		ws.WithLogger(log),
+		ws.AllowedOrigins(cfg.WebSocket.AllowedOrigins...),
+		ws.MaxMessageSize(int64(cfg.Limits.MaxMessageSize)),
+		ws.PingInterval(time.Duration(cfg.WebSocket.PingInterval)),
+		ws.ReadTimeout(time.Duration(cfg.WebSocket.ReadTimeout)),
+		ws.WriteTimeout(time.Duration(cfg.WebSocket.WriteTimeout)),
+		ws.Compression(cfg.WebSocket.Compression),
+	}
+	s.mux.Handle("GET /live", live.New(live.Config{
+		Engine:         engine,
+		Options:        wsOpts,
+		Logger:         log,
+		MaxConnections: cfg.Limits.MaxConnections,
+	}))
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", s.metrics.handler())
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		ws.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
+	})
+
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler: every route, with panic
+// recovery and request metrics.
+func (s *Server) Handler() http.Handler {
+	return s.instrument(s.mux)
+}
+
+// Registry returns the Prometheus registry behind /metrics, for embedding
+// programs that add their own collectors.
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+// Listen binds the configured address (port 0 picks a free port).
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: listen: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr returns the bound address, or nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Run serves until ctx ends, then shuts down gracefully within the
+// configured shutdown timeout. It returns nil after a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.log.Info("serving", "addr", s.Addr().String(), "data_dir", s.cfg.DataDir, "store", s.cfg.Store.Driver, "broker", s.cfg.Broker.Driver)
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.cfg.Limits.ShutdownTimeout))
+	defer cancel()
+	err := s.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, closes WebSockets with 1001
+// ("going away"), waits for requests in flight, and releases everything,
+// giving up when ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.log.Info("shutting down", "connections", s.engine.Len())
+	var wg sync.WaitGroup
+	var httpErr, wsErr error
+	wg.Go(func() { httpErr = s.http.Shutdown(ctx) })
+	wg.Go(func() { wsErr = s.engine.Shutdown(ctx) })
+	wg.Wait()
+	if err := errors.Join(httpErr, wsErr); err != nil {
+		s.http.Close()
+		return fmt.Errorf("server: shutdown: %w", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 once every check passes, 503 with the failures
+// otherwise (and while draining).
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	result := map[string]string{}
+	ok := !s.draining.Load()
+	if !ok {
+		result["server"] = "shutting down"
+	}
+	for _, c := range s.checks {
+		if err := c.Func(ctx); err != nil {
+			ok = false
+			result[c.Name] = err.Error()
+			s.log.Warn("readiness check failed", "check", c.Name, "err", err)
+		} else {
+			result[c.Name] = "ok"
+		}
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ok, "checks": result})
+}
+
+// checkDataDir checks that the embedded store's directory is writable.
+// It becomes the SQLite ping once resources are stored there.
+func (s *Server) checkDataDir(ctx context.Context) error {
+	f, err := os.CreateTemp(s.cfg.DataDir, ".readyz-*")
+	if err != nil {
+		return fmt.Errorf("data_dir %s is not writable: %w", filepath.Clean(s.cfg.DataDir), err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}

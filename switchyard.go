@@ -1,0 +1,85 @@
+// Package switchyard holds the vocabulary shared by Switchyard's packages:
+// the version, client-facing errors and their codes. It imports nothing
+// from the module; the server is assembled in package server and the
+// binary in cmd/switchyard.
+package switchyard
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Version is the release of this build.
+const Version = "0.1.0-dev"
+
+// Code is a stable, client-facing error code. Each protocol maps codes to
+// its wire (a DCRF response_status, an HTTP status and JSON body, a close
+// code) in one table.
+type Code string
+
+// Error codes.
+const (
+	CodeBadRequest       Code = "bad_request"        // malformed input: 400
+	CodeUnauthorized     Code = "unauthorized"       // no or bad credentials: 401
+	CodeForbidden        Code = "forbidden"          // not allowed: 403
+	CodeNotFound         Code = "not_found"          // no such thing: 404
+	CodeMethodNotAllowed Code = "method_not_allowed" // unknown action: 405
+	CodeTooLarge         Code = "too_large"          // over a size limit: 413
+	CodeUnavailable      Code = "unavailable"        // shutting down or overloaded: 503
+	CodeInternal         Code = "internal"           // a bug or an outage: 500
+)
+
+// Error is an error meant for a client: a code and a message that is safe
+// to show. Anything else is reported to clients as CodeInternal and its
+// text is only logged.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Errorf returns an *Error with a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err, or CodeInternal when err is not an
+// *Error.
+func ErrorCode(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// ErrorMessage returns the client-safe message of err.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// HTTPStatus maps a code to its HTTP status.
+func HTTPStatus(c Code) int {
+	switch c {
+	case CodeBadRequest:
+		return 400
+	case CodeUnauthorized:
+		return 401
+	case CodeForbidden:
+		return 403
+	case CodeNotFound:
+		return 404
+	case CodeMethodNotAllowed:
+		return 405
+	case CodeTooLarge:
+		return 413
+	case CodeUnavailable:
+		return 503
+	}
+	return 500
+}
