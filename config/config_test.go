@@ -708,11 +708,6 @@ func TestAnchorsAndMerge(t *testing.T) {
 	if len(ns) != 3 || ns[1].HistorySize != 50 || !ns[1].Recover || ns[1].HistoryTTL.Duration() != time.Minute || ns[2].HistorySize != 10 {
 		t.Errorf("%+v", ns)
 	}
-	// A self-referencing merge must fail, not loop.
-	_, err = Parse("a.yaml", []byte("log: &a\n  <<: *a\n"), nil)
-	if err == nil {
-		t.Log("self merge accepted")
-	}
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -912,4 +907,42 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse accepted what Validate rejects: %v", verr)
 		}
 	})
+}
+
+func TestHostileInputs(t *testing.T) {
+	var bomb strings.Builder
+	bomb.WriteString("x0: &a0 {presence: true}\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&bomb, "x%d: &a%d {<<: [", i, i)
+		for j := 0; j < 10; j++ {
+			if j > 0 {
+				bomb.WriteString(", ")
+			}
+			fmt.Fprintf(&bomb, "*a%d", i-1)
+		}
+		bomb.WriteString("]}\n")
+	}
+	bomb.WriteString("channels: {default: *a9}\n")
+	var lol strings.Builder
+	lol.WriteString("l0: &l0 [aaaaaaaaaaaaaaaaaaaa]\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&lol, "l%d: &l%d [*l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	lol.WriteString("resources: {t: {fields: {j: {type: json, default: *l9}}}}\napi_keys: *l9\n")
+	for _, tc := range []struct{ name, src string }{
+		{"self merge", "log: &a\n  <<: *a\n"},
+		{"merge bomb", bomb.String()},
+		{"billion laughs", lol.String()},
+		{"self-referencing list", "api_keys: &k [*k]\n"},
+		{"merge of a scalar", "log: {<<: 5}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := Parse("h.yaml", []byte(tc.src), nil)
+			mustErrors(t, err)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
 }

@@ -12,10 +12,14 @@ import (
 // "channels.namespaces.chat.permissions.publish" ("" for problems that are
 // not about one key, e.g. a YAML syntax error or an unknown variable).
 type Error struct {
+	// Source is the file name or environment variable, "" when unknown.
 	Source string
-	Line   int
-	Key    string
-	Msg    string
+	// Line is the 1-based line in Source, 0 when unknown or not a file.
+	Line int
+	// Key is the dotted key path, "" when the problem is not about a key.
+	Key string
+	// Msg says what is wrong and what is expected.
+	Msg string
 }
 
 // Error formats the problem as "source:line: key: message", leaving out the

@@ -48,7 +48,7 @@ func Load(path string, environ []string) (Config, error) {
 // every problem found.
 func Parse(name string, data []byte, environ []string) (Config, error) {
 	cfg := Default()
-	d := &decoder{pos: map[string]pos{}, budget: maxNodes}
+	d := &decoder{file: name, pos: map[string]pos{}, budget: maxNodes}
 	src := source{name: name}
 	fatal := false
 	if root, err := parseYAML(data); err != nil {
@@ -165,7 +165,7 @@ func yamlErrorLine(err error) (int, string) {
 
 // maxNodes bounds the work done on one document (aliases can make a small
 // document expand into a huge tree).
-const maxNodes = 1 << 20
+const maxNodes = 1 << 18
 
 // pos is where the value of a key came from.
 type pos struct {
@@ -210,11 +210,20 @@ type source struct {
 }
 
 type decoder struct {
+	file      string // name of the file, for errors not tied to a key
 	errs      []*Error
 	pos       posMap
-	budget    int
-	exhausted bool
+	budget    int  // nodes and entries still allowed
+	merged    int  // entries brought in by merge keys so far
+	exhausted bool // a limit was hit: stop decoding
 }
+
+// Limits on merge keys, which can make a small document expand
+// exponentially; real configurations stay far below them.
+const (
+	maxMergeDepth = 8
+	maxMerged     = 10000
+)
 
 func (d *decoder) line(src source, n int) int {
 	if src.env {
@@ -239,7 +248,7 @@ func (d *decoder) spend() bool {
 	d.budget--
 	if d.budget < 0 {
 		d.exhausted = true
-		d.errs = append(d.errs, &Error{Msg: "the document is too large or uses too many aliases"})
+		d.errs = append(d.errs, &Error{Source: d.file, Msg: "the document is too large or uses too many aliases"})
 		return false
 	}
 	return true
@@ -285,6 +294,9 @@ func describe(n *yaml.Node) string {
 	if r := []rune(v); len(r) > 40 {
 		v = string(r[:40]) + "…"
 	}
+	if tag := n.ShortTag(); n.Tag != "" && !strings.HasPrefix(tag, "!!") {
+		return strconv.Quote(v) + " tagged " + tag
+	}
 	return strconv.Quote(v)
 }
 
@@ -306,8 +318,12 @@ type pair struct {
 // merge keys ("<<: *anchor"; explicit keys win over merged ones) and
 // reporting duplicate and non-string keys.
 func (d *decoder) pairs(n *yaml.Node, key string, src source, depth int) []pair {
-	if depth > 8 {
-		d.fail(src, n.Line, key, "merge keys nested too deeply")
+	if !d.spend() {
+		return nil
+	}
+	if depth > maxMergeDepth {
+		d.fail(src, n.Line, key, "merge keys (<<) nested too deeply")
+		d.exhausted = true
 		return nil
 	}
 	seen := map[string]int{}
@@ -320,6 +336,11 @@ func (d *decoder) pairs(n *yaml.Node, key string, src source, depth int) []pair 
 		if kn.Kind == yaml.ScalarNode && kn.ShortTag() == "!!merge" {
 			for _, m := range d.mergeSources(vn, key, src) {
 				for _, p := range d.pairs(m, key, src, depth+1) {
+					if d.merged++; d.merged > maxMerged {
+						d.fail(src, kn.Line, key, fmt.Sprintf("merge keys (<<) expand to more than %d entries", maxMerged))
+						d.exhausted = true
+						return nil
+					}
 					p.merged = true
 					all = append(all, p)
 				}
@@ -482,7 +503,7 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, key string, src sou
 		}
 		var x any
 		if err := safeDecode(n, &x); err != nil {
-			d.fail(src, line, key, "invalid value: "+strings.TrimPrefix(err.Error(), "yaml: "))
+			d.fail(src, line, key, "invalid value: "+decodeErrorText(err))
 			return
 		}
 		if x == nil {
@@ -563,6 +584,24 @@ func (d *decoder) scalar(n *yaml.Node, src source, line int, key, want string, t
 		return "", false
 	}
 	return n.Value, true
+}
+
+var yamlLinePrefixRE = regexp.MustCompile(`^(yaml: )?line \d+: `)
+
+// decodeErrorText rewrites an error of yaml.v3's Node.Decode as one line
+// without yaml.v3's "yaml:" and "line N:" prefixes (the caller reports the
+// position itself).
+func decodeErrorText(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		parts := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			parts[i] = yamlLinePrefixRE.ReplaceAllString(e, "")
+		}
+		return strings.Join(parts, "; ")
+	}
+	s := yamlLinePrefixRE.ReplaceAllString(err.Error(), "")
+	return strings.Join(strings.Fields(strings.TrimPrefix(s, "yaml: ")), " ")
 }
 
 // safeDecode runs yaml.v3's own decoding of a node, turning a panic into an

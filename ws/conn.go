@@ -234,6 +234,22 @@ func (c *Conn) writeData(ctx context.Context, op byte, data []byte) error {
 	return c.write(ctx, net.Buffers{h, payload}, 1)
 }
 
+// SendBatch sends text messages in one write (one writev of their frames).
+func (c *Conn) SendBatch(ctx context.Context, msgs ...[]byte) error {
+	bufs := make(net.Buffers, 0, 2*len(msgs))
+	hdrs := make([]byte, 0, 10*len(msgs))
+	for _, m := range msgs {
+		payload, rsv1 := m, false
+		if c.deflate && len(m) >= deflateThreshold {
+			payload, rsv1 = c.eng.compress(m), true
+		}
+		start := len(hdrs)
+		hdrs = appendFrameHeader(hdrs, true, rsv1, opText, len(payload))
+		bufs = append(bufs, hdrs[start:len(hdrs):len(hdrs)], payload)
+	}
+	return c.write(ctx, bufs, len(msgs))
+}
+
 // WritePrepared sends prepared messages in one write. It is how a
 // broadcast reaches many connections without encoding it once per
 // connection.
@@ -272,9 +288,13 @@ func (c *Conn) write(ctx context.Context, bufs net.Buffers, n int) error {
 // writeRaw writes bufs under the write lock with the write timeout and
 // ctx's deadline and cancellation.
 func (c *Conn) writeRaw(ctx context.Context, bufs net.Buffers) error {
+	return c.writeRawTimeout(ctx, bufs, c.o.writeTimeout)
+}
+
+func (c *Conn) writeRawTimeout(ctx context.Context, bufs net.Buffers, timeout time.Duration) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	deadline := time.Now().Add(c.o.writeTimeout)
+	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -325,7 +345,14 @@ func (c *Conn) Close(code int, reason string) error {
 
 	payload := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
 	payload = append(payload, reason...)
-	if err := c.writeControl(opClose, payload); err != nil {
+	// A writer stuck on a full socket (the peer stopped reading) would
+	// hold the close frame back for the whole write timeout: cut it short.
+	// If the close frame cannot be written within the grace either, the
+	// socket is closed without it.
+	c.nc.SetWriteDeadline(time.Now().Add(closeWriteGrace))
+	var hdr [2]byte
+	frame := net.Buffers{appendFrameHeader(hdr[:0], true, false, opClose, len(payload)), payload}
+	if err := c.writeRawTimeout(context.Background(), frame, closeWriteGrace); err != nil {
 		c.finish(err)
 	}
 	return nil
