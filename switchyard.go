@@ -5,6 +5,7 @@
 package switchyard
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -82,4 +83,35 @@ func HTTPStatus(c Code) int {
 		return 503
 	}
 	return 500
+}
+
+// ClientInfo describes a connected client: in presence, in join and
+// leave events, and attached to the publications it makes.
+type ClientInfo struct {
+	ClientID string `json:"client_id"`
+	// User is the authenticated user ("" for anonymous clients).
+	User string `json:"user"`
+	// Info is the application's data about the client (the token's info
+	// claim), passed through as is.
+	Info json.RawMessage `json:"info,omitempty"`
+}
+
+// StreamPosition is a place in a channel's history: the offset of the
+// last publication and the epoch of the history it belongs to. An epoch
+// changes whenever history is lost, so an offset from another epoch means
+// nothing.
+type StreamPosition struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+// Publication is one message in a channel.
+type Publication struct {
+	// Offset is its place in the channel's history (0 when the channel
+	// keeps no history).
+	Offset uint64 `json:"offset"`
+	// Data is the payload, a JSON value.
+	Data json.RawMessage `json:"data"`
+	// Info is the publishing client, when a client published.
+	Info *ClientInfo `json:"info,omitempty"`
 }

@@ -21,7 +21,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchyardhq/switchyard/broker/memory"
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/live"
 	"github.com/switchyardhq/switchyard/ws"
 )
@@ -46,6 +48,8 @@ type Server struct {
 	cfg     config.Config
 	log     *slog.Logger
 	engine  *ws.Engine
+	broker  *memory.Broker
+	hub     *hub.Hub
 	metrics *metrics
 	mux     *http.ServeMux
 	http    *http.Server
@@ -80,10 +84,24 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	b := memory.New(memory.Config{})
+	hb, err := hub.New(hub.Config{
+		Broker:         b,
+		Presence:       b,
+		Channels:       cfg.Channels,
+		MaxQueuedBytes: int64(cfg.Limits.MaxQueuedBytes),
+		Logger:         log,
+	})
+	if err != nil {
+		engine.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s := &Server{
 		cfg:     cfg,
 		log:     log,
 		engine:  engine,
+		broker:  b,
+		hub:     hb,
 		mux:     http.NewServeMux(),
 		started: time.Now(),
 	}
@@ -105,6 +123,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	}
 	s.mux.Handle("GET /live", live.New(live.Config{
 		Engine:         engine,
+		Hub:            hb,
 		Options:        wsOpts,
 		Logger:         log,
 		MaxConnections: cfg.Limits.MaxConnections,
@@ -195,7 +214,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Go(func() { httpErr = s.http.Shutdown(ctx) })
 	wg.Go(func() { wsErr = s.engine.Shutdown(ctx) })
 	wg.Wait()
-	if err := errors.Join(httpErr, wsErr); err != nil {
+	s.hub.Close()
+	brokerErr := s.broker.Close(ctx)
+	if err := errors.Join(httpErr, wsErr, brokerErr); err != nil {
 		s.http.Close()
 		return fmt.Errorf("server: shutdown: %w", err)
 	}

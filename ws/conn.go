@@ -288,13 +288,9 @@ func (c *Conn) write(ctx context.Context, bufs net.Buffers, n int) error {
 // writeRaw writes bufs under the write lock with the write timeout and
 // ctx's deadline and cancellation.
 func (c *Conn) writeRaw(ctx context.Context, bufs net.Buffers) error {
-	return c.writeRawTimeout(ctx, bufs, c.o.writeTimeout)
-}
-
-func (c *Conn) writeRawTimeout(ctx context.Context, bufs net.Buffers, timeout time.Duration) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(c.o.writeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -318,7 +314,9 @@ func (c *Conn) writeControl(op byte, payload []byte) error {
 
 // Close starts the closing handshake: it sends a close frame with code
 // and reason (cut to 123 bytes), stops delivering messages, and closes the
-// socket when the peer answers or after a few seconds. It returns
+// socket when the peer answers or after a few seconds. The close frame
+// waits behind a write in progress (at most the write timeout), so a slow
+// reader still gets the data sent before it and then the code. It returns
 // ErrClosed if the connection was already closing.
 func (c *Conn) Close(code int, reason string) error {
 	if !validCloseCode(code) {
@@ -332,7 +330,6 @@ func (c *Conn) Close(code int, reason string) error {
 	}
 	c.state = stateCloseSent
 	c.err = &CloseError{Code: code, Reason: reason, Local: true}
-	c.closeDeadline = time.Now().Add(closeTimeout)
 	c.queue, c.queueBytes = nil, 0
 	if c.paused {
 		c.paused = false
@@ -345,16 +342,16 @@ func (c *Conn) Close(code int, reason string) error {
 
 	payload := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
 	payload = append(payload, reason...)
-	// A writer stuck on a full socket (the peer stopped reading) would
-	// hold the close frame back for the whole write timeout: cut it short.
-	// If the close frame cannot be written within the grace either, the
-	// socket is closed without it.
-	c.nc.SetWriteDeadline(time.Now().Add(closeWriteGrace))
-	var hdr [2]byte
-	frame := net.Buffers{appendFrameHeader(hdr[:0], true, false, opClose, len(payload)), payload}
-	if err := c.writeRawTimeout(context.Background(), frame, closeWriteGrace); err != nil {
+	// The close frame follows whatever is being written; if the peer does
+	// not read it within the write timeout, the socket is closed without.
+	if err := c.writeControl(opClose, payload); err != nil {
 		c.finish(err)
+		return nil
 	}
+	// Now wait for the peer's close frame, a few seconds at most.
+	c.mu.Lock()
+	c.closeDeadline = time.Now().Add(closeTimeout)
+	c.mu.Unlock()
 	return nil
 }
 
@@ -570,7 +567,9 @@ func (c *Conn) tick(now time.Time) {
 	case stateClosed:
 		return
 	case stateCloseSent:
-		if now.After(deadline) {
+		// A zero deadline: the close frame is still being written (the
+		// write timeout bounds that).
+		if !deadline.IsZero() && now.After(deadline) {
 			c.finish(nil)
 		}
 		return

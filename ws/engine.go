@@ -262,16 +262,18 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.closing = true
 	e.mu.Unlock()
 	if !already {
-		sem := make(chan struct{}, 64)
-		var wg sync.WaitGroup
-		e.each(func(c *Conn) {
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				c.Close(CloseGoingAway, "server shutting down")
+		// Close everyone in the background, 64 at a time: a close frame may
+		// wait behind a slow reader's write, and ctx bounds the whole.
+		e.goTracked(func() {
+			sem := make(chan struct{}, 64)
+			e.each(func(c *Conn) {
+				sem <- struct{}{}
+				e.goTracked(func() {
+					defer func() { <-sem }()
+					c.Close(CloseGoingAway, "server shutting down")
+				})
 			})
 		})
-		wg.Wait()
 	}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()

@@ -15,8 +15,6 @@ const (
 	// closeTimeout bounds the wait for the peer's close frame after this
 	// side sent one.
 	closeTimeout = 3 * time.Second
-	// closeWriteGrace bounds the write of a close frame.
-	closeWriteGrace = time.Second
 )
 
 // An Option changes how connections are accepted and served. Options are

@@ -3,93 +3,122 @@
 // resource names and the reserved $session, $channels and $signals are the
 // streams.
 //
-// The package decodes frames, calls the services and encodes replies; it
-// holds no rules of its own beyond the session. Frames of one connection
-// are handled in order (the ws engine never runs two handler calls of one
-// connection at once).
+// The package decodes frames, calls the services (the hub for $channels)
+// and encodes replies; it holds no rules of its own beyond the session.
+// Frames of one connection are handled in order (the ws engine never runs
+// two handler calls of one connection at once), and every reply and push
+// of a connection goes through its hub session's outbox, so replies and
+// publications keep their order.
 package live
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/ws"
 )
+
+// Authenticator says who a connecting request is; an error refuses the
+// connection (HTTP 401 before the upgrade for CodeUnauthorized).
+type Authenticator func(r *http.Request) (hub.Principal, error)
 
 // Config configures the /live handler.
 type Config struct {
 	Engine  *ws.Engine
+	Hub     *hub.Hub
 	Options []ws.Option
 	Logger  *slog.Logger
+	// Authenticate identifies connections; nil makes every one anonymous.
+	Authenticate Authenticator
 	// MaxConnections refuses upgrades with 503 once the engine holds that
 	// many connections (0: no limit).
 	MaxConnections int
+	// RequestTimeout bounds the work of one request (default 10 s).
+	RequestTimeout time.Duration
 }
 
 // Handler serves /live. Create it with New.
 type Handler struct {
 	cfg Config
 	log *slog.Logger
+	enc *encoder
 }
 
 // New returns the /live handler.
 func New(cfg Config) *Handler {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: log}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{}}
 }
 
 // session is the state of one connection.
 type session struct {
-	clientID string
-	user     string
+	hs *hub.Session
 }
 
-// ServeHTTP upgrades the request; plain HTTP gets 400.
+// ServeHTTP authenticates and upgrades the request; plain HTTP gets 400.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.MaxConnections > 0 && h.cfg.Engine.Len() >= h.cfg.MaxConnections {
 		ws.WriteError(w, http.StatusServiceUnavailable, "too_many_connections", "the server is at its connection limit")
 		return
 	}
-	if !isUpgrade(r) {
+	if !strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket") {
 		ws.WriteError(w, http.StatusBadRequest, "websocket_required", "/live only accepts WebSocket connections")
 		return
 	}
-	ws.Upgrade(w, r, h.cfg.Engine, socket{h}, h.cfg.Options...)
-}
-
-func isUpgrade(r *http.Request) bool {
-	for _, v := range r.Header.Values("Upgrade") {
-		if bytes.EqualFold(bytes.TrimSpace([]byte(v)), []byte("websocket")) {
-			return true
+	var p hub.Principal
+	if h.cfg.Authenticate != nil {
+		var err error
+		if p, err = h.cfg.Authenticate(r); err != nil {
+			code := switchyard.ErrorCode(err)
+			ws.WriteError(w, switchyard.HTTPStatus(code), string(code), switchyard.ErrorMessage(err))
+			return
 		}
 	}
-	return false
+	ws.Upgrade(w, r, h.cfg.Engine, socket{h: h, p: p}, h.cfg.Options...)
 }
 
-// socket adapts the handler to ws.Handler.
-type socket struct{ h *Handler }
+// socket adapts the handler to ws.Handler for one connection.
+type socket struct {
+	h *Handler
+	p hub.Principal
+}
 
 func (s socket) OnOpen(c *ws.Conn) {
-	sess := &session{clientID: rand.Text()}
-	c.SetValue(sess)
-	s.h.send(c, "$session", map[string]any{"action": "connected", "client_id": sess.clientID, "user": sess.user})
+	hs := s.h.cfg.Hub.Connect(rand.Text(), s.p, connWriter{c}, s.h.enc)
+	c.SetValue(&session{hs: hs})
+	hs.Send(encode("$session", map[string]any{"action": "connected", "client_id": hs.ID(), "user": hs.User()}))
 }
 
 func (s socket) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
-	sess := c.Value().(*session)
-	s.h.handle(c, sess, data)
+	s.h.handle(c.Value().(*session), data)
 }
 
-func (s socket) OnClose(c *ws.Conn, err error) {}
+func (s socket) OnClose(c *ws.Conn, err error) {
+	if sess, ok := c.Value().(*session); ok {
+		s.h.cfg.Hub.Disconnect(sess.hs)
+	}
+}
+
+// connWriter is a hub.Writer over a WebSocket connection.
+type connWriter struct{ c *ws.Conn }
+
+func (w connWriter) WriteFrames(ctx context.Context, frames [][]byte) error {
+	return w.c.SendBatch(ctx, frames...)
+}
+
+func (w connWriter) Close(code int, reason string) error { return w.c.Close(code, reason) }
 
 // envelope is a frame on the wire.
 type envelope struct {
@@ -97,73 +126,192 @@ type envelope struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// request holds the fields every request payload shares.
+// request holds the fields of request payloads.
 type request struct {
-	Action    string          `json:"action"`
-	RequestID json.RawMessage `json:"request_id"`
+	Action    string                     `json:"action"`
+	RequestID json.RawMessage            `json:"request_id"`
+	Channel   string                     `json:"channel"`
+	Since     *switchyard.StreamPosition `json:"since"`
+	Data      json.RawMessage            `json:"data"`
+	Limit     int                        `json:"limit"`
+	Token     string                     `json:"token"`
 }
 
 // reply is a DCRF-shaped response payload; the field order is DCRF's.
 type reply struct {
-	Errors         []any           `json:"errors"`
+	Errors         []string        `json:"errors"`
 	Data           any             `json:"data"`
 	Action         string          `json:"action"`
 	ResponseStatus int             `json:"response_status"`
 	RequestID      json.RawMessage `json:"request_id"`
 }
 
-func (h *Handler) handle(c *ws.Conn, sess *session, data []byte) {
+func (h *Handler) handle(sess *session, data []byte) {
 	var env envelope
 	if err := json.Unmarshal(data, &env); err != nil {
-		h.replyError(c, "$session", request{}, switchyard.Errorf(switchyard.CodeBadRequest, "frame is not a JSON object of the form {\"stream\": ..., \"payload\": {...}}"))
+		h.replyError(sess, "$session", request{}, switchyard.Errorf(switchyard.CodeBadRequest, "frame is not a JSON object of the form {\"stream\": ..., \"payload\": {...}}"))
 		return
 	}
 	var req request
-	if len(env.Payload) == 0 || env.Payload[0] != '{' || json.Unmarshal(env.Payload, &req) != nil {
-		stream := env.Stream
-		if stream == "" {
-			stream = "$session"
+	if len(env.Payload) == 0 || env.Payload[0] != '{' {
+		h.replyError(sess, orSession(env.Stream), req, switchyard.Errorf(switchyard.CodeBadRequest, "payload must be a JSON object"))
+		return
+	}
+	if err := json.Unmarshal(env.Payload, &req); err != nil {
+		// Keep what could be read (request_id) for the error reply.
+		var partial struct {
+			Action    string          `json:"action"`
+			RequestID json.RawMessage `json:"request_id"`
 		}
-		h.replyError(c, stream, req, switchyard.Errorf(switchyard.CodeBadRequest, "payload must be a JSON object"))
+		json.Unmarshal(env.Payload, &partial)
+		req = request{Action: partial.Action, RequestID: partial.RequestID}
+		h.replyError(sess, orSession(env.Stream), req, switchyard.Errorf(switchyard.CodeBadRequest, "invalid payload: %s", jsonProblem(err)))
 		return
 	}
 	if env.Stream == "" {
-		h.replyError(c, "$session", req, switchyard.Errorf(switchyard.CodeBadRequest, "missing stream"))
+		h.replyError(sess, "$session", req, switchyard.Errorf(switchyard.CodeBadRequest, "missing stream"))
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
+	defer cancel()
 	switch env.Stream {
 	case "$session":
-		h.replyError(c, env.Stream, req, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "unknown action %q on $session", req.Action))
+		h.replyError(sess, env.Stream, req, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "unknown action %q on $session", req.Action))
+	case "$channels":
+		h.channels(ctx, sess, req)
 	default:
-		h.replyError(c, env.Stream, req, switchyard.Errorf(switchyard.CodeNotFound, "unknown stream %q", env.Stream))
+		h.replyError(sess, env.Stream, req, switchyard.Errorf(switchyard.CodeNotFound, "unknown stream %q", env.Stream))
 	}
+}
+
+func orSession(stream string) string {
+	if stream == "" {
+		return "$session"
+	}
+	return stream
+}
+
+// jsonProblem turns a decoding error into a message that names the field.
+func jsonProblem(err error) string {
+	if te, ok := err.(*json.UnmarshalTypeError); ok && te.Field != "" {
+		return "field " + te.Field + " must be " + te.Type.String()
+	}
+	return "malformed JSON"
+}
+
+// channels runs a $channels action.
+func (h *Handler) channels(ctx context.Context, sess *session, req request) {
+	const stream = "$channels"
+	hb := h.cfg.Hub
+	switch req.Action {
+	case "subscribe":
+		err := hb.Subscribe(ctx, sess.hs, req.Channel, req.Since, func(res hub.SubscribeResult) []byte {
+			return h.ok(stream, req, res)
+		})
+		if err != nil {
+			h.replyError(sess, stream, req, err)
+		}
+	case "unsubscribe":
+		if err := hb.Unsubscribe(ctx, sess.hs, req.Channel); err != nil {
+			h.replyError(sess, stream, req, err)
+			return
+		}
+		sess.hs.Send(h.ok(stream, req, map[string]string{"channel": req.Channel}))
+	case "publish":
+		sp, err := hb.Publish(ctx, sess.hs, req.Channel, req.Data)
+		if err != nil {
+			h.replyError(sess, stream, req, err)
+			return
+		}
+		sess.hs.Send(h.ok(stream, req, sp))
+	case "presence":
+		clients, err := hb.Presence(ctx, sess.hs, req.Channel)
+		if err != nil {
+			h.replyError(sess, stream, req, err)
+			return
+		}
+		sess.hs.Send(h.ok(stream, req, map[string]any{"clients": clients}))
+	case "history":
+		if req.Limit < 0 {
+			h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeBadRequest, "limit must be >= 0"))
+			return
+		}
+		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, req.Limit, req.Since)
+		if err != nil {
+			h.replyError(sess, stream, req, err)
+			return
+		}
+		sess.hs.Send(h.ok(stream, req, map[string]any{"publications": pubs, "offset": pos.Offset, "epoch": pos.Epoch}))
+	default:
+		h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "unknown action %q on $channels", req.Action))
+	}
+}
+
+func requestID(req request) json.RawMessage {
+	if len(req.RequestID) == 0 {
+		return json.RawMessage("null")
+	}
+	return req.RequestID
+}
+
+// ok encodes a successful reply.
+func (h *Handler) ok(stream string, req request, data any) []byte {
+	return encode(stream, reply{Errors: []string{}, Data: data, Action: req.Action, ResponseStatus: 200, RequestID: requestID(req)})
 }
 
 // replyError answers a request with an error in the envelope; the
-// connection stays open.
-func (h *Handler) replyError(c *ws.Conn, stream string, req request, err error) {
-	rid := req.RequestID
-	if len(rid) == 0 {
-		rid = json.RawMessage("null")
+// connection stays open. Internal errors are logged, not shown.
+func (h *Handler) replyError(sess *session, stream string, req request, err error) {
+	code := switchyard.ErrorCode(err)
+	if code == switchyard.CodeInternal {
+		h.log.Error("live: request failed", "stream", stream, "action", req.Action, "err", err)
 	}
-	h.send(c, stream, reply{
-		Errors:         []any{switchyard.ErrorMessage(err)},
+	sess.hs.Send(encode(stream, reply{
+		Errors:         []string{switchyard.ErrorMessage(err)},
 		Action:         req.Action,
-		ResponseStatus: switchyard.HTTPStatus(switchyard.ErrorCode(err)),
-		RequestID:      rid,
-	})
+		ResponseStatus: switchyard.HTTPStatus(code),
+		RequestID:      requestID(req),
+	}))
 }
 
-func (h *Handler) send(c *ws.Conn, stream string, payload any) {
+func encode(stream string, payload any) []byte {
 	b, err := json.Marshal(struct {
 		Stream  string `json:"stream"`
 		Payload any    `json:"payload"`
 	}{stream, payload})
 	if err != nil {
-		h.log.Error("live: encode reply", "err", err)
-		return
+		// Every payload here is built from JSON-safe values.
+		panic("live: encode: " + err.Error())
 	}
-	if err := c.Send(context.Background(), b); err != nil {
-		h.log.Debug("live: send failed", "err", fmt.Sprint(err))
-	}
+	return b
+}
+
+// encoder is the hub.Encoder of /live; one value serves every session.
+type encoder struct{}
+
+type pushMessage struct {
+	Action  string                 `json:"action"`
+	Channel string                 `json:"channel"`
+	Offset  uint64                 `json:"offset"`
+	Epoch   string                 `json:"epoch"`
+	Data    json.RawMessage        `json:"data"`
+	Info    *switchyard.ClientInfo `json:"info,omitempty"`
+}
+
+type pushPresence struct {
+	Action  string                `json:"action"`
+	Channel string                `json:"channel"`
+	Info    switchyard.ClientInfo `json:"info"`
+}
+
+func (*encoder) EncodePublication(ch string, pub switchyard.Publication, sp switchyard.StreamPosition) []byte {
+	return encode("$channels", pushMessage{Action: "message", Channel: ch, Offset: pub.Offset, Epoch: sp.Epoch, Data: pub.Data, Info: pub.Info})
+}
+
+func (*encoder) EncodeJoin(ch string, info switchyard.ClientInfo) []byte {
+	return encode("$channels", pushPresence{Action: "join", Channel: ch, Info: info})
+}
+
+func (*encoder) EncodeLeave(ch string, info switchyard.ClientInfo) []byte {
+	return encode("$channels", pushPresence{Action: "leave", Channel: ch, Info: info})
 }

@@ -1,0 +1,102 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/broker/memory"
+	"github.com/switchyardhq/switchyard/config"
+)
+
+// countWriter is a transport that only counts frames.
+type countWriter struct{ frames atomic.Int64 }
+
+func (w *countWriter) WriteFrames(ctx context.Context, frames [][]byte) error {
+	w.frames.Add(int64(len(frames)))
+	return nil
+}
+func (w *countWriter) Close(int, string) error { return nil }
+
+// jsonEncoder encodes like a protocol would (one JSON object per event).
+type jsonEncoder struct{ encodes atomic.Int64 }
+
+func (e *jsonEncoder) EncodePublication(ch string, pub switchyard.Publication, sp switchyard.StreamPosition) []byte {
+	e.encodes.Add(1)
+	b, _ := json.Marshal(map[string]any{"channel": ch, "offset": pub.Offset, "epoch": sp.Epoch, "data": pub.Data})
+	return b
+}
+func (e *jsonEncoder) EncodeJoin(ch string, info switchyard.ClientInfo) []byte  { return []byte("join") }
+func (e *jsonEncoder) EncodeLeave(ch string, info switchyard.ClientInfo) []byte { return []byte("leave") }
+
+func benchHub(tb testing.TB, opts config.ChannelOptions) *Hub {
+	tb.Helper()
+	b := memory.New(memory.Config{})
+	h, err := New(Config{Broker: b, Presence: b, Channels: config.Channels{Default: opts, Namespaces: []config.Namespace{{Name: "ns", ChannelOptions: opts}}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { h.Close(); b.Close(context.Background()) })
+	return h
+}
+
+func noReply(SubscribeResult) []byte { return []byte("ok") }
+
+// BenchmarkBroadcast publishes to one channel with N subscribers: the
+// encoding happens once per publication, the frames are queued to N
+// outboxes and written by their writers.
+func BenchmarkBroadcast(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			h := benchHub(b, config.DefaultChannelOptions())
+			w := &countWriter{}
+			enc := &jsonEncoder{}
+			ctx := context.Background()
+			for i := range n {
+				s := h.Connect(fmt.Sprint(i), Principal{}, w, enc)
+				if err := h.Subscribe(ctx, s, "ns:room", nil, noReply); err != nil {
+					b.Fatal(err)
+				}
+			}
+			data := json.RawMessage(`{"text":"hello, world","n":12345}`)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := h.Publish(ctx, nil, "ns:room", data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			h.wg.Wait() // writers drained
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+			if enc.encodes.Load() != int64(b.N) {
+				b.Fatalf("encoded %d times for %d publications", enc.encodes.Load(), b.N)
+			}
+		})
+	}
+}
+
+// BenchmarkSubscribeUnsubscribe measures joining and leaving a channel
+// that has other subscribers.
+func BenchmarkSubscribeUnsubscribe(b *testing.B) {
+	h := benchHub(b, config.DefaultChannelOptions())
+	ctx := context.Background()
+	w, enc := &countWriter{}, &jsonEncoder{}
+	for i := range 1000 {
+		s := h.Connect(fmt.Sprint(i), Principal{}, w, enc)
+		h.Subscribe(ctx, s, "ns:room", nil, noReply)
+	}
+	s := h.Connect("bench", Principal{}, w, enc)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.Subscribe(ctx, s, "ns:room", nil, noReply); err != nil {
+			b.Fatal(err)
+		}
+		if err := h.Unsubscribe(ctx, s, "ns:room"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

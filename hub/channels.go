@@ -1,0 +1,381 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/broker"
+	"github.com/switchyardhq/switchyard/config"
+)
+
+// MaxChannelLength bounds a channel name in bytes.
+const MaxChannelLength = 255
+
+// options returns the settings of a channel's namespace: the part before
+// the first ":" names it; a channel without ":" belongs to the default
+// namespace.
+func (h *Hub) options(ch string) (config.ChannelOptions, error) {
+	if err := validChannel(ch); err != nil {
+		return config.ChannelOptions{}, err
+	}
+	ns, _, ok := strings.Cut(ch, ":")
+	if !ok {
+		return h.cfg.Channels.Default, nil
+	}
+	opts, ok := h.ns[ns]
+	if !ok {
+		return config.ChannelOptions{}, switchyard.Errorf(switchyard.CodeNotFound, "namespace %q is not configured", ns)
+	}
+	return opts, nil
+}
+
+func validChannel(ch string) error {
+	switch {
+	case ch == "":
+		return switchyard.Errorf(switchyard.CodeBadRequest, "channel is required")
+	case len(ch) > MaxChannelLength:
+		return switchyard.Errorf(switchyard.CodeBadRequest, "channel name over %d bytes", MaxChannelLength)
+	case !utf8.ValidString(ch):
+		return switchyard.Errorf(switchyard.CodeBadRequest, "channel name is not UTF-8")
+	case strings.IndexFunc(ch, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return switchyard.Errorf(switchyard.CodeBadRequest, "channel name contains spaces or control characters")
+	}
+	return nil
+}
+
+// allowed applies an access level to a user ("" is anonymous).
+func allowed(level, user string) bool {
+	switch level {
+	case config.AccessAnyone:
+		return true
+	case config.AccessAuthenticated:
+		return user != ""
+	}
+	return false
+}
+
+// userLimited reports whether a user may use a channel limited with
+// "#user1,user2": only the listed users may.
+func userLimited(ch, user string) bool {
+	i := strings.LastIndexByte(ch, '#')
+	if i < 0 {
+		return true
+	}
+	return user != "" && slices.Contains(strings.Split(ch[i+1:], ","), user)
+}
+
+// check resolves a channel for a client action and applies its access
+// level; s == nil is the server itself, which may do anything.
+func (h *Hub) check(s *Session, ch string, level func(config.ChannelPermissions) string, what string) (config.ChannelOptions, error) {
+	if s != nil && strings.HasPrefix(ch, "$") {
+		return config.ChannelOptions{}, switchyard.Errorf(switchyard.CodeForbidden, "channels starting with $ are reserved for the server")
+	}
+	opts, err := h.options(ch)
+	if err != nil {
+		return opts, err
+	}
+	if s == nil {
+		return opts, nil
+	}
+	if !allowed(level(opts.Permissions), s.user) {
+		if s.user == "" && level(opts.Permissions) == config.AccessAuthenticated {
+			return opts, switchyard.Errorf(switchyard.CodeForbidden, "%s on %q needs an authenticated user", what, ch)
+		}
+		return opts, switchyard.Errorf(switchyard.CodeForbidden, "%s on %q is not allowed", what, ch)
+	}
+	if !userLimited(ch, s.user) {
+		return opts, switchyard.Errorf(switchyard.CodeForbidden, "channel %q is limited to other users", ch)
+	}
+	return opts, nil
+}
+
+// SubscribeResult is the answer to a subscribe.
+type SubscribeResult struct {
+	Channel      string                   `json:"channel"`
+	Offset       uint64                   `json:"offset"`
+	Epoch        string                   `json:"epoch"`
+	Recovered    bool                     `json:"recovered"`
+	Publications []switchyard.Publication `json:"publications"`
+}
+
+// Subscribe subscribes a session to a channel. With since (the position
+// of the last publication the client saw) and a namespace that recovers,
+// the publications after it are returned, oldest first, with Recovered
+// true; when history no longer covers them Recovered is false and no
+// publication is returned, so the client knows to reload its state. The
+// reply frame (encodeReply's) is queued before any live publication of the
+// channel, and no publication is lost or repeated between the two.
+func (h *Hub) Subscribe(ctx context.Context, s *Session, ch string, since *switchyard.StreamPosition, encodeReply func(SubscribeResult) []byte) error {
+	opts, err := h.check(s, ch, func(p config.ChannelPermissions) string { return p.Subscribe }, "subscribe")
+	if err != nil {
+		return err
+	}
+	sub := &subscription{opts: opts, recovering: true}
+	if err := h.addSubscriber(ctx, s, ch, sub); err != nil {
+		return err
+	}
+	res := SubscribeResult{Channel: ch, Publications: []switchyard.Publication{}}
+	if opts.HistorySize > 0 {
+		hopts := broker.HistoryOptions{}
+		if since != nil && opts.Recover {
+			hopts = broker.HistoryOptions{Since: since, Limit: -1}
+		}
+		pubs, pos, err := h.cfg.Broker.History(ctx, ch, hopts)
+		if err != nil {
+			h.removeSubscriber(context.WithoutCancel(ctx), s, ch)
+			return err
+		}
+		res.Offset, res.Epoch = pos.Offset, pos.Epoch
+		if since != nil && opts.Recover {
+			res.Recovered = recovered(since, pubs, pos)
+			if res.Recovered && len(pubs) > 0 {
+				res.Publications = pubs
+			}
+		}
+	}
+	frame := encodeReply(res)
+	s.mu.Lock()
+	s.enqueueLocked(frame)
+	for i := range sub.pending {
+		ev := &sub.pending[i]
+		if ev.kind == eventPublication && ev.pub.Offset != 0 && ev.pub.Offset <= res.Offset && ev.sp.Epoch == res.Epoch {
+			continue // already in the reply's position or publications
+		}
+		s.enqueueLocked(ev.encode(s.enc))
+	}
+	sub.pending = nil
+	sub.recovering = false
+	s.mu.Unlock()
+
+	if opts.Presence {
+		info := s.ClientInfo()
+		if err := h.cfg.Presence.AddPresence(ctx, ch, s.id, info, h.cfg.PresenceExpiry); err != nil {
+			h.log.Warn("presence add failed", "channel", ch, "err", err)
+		}
+		if err := h.cfg.Broker.PublishJoin(ctx, ch, info); err != nil {
+			h.log.Warn("join event failed", "channel", ch, "err", err)
+		}
+	}
+	return nil
+}
+
+// recovered reports whether pubs cover everything after since without a
+// gap.
+func recovered(since *switchyard.StreamPosition, pubs []switchyard.Publication, pos switchyard.StreamPosition) bool {
+	if since.Epoch != pos.Epoch || since.Offset > pos.Offset {
+		return false
+	}
+	if len(pubs) == 0 {
+		return since.Offset == pos.Offset
+	}
+	return pubs[0].Offset == since.Offset+1 && pubs[len(pubs)-1].Offset == pos.Offset
+}
+
+// addSubscriber adds the session to the channel's local subscribers,
+// subscribing this process to the channel at the broker first if needed.
+func (h *Hub) addSubscriber(ctx context.Context, s *Session, ch string, sub *subscription) error {
+	sh := h.shard(ch)
+	sh.subMu.Lock()
+	defer sh.subMu.Unlock()
+	s.mu.Lock()
+	_, dup := s.subs[ch]
+	closed := s.closed
+	s.mu.Unlock()
+	if dup {
+		return switchyard.Errorf(switchyard.CodeBadRequest, "already subscribed to %q", ch)
+	}
+	if closed {
+		return switchyard.Errorf(switchyard.CodeUnavailable, "connection is closing")
+	}
+	sh.mu.RLock()
+	c := sh.channels[ch]
+	sh.mu.RUnlock()
+	if c == nil {
+		if err := h.cfg.Broker.Subscribe(ctx, ch); err != nil {
+			return err
+		}
+	}
+	sh.mu.Lock()
+	c = sh.channels[ch]
+	if c == nil {
+		c = &channel{subs: map[*Session]*subscription{}}
+		sh.channels[ch] = c
+	}
+	c.subs[s] = sub
+	sh.mu.Unlock()
+	s.mu.Lock()
+	s.subs[ch] = sub
+	s.mu.Unlock()
+	return nil
+}
+
+// removeSubscriber undoes addSubscriber; it reports whether the session
+// was subscribed.
+func (h *Hub) removeSubscriber(ctx context.Context, s *Session, ch string) (*subscription, bool) {
+	sh := h.shard(ch)
+	sh.subMu.Lock()
+	defer sh.subMu.Unlock()
+	s.mu.Lock()
+	sub, ok := s.subs[ch]
+	delete(s.subs, ch)
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	sh.mu.Lock()
+	c := sh.channels[ch]
+	last := false
+	if c != nil {
+		delete(c.subs, s)
+		if len(c.subs) == 0 {
+			delete(sh.channels, ch)
+			last = true
+		}
+	}
+	sh.mu.Unlock()
+	if last {
+		if err := h.cfg.Broker.Unsubscribe(ctx, ch); err != nil {
+			h.log.Warn("broker unsubscribe failed", "channel", ch, "err", err)
+		}
+	}
+	return sub, true
+}
+
+// Unsubscribe removes a session from a channel.
+func (h *Hub) Unsubscribe(ctx context.Context, s *Session, ch string) error {
+	if err := validChannel(ch); err != nil {
+		return err
+	}
+	sub, ok := h.removeSubscriber(ctx, s, ch)
+	if !ok {
+		return switchyard.Errorf(switchyard.CodeBadRequest, "not subscribed to %q", ch)
+	}
+	h.left(ctx, s, ch, sub)
+	return nil
+}
+
+func (h *Hub) left(ctx context.Context, s *Session, ch string, sub *subscription) {
+	if !sub.opts.Presence {
+		return
+	}
+	if err := h.cfg.Presence.RemovePresence(ctx, ch, s.id); err != nil {
+		h.log.Warn("presence remove failed", "channel", ch, "err", err)
+	}
+	if err := h.cfg.Broker.PublishLeave(ctx, ch, s.ClientInfo()); err != nil {
+		h.log.Warn("leave event failed", "channel", ch, "err", err)
+	}
+}
+
+// Disconnect removes a closed session from every channel and from the
+// hub (leave events for channels with presence).
+func (h *Hub) Disconnect(s *Session) {
+	s.mu.Lock()
+	s.closed = true
+	s.queue = nil
+	chans := make([]string, 0, len(s.subs))
+	for ch := range s.subs {
+		chans = append(chans, ch)
+	}
+	s.mu.Unlock()
+	ctx := context.Background()
+	for _, ch := range chans {
+		if sub, ok := h.removeSubscriber(ctx, s, ch); ok {
+			h.left(ctx, s, ch, sub)
+		}
+	}
+	h.smu.Lock()
+	delete(h.sessions, s)
+	h.smu.Unlock()
+}
+
+// refreshPresence renews the session's presence entries.
+func (s *Session) refreshPresence(ctx context.Context) {
+	s.mu.Lock()
+	var chans []string
+	for ch, sub := range s.subs {
+		if sub.opts.Presence {
+			chans = append(chans, ch)
+		}
+	}
+	s.mu.Unlock()
+	for _, ch := range chans {
+		s.h.cfg.Presence.AddPresence(ctx, ch, s.id, s.ClientInfo(), s.h.cfg.PresenceExpiry)
+	}
+}
+
+// Publish publishes data (a JSON value) to a channel. s is the publishing
+// session, or nil for the server (no permission check).
+func (h *Hub) Publish(ctx context.Context, s *Session, ch string, data json.RawMessage) (switchyard.StreamPosition, error) {
+	opts, err := h.check(s, ch, func(p config.ChannelPermissions) string { return p.Publish }, "publish")
+	if err != nil {
+		return switchyard.StreamPosition{}, err
+	}
+	if len(data) == 0 || !json.Valid(data) {
+		return switchyard.StreamPosition{}, switchyard.Errorf(switchyard.CodeBadRequest, "data must be a JSON value")
+	}
+	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration()}
+	if s != nil {
+		info := s.ClientInfo()
+		po.Info = &info
+	}
+	return h.cfg.Broker.Publish(ctx, ch, data, po)
+}
+
+// Presence returns the clients present in a channel.
+func (h *Hub) Presence(ctx context.Context, s *Session, ch string) ([]switchyard.ClientInfo, error) {
+	opts, err := h.check(s, ch, func(p config.ChannelPermissions) string { return p.Presence }, "presence")
+	if err != nil {
+		return nil, err
+	}
+	if !opts.Presence {
+		return nil, switchyard.Errorf(switchyard.CodeBadRequest, "presence is not enabled for %q", ch)
+	}
+	m, err := h.cfg.Presence.Presence(ctx, ch)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]switchyard.ClientInfo, 0, len(m))
+	for _, ci := range m {
+		out = append(out, ci)
+	}
+	slices.SortFunc(out, func(a, b switchyard.ClientInfo) int { return strings.Compare(a.ClientID, b.ClientID) })
+	return out, nil
+}
+
+// PresenceStats counts the clients and users present in a channel.
+func (h *Hub) PresenceStats(ctx context.Context, ch string) (broker.PresenceStats, error) {
+	opts, err := h.options(ch)
+	if err != nil {
+		return broker.PresenceStats{}, err
+	}
+	if !opts.Presence {
+		return broker.PresenceStats{}, switchyard.Errorf(switchyard.CodeBadRequest, "presence is not enabled for %q", ch)
+	}
+	return h.cfg.Presence.PresenceStats(ctx, ch)
+}
+
+// History returns a channel's publications after since (all kept when
+// since is nil), oldest first, at most limit of them (limit <= 0: all),
+// and the channel's position.
+func (h *Hub) History(ctx context.Context, s *Session, ch string, limit int, since *switchyard.StreamPosition) ([]switchyard.Publication, switchyard.StreamPosition, error) {
+	opts, err := h.check(s, ch, func(p config.ChannelPermissions) string { return p.History }, "history")
+	if err != nil {
+		return nil, switchyard.StreamPosition{}, err
+	}
+	if opts.HistorySize == 0 {
+		return nil, switchyard.StreamPosition{}, switchyard.Errorf(switchyard.CodeBadRequest, "history is not enabled for %q", ch)
+	}
+	if limit <= 0 {
+		limit = -1
+	}
+	pubs, pos, err := h.cfg.Broker.History(ctx, ch, broker.HistoryOptions{Since: since, Limit: limit})
+	if pubs == nil {
+		pubs = []switchyard.Publication{}
+	}
+	return pubs, pos, err
+}

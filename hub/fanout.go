@@ -1,0 +1,90 @@
+package hub
+
+import (
+	"github.com/switchyardhq/switchyard"
+)
+
+type eventKind uint8
+
+const (
+	eventPublication eventKind = iota
+	eventJoin
+	eventLeave
+)
+
+// event is what the broker delivered for a channel.
+type event struct {
+	kind    eventKind
+	channel string
+	pub     switchyard.Publication
+	sp      switchyard.StreamPosition
+	info    switchyard.ClientInfo
+}
+
+// Encoder turns hub events into the frames of one protocol. One Encoder
+// value serves every session of its protocol, and it must be comparable
+// (a pointer or a struct of comparable fields): the hub uses it as the key
+// of its once-per-protocol encoding.
+type Encoder interface {
+	EncodePublication(channel string, pub switchyard.Publication, sp switchyard.StreamPosition) []byte
+	EncodeJoin(channel string, info switchyard.ClientInfo) []byte
+	EncodeLeave(channel string, info switchyard.ClientInfo) []byte
+}
+
+func (e *event) encode(enc Encoder) []byte {
+	switch e.kind {
+	case eventJoin:
+		return enc.EncodeJoin(e.channel, e.info)
+	case eventLeave:
+		return enc.EncodeLeave(e.channel, e.info)
+	}
+	return enc.EncodePublication(e.channel, e.pub, e.sp)
+}
+
+// encodeCache holds the frames of one event, one per protocol met.
+type encodeCache struct {
+	n      int
+	encs   [4]Encoder
+	frames [4][]byte
+	more   map[Encoder][]byte
+}
+
+func (c *encodeCache) get(ev *event, enc Encoder) []byte {
+	for i := range c.n {
+		if c.encs[i] == enc {
+			return c.frames[i]
+		}
+	}
+	if f, ok := c.more[enc]; ok {
+		return f
+	}
+	f := ev.encode(enc)
+	if c.n < len(c.encs) {
+		c.encs[c.n], c.frames[c.n] = enc, f
+		c.n++
+	} else {
+		if c.more == nil {
+			c.more = map[Encoder][]byte{}
+		}
+		c.more[enc] = f
+	}
+	return f
+}
+
+// broadcast queues an event to every local subscriber of its channel.
+func (h *Hub) broadcast(ch string, ev event) {
+	sh := h.shard(ch)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	c := sh.channels[ch]
+	if c == nil {
+		return
+	}
+	var cache encodeCache
+	for s, sub := range c.subs {
+		if ev.kind != eventPublication && !sub.opts.Presence {
+			continue
+		}
+		s.deliver(sub, &ev, &cache)
+	}
+}

@@ -1,0 +1,213 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/broker"
+	"github.com/switchyardhq/switchyard/config"
+)
+
+// Config configures a Hub. Broker and Presence are required.
+type Config struct {
+	Broker   broker.Broker
+	Presence broker.PresenceManager
+	// Channels holds the default namespace and the declared ones.
+	Channels config.Channels
+	// MaxQueuedBytes bounds each session's outbox (default 1 MiB); a
+	// session over it is closed with 4008.
+	MaxQueuedBytes int64
+	// PresenceExpiry is how long a presence entry lives without being
+	// refreshed (default 60 s; refreshed every third of it).
+	PresenceExpiry time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Close codes the hub closes sessions with.
+const (
+	CloseSlowConsumer = 4008 // the outbox overflowed
+	CloseTokenExpired = 4001 // the token expired and was not refreshed
+	CloseDisconnected = 4003 // the server API disconnected the user
+)
+
+const shardCount = 64
+
+type shard struct {
+	subMu    sync.Mutex // see LOCKS.md
+	mu       sync.RWMutex
+	channels map[string]*channel
+}
+
+// channel is a channel with local subscribers.
+type channel struct {
+	subs map[*Session]*subscription
+}
+
+// Hub routes publications from the broker to the sessions subscribed on
+// this process, and runs subscribe, publish, presence and history for
+// them. It is safe for concurrent use.
+type Hub struct {
+	cfg    Config
+	log    *slog.Logger
+	seed   maphash.Seed
+	shards [shardCount]shard
+	ns     map[string]config.ChannelOptions
+
+	smu      sync.Mutex
+	sessions map[*Session]struct{}
+
+	wg     sync.WaitGroup
+	stop   chan struct{}
+	closed bool
+}
+
+// New builds a hub and starts the broker's deliveries to it.
+func New(cfg Config) (*Hub, error) {
+	if cfg.Broker == nil || cfg.Presence == nil {
+		return nil, errors.New("hub: Broker and Presence are required")
+	}
+	if cfg.MaxQueuedBytes <= 0 {
+		cfg.MaxQueuedBytes = 1 << 20
+	}
+	if cfg.PresenceExpiry <= 0 {
+		cfg.PresenceExpiry = time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Hub{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		seed:     maphash.MakeSeed(),
+		ns:       make(map[string]config.ChannelOptions),
+		sessions: make(map[*Session]struct{}),
+		stop:     make(chan struct{}),
+	}
+	for _, n := range cfg.Channels.Namespaces {
+		h.ns[n.Name] = n.ChannelOptions
+	}
+	for i := range h.shards {
+		h.shards[i].channels = make(map[string]*channel)
+	}
+	if err := cfg.Broker.Run(h); err != nil {
+		return nil, fmt.Errorf("hub: broker: %w", err)
+	}
+	h.wg.Go(h.maintain)
+	return h, nil
+}
+
+// Close stops the hub's background work; sessions should be closed first.
+func (h *Hub) Close() {
+	h.smu.Lock()
+	if !h.closed {
+		h.closed = true
+		close(h.stop)
+	}
+	h.smu.Unlock()
+	h.wg.Wait()
+}
+
+func (h *Hub) shard(ch string) *shard {
+	return &h.shards[maphash.String(h.seed, ch)%shardCount]
+}
+
+// maintain refreshes presence and closes sessions whose token expired.
+func (h *Hub) maintain() {
+	t := time.NewTicker(min(h.cfg.PresenceExpiry/3, time.Second))
+	defer t.Stop()
+	lastRefresh := h.cfg.Now()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+		now := h.cfg.Now()
+		refresh := now.Sub(lastRefresh) >= h.cfg.PresenceExpiry/3
+		if refresh {
+			lastRefresh = now
+		}
+		for _, s := range h.snapshotSessions() {
+			if s.expired(now) {
+				s.Close(CloseTokenExpired, "token expired")
+				continue
+			}
+			if refresh {
+				s.refreshPresence(context.Background())
+			}
+		}
+	}
+}
+
+func (h *Hub) snapshotSessions() []*Session {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	out := make([]*Session, 0, len(h.sessions))
+	for s := range h.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+// NumSessions returns the number of connected sessions.
+func (h *Hub) NumSessions() int {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	return len(h.sessions)
+}
+
+// Channels returns the channels with subscribers on this process and
+// their local subscriber counts.
+func (h *Hub) Channels() map[string]int {
+	out := map[string]int{}
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.RLock()
+		for name, c := range s.channels {
+			out[name] = len(c.subs)
+		}
+		s.mu.RUnlock()
+	}
+	return out
+}
+
+// SessionsOf returns the sessions of a user on this process.
+func (h *Hub) SessionsOf(user string) []*Session {
+	var out []*Session
+	for _, s := range h.snapshotSessions() {
+		if s.user == user {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// HandlePublication implements broker.Handler: it fans the publication
+// out to the channel's local subscribers, encoding it once per protocol.
+func (h *Hub) HandlePublication(ch string, pub switchyard.Publication, sp switchyard.StreamPosition) {
+	h.broadcast(ch, event{kind: eventPublication, channel: ch, pub: pub, sp: sp})
+}
+
+// HandleJoin implements broker.Handler.
+func (h *Hub) HandleJoin(ch string, info switchyard.ClientInfo) {
+	h.broadcast(ch, event{kind: eventJoin, channel: ch, info: info})
+}
+
+// HandleLeave implements broker.Handler.
+func (h *Hub) HandleLeave(ch string, info switchyard.ClientInfo) {
+	h.broadcast(ch, event{kind: eventLeave, channel: ch, info: info})
+}
+
+var _ broker.Handler = (*Hub)(nil)

@@ -1,0 +1,187 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"sync"
+
+	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/config"
+)
+
+// Writer is a session's transport.
+type Writer interface {
+	// WriteFrames writes a batch of frames, in order, in as few writes as
+	// the transport allows. It may block; an error ends the session.
+	WriteFrames(ctx context.Context, frames [][]byte) error
+	// Close closes the transport with a close code (the transport then
+	// tells the protocol, which calls Hub.Disconnect).
+	Close(code int, reason string) error
+}
+
+// Principal is who a session is.
+type Principal struct {
+	User string
+	Info json.RawMessage
+	// Expires is when the session's token expires (zero: never).
+	Expires time.Time
+}
+
+// Session is one client connection's presence in the hub: its
+// subscriptions and its outbox.
+type Session struct {
+	h    *Hub
+	id   string
+	user string
+	info json.RawMessage
+	w    Writer
+	enc  Encoder
+
+	mu      sync.Mutex
+	expires time.Time
+	subs    map[string]*subscription
+	queue   [][]byte
+	queued  int64 // bytes queued or being written
+	writing bool
+	closed  bool
+}
+
+// subscription is a session's membership of a channel.
+type subscription struct {
+	opts config.ChannelOptions
+	// recovering holds live events back while the subscribe reply (and
+	// the history it recovers) is being prepared.
+	recovering bool
+	pending    []event
+}
+
+// Connect registers a session with the hub. The protocol calls
+// Disconnect when the transport closes.
+func (h *Hub) Connect(id string, p Principal, w Writer, enc Encoder) *Session {
+	s := &Session{h: h, id: id, user: p.User, info: p.Info, w: w, enc: enc, expires: p.Expires, subs: map[string]*subscription{}}
+	h.smu.Lock()
+	h.sessions[s] = struct{}{}
+	h.smu.Unlock()
+	return s
+}
+
+// ID returns the session's client id.
+func (s *Session) ID() string { return s.id }
+
+// User returns the session's user ("" when anonymous).
+func (s *Session) User() string { return s.user }
+
+// ClientInfo returns the session as presence and publications show it.
+func (s *Session) ClientInfo() switchyard.ClientInfo {
+	return switchyard.ClientInfo{ClientID: s.id, User: s.user, Info: s.info}
+}
+
+// SetExpires replaces the token expiry (after a refresh).
+func (s *Session) SetExpires(t time.Time) {
+	s.mu.Lock()
+	s.expires = t
+	s.mu.Unlock()
+}
+
+func (s *Session) expired(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && !s.expires.IsZero() && now.After(s.expires)
+}
+
+// Subscribed returns the channels the session is subscribed to.
+func (s *Session) Subscribed() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.subs))
+	for ch := range s.subs {
+		out = append(out, ch)
+	}
+	return out
+}
+
+// Send queues a frame (a reply) behind what is already queued.
+func (s *Session) Send(frame []byte) {
+	s.mu.Lock()
+	s.enqueueLocked(frame)
+	s.mu.Unlock()
+}
+
+// Close closes the session's transport.
+func (s *Session) Close(code int, reason string) {
+	s.w.Close(code, reason)
+}
+
+// deliver queues a broadcast event, or holds it while the subscription
+// recovers.
+func (s *Session) deliver(sub *subscription, ev *event, cache *encodeCache) {
+	s.mu.Lock()
+	if sub.recovering {
+		sub.pending = append(sub.pending, *ev)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	frame := cache.get(ev, s.enc)
+	s.mu.Lock()
+	if sub.recovering { // cannot happen: recovery only ends, never starts again
+		sub.pending = append(sub.pending, *ev)
+	} else {
+		s.enqueueLocked(frame)
+	}
+	s.mu.Unlock()
+}
+
+// enqueueLocked appends a frame to the outbox, closing the session with
+// 4008 when the outbox would exceed its bound. s.mu must be held.
+func (s *Session) enqueueLocked(frame []byte) {
+	if s.closed {
+		return
+	}
+	if s.queued+int64(len(frame)) > s.h.cfg.MaxQueuedBytes {
+		s.closed = true
+		s.queue = nil
+		s.h.log.Info("slow consumer disconnected", "conn", s.id, "user", s.user, "queued_bytes", s.queued)
+		s.h.wg.Go(func() { s.w.Close(CloseSlowConsumer, "slow consumer") })
+		return
+	}
+	s.queue = append(s.queue, frame)
+	s.queued += int64(len(frame))
+	if !s.writing {
+		s.writing = true
+		s.h.wg.Go(s.writeLoop)
+	}
+}
+
+// writeLoop drains the outbox in batches; it ends when the outbox is
+// empty, so an idle session has no goroutine.
+func (s *Session) writeLoop() {
+	for {
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		if len(batch) == 0 || s.closed {
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		err := s.w.WriteFrames(context.Background(), batch)
+		var n int64
+		for _, f := range batch {
+			n += int64(len(f))
+		}
+		s.mu.Lock()
+		s.queued -= n
+		if err != nil {
+			s.closed = true
+			s.queue = nil
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
