@@ -15,8 +15,10 @@ import (
 
 // Handler receives what a broker delivers to this process: publications,
 // joins and leaves of the channels it subscribed to. For one channel,
-// calls arrive in publication order (offsets increase). Handlers must not
-// block: the hub only enqueues.
+// calls arrive in the order they were published (offsets increase, and
+// joins and leaves are ordered with the publications). Handlers must not
+// block and must not call back into the broker (the memory broker
+// delivers while holding the channel's lock): the hub only enqueues.
 type Handler interface {
 	HandlePublication(channel string, pub switchyard.Publication, sp switchyard.StreamPosition)
 	HandleJoin(channel string, info switchyard.ClientInfo)
@@ -43,8 +45,11 @@ type HistoryOptions struct {
 	// Since.Epoch is not the current epoch, no publication is returned
 	// (the caller sees the epoch differ in the returned position).
 	Since *switchyard.StreamPosition
-	// Limit caps the number of publications: 0 returns none (only the
-	// position), a negative value all that are kept.
+	// Limit caps the number of publications: the first (oldest) Limit of
+	// those selected; 0 returns none (only the position), a negative value
+	// all that are kept. When history was trimmed past Since, the first
+	// publication returned has an offset above Since.Offset+1: the caller
+	// sees the gap.
 	Limit int
 }
 
@@ -70,8 +75,9 @@ type Broker interface {
 	PublishJoin(ctx context.Context, channel string, info switchyard.ClientInfo) error
 	PublishLeave(ctx context.Context, channel string, info switchyard.ClientInfo) error
 	// History returns publications and the channel's current position (the
-	// offset of its last publication and its epoch; a channel never
-	// published to has offset 0 and a fresh epoch).
+	// offset of its last publication and its epoch). A channel never
+	// published to has offset 0 and an epoch that is stable while nothing
+	// is lost and never again equal to an epoch it had before a loss.
 	History(ctx context.Context, channel string, opts HistoryOptions) ([]switchyard.Publication, switchyard.StreamPosition, error)
 	// RemoveHistory drops a channel's history (the epoch changes).
 	RemoveHistory(ctx context.Context, channel string) error
@@ -79,7 +85,8 @@ type Broker interface {
 	Close(ctx context.Context) error
 }
 
-// PresenceStats counts a channel's presence.
+// PresenceStats counts a channel's presence: NumUsers counts distinct
+// non-empty users (anonymous clients count only in NumClients).
 type PresenceStats struct {
 	NumClients int `json:"num_clients"`
 	NumUsers   int `json:"num_users"`

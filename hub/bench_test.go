@@ -29,8 +29,10 @@ func (e *jsonEncoder) EncodePublication(ch string, pub switchyard.Publication, s
 	b, _ := json.Marshal(map[string]any{"channel": ch, "offset": pub.Offset, "epoch": sp.Epoch, "data": pub.Data})
 	return b
 }
-func (e *jsonEncoder) EncodeJoin(ch string, info switchyard.ClientInfo) []byte  { return []byte("join") }
-func (e *jsonEncoder) EncodeLeave(ch string, info switchyard.ClientInfo) []byte { return []byte("leave") }
+func (e *jsonEncoder) EncodeJoin(ch string, info switchyard.ClientInfo) []byte { return []byte("join") }
+func (e *jsonEncoder) EncodeLeave(ch string, info switchyard.ClientInfo) []byte {
+	return []byte("leave")
+}
 
 func benchHub(tb testing.TB, opts config.ChannelOptions) *Hub {
 	tb.Helper()

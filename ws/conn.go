@@ -76,6 +76,7 @@ type Conn struct {
 	paused        bool          // epoll mode: reading stopped until the queue drains
 	notify        chan struct{} // closed on any change a waiter cares about
 	done          chan struct{} // closed when the socket is closed
+	onFinish      func()        // called once when the socket is closed
 
 	lastRead atomic.Int64 // unix nanoseconds
 	lastPing atomic.Int64
@@ -390,6 +391,9 @@ func (c *Conn) finish(cause error) {
 	}
 	c.nc.Close()
 	close(c.done)
+	if c.onFinish != nil {
+		c.onFinish()
+	}
 	c.eng.unregister(c)
 	if c.h != nil {
 		c.eng.goTracked(func() {
@@ -542,19 +546,52 @@ func (c *Conn) waitQueueSpace() bool {
 	}
 }
 
-// readLoop is the reader of a connection the engine does not poll.
+// readLoop is the reader of a connection the engine does not poll. Where
+// the socket allows it, it waits for data without holding a buffer and
+// borrows one from the engine's pool to read; otherwise (TLS) it keeps a 4
+// KiB buffer.
 func (c *Conn) readLoop() {
-	buf := make([]byte, 4096)
+	var rc syscall.RawConn
+	if sc, ok := pollable(c.nc); ok {
+		rc, _ = sc.SyscallConn()
+	}
+	var own []byte
+	if rc == nil {
+		own = make([]byte, 4096)
+	}
 	for c.waitQueueSpace() {
-		n, err := c.nc.Read(buf)
-		if n > 0 {
-			c.process(buf[:n])
+		if rc == nil {
+			n, err := c.nc.Read(own)
+			if !c.consume(own[:n], err) {
+				return
+			}
+			continue
 		}
-		if err != nil {
+		if err := waitReadable(rc); err != nil {
 			c.readFailed(err)
 			return
 		}
+		bp := c.eng.bufs.Get().(*[]byte)
+		n, err := c.nc.Read(*bp)
+		ok := c.consume((*bp)[:n], err)
+		c.eng.bufs.Put(bp)
+		if !ok {
+			return
+		}
 	}
+}
+
+// consume processes what one read returned; false once the connection
+// ended.
+func (c *Conn) consume(p []byte, err error) bool {
+	if len(p) > 0 {
+		c.process(p)
+	}
+	if err != nil {
+		c.readFailed(err)
+		return false
+	}
+	return true
 }
 
 // tick runs the timers of one connection; the engine calls it about once

@@ -214,6 +214,8 @@ func (e *Engine) sweep() {
 				e.mu.Lock()
 				if e.Len() == 0 {
 					e.sweeping = false
+					e.closePollers()
+					e.pollers = nil
 					e.mu.Unlock()
 					return
 				}
@@ -226,11 +228,15 @@ func (e *Engine) sweep() {
 // startReading hands a new connection to a poll loop, or to a goroutine
 // of its own.
 func (e *Engine) startReading(c *Conn) {
-	if len(e.pollers) > 0 {
+	pollers := e.pollers
+	if e.private {
+		pollers = e.privatePollers()
+	}
+	if len(pollers) > 0 {
 		if sc, ok := pollable(c.nc); ok {
 			rc, err := sc.SyscallConn()
 			if err == nil {
-				p := e.pollers[e.next.Add(1)%uint64(len(e.pollers))]
+				p := pollers[e.next.Add(1)%uint64(len(pollers))]
 				if err := p.add(c, rc); err == nil {
 					return
 				}
@@ -238,6 +244,21 @@ func (e *Engine) startReading(c *Conn) {
 		}
 	}
 	e.goTracked(c.readLoop)
+}
+
+// privatePollers starts the poll loop of a private engine on its first
+// connection; the sweeper stops it with the last one, so an Accept
+// handler leaves no goroutine behind when it has no connections.
+func (e *Engine) privatePollers() []*poller {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.pollers == nil && !e.cfg.Goroutines {
+		if p, err := newPoller(e); err == nil && p != nil {
+			e.pollers = []*poller{p}
+			e.goTracked(p.run)
+		}
+	}
+	return e.pollers
 }
 
 // pollable reports whether the engine may read the socket directly: plain

@@ -187,3 +187,15 @@ func (c *Conn) onReadable() {
 	c.mu.Unlock()
 	c.poller.rearm(c)
 }
+
+// waitReadable blocks until the socket has data (or was closed by the
+// peer) without holding a buffer: the netpoller parks the goroutine, and a
+// one-byte peek tells readiness from a stale notification. The read that
+// follows reports EOF or errors.
+func waitReadable(rc syscall.RawConn) error {
+	return rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return err != unix.EAGAIN && err != unix.EINTR
+	})
+}

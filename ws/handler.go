@@ -51,8 +51,8 @@ func newConnHandler(h http.Handler, require bool, opts []Option) *connHandler {
 }
 
 // engine returns the configured engine or the handler's private one,
-// which reads with a goroutine per connection and runs its sweeper only
-// while it has connections, so it needs no shutdown of its own.
+// which runs its poll loop and sweeper only while it has connections, so
+// it needs no shutdown of its own.
 func (a *connHandler) engine() *Engine {
 	if a.o.engine != nil {
 		return a.o.engine
@@ -84,27 +84,28 @@ func (a *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.h.ServeHTTP(w, r)
 		return
 	}
-	c, err := upgrade(w, r, a.engine(), a.o, nil)
+	// The handler runs on a goroutine of the engine's, and this one (net/
+	// http's, holding the server's buffers for the connection) returns, so
+	// a connection keeps no HTTP state while it lives. Its context ends
+	// when the connection does.
+	base, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	e := a.engine()
+	c, err := upgrade(w, r, e, a.o, nil, cancel)
 	if err != nil {
+		cancel()
 		return
 	}
-	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), connKey{}, c))
-	defer cancel()
-	go func() { // cancels the handler's context when the peer leaves; ends with it
-		select {
-		case <-c.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	defer func() {
-		if p := recover(); p != nil {
-			c.panicked("ServeHTTP", p, true)
-		}
-		c.Close(CloseNormal, "")
-		<-c.Done() // the engine closes the socket within the close timeout
-	}()
-	a.h.ServeHTTP(hijackedWriter{}, r.WithContext(ctx))
+	r = r.WithContext(context.WithValue(base, connKey{}, c))
+	e.goTracked(func() {
+		defer cancel()
+		defer func() {
+			if p := recover(); p != nil {
+				c.panicked("ServeHTTP", p, true)
+			}
+			c.Close(CloseNormal, "")
+		}()
+		a.h.ServeHTTP(hijackedWriter{}, r)
+	})
 }
 
 // hijackedWriter stands in for the ResponseWriter of an upgraded request.
@@ -124,10 +125,12 @@ func Upgrade(w http.ResponseWriter, r *http.Request, e *Engine, h Handler, opts 
 		return nil, errors.New("ws: Upgrade needs an engine and a handler")
 	}
 	o := resolve(append([]Option{WithEngine(e)}, opts...))
-	return upgrade(w, r, e, o, h)
+	return upgrade(w, r, e, o, h, nil)
 }
 
-func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Handler) (*Conn, error) {
+// upgrade completes the handshake; onFinish, if set, is called once the
+// connection is gone.
+func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Handler, onFinish func()) (*Conn, error) {
 	key, err := checkRequest(r, o)
 	if err != nil {
 		var he *handshakeError
@@ -169,15 +172,13 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 	}
 	nc.SetWriteDeadline(time.Time{})
 
-	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate, done: make(chan struct{})}
+	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate, done: make(chan struct{}), onFinish: onFinish}
 	c.fr.maxMessage = o.maxMessage
 	c.fr.compression = deflate
 	now := time.Now().UnixNano()
 	c.lastRead.Store(now)
 	c.lastPing.Store(now)
 	if err := e.register(c); err != nil {
-		c.state = stateClosed
-		close(c.done)
 		nc.Close()
 		return nil, err
 	}

@@ -129,8 +129,10 @@ func Compression(enabled bool) Option {
 }
 
 // WithEngine serves the connections on e, which owns their reading,
-// pings and shutdown. Without it each Accept or Require handler uses a
-// private engine with one reading goroutine per connection.
+// pings and shutdown (Engine.Shutdown closes them with 1001). Without it
+// each Accept or Require handler uses a private engine that runs only
+// while the handler has connections and that nothing shuts down: close
+// such connections from the handler (watch your server's shutdown).
 func WithEngine(e *Engine) Option {
 	return func(o *options) { o.engine = e }
 }

@@ -17,15 +17,16 @@ package main
 //     client: echo every text message, answer ping with pong and close with
 //     close, and call track.closed() when the connection ends;
 //   - block until the process is killed (or return an error if serving fails).
-//
-// Future candidates built on the project's own ws package
-// ("switchyard-accept", "switchyard-engine") need the replace directive that
-// go.mod keeps commented out until the root package is ready.
+
 var candidates = map[string]func(listen string) error{
 	"gorilla":      serveGorilla,
 	"gws":          serveGws,
 	"gobwas-epoll": serveGobwasEpoll,
 	"nbio":         serveNbio,
+
+	// The project's own ws package.
+	"switchyard-engine": serveSwitchyardEngine,
+	"switchyard-accept": serveSwitchyardAccept,
 
 	// Variants for comparison (not in the default list): the libraries'
 	// default settings, and gorilla with its read loop moved out of the
@@ -36,4 +37,4 @@ var candidates = map[string]func(listen string) error{
 }
 
 // defaultCandidates is the -candidates default, in the order they run.
-const defaultCandidates = "gorilla,gws,gobwas-epoll,nbio"
+const defaultCandidates = "gorilla,gws,gobwas-epoll,nbio,switchyard-engine,switchyard-accept"

@@ -2,17 +2,15 @@ module github.com/switchyardhq/switchyard/bench/engines
 
 go 1.26.0
 
-// The switchyard-accept and switchyard-engine candidates will be built on the
-// project's own ws package. Uncomment this (and add the require with
-// `go get github.com/switchyardhq/switchyard`) once the root package is
-// ready; until then the harness does not depend on the root module.
-// replace github.com/switchyardhq/switchyard => ../..
+// The switchyard-* candidates are built on the project's own ws package.
+replace github.com/switchyardhq/switchyard => ../..
 
 require (
 	github.com/gobwas/ws v1.5.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/lesismal/nbio v1.6.8
 	github.com/lxzan/gws v1.8.9
+	github.com/switchyardhq/switchyard v0.0.0-00010101000000-000000000000
 	golang.org/x/sys v0.49.0
 )
 

@@ -26,7 +26,7 @@
 //   - A publication with HistorySize 0 gets offset 0 and leaves the
 //     channel's history and position unchanged.
 //   - A history lost to HistoryTTL or RemoveHistory restarts at offset 1
-//     in a new epoch, and the new epoch is stable until the next loss.
+//     in a new epoch, which History calls that follow return unchanged.
 //   - PresenceStats.NumUsers counts distinct non-empty users: anonymous
 //     clients (User "") count in NumClients only.
 //   - Presence returns a map the caller owns.

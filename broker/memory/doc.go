@@ -14,9 +14,10 @@
 // even with concurrent publishers, and joins and leaves are ordered with
 // them. The Handler is called synchronously from Publish, PublishJoin and
 // PublishLeave, on the caller's goroutine, with that channel mutex held: it
-// must not block and must not call back into the Broker for the same
-// channel (that deadlocks). Close waits for in-flight deliveries; none
-// starts after it returns.
+// must not block and must not call back into the Broker (for the same
+// channel that deadlocks at once; for others it can, with another
+// Handler call doing the reverse). Close waits for deliveries in progress;
+// none starts after it returns.
 //
 // Lock order: a shard's mutex before a channel's mutex; the Broker's own
 // mutex (Run, Close) is never held together with either.
@@ -51,5 +52,5 @@
 // loss. The price is that a channel that never had history changes its
 // epoch once an hour, so a client reconnecting across that boundary is told
 // that it cannot recover, and that an expired channel costs about 200 bytes
-// for at most an hour.
+// plus its name for at most an hour.
 package memory

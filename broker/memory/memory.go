@@ -22,8 +22,9 @@ const (
 	// sweepPeriod is the time the cleaner takes to visit every channel
 	// once; it visits one shard every sweepPeriod/numShards. Expired
 	// history and presence are invisible from the moment they expire; the
-	// sweep only returns their memory. A sweep of one million channels
-	// costs about 50ms of CPU.
+	// sweep only returns their memory. It costs about 32ns per channel
+	// (BenchmarkSweep): 32ms of CPU every 4s for one million channels, and
+	// a shard is locked for 0.5ms at a time.
 	sweepPeriod = 4 * time.Second
 )
 
@@ -64,6 +65,9 @@ type Broker struct {
 type shard struct {
 	mu       sync.Mutex
 	channels map[string]*channel
+	// Pad to 64 bytes, a cache line, so that cores working on
+	// neighbouring shards do not invalidate each other's line.
+	_ [64 - 16]byte
 }
 
 // channel is everything the broker keeps about one channel. The entry

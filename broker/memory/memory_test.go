@@ -28,8 +28,8 @@ func TestPresence(t *testing.T) {
 type nopHandler struct{}
 
 func (nopHandler) HandlePublication(string, switchyard.Publication, switchyard.StreamPosition) {}
-func (nopHandler) HandleJoin(string, switchyard.ClientInfo)                                   {}
-func (nopHandler) HandleLeave(string, switchyard.ClientInfo)                                  {}
+func (nopHandler) HandleJoin(string, switchyard.ClientInfo)                                    {}
+func (nopHandler) HandleLeave(string, switchyard.ClientInfo)                                   {}
 
 // countHandler counts publications.
 type countHandler struct {
