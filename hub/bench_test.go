@@ -72,7 +72,7 @@ func BenchmarkBroadcast(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			h.wg.Wait() // writers drained
+			h.writers.Wait() // writers drained
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 			if enc.encodes.Load() != int64(b.N) {
 				b.Fatalf("encoded %d times for %d publications", enc.encodes.Load(), b.N)

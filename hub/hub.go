@@ -65,9 +65,10 @@ type Hub struct {
 	smu      sync.Mutex
 	sessions map[*Session]struct{}
 
-	wg     sync.WaitGroup
-	stop   chan struct{}
-	closed bool
+	wg      sync.WaitGroup // maintain
+	writers sync.WaitGroup // session writers and slow-consumer closes
+	stop    chan struct{}
+	closed  bool
 }
 
 // New builds a hub and starts the broker's deliveries to it.
@@ -117,6 +118,7 @@ func (h *Hub) Close() {
 	}
 	h.smu.Unlock()
 	h.wg.Wait()
+	h.writers.Wait()
 }
 
 func (h *Hub) shard(ch string) *shard {

@@ -144,14 +144,14 @@ func (s *Session) enqueueLocked(frame []byte) {
 		s.closed = true
 		s.queue = nil
 		s.h.log.Info("slow consumer disconnected", "conn", s.id, "user", s.user, "queued_bytes", s.queued)
-		s.h.wg.Go(func() { s.w.Close(CloseSlowConsumer, "slow consumer") })
+		s.h.writers.Go(func() { s.w.Close(CloseSlowConsumer, "slow consumer") })
 		return
 	}
 	s.queue = append(s.queue, frame)
 	s.queued += int64(len(frame))
 	if !s.writing {
 		s.writing = true
-		s.h.wg.Go(s.writeLoop)
+		s.h.writers.Go(s.writeLoop)
 	}
 }
 
