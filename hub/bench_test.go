@@ -33,6 +33,8 @@ func (e *jsonEncoder) EncodeJoin(ch string, info switchyard.ClientInfo) []byte {
 func (e *jsonEncoder) EncodeLeave(ch string, info switchyard.ClientInfo) []byte {
 	return []byte("leave")
 }
+func (e *jsonEncoder) EncodeSubscribed(res SubscribeResult) []byte { return []byte("subscribed") }
+func (e *jsonEncoder) EncodeUnsubscribed(ch string) []byte         { return []byte("unsubscribed") }
 
 func benchHub(tb testing.TB, opts config.ChannelOptions) *Hub {
 	tb.Helper()

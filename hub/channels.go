@@ -115,6 +115,22 @@ func (h *Hub) Subscribe(ctx context.Context, s *Session, ch string, since *switc
 	if err != nil {
 		return err
 	}
+	return h.subscribe(ctx, s, ch, opts, since, encodeReply)
+}
+
+// SubscribeServer subscribes a session on the server's behalf (the server
+// API, a token's channels claim): no permission applies, and the client
+// is told with its protocol's EncodeSubscribed frame, queued like a
+// subscribe reply.
+func (h *Hub) SubscribeServer(ctx context.Context, s *Session, ch string) error {
+	opts, err := h.check(nil, ch, nil, "subscribe")
+	if err != nil {
+		return err
+	}
+	return h.subscribe(ctx, s, ch, opts, nil, s.enc.EncodeSubscribed)
+}
+
+func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.ChannelOptions, since *switchyard.StreamPosition, encodeReply func(SubscribeResult) []byte) error {
 	sub := &subscription{opts: opts, recovering: true}
 	if err := h.addSubscriber(ctx, s, ch, sub); err != nil {
 		return err
@@ -246,14 +262,27 @@ func (h *Hub) removeSubscriber(ctx context.Context, s *Session, ch string) (*sub
 	return sub, true
 }
 
-// Unsubscribe removes a session from a channel.
+// Unsubscribe removes a session from a channel at its client's request.
 func (h *Hub) Unsubscribe(ctx context.Context, s *Session, ch string) error {
+	return h.unsubscribe(ctx, s, ch, false)
+}
+
+// UnsubscribeServer removes a session from a channel on the server's
+// behalf; the client is told with its protocol's EncodeUnsubscribed frame.
+func (h *Hub) UnsubscribeServer(ctx context.Context, s *Session, ch string) error {
+	return h.unsubscribe(ctx, s, ch, true)
+}
+
+func (h *Hub) unsubscribe(ctx context.Context, s *Session, ch string, notify bool) error {
 	if err := validChannel(ch); err != nil {
 		return err
 	}
 	sub, ok := h.removeSubscriber(ctx, s, ch)
 	if !ok {
 		return switchyard.Errorf(switchyard.CodeBadRequest, "not subscribed to %q", ch)
+	}
+	if notify {
+		s.Send(s.enc.EncodeUnsubscribed(ch))
 	}
 	h.left(ctx, s, ch, sub)
 	return nil

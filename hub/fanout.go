@@ -29,6 +29,10 @@ type Encoder interface {
 	EncodePublication(channel string, pub switchyard.Publication, sp switchyard.StreamPosition) []byte
 	EncodeJoin(channel string, info switchyard.ClientInfo) []byte
 	EncodeLeave(channel string, info switchyard.ClientInfo) []byte
+	// EncodeSubscribed and EncodeUnsubscribed tell a client that the
+	// server subscribed or unsubscribed it.
+	EncodeSubscribed(res SubscribeResult) []byte
+	EncodeUnsubscribed(channel string) []byte
 }
 
 func (e *event) encode(enc Encoder) []byte {

@@ -259,3 +259,8 @@ func TestChannelRules(t *testing.T) {
 		t.Fatalf("after disconnect: %v, %d sessions", h.Channels(), h.NumSessions())
 	}
 }
+
+func (offsetEncoder) EncodeSubscribed(res SubscribeResult) []byte {
+	return []byte("subscribed:" + res.Channel)
+}
+func (offsetEncoder) EncodeUnsubscribed(ch string) []byte { return []byte("unsubscribed:" + ch) }

@@ -21,6 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchyardhq/switchyard/api"
+	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/broker/memory"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
@@ -80,6 +82,10 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("server: data_dir: %w", err)
 	}
+	verifier, err := auth.NewVerifier(cfg.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	engine, err := ws.NewEngine(ws.EngineConfig{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -124,9 +130,18 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s.mux.Handle("GET /live", live.New(live.Config{
 		Engine:         engine,
 		Hub:            hb,
+		Verifier:       verifier,
 		Options:        wsOpts,
 		Logger:         log,
 		MaxConnections: cfg.Limits.MaxConnections,
+	}))
+	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
+		Hub:         hb,
+		Keys:        cfg.APIKeys,
+		MaxBody:     int64(cfg.Limits.MaxRequestBody),
+		Connections: engine.Len,
+		Started:     s.started,
+		Logger:      log,
 	}))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)

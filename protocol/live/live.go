@@ -21,13 +21,10 @@ import (
 	"time"
 
 	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/ws"
 )
-
-// Authenticator says who a connecting request is; an error refuses the
-// connection (HTTP 401 before the upgrade for CodeUnauthorized).
-type Authenticator func(r *http.Request) (hub.Principal, error)
 
 // Config configures the /live handler.
 type Config struct {
@@ -35,8 +32,10 @@ type Config struct {
 	Hub     *hub.Hub
 	Options []ws.Option
 	Logger  *slog.Logger
-	// Authenticate identifies connections; nil makes every one anonymous.
-	Authenticate Authenticator
+	// Verifier identifies connections from their token (?token=, the
+	// cookie, or Authorization: Bearer) and verifies $session refresh
+	// tokens; nil makes every connection anonymous.
+	Verifier *auth.Verifier
 	// MaxConnections refuses upgrades with 503 once the engine holds that
 	// many connections (0: no limit).
 	MaxConnections int
@@ -77,10 +76,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.WriteError(w, http.StatusBadRequest, "websocket_required", "/live only accepts WebSocket connections")
 		return
 	}
-	var p hub.Principal
-	if h.cfg.Authenticate != nil {
+	var p auth.Principal
+	if h.cfg.Verifier != nil {
 		var err error
-		if p, err = h.cfg.Authenticate(r); err != nil {
+		if p, err = h.cfg.Verifier.FromRequest(r); err != nil {
+			// Refused before the upgrade: 401 with the reason (never the
+			// token).
 			code := switchyard.ErrorCode(err)
 			ws.WriteError(w, switchyard.HTTPStatus(code), string(code), switchyard.ErrorMessage(err))
 			return
@@ -92,13 +93,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // socket adapts the handler to ws.Handler for one connection.
 type socket struct {
 	h *Handler
-	p hub.Principal
+	p auth.Principal
 }
 
 func (s socket) OnOpen(c *ws.Conn) {
-	hs := s.h.cfg.Hub.Connect(rand.Text(), s.p, connWriter{c}, s.h.enc)
+	hb := s.h.cfg.Hub
+	hs := hb.Connect(rand.Text(), hub.Principal{User: s.p.User, Info: s.p.Info, Expires: s.p.Expires}, connWriter{c}, s.h.enc)
 	c.SetValue(&session{hs: hs})
 	hs.Send(encode("$session", map[string]any{"action": "connected", "client_id": hs.ID(), "user": hs.User()}))
+	// The token's channels are joined server-side; each is announced
+	// with a "subscribed" push (or an error frame for that channel).
+	ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.RequestTimeout)
+	defer cancel()
+	for _, ch := range s.p.Channels {
+		if err := hb.SubscribeServer(ctx, hs, ch); err != nil {
+			s.h.replyError(c.Value().(*session), "$channels", request{Action: "subscribe", Channel: ch}, err)
+		}
+	}
 }
 
 func (s socket) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
@@ -176,12 +187,44 @@ func (h *Handler) handle(sess *session, data []byte) {
 	defer cancel()
 	switch env.Stream {
 	case "$session":
-		h.replyError(sess, env.Stream, req, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "unknown action %q on $session", req.Action))
+		h.session(sess, req)
 	case "$channels":
 		h.channels(ctx, sess, req)
 	default:
 		h.replyError(sess, env.Stream, req, switchyard.Errorf(switchyard.CodeNotFound, "unknown stream %q", env.Stream))
 	}
+}
+
+// session runs a $session action.
+func (h *Handler) session(sess *session, req request) {
+	const stream = "$session"
+	if req.Action != "refresh" {
+		h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "unknown action %q on $session", req.Action))
+		return
+	}
+	if h.cfg.Verifier == nil {
+		h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeBadRequest, "tokens are not configured on this server"))
+		return
+	}
+	if req.Token == "" {
+		h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeBadRequest, "token is required"))
+		return
+	}
+	claims, err := h.cfg.Verifier.Verify(req.Token)
+	if err != nil {
+		h.replyError(sess, stream, req, err)
+		return
+	}
+	if claims.User != sess.hs.User() {
+		h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeForbidden, "a refresh token must be for the same user"))
+		return
+	}
+	sess.hs.SetExpires(claims.Expires)
+	var expires any
+	if !claims.Expires.IsZero() {
+		expires = claims.Expires.Unix()
+	}
+	sess.hs.Send(h.ok(stream, req, map[string]any{"expires": expires}))
 }
 
 func orSession(stream string) string {
@@ -314,4 +357,17 @@ func (*encoder) EncodeJoin(ch string, info switchyard.ClientInfo) []byte {
 
 func (*encoder) EncodeLeave(ch string, info switchyard.ClientInfo) []byte {
 	return encode("$channels", pushPresence{Action: "leave", Channel: ch, Info: info})
+}
+
+type pushSubscribed struct {
+	Action string `json:"action"`
+	hub.SubscribeResult
+}
+
+func (*encoder) EncodeSubscribed(res hub.SubscribeResult) []byte {
+	return encode("$channels", pushSubscribed{Action: "subscribed", SubscribeResult: res})
+}
+
+func (*encoder) EncodeUnsubscribed(ch string) []byte {
+	return encode("$channels", map[string]string{"action": "unsubscribed", "channel": ch})
 }
