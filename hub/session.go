@@ -43,7 +43,8 @@ type Session struct {
 	expires time.Time
 	subs    map[string]*subscription
 	queue   [][]byte
-	queued  int64 // bytes queued or being written
+	spare   [][]byte // the previous batch's slice, reused for the next queue
+	queued  int64    // bytes queued or being written
 	writing bool
 	closed  bool
 }
@@ -115,18 +116,12 @@ func (s *Session) Close(code int, reason string) {
 }
 
 // deliver queues a broadcast event, or holds it while the subscription
-// recovers.
+// recovers. The frame comes from the broadcast's cache: encoding happens
+// once per protocol, outside the session's lock.
 func (s *Session) deliver(sub *subscription, ev *event, cache *encodeCache) {
-	s.mu.Lock()
-	if sub.recovering {
-		sub.pending = append(sub.pending, *ev)
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Unlock()
 	frame := cache.get(ev, s.enc)
 	s.mu.Lock()
-	if sub.recovering { // cannot happen: recovery only ends, never starts again
+	if sub.recovering {
 		sub.pending = append(sub.pending, *ev)
 	} else {
 		s.enqueueLocked(frame)
@@ -151,17 +146,19 @@ func (s *Session) enqueueLocked(frame []byte) {
 	s.queued += int64(len(frame))
 	if !s.writing {
 		s.writing = true
-		s.h.writers.Go(s.writeLoop)
+		s.h.writers.Add(1)
+		go s.writeLoop() // a bare go statement: one allocation fewer than WaitGroup.Go per start
 	}
 }
 
 // writeLoop drains the outbox in batches; it ends when the outbox is
 // empty, so an idle session has no goroutine.
 func (s *Session) writeLoop() {
+	defer s.h.writers.Done()
 	for {
 		s.mu.Lock()
 		batch := s.queue
-		s.queue = nil
+		s.queue, s.spare = s.spare[:0], nil
 		if len(batch) == 0 || s.closed {
 			s.writing = false
 			s.mu.Unlock()
@@ -173,8 +170,12 @@ func (s *Session) writeLoop() {
 		for _, f := range batch {
 			n += int64(len(f))
 		}
+		clear(batch) // drop the frames' memory before the slice is reused
 		s.mu.Lock()
 		s.queued -= n
+		if s.spare == nil && cap(batch) <= 1024 {
+			s.spare = batch[:0]
+		}
 		if err != nil {
 			s.closed = true
 			s.queue = nil
