@@ -110,9 +110,10 @@ func (s *Session) Send(frame []byte) {
 	s.mu.Unlock()
 }
 
-// Close closes the session's transport.
+// Close closes the session's transport with a close code. It does not
+// wait: the close frame may queue behind a slow client's write.
 func (s *Session) Close(code int, reason string) {
-	s.w.Close(code, reason)
+	s.h.writers.Go(func() { s.w.Close(code, reason) })
 }
 
 // deliver queues a broadcast event, or holds it while the subscription
@@ -139,7 +140,7 @@ func (s *Session) enqueueLocked(frame []byte) {
 		s.closed = true
 		s.queue = nil
 		s.h.log.Info("slow consumer disconnected", "conn", s.id, "user", s.user, "queued_bytes", s.queued)
-		s.h.writers.Go(func() { s.w.Close(CloseSlowConsumer, "slow consumer") })
+		s.Close(CloseSlowConsumer, "slow consumer")
 		return
 	}
 	s.queue = append(s.queue, frame)
