@@ -171,7 +171,7 @@ func serveProcess(t *testing.T, dir string, env []string, args ...string) (*exec
 
 func TestServeEmbeddedDefaultAndGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
-	cmd, logs, base := serveProcess(t, dir, nil, "--log-format", "json")
+	cmd, logs, base := serveProcess(t, dir, nil, "--log-format", "json", "--log-level", "debug")
 	if _, err := os.Stat(filepath.Join(dir, "switchyard-data")); err != nil {
 		t.Fatalf("embedded default did not create ./switchyard-data: %v", err)
 	}
@@ -181,7 +181,13 @@ func TestServeEmbeddedDefaultAndGracefulShutdown(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/live?token=secret-in-query", nil)
+	wsBase := "ws" + strings.TrimPrefix(base, "http") + "/live"
+	// A token the server cannot verify (no JWT key is configured) is
+	// refused before the upgrade, and never logged.
+	if _, resp, err := websocket.DefaultDialer.Dial(wsBase+"?token=secret-in-query", nil); err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("unverifiable token: %v", err)
+	}
+	c, _, err := websocket.DefaultDialer.Dial(wsBase+"?ticket=another-secret-in-query", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,6 +234,9 @@ func TestServeEmbeddedDefaultAndGracefulShutdown(t *testing.T) {
 	}
 	if strings.Contains(out, "secret-in-query") {
 		t.Errorf("a query string reached the logs:\n%s", out)
+	}
+	if !strings.Contains(out, `"path":"/live"`) {
+		t.Errorf("the debug request log lacks the path (so the check above proves nothing):\n%s", out)
 	}
 }
 
