@@ -3,7 +3,7 @@ GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test lint bench bench-idle bench-engines fuzz
+.PHONY: all build test lint bench bench-idle bench-fanout bench-engines fuzz
 
 all: lint test
 
@@ -26,12 +26,18 @@ lint:
 ## bench: Go micro-benchmarks of the hot paths, then the idle-connection scenario
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(MAKE) bench-idle
+	$(MAKE) bench-idle bench-fanout
 
 ## bench-idle: server memory per idle WebSocket connection (10,000 connections)
 bench-idle:
 	$(GO) build -o bin/switchyard ./cmd/switchyard
 	./bin/switchyard bench idle --conns 10000
+
+## bench-fanout: publish -> receive latency and deliveries/s with real sockets
+bench-fanout:
+	$(GO) build -o bin/switchyard ./cmd/switchyard
+	./bin/switchyard bench fanout --conns 1000 --channels 10 --rate 100 --duration 10s
+	./bin/switchyard bench fanout --conns 10000 --rate 10 --duration 10s
 
 ## bench-engines: the engine comparison behind docs/BENCHMARKS.md (its own module)
 bench-engines:

@@ -8,6 +8,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,7 +27,7 @@ import (
 // Main runs `switchyard bench SCENARIO [flags]`.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: switchyard bench idle [--target URL] [--conns N] [--json]")
+		return fmt.Errorf("usage: switchyard bench idle|fanout [--target URL] [--conns N] [--json] …")
 	}
 	scenario, args := args[0], args[1:]
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
@@ -36,6 +37,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	settle := fs.Duration("settle", 5*time.Second, "wait before reading memory figures")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	channels := fs.Int("channels", 1, "fanout: channels (subscriber i joins channel i % channels)")
+	rate := fs.Int("rate", 100, "fanout: publications per second, over all channels")
+	duration := fs.Duration("duration", 10*time.Second, "fanout: how long to publish")
+	size := fs.Int("size", 64, "fanout: payload bytes")
+	apiKey := fs.String("api-key", "", "fanout with --target: a key of the server's api_keys")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,16 +49,20 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 
 	switch scenario {
-	case "idle":
+	case "idle", "fanout":
 	default:
-		return fmt.Errorf("unknown scenario %q (have: idle)", scenario)
+		return fmt.Errorf("unknown scenario %q (have: idle, fanout)", scenario)
 	}
 	if *conns < 1 || *conns > 19000 {
 		return fmt.Errorf("--conns must be between 1 and 19000 (the process limit is 20,000 open files)")
 	}
-	base := *target
+	if *channels < 1 || *rate < 1 || *rate > 100000 || *duration <= 0 || *duration > 10*time.Minute || *size < 0 || *size > 1<<20 {
+		return fmt.Errorf("want --channels >= 1, --rate 1..100000, --duration up to 10m, --size 0..1MiB")
+	}
+	base, key := *target, *apiKey
 	if base == "" {
-		srv, err := startServer(ctx, stderr)
+		key = rand.Text()
+		srv, err := startServer(ctx, stderr, "SWITCHYARD_API_KEYS="+key)
 		if err != nil {
 			return err
 		}
@@ -63,7 +73,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res, err := Idle(ctx, IdleConfig{Target: u, Conns: *conns, Settle: *settle, Progress: stderr})
+	type table interface{ WriteTable(io.Writer) }
+	var res table
+	switch scenario {
+	case "idle":
+		res, err = Idle(ctx, IdleConfig{Target: u, Conns: *conns, Settle: *settle, Progress: stderr})
+	case "fanout":
+		if key == "" {
+			return fmt.Errorf("fanout with --target needs --api-key (the server API publishes)")
+		}
+		res, err = Fanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: *channels, Rate: *rate, Duration: *duration, Size: *size, Progress: stderr})
+	}
 	if err != nil {
 		return err
 	}
@@ -101,7 +121,7 @@ type child struct {
 
 // startServer runs this binary's serve command on a free loopback port
 // with a fresh data directory and waits until it is healthy.
-func startServer(ctx context.Context, stderr io.Writer) (*child, error) {
+func startServer(ctx context.Context, stderr io.Writer, env ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -118,7 +138,7 @@ func startServer(ctx context.Context, stderr io.Writer) (*child, error) {
 	}
 	cmd := exec.Command(exe, "serve", "--listen", addr, "--data-dir", dir, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = stderr, stderr
-	cmd.Env = cleanEnv(os.Environ())
+	cmd.Env = append(cleanEnv(os.Environ()), env...)
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err

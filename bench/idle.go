@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -161,10 +160,30 @@ func sleep(ctx context.Context, d time.Duration) error {
 // dialLive opens a WebSocket to /live with a minimal client (so the
 // client's own memory stays small) and reads the connected frame.
 func dialLive(ctx context.Context, base *url.URL) (net.Conn, error) {
+	c, br, err := handshake(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := readFrame(br)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("first frame: %w", err)
+	}
+	if !strings.Contains(string(payload), `"connected"`) {
+		c.Close()
+		return nil, fmt.Errorf("first frame is not $session connected: %q", payload)
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// handshake dials /live and completes the WebSocket handshake; the
+// deadline it sets (10 s) is the caller's to clear.
+func handshake(ctx context.Context, base *url.URL) (net.Conn, *bufio.Reader, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	c, err := d.DialContext(ctx, "tcp", base.Host)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	var key [16]byte
@@ -175,44 +194,20 @@ func dialLive(ctx context.Context, base *url.URL) (net.Conn, error) {
 	status, err := br.ReadString('\n')
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("handshake: %w", err)
+		return nil, nil, fmt.Errorf("handshake: %w", err)
 	}
 	if !strings.HasPrefix(status, "HTTP/1.1 101") {
 		c.Close()
-		return nil, fmt.Errorf("handshake: %s", strings.TrimSpace(status))
+		return nil, nil, fmt.Errorf("handshake: %s", strings.TrimSpace(status))
 	}
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("handshake: %w", err)
+			return nil, nil, fmt.Errorf("handshake: %w", err)
 		}
 		if line == "\r\n" {
-			break
+			return c, br, nil
 		}
 	}
-	var hdr [4]byte
-	if _, err := io.ReadFull(br, hdr[:2]); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("first frame: %w", err)
-	}
-	n := int(hdr[1] & 0x7F)
-	if n == 126 {
-		if _, err := io.ReadFull(br, hdr[2:4]); err != nil {
-			c.Close()
-			return nil, err
-		}
-		n = int(binary.BigEndian.Uint16(hdr[2:4]))
-	}
-	payload := make([]byte, n)
-	if _, err := io.ReadFull(br, payload); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("first frame: %w", err)
-	}
-	if !strings.Contains(string(payload), `"connected"`) {
-		c.Close()
-		return nil, fmt.Errorf("first frame is not $session connected: %q", payload)
-	}
-	c.SetDeadline(time.Time{})
-	return c, nil
 }

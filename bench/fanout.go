@@ -1,0 +1,354 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+)
+
+// FanoutConfig configures the fanout scenario.
+type FanoutConfig struct {
+	Target   *url.URL
+	APIKey   string
+	Conns    int           // subscribers
+	Channels int           // channels; subscriber i joins channel i % Channels
+	Rate     int           // publications per second, over all channels
+	Duration time.Duration // how long to publish
+	Size     int           // payload bytes
+	Progress io.Writer
+}
+
+// Latency holds percentiles in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+}
+
+// FanoutResult is what the fanout scenario measured.
+type FanoutResult struct {
+	Scenario           string  `json:"scenario"`
+	Conns              int     `json:"conns"`
+	Channels           int     `json:"channels"`
+	Rate               int     `json:"rate"`
+	Size               int     `json:"size"`
+	Seconds            float64 `json:"seconds"`
+	Publications       int64   `json:"publications"`
+	PublicationsPerSec float64 `json:"publications_per_sec"`
+	Deliveries         int64   `json:"deliveries"`
+	Expected           int64   `json:"expected_deliveries"`
+	DeliveriesPerSec   float64 `json:"deliveries_per_sec"`
+	Disconnects        int64   `json:"disconnects"`
+	PublishErrors      int64   `json:"publish_errors"`
+	LatencyMS          Latency `json:"latency_ms"`
+}
+
+// Fanout subscribes Conns clients to Channels channels on /live, publishes
+// through the server API at Rate for Duration with the send time inside
+// each payload, and measures publish → receive latency on one clock.
+func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	hist := newHistogram()
+	var deliveries, disconnects atomic.Int64
+	subs := make([]net.Conn, 0, cfg.Conns)
+	defer func() {
+		for _, c := range subs {
+			c.Close()
+		}
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stopReaders := make(chan struct{})
+	defer close(stopReaders)
+
+	// Subscribe everyone, 64 at a time.
+	var mu sync.Mutex
+	var firstErr error
+	jobs := make(chan int)
+	var dialers sync.WaitGroup
+	for range 64 {
+		dialers.Go(func() {
+			for i := range jobs {
+				c, br, err := subscribeLive(ctx, cfg.Target, fmt.Sprintf("bench%d", i%cfg.Channels))
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					continue
+				}
+				subs = append(subs, c)
+				mu.Unlock()
+				wg.Go(func() { readDeliveries(c, br, hist, &deliveries, &disconnects, stopReaders) })
+			}
+		})
+	}
+	for i := 0; i < cfg.Conns && ctx.Err() == nil; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	dialers.Wait()
+	if firstErr != nil {
+		return nil, fmt.Errorf("subscribing: %w", firstErr)
+	}
+	fmt.Fprintf(progress, "fanout: %d subscribers on %d channels; publishing %d/s for %v\n", len(subs), cfg.Channels, cfg.Rate, cfg.Duration)
+
+	// Publish at the rate, round-robin over the channels, with a pool of
+	// HTTP clients so one slow request does not hold the pace.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}, Timeout: 10 * time.Second}
+	pad := strings.Repeat("x", max(cfg.Size-40, 0))
+	var published, pubErrors atomic.Int64
+	interval := time.Second / time.Duration(cfg.Rate)
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	sem := make(chan struct{}, 32)
+	var pubs sync.WaitGroup
+	next := start
+	lastReport := start
+	for n := 0; time.Now().Before(end) && ctx.Err() == nil; n++ {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		next = next.Add(interval)
+		ch := fmt.Sprintf("bench%d", n%cfg.Channels)
+		sem <- struct{}{}
+		pubs.Go(func() {
+			defer func() { <-sem }()
+			body := fmt.Sprintf(`{"channel":%q,"data":{"t":%d,"p":%q}}`, ch, time.Now().UnixNano(), pad)
+			if err := apiPublish(ctx, client, cfg.Target, cfg.APIKey, body); err != nil {
+				if pubErrors.Add(1) == 1 {
+					fmt.Fprintf(progress, "fanout: publish failed: %v\n", err)
+				}
+				return
+			}
+			published.Add(1)
+		})
+		if time.Since(lastReport) >= time.Second {
+			lastReport = time.Now()
+			fmt.Fprintf(progress, "fanout: %d published, %d delivered\n", published.Load(), deliveries.Load())
+		}
+	}
+	pubs.Wait()
+	elapsed := time.Since(start)
+	// Let the last deliveries arrive.
+	expected := published.Load() * int64(cfg.Conns) / int64(cfg.Channels)
+	drain := time.Now().Add(5 * time.Second)
+	for deliveries.Load() < expected && time.Now().Before(drain) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	secs := elapsed.Seconds()
+	return &FanoutResult{
+		Scenario:           "fanout",
+		Conns:              cfg.Conns,
+		Channels:           cfg.Channels,
+		Rate:               cfg.Rate,
+		Size:               cfg.Size,
+		Seconds:            secs,
+		Publications:       published.Load(),
+		PublicationsPerSec: float64(published.Load()) / secs,
+		Deliveries:         deliveries.Load(),
+		Expected:           expected,
+		DeliveriesPerSec:   float64(deliveries.Load()) / secs,
+		Disconnects:        disconnects.Load(),
+		PublishErrors:      pubErrors.Load(),
+		LatencyMS:          hist.latency(),
+	}, nil
+}
+
+// WriteTable prints the result for people.
+func (r *FanoutResult) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tsubs\tchannels\tpub/s\tdeliveries/s\tdelivered/expected\tdisconnects\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\t")
+	fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%d/%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", r.Scenario, r.Conns, r.Channels, r.PublicationsPerSec, r.DeliveriesPerSec,
+		r.Deliveries, r.Expected, r.Disconnects, r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.P999, r.LatencyMS.Max)
+	tw.Flush()
+}
+
+func apiPublish(ctx context.Context, client *http.Client, base *url.URL, key, body string) error {
+	req, _ := http.NewRequestWithContext(ctx, "POST", base.JoinPath("/api/server/publish").String(), strings.NewReader(body))
+	req.Header.Set("Authorization", "apikey "+key)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// subscribeLive connects to /live and subscribes to a channel.
+func subscribeLive(ctx context.Context, base *url.URL, ch string) (net.Conn, *bufio.Reader, error) {
+	c, br, err := handshake(ctx, base)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := readFrame(br); err != nil { // $session connected
+		c.Close()
+		return nil, nil, err
+	}
+	req := fmt.Appendf(nil, `{"stream":"$channels","payload":{"action":"subscribe","request_id":1,"channel":%q}}`, ch)
+	if _, err := c.Write(maskedFrame(req)); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	reply, err := readFrame(br)
+	if err != nil || !bytes.Contains(reply, []byte(`"response_status":200`)) {
+		c.Close()
+		return nil, nil, fmt.Errorf("subscribe %s: %q %v", ch, reply, err)
+	}
+	c.SetDeadline(time.Time{})
+	return c, br, nil
+}
+
+// readDeliveries reads pushed messages until the connection ends.
+func readDeliveries(c net.Conn, br *bufio.Reader, h *histogram, n, disconnects *atomic.Int64, stop <-chan struct{}) {
+	for {
+		p, err := readFrame(br)
+		if err != nil {
+			select {
+			case <-stop:
+			default:
+				disconnects.Add(1)
+			}
+			return
+		}
+		i := bytes.Index(p, []byte(`"t":`))
+		if i < 0 {
+			continue
+		}
+		j := i + 4
+		for j < len(p) && p[j] >= '0' && p[j] <= '9' {
+			j++
+		}
+		sent, err := strconv.ParseInt(string(p[i+4:j]), 10, 64)
+		if err != nil {
+			continue
+		}
+		h.add(time.Duration(time.Now().UnixNano() - sent))
+		n.Add(1)
+	}
+}
+
+// readFrame reads one unmasked server frame (no fragmentation: the
+// server never fragments) and returns its payload; control frames other
+// than close are skipped (pings are not answered: runs are shorter than
+// the read timeout).
+func readFrame(br *bufio.Reader) ([]byte, error) {
+	for {
+		var hdr [2]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return nil, err
+		}
+		n := int64(hdr[1] & 0x7F)
+		switch n {
+		case 126:
+			var b [2]byte
+			if _, err := io.ReadFull(br, b[:]); err != nil {
+				return nil, err
+			}
+			n = int64(binary.BigEndian.Uint16(b[:]))
+		case 127:
+			var b [8]byte
+			if _, err := io.ReadFull(br, b[:]); err != nil {
+				return nil, err
+			}
+			n = int64(binary.BigEndian.Uint64(b[:]))
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(br, p); err != nil {
+			return nil, err
+		}
+		switch hdr[0] & 0x0F {
+		case 0x8:
+			return nil, fmt.Errorf("closed by the server: %q", p)
+		case 0x9, 0xA:
+			continue
+		}
+		return p, nil
+	}
+}
+
+// maskedFrame encodes a client text frame (the mask is zero: valid, and
+// the payload stays readable).
+func maskedFrame(p []byte) []byte {
+	b := []byte{0x81}
+	switch {
+	case len(p) <= 125:
+		b = append(b, 0x80|byte(len(p)))
+	default:
+		b = append(b, 0x80|126, byte(len(p)>>8), byte(len(p)))
+	}
+	b = append(b, 0, 0, 0, 0)
+	return append(b, p...)
+}
+
+// histogram counts latencies in log-linear buckets (about 1 % wide) from
+// 1 µs to 100 s; safe for concurrent use.
+type histogram struct {
+	counts [2048]atomic.Int64
+	max    atomic.Int64
+}
+
+func newHistogram() *histogram { return &histogram{} }
+
+const histPerDecade = 256
+
+func (h *histogram) add(d time.Duration) {
+	us := float64(d) / float64(time.Microsecond)
+	i := 0
+	if us > 1 {
+		i = int(math.Log10(us) * histPerDecade)
+	}
+	i = min(max(i, 0), len(h.counts)-1)
+	h.counts[i].Add(1)
+	for {
+		m := h.max.Load()
+		if int64(d) <= m || h.max.CompareAndSwap(m, int64(d)) {
+			break
+		}
+	}
+}
+
+func (h *histogram) latency() Latency {
+	var total int64
+	for i := range h.counts {
+		total += h.counts[i].Load()
+	}
+	q := func(p float64) float64 {
+		if total == 0 {
+			return 0
+		}
+		want := int64(math.Ceil(p * float64(total)))
+		var seen int64
+		for i := range h.counts {
+			seen += h.counts[i].Load()
+			if seen >= want {
+				return math.Pow(10, float64(i+1)/histPerDecade) / 1000 // upper edge, µs → ms
+			}
+		}
+		return 0
+	}
+	return Latency{P50: q(0.50), P90: q(0.90), P99: q(0.99), P999: q(0.999), Max: float64(h.max.Load()) / float64(time.Millisecond)}
+}
