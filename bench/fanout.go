@@ -69,15 +69,15 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	hist := newHistogram()
 	var deliveries, disconnects atomic.Int64
 	subs := make([]net.Conn, 0, cfg.Conns)
+	var wg sync.WaitGroup // the readers
+	stopReaders := make(chan struct{})
 	defer func() {
+		close(stopReaders) // what the readers see next is our own close
 		for _, c := range subs {
 			c.Close()
 		}
+		wg.Wait()
 	}()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	stopReaders := make(chan struct{})
-	defer close(stopReaders)
 
 	// Subscribe everyone, 64 at a time.
 	var mu sync.Mutex
