@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,12 @@ func (w *recordWriter) Close(code int, reason string) error {
 	w.closed = code
 	w.mu.Unlock()
 	return nil
+}
+
+func (w *recordWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.frames)
 }
 
 func (w *recordWriter) snapshot() []string {
@@ -173,9 +180,15 @@ func TestSlowConsumerOutboxBound(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	for range 5000 {
+	for i := range 5000 {
 		if _, err := h.Publish(ctx, nil, "news", json.RawMessage(`"abcdefghijklmnopqrstuvwxyz"`)); err != nil {
 			t.Fatal(err)
+		}
+		// The fast session keeps up (it has written this publication
+		// before the next one), the stuck one never drains.
+		deadline := time.Now().Add(5 * time.Second)
+		for fast.count() < i+2 && time.Now().Before(deadline) {
+			runtime.Gosched()
 		}
 	}
 	if d := time.Since(start); d > 5*time.Second {
