@@ -26,6 +26,7 @@ const (
 	CodeNotFound         Code = "not_found"          // no such thing: 404
 	CodeMethodNotAllowed Code = "method_not_allowed" // unknown action: 405
 	CodeTooLarge         Code = "too_large"          // over a size limit: 413
+	CodeRateLimited      Code = "rate_limited"       // over a rate limit: 429
 	CodeUnavailable      Code = "unavailable"        // shutting down or overloaded: 503
 	CodeInternal         Code = "internal"           // a bug or an outage: 500
 )
@@ -79,6 +80,8 @@ func HTTPStatus(c Code) int {
 		return 405
 	case CodeTooLarge:
 		return 413
+	case CodeRateLimited:
+		return 429
 	case CodeUnavailable:
 		return 503
 	}

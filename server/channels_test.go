@@ -365,3 +365,39 @@ func TestChannelErrorsAndPermissions(t *testing.T) {
 	c.push("message", "chat:x")
 	c.ok("unsubscribe", map[string]any{"channel": "chat:x"})
 }
+
+func TestMessageRateLimit(t *testing.T) {
+	base, _ := start(t, func(c *config.Config) {
+		channelsConfig(c)
+		c.Limits.MessagesPerSecond = 5
+	}, Options{})
+	c := newLiveClient(t, base)
+	// A burst of 30 frames: the first 10 (twice the rate) pass, most of
+	// the rest are refused with 429, and the connection stays open.
+	for range 30 {
+		c.c.WriteJSON(map[string]any{"stream": "$channels", "payload": map[string]any{"action": "presence", "request_id": "burst", "channel": "chat:r"}})
+	}
+	answered, limited := 0, 0
+	for answered+limited < 30 {
+		m := c.waitFor(func(map[string]any) bool { return true })
+		p := m["payload"].(map[string]any)
+		switch {
+		case p["request_id"] != "burst":
+		case p["response_status"] == 429.0:
+			limited++
+		default:
+			answered++
+		}
+	}
+	if answered < 10 || answered > 13 || limited < 17 {
+		t.Fatalf("%d answered, %d limited", answered, limited)
+	}
+	// Tokens come back with time.
+	eventually(t, 5*time.Second, func() error {
+		p := c.request("$channels", "presence", map[string]any{"channel": "chat:r"})
+		if p["response_status"] != 200.0 {
+			return fmt.Errorf("still limited: %v", p)
+		}
+		return nil
+	})
+}

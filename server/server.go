@@ -128,12 +128,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		ws.Compression(cfg.WebSocket.Compression),
 	}
 	s.mux.Handle("GET /live", live.New(live.Config{
-		Engine:         engine,
-		Hub:            hb,
-		Verifier:       verifier,
-		Options:        wsOpts,
-		Logger:         log,
-		MaxConnections: cfg.Limits.MaxConnections,
+		Engine:            engine,
+		Hub:               hb,
+		Verifier:          verifier,
+		Options:           wsOpts,
+		Logger:            log,
+		MaxConnections:    cfg.Limits.MaxConnections,
+		MessagesPerSecond: cfg.Limits.MessagesPerSecond,
 	}))
 	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
 		Hub:         hb,

@@ -41,6 +41,11 @@ type Config struct {
 	MaxConnections int
 	// RequestTimeout bounds the work of one request (default 10 s).
 	RequestTimeout time.Duration
+	// MessagesPerSecond limits each connection's frames (0: no limit);
+	// bursts of up to twice the rate are allowed. A frame over the limit
+	// is answered 429 (on its stream, with its request_id) and dropped; the
+	// connection stays open.
+	MessagesPerSecond int
 }
 
 // Handler serves /live. Create it with New.
@@ -64,6 +69,30 @@ func New(cfg Config) *Handler {
 // session is the state of one connection.
 type session struct {
 	hs *hub.Session
+	// A token bucket for MessagesPerSecond: tokens left and when they were
+	// counted. Touched only by the connection's handler calls, which never
+	// run concurrently.
+	tokens float64
+	filled time.Time
+}
+
+// allow takes a token from the session's bucket.
+func (s *session) allow(rate int, now time.Time) bool {
+	if rate <= 0 {
+		return true
+	}
+	burst := float64(2 * rate)
+	if s.filled.IsZero() {
+		s.tokens = burst
+	} else {
+		s.tokens = min(burst, s.tokens+now.Sub(s.filled).Seconds()*float64(rate))
+	}
+	s.filled = now
+	if s.tokens < 1 {
+		return false
+	}
+	s.tokens--
+	return true
 }
 
 // ServeHTTP authenticates and upgrades the request; plain HTTP gets 400.
@@ -113,7 +142,23 @@ func (s socket) OnOpen(c *ws.Conn) {
 }
 
 func (s socket) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
-	s.h.handle(c.Value().(*session), data)
+	sess := c.Value().(*session)
+	if !sess.allow(s.h.cfg.MessagesPerSecond, time.Now()) {
+		// Answer on the frame's stream with its request_id when they can be
+		// read, so the client's pending request fails instead of hanging.
+		var env struct {
+			Stream  string `json:"stream"`
+			Payload struct {
+				Action    string          `json:"action"`
+				RequestID json.RawMessage `json:"request_id"`
+			} `json:"payload"`
+		}
+		json.Unmarshal(data, &env)
+		s.h.replyError(sess, orSession(env.Stream), request{Action: env.Payload.Action, RequestID: env.Payload.RequestID},
+			switchyard.Errorf(switchyard.CodeRateLimited, "over %d messages per second: frame dropped", s.h.cfg.MessagesPerSecond))
+		return
+	}
+	s.h.handle(sess, data)
 }
 
 func (s socket) OnClose(c *ws.Conn, err error) {
