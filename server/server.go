@@ -79,6 +79,17 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if cfg.Broker.Driver != "memory" {
 		return nil, fmt.Errorf("server: broker driver %q is not available in this build yet (memory is)", cfg.Broker.Driver)
 	}
+	// Sections this build parses and validates but does not serve yet:
+	// said once at start, never silently ignored.
+	if len(cfg.Resources) > 0 {
+		log.Warn("resources are configured but not served by this build yet", "count", len(cfg.Resources))
+	}
+	if cfg.Channelstream.Enabled {
+		log.Warn("channelstream is enabled but not served by this build yet")
+	}
+	if len(cfg.Signals) > 0 {
+		log.Warn("signals are configured but not served by this build yet", "count", len(cfg.Signals))
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("server: data_dir: %w", err)
 	}
