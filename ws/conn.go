@@ -501,7 +501,6 @@ func (c *Conn) control(op byte, payload []byte) {
 		if c.state == stateOpen {
 			c.state = stateCloseSent
 			c.err = io.EOF
-			c.queue = c.queue[:len(c.queue):len(c.queue)]
 			c.mu.Unlock()
 			// Echo the code, then close the socket: the server closes the
 			// TCP connection first (RFC 6455 §7.1.1).
@@ -519,11 +518,6 @@ func (c *Conn) violation(code int, reason string) {
 	c.eng.stats.protocolErrors.Add(1)
 	c.o.logger.Debug("ws: closing connection", "code", code, "reason", reason, "remote", c.nc.RemoteAddr().String())
 	c.Close(code, reason)
-}
-
-// readFailed ends the connection after a read error or EOF.
-func (c *Conn) readFailed(err error) {
-	c.finish(err)
 }
 
 // queueFullLocked reports whether a handler-style connection has queued
@@ -583,7 +577,7 @@ func (c *Conn) readLoop() {
 			continue
 		}
 		if err := waitReadable(rc); err != nil {
-			c.readFailed(err)
+			c.finish(err)
 			return
 		}
 		bp := c.eng.bufs.Get().(*[]byte)
@@ -603,7 +597,7 @@ func (c *Conn) consume(p []byte, err error) bool {
 		c.process(p)
 	}
 	if err != nil {
-		c.readFailed(err)
+		c.finish(err)
 		return false
 	}
 	return true

@@ -152,7 +152,7 @@ func (c *Conn) onReadable() {
 			return true
 		})
 		if err != nil {
-			c.readFailed(err)
+			c.finish(err)
 			return
 		}
 		if rerr == unix.EINTR {
@@ -162,11 +162,11 @@ func (c *Conn) onReadable() {
 			break
 		}
 		if rerr != nil {
-			c.readFailed(rerr)
+			c.finish(rerr)
 			return
 		}
 		if n <= 0 {
-			c.readFailed(io.EOF)
+			c.finish(io.EOF)
 			return
 		}
 		c.process(buf[:n])
