@@ -319,6 +319,12 @@ func (h *Hub) Disconnect(s *Session) {
 	}
 	h.smu.Lock()
 	delete(h.sessions, s)
+	if u := h.users[s.user]; u != nil {
+		delete(u, s)
+		if len(u) == 0 {
+			delete(h.users, s.user)
+		}
+	}
 	h.smu.Unlock()
 }
 

@@ -64,6 +64,7 @@ type Hub struct {
 
 	smu      sync.Mutex
 	sessions map[*Session]struct{}
+	users    map[string]map[*Session]struct{} // sessions of authenticated users
 
 	wg      sync.WaitGroup // maintain
 	writers sync.WaitGroup // session writers and slow-consumer closes
@@ -94,6 +95,7 @@ func New(cfg Config) (*Hub, error) {
 		seed:     maphash.MakeSeed(),
 		ns:       make(map[string]config.ChannelOptions),
 		sessions: make(map[*Session]struct{}),
+		users:    make(map[string]map[*Session]struct{}),
 		stop:     make(chan struct{}),
 	}
 	for _, n := range cfg.Channels.Namespaces {
@@ -185,13 +187,14 @@ func (h *Hub) Channels() map[string]int {
 	return out
 }
 
-// SessionsOf returns the sessions of a user on this process.
+// SessionsOf returns the sessions of a user on this process ("" has
+// none: anonymous sessions are nobody's).
 func (h *Hub) SessionsOf(user string) []*Session {
-	var out []*Session
-	for _, s := range h.snapshotSessions() {
-		if s.user == user {
-			out = append(out, s)
-		}
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	out := make([]*Session, 0, len(h.users[user]))
+	for s := range h.users[user] {
+		out = append(out, s)
 	}
 	return out
 }

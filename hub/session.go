@@ -64,6 +64,12 @@ func (h *Hub) Connect(id string, p Principal, w Writer, enc Encoder) *Session {
 	s := &Session{h: h, id: id, user: p.User, info: p.Info, w: w, enc: enc, expires: p.Expires, subs: map[string]*subscription{}}
 	h.smu.Lock()
 	h.sessions[s] = struct{}{}
+	if s.user != "" {
+		if h.users[s.user] == nil {
+			h.users[s.user] = map[*Session]struct{}{}
+		}
+		h.users[s.user][s] = struct{}{}
+	}
 	h.smu.Unlock()
 	return s
 }
