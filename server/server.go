@@ -27,6 +27,7 @@ import (
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/live"
+	"github.com/switchyardhq/switchyard/store/sqlite"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -52,6 +53,7 @@ type Server struct {
 	engine  *ws.Engine
 	broker  *memory.Broker
 	hub     *hub.Hub
+	db      *sqlite.DB
 	metrics *metrics
 	mux     *http.ServeMux
 	http    *http.Server
@@ -97,8 +99,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(cfg.DataDir, "switchyard.db")})
+	if err != nil {
+		return nil, fmt.Errorf("server: store: %w", err)
+	}
 	engine, err := ws.NewEngine(ws.EngineConfig{Logger: log})
 	if err != nil {
+		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	b := memory.New(memory.Config{})
@@ -111,6 +118,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	})
 	if err != nil {
 		engine.Close()
+		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
@@ -119,11 +127,12 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		engine:  engine,
 		broker:  b,
 		hub:     hb,
+		db:      db,
 		mux:     http.NewServeMux(),
 		started: time.Now(),
 	}
 	s.checks = append([]Check{
-		{Name: "store", Func: s.checkDataDir},
+		{Name: "store", Func: db.Ping},
 		{Name: "broker", Func: func(context.Context) error { return nil }}, // in-memory: always reachable
 	}, o.Checks...)
 	s.metrics = newMetrics(engine, s.started)
@@ -243,7 +252,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	s.hub.Close()
 	brokerErr := s.broker.Close(ctx)
-	if err := errors.Join(httpErr, wsErr, brokerErr); err != nil {
+	dbErr := s.db.Close()
+	if err := errors.Join(httpErr, wsErr, brokerErr, dbErr); err != nil {
 		s.http.Close()
 		return fmt.Errorf("server: shutdown: %w", err)
 	}
@@ -279,16 +289,4 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, map[string]any{"ready": ok, "checks": result})
-}
-
-// checkDataDir checks that the embedded store's directory is writable.
-// It becomes the SQLite ping once resources are stored there.
-func (s *Server) checkDataDir(ctx context.Context) error {
-	f, err := os.CreateTemp(s.cfg.DataDir, ".readyz-*")
-	if err != nil {
-		return fmt.Errorf("data_dir %s is not writable: %w", filepath.Clean(s.cfg.DataDir), err)
-	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
 }

@@ -172,8 +172,8 @@ func serveProcess(t *testing.T, dir string, env []string, args ...string) (*exec
 func TestServeEmbeddedDefaultAndGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
 	cmd, logs, base := serveProcess(t, dir, nil, "--log-format", "json", "--log-level", "debug")
-	if _, err := os.Stat(filepath.Join(dir, "switchyard-data")); err != nil {
-		t.Fatalf("embedded default did not create ./switchyard-data: %v", err)
+	if _, err := os.Stat(filepath.Join(dir, "switchyard-data", "switchyard.db")); err != nil {
+		t.Fatalf("embedded default did not create ./switchyard-data/switchyard.db: %v", err)
 	}
 	resp, err := http.Get(base + "/readyz")
 	if err != nil || resp.StatusCode != 200 {

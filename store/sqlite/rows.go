@@ -1,0 +1,349 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/switchyardhq/switchyard/store"
+)
+
+// Insert adds a row; see store.Store.
+func (db *DB) Insert(ctx context.Context, table string, row store.Row) (store.Row, store.Change, error) {
+	t, err := db.table(table)
+	if err != nil {
+		return nil, store.Change{}, err
+	}
+	cols, args, err := assignments(t, row)
+	if err != nil {
+		return nil, store.Change{}, err
+	}
+	q := "INSERT INTO " + quote(t.Name) + " DEFAULT VALUES RETURNING id"
+	if len(cols) > 0 {
+		q = "INSERT INTO " + quote(t.Name) + " (" + strings.Join(cols, ", ") + ") VALUES (" + placeholders(len(cols)) + ") RETURNING id"
+	}
+	return db.write(ctx, t, store.OpCreate, func(tx *sql.Tx) (int64, error) {
+		var id int64
+		err := tx.QueryRowContext(ctx, q, args...).Scan(&id)
+		return id, err
+	})
+}
+
+// Update sets columns of a row; see store.Store.
+func (db *DB) Update(ctx context.Context, table string, id int64, set store.Row) (store.Row, store.Change, error) {
+	t, err := db.table(table)
+	if err != nil {
+		return nil, store.Change{}, err
+	}
+	cols, args, err := assignments(t, set)
+	if err != nil {
+		return nil, store.Change{}, err
+	}
+	return db.write(ctx, t, store.OpUpdate, func(tx *sql.Tx) (int64, error) {
+		q := "SELECT id FROM " + quote(t.Name) + " WHERE id = ?"
+		qargs := []any{id}
+		if len(cols) > 0 {
+			sets := make([]string, len(cols))
+			for i, c := range cols {
+				sets[i] = c + " = ?"
+			}
+			q = "UPDATE " + quote(t.Name) + " SET " + strings.Join(sets, ", ") + " WHERE id = ? RETURNING id"
+			qargs = append(args, id)
+		}
+		var got int64
+		err := tx.QueryRowContext(ctx, q, qargs...).Scan(&got)
+		return got, err
+	})
+}
+
+// Delete removes a row; see store.Store.
+func (db *DB) Delete(ctx context.Context, table string, id int64) (store.Change, error) {
+	t, err := db.table(table)
+	if err != nil {
+		return store.Change{}, err
+	}
+	_, ch, err := db.write(ctx, t, store.OpDelete, func(tx *sql.Tx) (int64, error) {
+		var got int64
+		err := tx.QueryRowContext(ctx, "DELETE FROM "+quote(t.Name)+" WHERE id = ? RETURNING id", id).Scan(&got)
+		return got, err
+	})
+	return ch, err
+}
+
+// write runs one write and its change record in a transaction.
+func (db *DB) write(ctx context.Context, t *store.Table, op store.Op, do func(*sql.Tx) (int64, error)) (store.Row, store.Change, error) {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, store.Change{}, fmt.Errorf("store/sqlite: %s %s: %w", op, t.Name, err)
+	}
+	defer tx.Rollback()
+	id, err := do(tx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.Change{}, fmt.Errorf("%s %d: %w", t.Name, id, store.ErrNotFound)
+	}
+	if err != nil {
+		if c := conflict(t, err); c != err {
+			return nil, store.Change{}, c
+		}
+		return nil, store.Change{}, fmt.Errorf("store/sqlite: %s %s: %w", op, t.Name, err)
+	}
+	var row store.Row
+	var rowJSON any
+	if op != store.OpDelete {
+		row, err = scanRow(t, tx.QueryRowContext(ctx, "SELECT "+columnList(t)+" FROM "+quote(t.Name)+" WHERE id = ?", id))
+		if err != nil {
+			return nil, store.Change{}, fmt.Errorf("store/sqlite: %s %s: %w", op, t.Name, err)
+		}
+		b, err := encodeRow(row)
+		if err != nil {
+			return nil, store.Change{}, err
+		}
+		rowJSON = string(b)
+	}
+	now := time.Now().UTC()
+	var seq int64
+	if err := tx.QueryRowContext(ctx, "INSERT INTO _switchyard_changes (tbl, row_id, op, row, at) VALUES (?, ?, ?, ?, ?) RETURNING seq",
+		t.Name, id, string(op), rowJSON, now.Format(time.RFC3339Nano)).Scan(&seq); err != nil {
+		return nil, store.Change{}, fmt.Errorf("store/sqlite: change log: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, store.Change{}, fmt.Errorf("store/sqlite: commit: %w", err)
+	}
+	return row, store.Change{Seq: seq, Table: t.Name, ID: id, Op: op, Row: row, Time: now}, nil
+}
+
+// Get reads a row; see store.Store.
+func (db *DB) Get(ctx context.Context, table string, id int64) (store.Row, error) {
+	t, err := db.table(table)
+	if err != nil {
+		return nil, err
+	}
+	row, err := scanRow(t, db.r.QueryRowContext(ctx, "SELECT "+columnList(t)+" FROM "+quote(t.Name)+" WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%s %d: %w", table, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store/sqlite: get %s: %w", table, err)
+	}
+	return row, nil
+}
+
+// List selects rows; see store.Store.
+func (db *DB) List(ctx context.Context, table string, q store.Query) ([]store.Row, int, error) {
+	t, err := db.table(table)
+	if err != nil {
+		return nil, 0, err
+	}
+	var where []string
+	var args []any
+	for _, c := range q.Where {
+		if c.Column == "id" {
+			where = append(where, "id = ?")
+			args = append(args, c.Value)
+			continue
+		}
+		v, err := toDB(t, c.Column, c.Value)
+		if err != nil {
+			return nil, 0, err
+		}
+		if v == nil {
+			where = append(where, quote(c.Column)+" IS NULL")
+			continue
+		}
+		where = append(where, quote(c.Column)+" = ?")
+		args = append(args, v)
+	}
+	if q.Search != "" && len(q.SearchColumns) > 0 {
+		pattern := "%" + escapeLike(strings.ToLower(q.Search)) + "%"
+		var ors []string
+		for _, c := range q.SearchColumns {
+			col, ok := t.Column(c)
+			if !ok || (col.Type != store.String && col.Type != store.Text) {
+				return nil, 0, &store.SchemaError{Table: t.Name, Column: c, Problem: "not a text column to search"}
+			}
+			ors = append(ors, "lower("+quote(c)+") LIKE ? ESCAPE '\\'")
+			args = append(args, pattern)
+		}
+		where = append(where, "("+strings.Join(ors, " OR ")+")")
+	}
+	clause := ""
+	if len(where) > 0 {
+		clause = " WHERE " + strings.Join(where, " AND ")
+	}
+	var total int
+	if err := db.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+quote(t.Name)+clause, args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("store/sqlite: list %s: %w", table, err)
+	}
+	var order []string
+	for _, o := range q.OrderBy {
+		if _, ok := t.Column(o.Column); !ok && o.Column != "id" {
+			return nil, 0, &store.SchemaError{Table: t.Name, Column: o.Column, Problem: "no such column to order by"}
+		}
+		dir := " ASC"
+		if o.Desc {
+			dir = " DESC"
+		}
+		order = append(order, quote(o.Column)+dir)
+	}
+	order = append(order, "id ASC") // a stable order for paging
+	sqlq := "SELECT " + columnList(t) + " FROM " + quote(t.Name) + clause + " ORDER BY " + strings.Join(order, ", ")
+	if q.Limit > 0 || q.Offset > 0 {
+		limit := q.Limit
+		if limit <= 0 {
+			limit = -1
+		}
+		sqlq += " LIMIT ? OFFSET ?"
+		args = append(args, limit, max(q.Offset, 0))
+	}
+	rows, err := db.r.QueryContext(ctx, sqlq, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store/sqlite: list %s: %w", table, err)
+	}
+	defer rows.Close()
+	out := []store.Row{}
+	for rows.Next() {
+		r, err := scanRow(t, rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("store/sqlite: list %s: %w", table, err)
+		}
+		out = append(out, r)
+	}
+	return out, total, rows.Err()
+}
+
+// Changes reads the change log; see store.Store.
+func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]store.Change, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := db.r.QueryContext(ctx, "SELECT seq, tbl, row_id, op, row, at FROM _switchyard_changes WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store/sqlite: changes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Change
+	for rows.Next() {
+		var c store.Change
+		var op, at string
+		var raw sql.NullString
+		if err := rows.Scan(&c.Seq, &c.Table, &c.ID, &op, &raw, &at); err != nil {
+			return nil, fmt.Errorf("store/sqlite: changes: %w", err)
+		}
+		c.Op = store.Op(op)
+		c.Time, _ = time.Parse(time.RFC3339Nano, at)
+		if raw.Valid {
+			t, err := db.table(c.Table)
+			if err != nil {
+				return nil, err
+			}
+			if c.Row, err = decodeRow(t, []byte(raw.String)); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// assignments validates a row against the schema and returns quoted
+// column names and values, in a stable order.
+func assignments(t *store.Table, row store.Row) ([]string, []any, error) {
+	names := make([]string, 0, len(row))
+	for k := range row {
+		if k == "id" {
+			return nil, nil, &store.SchemaError{Table: t.Name, Column: "id", Problem: "the primary key is assigned by the store"}
+		}
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	cols := make([]string, len(names))
+	args := make([]any, len(names))
+	for i, k := range names {
+		v, err := toDB(t, k, row[k])
+		if err != nil {
+			return nil, nil, err
+		}
+		cols[i], args[i] = quote(k), v
+	}
+	return cols, args, nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// encodeRow writes a row as JSON for the change log (JSON columns as
+// values, times in RFC 3339).
+func encodeRow(row store.Row) ([]byte, error) {
+	m := make(map[string]any, len(row))
+	for k, v := range row {
+		if b, ok := v.([]byte); ok {
+			v = json.RawMessage(b)
+		}
+		m[k] = v
+	}
+	return json.Marshal(m)
+}
+
+// decodeRow reads a change-log row back into column types.
+func decodeRow(t *store.Table, b []byte) (store.Row, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("store/sqlite: change log row: %w", err)
+	}
+	row := store.Row{}
+	for k, raw := range m {
+		typ := store.Int
+		if k != "id" {
+			c, ok := t.Column(k)
+			if !ok {
+				continue // a column dropped by hand since
+			}
+			typ = c.Type
+		}
+		if string(raw) == "null" {
+			row[k] = nil
+			continue
+		}
+		var v any
+		var err error
+		switch typ {
+		case store.Int:
+			var n int64
+			err = json.Unmarshal(raw, &n)
+			v = n
+		case store.Float:
+			var f float64
+			err = json.Unmarshal(raw, &f)
+			v = f
+		case store.Bool:
+			var bl bool
+			err = json.Unmarshal(raw, &bl)
+			v = bl
+		case store.Datetime:
+			var tm time.Time
+			err = json.Unmarshal(raw, &tm)
+			v = tm
+		case store.JSON:
+			v = []byte(raw)
+		default:
+			var s string
+			err = json.Unmarshal(raw, &s)
+			v = s
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store/sqlite: change log row %s.%s: %w", t.Name, k, err)
+		}
+		row[k] = v
+	}
+	return row, nil
+}

@@ -1,0 +1,158 @@
+// Package store is the contract between resources and the databases that
+// keep them: the embedded SQLite (store/sqlite) and PostgreSQL for
+// clusters (next). Every implementation passes the suite in
+// store/storetest.
+//
+// A store keeps tables of rows with an integer primary key "id" assigned
+// on insert, and a change log written in the same transaction as each
+// write, so a change that committed is never lost and none is recorded
+// that did not commit. Column names and types come from the schema given
+// to Migrate; a query naming anything else is refused before any SQL is
+// built.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Column types.
+const (
+	String   = "string"
+	Text     = "text"
+	Int      = "int"
+	Float    = "float"
+	Bool     = "bool"
+	Datetime = "datetime"
+	JSON     = "json"
+)
+
+// Column is a declared column.
+type Column struct {
+	Name   string
+	Type   string
+	Unique bool
+}
+
+// Table is a declared table; its primary key is "id" (integer, assigned).
+type Table struct {
+	Name    string
+	Columns []Column
+}
+
+// Column returns the named column.
+func (t *Table) Column(name string) (Column, bool) {
+	for _, c := range t.Columns {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+// Row holds column values: int64, float64, string, bool, time.Time,
+// []byte (JSON text) or nil. "id" is the primary key.
+type Row map[string]any
+
+// Op is what a change did.
+type Op string
+
+// Change operations.
+const (
+	OpCreate Op = "create"
+	OpUpdate Op = "update"
+	OpDelete Op = "delete"
+)
+
+// Change is one committed write, in the order of the change log.
+type Change struct {
+	Seq   int64 // increases by one per change across the whole store
+	Table string
+	ID    int64
+	Op    Op
+	Row   Row // the row after the change; nil for a delete
+	Time  time.Time
+}
+
+// Cond is an equality condition on a column (a nil Value matches NULL).
+type Cond struct {
+	Column string
+	Value  any
+}
+
+// Order sorts by a column ("id" included).
+type Order struct {
+	Column string
+	Desc   bool
+}
+
+// Query selects rows. Search matches rows where any SearchColumns contains
+// Search (case-insensitive); Limit 0 means no limit.
+type Query struct {
+	Where         []Cond
+	Search        string
+	SearchColumns []string
+	OrderBy       []Order
+	Limit, Offset int
+}
+
+// Store keeps resources.
+//
+// Writes are serialised and each is one transaction with its change
+// record. Reads never block writes. Errors: ErrNotFound for a missing row
+// or table, *ConflictError for a unique violation, *SchemaError for a
+// query or row naming what the schema lacks, *MigrationError for a
+// schema change that would lose data.
+type Store interface {
+	// Migrate creates missing tables and adds missing columns; it refuses
+	// changes that would lose or reinterpret data (a removed column, a
+	// changed type) with a *MigrationError saying what and how.
+	Migrate(ctx context.Context, tables []Table) error
+	Insert(ctx context.Context, table string, row Row) (Row, Change, error)
+	// Update sets the columns present in set and returns the whole row.
+	Update(ctx context.Context, table string, id int64, set Row) (Row, Change, error)
+	Delete(ctx context.Context, table string, id int64) (Change, error)
+	Get(ctx context.Context, table string, id int64) (Row, error)
+	// List returns the selected rows and how many match without
+	// Limit/Offset.
+	List(ctx context.Context, table string, q Query) ([]Row, int, error)
+	// Changes returns up to limit changes with Seq > after, oldest first.
+	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// ErrNotFound reports a missing row or table.
+var ErrNotFound = errors.New("store: not found")
+
+// ConflictError reports a write that would break a unique column.
+type ConflictError struct {
+	Table, Column string
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("store: %s.%s must be unique", e.Table, e.Column)
+}
+
+// SchemaError reports a row or query that names an undeclared column or
+// gives a value of the wrong type.
+type SchemaError struct {
+	Table, Column, Problem string
+}
+
+func (e *SchemaError) Error() string {
+	return fmt.Sprintf("store: %s.%s: %s", e.Table, e.Column, e.Problem)
+}
+
+// MigrationError reports a schema change the store refuses to apply.
+type MigrationError struct {
+	Table, Column string
+	Problem       string // what would be lost
+	Fix           string // how to proceed
+}
+
+func (e *MigrationError) Error() string {
+	return fmt.Sprintf("store: table %s, column %s: %s; %s", e.Table, e.Column, e.Problem, e.Fix)
+}
