@@ -1,0 +1,384 @@
+// Package resource turns declared resources (config.Resource, or the Go
+// API) into rules: the table a resource is stored in, validation of what
+// clients send (with Django REST framework's error shapes and messages, so
+// DCRF clients show them unchanged), the JSON a record is shown as, and
+// permissions.
+//
+// This file holds the schema; the CRUD service with change events and the
+// DCRF and REST adapters build on it (issue 5).
+package resource
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/store"
+)
+
+// Mode says which write a body is for.
+type Mode int
+
+// Write modes: a create fills defaults and needs required fields; an
+// update replaces every writable field (required ones must be there); a
+// patch changes only the fields it names.
+const (
+	Create Mode = iota
+	Update
+	Patch
+)
+
+// ValidationError maps fields to their problems, as DRF's serializer
+// errors: {"title": ["This field is required."]}. The key
+// "non_field_errors" holds problems of the body as a whole.
+type ValidationError struct {
+	Fields map[string][]string
+}
+
+func (e *ValidationError) Error() string {
+	keys := make([]string, 0, len(e.Fields))
+	for k := range e.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("resource: invalid")
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s: %s;", k, strings.Join(e.Fields[k], " "))
+	}
+	return strings.TrimSuffix(b.String(), ";")
+}
+
+func (e *ValidationError) add(field, msg string) {
+	if e.Fields == nil {
+		e.Fields = map[string][]string{}
+	}
+	e.Fields[field] = append(e.Fields[field], msg)
+}
+
+// Schema is a resource's rules. It is immutable and safe for concurrent
+// use.
+type Schema struct {
+	r     config.Resource
+	pk    string
+	owner map[string]string // action → owner field, for owner:<field> permissions
+}
+
+// NewSchema checks a resource declaration (the config package already
+// validated files; this guards the Go API) and returns its schema.
+func NewSchema(r config.Resource) (*Schema, error) {
+	s := &Schema{r: r, pk: r.PKField, owner: map[string]string{}}
+	if s.pk == "" {
+		s.pk = "id"
+	}
+	if r.Name == "" {
+		return nil, fmt.Errorf("resource: a resource needs a name")
+	}
+	for _, f := range r.Fields {
+		if f.Name == s.pk {
+			return nil, fmt.Errorf("resource %s: field %q is the primary key's name", r.Name, f.Name)
+		}
+	}
+	for action, perm := range map[string]string{"read": r.Permissions.Read, "create": r.Permissions.Create, "update": r.Permissions.Update, "delete": r.Permissions.Delete} {
+		if field, ok := config.OwnerField(perm); ok {
+			if f, ok := r.Field(field); !ok || f.Type != config.FieldString {
+				return nil, fmt.Errorf("resource %s: permission %s %q needs a declared string field", r.Name, action, perm)
+			}
+			s.owner[action] = field
+		}
+	}
+	return s, nil
+}
+
+// Name returns the resource's name.
+func (s *Schema) Name() string { return s.r.Name }
+
+// PK returns the name of the primary key in JSON ("id" by default, "pk"
+// for dcrf-client's defaults).
+func (s *Schema) PK() string { return s.pk }
+
+// Table returns the store table of the resource.
+func (s *Schema) Table() store.Table {
+	t := store.Table{Name: s.r.Name}
+	for _, f := range s.r.Fields {
+		t.Columns = append(t.Columns, store.Column{Name: f.Name, Type: f.Type, Unique: f.Unique})
+	}
+	return t
+}
+
+// Decode validates a JSON object sent by a client for a write and returns
+// the row to store. user is the writer ("" when anonymous): with an
+// owner:<field> create permission, a create fills that field with it.
+// Read-only fields and the primary key are ignored when sent, as DRF
+// does; undeclared fields are refused (DRF ignores them, which hides
+// typos).
+func (s *Schema) Decode(body json.RawMessage, mode Mode, user string) (store.Row, error) {
+	verr := &ValidationError{}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
+		trimmed = []byte("{}")
+	}
+	if trimmed[0] != '{' {
+		verr.add("non_field_errors", "Invalid data. Expected a dictionary, but got "+jsonKind(trimmed)+".")
+		return nil, verr
+	}
+	var in map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &in); err != nil {
+		verr.add("non_field_errors", "Invalid data. Expected a dictionary, but got malformed JSON.")
+		return nil, verr
+	}
+	row := store.Row{}
+	for name := range in {
+		if name == s.pk {
+			continue
+		}
+		if _, ok := s.r.Field(name); !ok {
+			verr.add(name, "Unknown field.")
+		}
+	}
+	for i := range s.r.Fields {
+		f := &s.r.Fields[i]
+		raw, present := in[f.Name]
+		if f.ReadOnly {
+			continue
+		}
+		if !present {
+			switch {
+			case mode == Patch:
+			case mode == Create && f.Default != nil:
+				v, err := defaultValue(f)
+				if err != nil {
+					return nil, fmt.Errorf("resource %s: default of %s: %w", s.r.Name, f.Name, err)
+				}
+				row[f.Name] = v
+			case f.Required && !(mode == Create && s.owner["create"] == f.Name):
+				verr.add(f.Name, "This field is required.")
+			}
+			continue
+		}
+		v, msg := decodeValue(f, raw)
+		if msg != "" {
+			verr.add(f.Name, msg)
+			continue
+		}
+		row[f.Name] = v
+	}
+	if mode == Create {
+		if field, ok := s.owner["create"]; ok {
+			if user == "" {
+				verr.add(field, "An authenticated user is required to own this record.")
+			} else {
+				row[field] = user
+			}
+		}
+	}
+	if len(verr.Fields) > 0 {
+		return nil, verr
+	}
+	return row, nil
+}
+
+func jsonKind(b []byte) string {
+	switch b[0] {
+	case '[':
+		return "list"
+	case '"':
+		return "str"
+	case 't', 'f':
+		return "bool"
+	}
+	return "int"
+}
+
+// decodeValue checks one field's JSON value; msg is DRF's message for
+// what is wrong.
+func decodeValue(f *config.Field, raw json.RawMessage) (any, string) {
+	if string(bytes.TrimSpace(raw)) == "null" {
+		if f.Required {
+			return nil, "This field may not be null."
+		}
+		return nil, ""
+	}
+	switch f.Type {
+	case config.FieldString, config.FieldText:
+		var v string
+		if json.Unmarshal(raw, &v) != nil {
+			return nil, "Not a valid string."
+		}
+		if f.Required && strings.TrimSpace(v) == "" {
+			return nil, "This field may not be blank."
+		}
+		if f.MaxLength != nil && utf8.RuneCountInString(v) > *f.MaxLength {
+			return nil, fmt.Sprintf("Ensure this field has no more than %d characters.", *f.MaxLength)
+		}
+		return v, ""
+	case config.FieldInt:
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var n json.Number
+		if dec.Decode(&n) != nil {
+			return nil, "A valid integer is required."
+		}
+		i, err := n.Int64()
+		if err != nil {
+			f64, ferr := n.Float64()
+			if ferr != nil || f64 != math.Trunc(f64) || math.Abs(f64) > 1<<53 {
+				return nil, "A valid integer is required."
+			}
+			i = int64(f64)
+		}
+		if msg := bounds(f, float64(i)); msg != "" {
+			return nil, msg
+		}
+		return i, ""
+	case config.FieldFloat:
+		var v float64
+		if json.Unmarshal(raw, &v) != nil {
+			return nil, "A valid number is required."
+		}
+		if msg := bounds(f, v); msg != "" {
+			return nil, msg
+		}
+		return v, ""
+	case config.FieldBool:
+		var v bool
+		if json.Unmarshal(raw, &v) != nil {
+			return nil, "Must be a valid boolean."
+		}
+		return v, ""
+	case config.FieldDatetime:
+		var v string
+		if json.Unmarshal(raw, &v) != nil {
+			return nil, "Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, "Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
+		}
+		return t.UTC(), ""
+	case config.FieldJSON:
+		return []byte(bytes.TrimSpace(raw)), ""
+	}
+	return nil, "Unsupported field type."
+}
+
+func bounds(f *config.Field, v float64) string {
+	if f.Min != nil && v < *f.Min {
+		return fmt.Sprintf("Ensure this value is greater than or equal to %s.", trimFloat(*f.Min))
+	}
+	if f.Max != nil && v > *f.Max {
+		return fmt.Sprintf("Ensure this value is less than or equal to %s.", trimFloat(*f.Max))
+	}
+	return ""
+}
+
+func trimFloat(v float64) string {
+	if v == math.Trunc(v) {
+		return fmt.Sprintf("%d", int64(v))
+	}
+	return fmt.Sprint(v)
+}
+
+// defaultValue converts a declared default (YAML-typed) to the field's
+// store type.
+func defaultValue(f *config.Field) (any, error) {
+	raw, err := json.Marshal(f.Default)
+	if err != nil {
+		return nil, err
+	}
+	v, msg := decodeValue(f, raw)
+	if msg != "" {
+		return nil, fmt.Errorf("%s", msg)
+	}
+	return v, nil
+}
+
+// Encode shows a stored row as the JSON object clients see: the primary
+// key under PK(), then the fields in declaration order.
+func (s *Schema) Encode(row store.Row) json.RawMessage {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	writeKey := func(k string) {
+		kb, _ := json.Marshal(k)
+		b.Write(kb)
+		b.WriteByte(':')
+	}
+	writeKey(s.pk)
+	idb, _ := json.Marshal(row["id"])
+	b.Write(idb)
+	for _, f := range s.r.Fields {
+		b.WriteByte(',')
+		writeKey(f.Name)
+		switch v := row[f.Name].(type) {
+		case nil:
+			b.WriteString("null")
+		case []byte: // json
+			b.Write(v)
+		case time.Time:
+			vb, _ := json.Marshal(v.UTC().Format(time.RFC3339Nano))
+			b.Write(vb)
+		default:
+			vb, err := json.Marshal(v)
+			if err != nil {
+				b.WriteString("null")
+			} else {
+				b.Write(vb)
+			}
+		}
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+// Allowed applies the permission of an action ("read", "create",
+// "update", "delete") to a user ("" when anonymous) and, for owner:<field>
+// permissions, to the record (nil when there is none yet).
+func (s *Schema) Allowed(action, user string, row store.Row) bool {
+	var perm string
+	switch action {
+	case "read":
+		perm = s.r.Permissions.Read
+	case "create":
+		perm = s.r.Permissions.Create
+	case "update":
+		perm = s.r.Permissions.Update
+	case "delete":
+		perm = s.r.Permissions.Delete
+	default:
+		return false
+	}
+	switch perm {
+	case "", config.AccessAnyone:
+		return true
+	case config.AccessAuthenticated:
+		return user != ""
+	case config.AccessNone:
+		return false
+	}
+	field, ok := config.OwnerField(perm)
+	if !ok || user == "" {
+		return false
+	}
+	if row == nil {
+		return action == "create" || action == "read" // lists are filtered by OwnerFilter
+	}
+	owner, _ := row[field].(string)
+	return owner == user
+}
+
+// OwnerFilter returns the condition that limits a list to the user's
+// records when reading is owner:<field>, and false when reading is not
+// owner-limited.
+func (s *Schema) OwnerFilter(user string) (store.Cond, bool) {
+	field, ok := s.owner["read"]
+	if !ok {
+		return store.Cond{}, false
+	}
+	return store.Cond{Column: field, Value: user}, true
+}
