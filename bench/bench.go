@@ -42,6 +42,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 10*time.Second, "fanout: how long to publish")
 	size := fs.Int("size", 64, "fanout: payload bytes")
 	apiKey := fs.String("api-key", "", "fanout with --target: a key of the server's api_keys")
+	targetPID := fs.Int("target-pid", 0, "idle with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,6 +59,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *channels < 1 || *rate < 1 || *rate > 100000 || *duration <= 0 || *duration > 10*time.Minute || *size < 0 || *size > 1<<20 {
 		return fmt.Errorf("want --channels >= 1, --rate 1..100000, --duration up to 10m, --size 0..1MiB")
+	}
+	if *targetPID != 0 {
+		if *target == "" || scenario != "idle" {
+			return fmt.Errorf("--target-pid is for idle with --target (a server this run did not start)")
+		}
+		if _, err := procRSS(*targetPID); err != nil {
+			return fmt.Errorf("--target-pid: %w", err)
+		}
 	}
 	base, key := *target, *apiKey
 	if base == "" {
@@ -77,7 +86,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var res table
 	switch scenario {
 	case "idle":
-		res, err = Idle(ctx, IdleConfig{Target: u, Conns: *conns, Settle: *settle, Progress: stderr})
+		res, err = Idle(ctx, IdleConfig{Target: u, TargetPID: *targetPID, Conns: *conns, Settle: *settle, Progress: stderr})
 	case "fanout":
 		if key == "" {
 			return fmt.Errorf("fanout with --target needs --api-key (the server API publishes)")
@@ -190,6 +199,40 @@ func (c *child) stop() {
 		<-c.exited
 	}
 	os.RemoveAll(c.dir)
+}
+
+// procRSS reads a process's resident memory (VmRSS) from /proc/PID/status,
+// in bytes.
+func procRSS(pid int) (float64, error) {
+	if pid <= 0 {
+		return 0, fmt.Errorf("pid %d: want a positive process id", pid)
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	return parseVmRSS(b)
+}
+
+// parseVmRSS finds the "VmRSS: N kB" line of a /proc/PID/status text.
+func parseVmRSS(status []byte) (float64, error) {
+	sc := bufio.NewScanner(strings.NewReader(string(status)))
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("unexpected VmRSS line %q", sc.Text())
+		}
+		kb, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("unexpected VmRSS line %q", sc.Text())
+		}
+		return kb * 1024, nil
+	}
+	return 0, errors.New("no VmRSS in /proc/PID/status (a kernel thread or a zombie?)")
 }
 
 // scrape reads the numeric samples of /metrics (names without labels, or

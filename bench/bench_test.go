@@ -2,7 +2,11 @@ package bench
 
 import (
 	"context"
+	"io"
 	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +72,49 @@ func TestHistogramPercentiles(t *testing.T) {
 	within := func(got, want float64) bool { return got >= want && got <= want*1.02 }
 	if !within(l.P50, 500) || !within(l.P99, 990) || l.Max != 1000 {
 		t.Fatalf("%+v", l)
+	}
+}
+
+func TestIdleWithTargetPIDReadsProc(t *testing.T) {
+	u := startTestServer(t) // in this process: its RSS is ours
+	res, err := Idle(context.Background(), IdleConfig{Target: u, TargetPID: os.Getpid(), Conns: 30, Settle: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RSSSource != "proc" || res.Conns != 30 || res.RSSBefore == 0 || res.RSSAfter == 0 || res.HeapPerConn != 0 || res.GoroutinesPerConn != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	var out strings.Builder
+	res.WriteTable(&out)
+	if !strings.Contains(out.String(), " - ") {
+		t.Fatalf("table shows Go runtime figures for a /proc reading:\n%s", out.String())
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	status := "Name:\tdaphne\nVmPeak:\t  300000 kB\nVmRSS:\t   51200 kB\nRssAnon:\t 40000 kB\n"
+	if got, err := parseVmRSS([]byte(status)); err != nil || got != 51200*1024 {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	for _, bad := range []string{"Name:\tkthreadd\n", "VmRSS:\t12 MB\n", "VmRSS:\tx kB\n"} {
+		if _, err := parseVmRSS([]byte(bad)); err == nil {
+			t.Fatalf("%q: no error", bad)
+		}
+	}
+	if _, err := procRSS(-1); err == nil {
+		t.Fatal("pid -1: no error")
+	}
+}
+
+func TestTargetPIDNeedsIdleWithTarget(t *testing.T) {
+	pid := strconv.Itoa(os.Getpid())
+	for _, args := range [][]string{
+		{"idle", "--target-pid", pid, "--conns", "1"},
+		{"fanout", "--target", "http://127.0.0.1:1", "--api-key", "k", "--target-pid", pid, "--conns", "1"},
+		{"idle", "--target", "http://127.0.0.1:1", "--target-pid", "999999999", "--conns", "1"},
+	} {
+		if err := Main(context.Background(), args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--target-pid") {
+			t.Fatalf("%v: %v", args, err)
+		}
 	}
 }
