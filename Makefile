@@ -39,6 +39,14 @@ bench-fanout:
 	./bin/switchyard bench fanout --conns 1000 --channels 10 --rate 100 --duration 10s
 	./bin/switchyard bench fanout --conns 10000 --rate 10 --duration 10s
 
+## bench-peer: idle and fanout against Switchyard and a Django Channels peer
+## (bench/peers/django-channels, from Debian's packages), one table with the ratios
+.PHONY: bench-peer
+bench-peer:
+	dpkg -s python3-django-channels daphne >/dev/null 2>&1 || (apt-get update && apt-get install -y python3-django-channels daphne)
+	$(GO) build -o bin/switchyard ./cmd/switchyard
+	bench/peers/bench-peer.sh
+
 ## bench-engines: the engine comparison behind docs/BENCHMARKS.md (its own module)
 bench-engines:
 	cd bench/engines && $(GO) run . -conns 10000 -rounds 3
