@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/store"
 )
@@ -53,6 +54,12 @@ func (e *ValidationError) Error() string {
 		fmt.Fprintf(&b, " %s: %s;", k, strings.Join(e.Fields[k], " "))
 	}
 	return strings.TrimSuffix(b.String(), ";")
+}
+
+// Unwrap makes a ValidationError a bad request for switchyard.ErrorCode,
+// so every adapter maps it to 400 (DCRF and REST then show Fields).
+func (e *ValidationError) Unwrap() error {
+	return switchyard.Errorf(switchyard.CodeBadRequest, "invalid data")
 }
 
 func (e *ValidationError) add(field, msg string) {
@@ -338,7 +345,8 @@ func (s *Schema) Encode(row store.Row) json.RawMessage {
 
 // Allowed applies the permission of an action ("read", "create",
 // "update", "delete") to a user ("" when anonymous) and, for owner:<field>
-// permissions, to the record (nil when there is none yet).
+// permissions, to the record (nil before it is loaded: then any
+// authenticated user passes, and the record decides).
 func (s *Schema) Allowed(action, user string, row store.Row) bool {
 	var perm string
 	switch action {
@@ -366,7 +374,9 @@ func (s *Schema) Allowed(action, user string, row store.Row) bool {
 		return false
 	}
 	if row == nil {
-		return action == "create" || action == "read" // lists are filtered by OwnerFilter
+		// Before the record is loaded (or for a create, or a list, which
+		// OwnerFilter narrows) an owner permission needs a user.
+		return true
 	}
 	owner, _ := row[field].(string)
 	return owner == user

@@ -139,6 +139,8 @@ func TestPermissions(t *testing.T) {
 	}{
 		{"create", "alice", nil, true},
 		{"create", "", nil, false},
+		{"update", "bob", nil, true}, // the record decides
+		{"update", "", nil, false},
 		{"update", "alice", mine, true},
 		{"update", "bob", mine, false},
 		{"read", "alice", mine, true},

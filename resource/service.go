@@ -1,0 +1,297 @@
+package resource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/store"
+)
+
+// Event is a committed change, as subscribers see it.
+type Event struct {
+	Resource string
+	PK       int64
+	Op       store.Op
+	// Data is the record as clients see it (Schema.Encode); nil for a
+	// delete.
+	Data json.RawMessage
+	// Seq is the change's place in the store's change log.
+	Seq int64
+}
+
+// ServiceConfig configures a Service.
+type ServiceConfig struct {
+	Store     store.Store
+	Resources []config.Resource
+	// OnChange is called after each write committed, in commit order per
+	// resource, before the write returns (nil: no events).
+	OnChange func(ctx context.Context, ev Event)
+}
+
+// Service runs create, retrieve, list, update, patch and delete with the
+// resources' rules. It is safe for concurrent use.
+type Service struct {
+	st       store.Store
+	schemas  map[string]*Schema
+	onChange func(context.Context, Event)
+}
+
+// NewService builds the schemas and migrates the store to them.
+func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
+	s := &Service{st: cfg.Store, schemas: map[string]*Schema{}, onChange: cfg.OnChange}
+	var tables []store.Table
+	for _, r := range cfg.Resources {
+		sc, err := NewSchema(r)
+		if err != nil {
+			return nil, err
+		}
+		s.schemas[r.Name] = sc
+		tables = append(tables, sc.Table())
+	}
+	if err := cfg.Store.Migrate(ctx, tables); err != nil {
+		return nil, fmt.Errorf("resource: %w", err)
+	}
+	return s, nil
+}
+
+// Schema returns a resource's schema.
+func (s *Service) Schema(name string) (*Schema, bool) {
+	sc, ok := s.schemas[name]
+	return sc, ok
+}
+
+var (
+	errForbidden = switchyard.Errorf(switchyard.CodeForbidden, "You do not have permission to perform this action.")
+	errNotFound  = switchyard.Errorf(switchyard.CodeNotFound, "Not found.")
+)
+
+func (s *Service) schema(name string) (*Schema, error) {
+	sc, ok := s.schemas[name]
+	if !ok {
+		return nil, switchyard.Errorf(switchyard.CodeNotFound, "unknown resource %q", name)
+	}
+	return sc, nil
+}
+
+// storeError maps store errors to client errors.
+func (s *Service) storeError(sc *Schema, err error) error {
+	var ce *store.ConflictError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNotFound
+	case errors.As(err, &ce):
+		return &ValidationError{Fields: map[string][]string{ce.Column: {fmt.Sprintf("%s with this %s already exists.", sc.Name(), ce.Column)}}}
+	}
+	return err
+}
+
+func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change) {
+	if s.onChange == nil {
+		return
+	}
+	ev := Event{Resource: sc.Name(), PK: ch.ID, Op: ch.Op, Seq: ch.Seq}
+	if ch.Row != nil {
+		ev.Data = sc.Encode(ch.Row)
+	}
+	s.onChange(ctx, ev)
+}
+
+// Create validates and stores a new record and returns it.
+func (s *Service) Create(ctx context.Context, name, user string, body json.RawMessage) (json.RawMessage, error) {
+	sc, err := s.schema(name)
+	if err != nil {
+		return nil, err
+	}
+	if !sc.Allowed("create", user, nil) {
+		return nil, errForbidden
+	}
+	row, err := sc.Decode(body, Create, user)
+	if err != nil {
+		return nil, err
+	}
+	stored, ch, err := s.st.Insert(ctx, name, row)
+	if err != nil {
+		return nil, s.storeError(sc, err)
+	}
+	s.emit(ctx, sc, ch)
+	return sc.Encode(stored), nil
+}
+
+// Retrieve returns one record.
+func (s *Service) Retrieve(ctx context.Context, name, user string, pk int64) (json.RawMessage, error) {
+	sc, err := s.schema(name)
+	if err != nil {
+		return nil, err
+	}
+	if !sc.Allowed("read", user, nil) {
+		return nil, errForbidden
+	}
+	row, err := s.st.Get(ctx, name, pk)
+	if err != nil {
+		return nil, s.storeError(sc, err)
+	}
+	if !sc.Allowed("read", user, row) {
+		return nil, errNotFound // another user's record does not exist for this one
+	}
+	return sc.Encode(row), nil
+}
+
+// Write changes a record: update (all writable fields) or patch (those
+// sent).
+func (s *Service) Write(ctx context.Context, name, user string, pk int64, body json.RawMessage, mode Mode) (json.RawMessage, error) {
+	sc, err := s.schema(name)
+	if err != nil {
+		return nil, err
+	}
+	if !sc.Allowed("update", user, nil) {
+		return nil, errForbidden
+	}
+	current, err := s.st.Get(ctx, name, pk)
+	if err != nil {
+		return nil, s.storeError(sc, err)
+	}
+	if !sc.Allowed("update", user, current) {
+		if sc.Allowed("read", user, current) {
+			return nil, errForbidden
+		}
+		return nil, errNotFound
+	}
+	set, err := sc.Decode(body, mode, user)
+	if err != nil {
+		return nil, err
+	}
+	stored, ch, err := s.st.Update(ctx, name, pk, set)
+	if err != nil {
+		return nil, s.storeError(sc, err)
+	}
+	s.emit(ctx, sc, ch)
+	return sc.Encode(stored), nil
+}
+
+// Delete removes a record.
+func (s *Service) Delete(ctx context.Context, name, user string, pk int64) error {
+	sc, err := s.schema(name)
+	if err != nil {
+		return err
+	}
+	if !sc.Allowed("delete", user, nil) {
+		return errForbidden
+	}
+	current, err := s.st.Get(ctx, name, pk)
+	if err != nil {
+		return s.storeError(sc, err)
+	}
+	if !sc.Allowed("delete", user, current) {
+		if sc.Allowed("read", user, current) {
+			return errForbidden
+		}
+		return errNotFound
+	}
+	ch, err := s.st.Delete(ctx, name, pk)
+	if err != nil {
+		return s.storeError(sc, err)
+	}
+	s.emit(ctx, sc, ch)
+	return nil
+}
+
+// ListQuery narrows a list. Filter values are JSON values of the fields'
+// types; Ordering names fields (or the primary key), "-" for descending;
+// Limit 0 means the resource's page size is not applied (a bare list).
+type ListQuery struct {
+	Filter   map[string]json.RawMessage
+	Search   string
+	Ordering []string
+	Limit    int
+	Offset   int
+}
+
+// ListResult is a page of records and how many match in all.
+type ListResult struct {
+	Count   int
+	Results []json.RawMessage
+}
+
+// List returns the records a user may read that match q. Filters,
+// ordering and search on undeclared fields are refused (400) before any
+// query runs.
+func (s *Service) List(ctx context.Context, name, user string, q ListQuery) (ListResult, error) {
+	sc, err := s.schema(name)
+	if err != nil {
+		return ListResult{}, err
+	}
+	if !sc.Allowed("read", user, nil) {
+		return ListResult{}, errForbidden
+	}
+	sq := store.Query{Limit: q.Limit, Offset: q.Offset}
+	verr := &ValidationError{}
+	for field, raw := range q.Filter {
+		if field == sc.PK() {
+			var id int64
+			if json.Unmarshal(raw, &id) != nil {
+				verr.add(field, "A valid integer is required.")
+				continue
+			}
+			sq.Where = append(sq.Where, store.Cond{Column: "id", Value: id})
+			continue
+		}
+		f, ok := sc.r.Field(field)
+		if !ok {
+			verr.add(field, "Unknown field to filter on.")
+			continue
+		}
+		v, msg := decodeValue(&config.Field{Name: f.Name, Type: f.Type}, raw)
+		if msg != "" {
+			verr.add(field, msg)
+			continue
+		}
+		sq.Where = append(sq.Where, store.Cond{Column: field, Value: v})
+	}
+	if cond, ok := sc.OwnerFilter(user); ok {
+		sq.Where = append(sq.Where, cond)
+	}
+	if q.Search != "" {
+		if len(sc.r.Search) == 0 {
+			verr.add("search", "This resource declares no search fields.")
+		}
+		sq.Search, sq.SearchColumns = q.Search, sc.r.Search
+	}
+	ordering := q.Ordering
+	if len(ordering) == 0 {
+		ordering = sc.r.Ordering
+	}
+	for _, o := range ordering {
+		desc := strings.HasPrefix(o, "-")
+		field := strings.TrimPrefix(o, "-")
+		switch {
+		case field == sc.PK() || field == "id":
+			sq.OrderBy = append(sq.OrderBy, store.Order{Column: "id", Desc: desc})
+		default:
+			if _, ok := sc.r.Field(field); !ok {
+				verr.add("ordering", fmt.Sprintf("Invalid ordering field %q.", field))
+				continue
+			}
+			sq.OrderBy = append(sq.OrderBy, store.Order{Column: field, Desc: desc})
+		}
+	}
+	if q.Limit < 0 || q.Offset < 0 {
+		verr.add("non_field_errors", "limit and offset must be >= 0.")
+	}
+	if len(verr.Fields) > 0 {
+		return ListResult{}, verr
+	}
+	rows, n, err := s.st.List(ctx, name, sq)
+	if err != nil {
+		return ListResult{}, s.storeError(sc, err)
+	}
+	out := ListResult{Count: n, Results: make([]json.RawMessage, len(rows))}
+	for i, r := range rows {
+		out.Results[i] = sc.Encode(r)
+	}
+	return out, nil
+}
