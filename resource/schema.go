@@ -106,6 +106,14 @@ func NewSchema(r config.Resource) (*Schema, error) {
 // Name returns the resource's name.
 func (s *Schema) Name() string { return s.r.Name }
 
+// PageSize returns the resource's page size (default 25).
+func (s *Schema) PageSize() int {
+	if s.r.PageSize > 0 {
+		return s.r.PageSize
+	}
+	return 25
+}
+
 // PK returns the name of the primary key in JSON ("id" by default, "pk"
 // for dcrf-client's defaults).
 func (s *Schema) PK() string { return s.pk }

@@ -27,6 +27,7 @@ import (
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/live"
+	"github.com/switchyardhq/switchyard/resource"
 	"github.com/switchyardhq/switchyard/store/sqlite"
 	"github.com/switchyardhq/switchyard/ws"
 )
@@ -84,7 +85,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	// Sections this build parses and validates but does not serve yet:
 	// said once at start, never silently ignored.
 	if len(cfg.Resources) > 0 {
-		log.Warn("resources are configured but not served by this build yet", "count", len(cfg.Resources))
+		log.Warn("resources are served over /live (create, retrieve, list, update, patch, delete); their subscriptions and REST are not in this build yet", "count", len(cfg.Resources))
 	}
 	if cfg.Channelstream.Enabled {
 		log.Warn("channelstream is enabled but not served by this build yet")
@@ -102,6 +103,11 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(cfg.DataDir, "switchyard.db")})
 	if err != nil {
 		return nil, fmt.Errorf("server: store: %w", err)
+	}
+	resources, err := resource.NewService(context.Background(), resource.ServiceConfig{Store: db, Resources: cfg.Resources})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	engine, err := ws.NewEngine(ws.EngineConfig{Logger: log})
 	if err != nil {
@@ -150,6 +156,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s.mux.Handle("GET /live", live.New(live.Config{
 		Engine:            engine,
 		Hub:               hb,
+		Resources:         resources,
 		Verifier:          verifier,
 		Options:           wsOpts,
 		Logger:            log,

@@ -23,6 +23,7 @@ import (
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/hub"
+	"github.com/switchyardhq/switchyard/resource"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -32,6 +33,8 @@ type Config struct {
 	Hub     *hub.Hub
 	Options []ws.Option
 	Logger  *slog.Logger
+	// Resources serves the resource streams (nil: none).
+	Resources *resource.Service
 	// Verifier identifies connections from their token (?token=, the
 	// cookie, or Authorization: Bearer) and verifies $session refresh
 	// tokens; nil makes every connection anonymous.
@@ -189,7 +192,9 @@ type request struct {
 	Channel   string                     `json:"channel"`
 	Since     *switchyard.StreamPosition `json:"since"`
 	Data      json.RawMessage            `json:"data"`
-	Limit     int                        `json:"limit"`
+	Limit     *int                       `json:"limit"`
+	Offset    *int                       `json:"offset"`
+	PK        json.RawMessage            `json:"pk"`
 	Token     string                     `json:"token"`
 }
 
@@ -236,6 +241,12 @@ func (h *Handler) handle(sess *session, data []byte) {
 	case "$channels":
 		h.channels(ctx, sess, req)
 	default:
+		if h.cfg.Resources != nil {
+			if _, ok := h.cfg.Resources.Schema(env.Stream); ok {
+				h.resource(ctx, sess, env.Stream, req)
+				return
+			}
+		}
 		h.replyError(sess, env.Stream, req, switchyard.Errorf(switchyard.CodeNotFound, "unknown stream %q", env.Stream))
 	}
 }
@@ -320,11 +331,15 @@ func (h *Handler) channels(ctx context.Context, sess *session, req request) {
 		}
 		sess.hs.Send(h.ok(stream, req, map[string]any{"clients": clients}))
 	case "history":
-		if req.Limit < 0 {
+		limit := 0
+		if req.Limit != nil {
+			limit = *req.Limit
+		}
+		if limit < 0 {
 			h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeBadRequest, "limit must be >= 0"))
 			return
 		}
-		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, req.Limit, req.Since)
+		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, limit, req.Since)
 		if err != nil {
 			h.replyError(sess, stream, req, err)
 			return

@@ -1,0 +1,184 @@
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/resource"
+)
+
+// resource runs a DCRF action on a resource stream (specs/dcrf.md §1.4):
+// create 201, retrieve/list/update/patch 200, delete 204 with data null.
+func (h *Handler) resource(ctx context.Context, sess *session, stream string, req request) {
+	svc := h.cfg.Resources
+	user := sess.hs.User()
+	reply := func(status int, data any) {
+		sess.hs.Send(encode(stream, dcrfReply{Errors: []any{}, Data: data, Action: req.Action, ResponseStatus: status, RequestID: requestID(req)}))
+	}
+	fail := func(err error) { h.dcrfError(sess, stream, req, err) }
+	switch req.Action {
+	case "create":
+		out, err := svc.Create(ctx, stream, user, req.Data)
+		if err != nil {
+			fail(err)
+			return
+		}
+		reply(201, out)
+	case "retrieve", "update", "patch", "delete":
+		pk, err := parsePK(req.PK)
+		if err != nil {
+			fail(err)
+			return
+		}
+		switch req.Action {
+		case "retrieve":
+			out, err := svc.Retrieve(ctx, stream, user, pk)
+			if err != nil {
+				fail(err)
+				return
+			}
+			reply(200, out)
+		case "update", "patch":
+			mode := resource.Update
+			if req.Action == "patch" {
+				mode = resource.Patch
+			}
+			out, err := svc.Write(ctx, stream, user, pk, req.Data, mode)
+			if err != nil {
+				fail(err)
+				return
+			}
+			reply(200, out)
+		case "delete":
+			if err := svc.Delete(ctx, stream, user, pk); err != nil {
+				fail(err)
+				return
+			}
+			reply(204, nil)
+		}
+	case "list":
+		q, err := listQuery(req)
+		if err != nil {
+			fail(err)
+			return
+		}
+		sc, _ := svc.Schema(stream)
+		paginated := req.Limit != nil || req.Offset != nil
+		if paginated && req.Limit == nil {
+			q.Limit = sc.PageSize()
+		}
+		res, err := svc.List(ctx, stream, user, q)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if !paginated {
+			reply(200, res.Results) // DCRF's list: a bare array
+			return
+		}
+		reply(200, pageReply{Count: res.Count, Results: res.Results, Limit: q.Limit, Offset: q.Offset})
+	default:
+		fail(switchyard.Errorf(switchyard.CodeMethodNotAllowed, "Method %q not allowed.", req.Action))
+	}
+}
+
+// dcrfReply is a DCRF response payload; errors may hold objects
+// (validation errors).
+type dcrfReply struct {
+	Errors         []any           `json:"errors"`
+	Data           any             `json:"data"`
+	Action         string          `json:"action"`
+	ResponseStatus int             `json:"response_status"`
+	RequestID      json.RawMessage `json:"request_id"`
+}
+
+// pageReply is the paginated list of DCRF's limit/offset pagination.
+type pageReply struct {
+	Count   int               `json:"count"`
+	Results []json.RawMessage `json:"results"`
+	Limit   int               `json:"limit"`
+	Offset  int               `json:"offset"`
+}
+
+// dcrfError answers with DCRF's error shapes: validation errors as
+// [{"field": ["msg"]}], a missing record as ["Not found"].
+func (h *Handler) dcrfError(sess *session, stream string, req request, err error) {
+	code := switchyard.ErrorCode(err)
+	var errs []any
+	var ve *resource.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		errs = []any{ve.Fields}
+	case code == switchyard.CodeNotFound && switchyard.ErrorMessage(err) == "Not found.":
+		errs = []any{"Not found"}
+	case code == switchyard.CodeInternal:
+		h.log.Error("live: resource request failed", "resource", stream, "action", req.Action, "err", err)
+		errs = []any{"internal error"}
+	default:
+		errs = []any{switchyard.ErrorMessage(err)}
+	}
+	sess.hs.Send(encode(stream, dcrfReply{Errors: errs, Action: req.Action, ResponseStatus: switchyard.HTTPStatus(code), RequestID: requestID(req)}))
+}
+
+// parsePK reads a primary key given as a number or a numeric string.
+func parsePK(raw json.RawMessage) (int64, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, &resource.ValidationError{Fields: map[string][]string{"pk": {"This field is required."}}}
+	}
+	var n int64
+	if json.Unmarshal(raw, &n) == nil {
+		return n, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n, nil
+		}
+	}
+	return 0, &resource.ValidationError{Fields: map[string][]string{"pk": {"A valid integer is required."}}}
+}
+
+// listQuery reads list's data: {search, ordering, filter} and the
+// top-level limit and offset.
+func listQuery(req request) (resource.ListQuery, error) {
+	var q resource.ListQuery
+	if req.Limit != nil {
+		q.Limit = *req.Limit
+	}
+	if req.Offset != nil {
+		q.Offset = *req.Offset
+	}
+	if len(req.Data) == 0 || string(req.Data) == "null" {
+		return q, nil
+	}
+	var d struct {
+		Search   string                     `json:"search"`
+		Ordering json.RawMessage            `json:"ordering"`
+		Filter   map[string]json.RawMessage `json:"filter"`
+	}
+	if err := json.Unmarshal(req.Data, &d); err != nil {
+		return q, &resource.ValidationError{Fields: map[string][]string{"data": {"Expected {\"search\", \"ordering\", \"filter\"}."}}}
+	}
+	q.Search, q.Filter = d.Search, d.Filter
+	if len(d.Ordering) > 0 && string(d.Ordering) != "null" {
+		var one string
+		var many []string
+		switch {
+		case json.Unmarshal(d.Ordering, &one) == nil:
+			for part := range strings.SplitSeq(one, ",") {
+				if part = strings.TrimSpace(part); part != "" {
+					many = append(many, part)
+				}
+			}
+		case json.Unmarshal(d.Ordering, &many) == nil:
+		default:
+			return q, &resource.ValidationError{Fields: map[string][]string{"ordering": {"Expected a string or a list of field names."}}}
+		}
+		q.Ordering = many
+	}
+	return q, nil
+}

@@ -1,0 +1,99 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"github.com/switchyardhq/switchyard/config"
+)
+
+func resourcesConfig(c *config.Config) {
+	maxLen := 50
+	c.Resources = []config.Resource{{
+		Name:     "things",
+		PKField:  "pk",
+		Fields:   []config.Field{{Name: "name", Type: "string", Required: true, MaxLength: &maxLen}, {Name: "counter", Type: "int", Default: 0}},
+		Search:   []string{"name"},
+		PageSize: 2,
+		Permissions: config.ResourcePermissions{
+			Read: "anyone", Create: "anyone", Update: "anyone", Delete: "authenticated",
+		},
+	}}
+}
+
+// The DCRF actions on /live, with DCRF's statuses and error shapes
+// (specs/dcrf.md §1.4).
+func TestResourceCRUDOverLive(t *testing.T) {
+	base, _ := start(t, resourcesConfig, Options{})
+	c := newLiveClient(t, base)
+	p := c.request("things", "create", map[string]any{"data": map[string]any{"name": "Ma Thing"}})
+	if p["response_status"] != 201.0 || p["data"].(map[string]any)["name"] != "Ma Thing" || p["data"].(map[string]any)["counter"] != 0.0 {
+		t.Fatalf("create %v", p)
+	}
+	pk := p["data"].(map[string]any)["pk"]
+	if p = c.request("things", "retrieve", map[string]any{"pk": pk}); p["response_status"] != 200.0 || p["data"].(map[string]any)["pk"] != pk {
+		t.Fatalf("retrieve %v", p)
+	}
+	if p = c.request("things", "patch", map[string]any{"pk": pk, "data": map[string]any{"counter": 3}}); p["response_status"] != 200.0 || p["data"].(map[string]any)["counter"] != 3.0 {
+		t.Fatalf("patch %v", p)
+	}
+	if p = c.request("things", "update", map[string]any{"pk": pk, "data": map[string]any{"name": "New"}}); p["response_status"] != 200.0 || p["data"].(map[string]any)["name"] != "New" {
+		t.Fatalf("update %v", p)
+	}
+	c.request("things", "create", map[string]any{"data": map[string]any{"name": "Other"}})
+	c.request("things", "create", map[string]any{"data": map[string]any{"name": "Third"}})
+	if p = c.request("things", "list", map[string]any{"data": map[string]any{}}); p["response_status"] != 200.0 || len(p["data"].([]any)) != 3 {
+		t.Fatalf("bare list %v", p)
+	}
+	p = c.request("things", "list", map[string]any{"limit": 2, "offset": 1, "data": map[string]any{"ordering": "-pk"}})
+	page := p["data"].(map[string]any)
+	if page["count"] != 3.0 || len(page["results"].([]any)) != 2 || page["limit"] != 2.0 || page["offset"] != 1.0 || page["results"].([]any)[0].(map[string]any)["name"] != "Other" {
+		t.Fatalf("paginated list %v", p)
+	}
+	if p = c.request("things", "list", map[string]any{"data": map[string]any{"search": "oth"}}); len(p["data"].([]any)) != 1 {
+		t.Fatalf("search %v", p)
+	}
+	// Errors keep the socket open.
+	p = c.request("things", "create", map[string]any{"data": map[string]any{"counter": "x"}})
+	if p["response_status"] != 400.0 {
+		t.Fatalf("invalid create %v", p)
+	}
+	if e := p["errors"].([]any)[0].(map[string]any); e["name"] == nil || e["counter"] == nil {
+		t.Fatalf("validation errors %v", p)
+	}
+	if p = c.request("things", "retrieve", map[string]any{"pk": 999}); p["response_status"] != 404.0 || p["errors"].([]any)[0] != "Not found" {
+		t.Fatalf("missing %v", p)
+	}
+	if p = c.request("things", "retrieve", map[string]any{}); p["response_status"] != 400.0 {
+		t.Fatalf("no pk %v", p)
+	}
+	if p = c.request("things", "list", map[string]any{"data": map[string]any{"ordering": "secret"}}); p["response_status"] != 400.0 {
+		t.Fatalf("ordering on an undeclared field %v", p)
+	}
+	if p = c.request("things", "delete", map[string]any{"pk": pk}); p["response_status"] != 403.0 {
+		t.Fatalf("anonymous delete %v", p)
+	}
+	if p = c.request("things", "explode", map[string]any{}); p["response_status"] != 405.0 {
+		t.Fatalf("unknown action %v", p)
+	}
+	if p = c.request("things", "list", map[string]any{"limit": "two"}); p["response_status"] != 400.0 {
+		t.Fatalf("limit of the wrong type %v", p)
+	}
+}
+
+func TestResourceDeleteIs204(t *testing.T) {
+	base, _ := start(t, func(c *config.Config) {
+		resourcesConfig(c)
+		c.Auth.JWT.HMACSecret = testSecret
+	}, Options{})
+	alice := newLiveClientWith(t, base, token(t, "alice", time.Hour, nil))
+	p := alice.request("things", "create", map[string]any{"data": map[string]any{"name": "gone soon"}})
+	pk := p["data"].(map[string]any)["pk"]
+	p = alice.request("things", "delete", map[string]any{"pk": pk})
+	if p["response_status"] != 204.0 || p["data"] != nil || len(p["errors"].([]any)) != 0 {
+		t.Fatalf("delete %v", p)
+	}
+	if p = alice.request("things", "delete", map[string]any{"pk": pk}); p["response_status"] != 404.0 {
+		t.Fatalf("delete twice %v", p)
+	}
+}
