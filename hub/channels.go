@@ -118,6 +118,17 @@ func (h *Hub) Subscribe(ctx context.Context, s *Session, ch string, since *switc
 	return h.subscribe(ctx, s, ch, opts, since, encodeReply)
 }
 
+// SubscribeSilent subscribes a session on the server's behalf without
+// telling the client (the protocol answers in its own terms, as DCRF's
+// subscribe_instance does). No permission applies.
+func (h *Hub) SubscribeSilent(ctx context.Context, s *Session, ch string) error {
+	opts, err := h.options(ch)
+	if err != nil {
+		return err
+	}
+	return h.subscribe(ctx, s, ch, opts, nil, func(SubscribeResult) []byte { return nil })
+}
+
 // SubscribeServer subscribes a session on the server's behalf (the server
 // API, a token's channels claim): no permission applies, and the client
 // is told with its protocol's EncodeSubscribed frame, queued like a
@@ -157,12 +168,16 @@ func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.
 	frame := encodeReply(res)
 	s.mu.Lock()
 	s.enqueueLocked(frame)
+	sub.upTo, sub.epoch = res.Offset, res.Epoch
 	for i := range sub.pending {
 		ev := &sub.pending[i]
-		if ev.kind == eventPublication && ev.pub.Offset != 0 && ev.pub.Offset <= res.Offset && ev.sp.Epoch == res.Epoch {
+		if sub.covered(ev) {
 			continue // already in the reply's position or publications
 		}
-		s.enqueueLocked(ev.encode(s.enc))
+		var cache encodeCache // one event per cache
+		for _, f := range s.frames(ev, &cache) {
+			s.enqueueLocked(f)
+		}
 	}
 	sub.pending = nil
 	sub.recovering = false
@@ -271,6 +286,11 @@ func (h *Hub) Unsubscribe(ctx context.Context, s *Session, ch string) error {
 // behalf; the client is told with its protocol's EncodeUnsubscribed frame.
 func (h *Hub) UnsubscribeServer(ctx context.Context, s *Session, ch string) error {
 	return h.unsubscribe(ctx, s, ch, true)
+}
+
+// UnsubscribeSilent undoes SubscribeSilent.
+func (h *Hub) UnsubscribeSilent(ctx context.Context, s *Session, ch string) error {
+	return h.unsubscribe(ctx, s, ch, false)
 }
 
 func (h *Hub) unsubscribe(ctx context.Context, s *Session, ch string, notify bool) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,10 @@ type Config struct {
 	Presence broker.PresenceManager
 	// Channels holds the default namespace and the declared ones.
 	Channels config.Channels
+	// Reserved are the server's own namespaces, named with a leading "$"
+	// (such as "$resource"): only the server subscribes sessions to their
+	// channels and publishes in them.
+	Reserved map[string]config.ChannelOptions
 	// MaxQueuedBytes bounds each session's outbox (default 1 MiB); a
 	// session over it is closed with 4008.
 	MaxQueuedBytes int64
@@ -100,6 +105,12 @@ func New(cfg Config) (*Hub, error) {
 	}
 	for _, n := range cfg.Channels.Namespaces {
 		h.ns[n.Name] = n.ChannelOptions
+	}
+	for name, o := range cfg.Reserved {
+		if !strings.HasPrefix(name, "$") {
+			return nil, fmt.Errorf("hub: reserved namespace %q must start with $", name)
+		}
+		h.ns[name] = o
 	}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)

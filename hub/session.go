@@ -3,9 +3,10 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"time"
-
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/config"
@@ -39,6 +40,8 @@ type Session struct {
 	w    Writer
 	enc  Encoder
 
+	value atomic.Value
+
 	mu      sync.Mutex
 	expires time.Time
 	subs    map[string]*subscription
@@ -56,6 +59,16 @@ type subscription struct {
 	// the history it recovers) is being prepared.
 	recovering bool
 	pending    []event
+	// upTo and epoch are the position the subscribe reply covered: a
+	// publication at or below it that arrives late (its broadcast raced
+	// the reply) is a duplicate.
+	upTo  uint64
+	epoch string
+}
+
+// covered reports whether the subscribe reply already covered ev.
+func (sub *subscription) covered(ev *event) bool {
+	return ev.kind == eventPublication && ev.pub.Offset != 0 && ev.pub.Offset <= sub.upTo && ev.sp.Epoch == sub.epoch
 }
 
 // Connect registers a session with the hub. The protocol calls
@@ -126,20 +139,55 @@ func (s *Session) Close(code int, reason string) {
 // recovers. The frame comes from the broadcast's cache: encoding happens
 // once per protocol, outside the session's lock.
 func (s *Session) deliver(sub *subscription, ev *event, cache *encodeCache) {
-	frame := cache.get(ev, s.enc)
+	frames := s.frames(ev, cache)
 	s.mu.Lock()
-	if sub.recovering {
+	switch {
+	case sub.recovering:
 		sub.pending = append(sub.pending, *ev)
-	} else {
-		s.enqueueLocked(frame)
+	case sub.covered(ev):
+	default:
+		for _, f := range frames {
+			s.enqueueLocked(f)
+		}
 	}
 	s.mu.Unlock()
+}
+
+// frames encodes an event for this session: the shared frame of its
+// protocol, or the session's own for the server's "$" channels when the
+// encoder makes those.
+func (s *Session) frames(ev *event, cache *encodeCache) [][]byte {
+	if se, ok := s.enc.(SessionEncoder); ok && ev.kind == eventPublication && strings.HasPrefix(ev.channel, "$") {
+		if frames, ok := se.EncodeForSession(s, ev.channel, ev.pub); ok {
+			return frames
+		}
+	}
+	return [][]byte{cache.get(ev, s.enc)}
+}
+
+// SessionEncoder is implemented by an Encoder whose frames for the
+// server's "$" channels depend on the session (DCRF events carry the
+// request_id of each of the session's subscriptions). EncodeForSession
+// returns the frames for one session, or false to use the shared frame.
+type SessionEncoder interface {
+	EncodeForSession(s *Session, channel string, pub switchyard.Publication) ([][]byte, bool)
+}
+
+// SetValue attaches the protocol's state to the session.
+func (s *Session) SetValue(v any) { s.value.Store(&v) }
+
+// Value returns what SetValue attached, or nil.
+func (s *Session) Value() any {
+	if p, ok := s.value.Load().(*any); ok {
+		return *p
+	}
+	return nil
 }
 
 // enqueueLocked appends a frame to the outbox, closing the session with
 // 4008 when the outbox would exceed its bound. s.mu must be held.
 func (s *Session) enqueueLocked(frame []byte) {
-	if s.closed {
+	if s.closed || frame == nil {
 		return
 	}
 	if s.queued+int64(len(frame)) > s.h.cfg.MaxQueuedBytes {
