@@ -97,3 +97,92 @@ func TestResourceDeleteIs204(t *testing.T) {
 		t.Fatalf("delete twice %v", p)
 	}
 }
+
+// subscribe_instance: every committed change of the record reaches the
+// subscriber once per request_id, as DCRF sends it.
+func TestResourceInstanceSubscriptions(t *testing.T) {
+	base, _ := start(t, resourcesConfig, Options{})
+	writer := newLiveClient(t, base)
+	watcher := newLiveClient(t, base)
+	p := writer.request("things", "create", map[string]any{"data": map[string]any{"name": "watched"}})
+	pk := p["data"].(map[string]any)["pk"]
+
+	sub := func(rid string) {
+		t.Helper()
+		if err := watcher.c.WriteJSON(map[string]any{"stream": "things", "payload": map[string]any{"action": "subscribe_instance", "pk": pk, "request_id": rid}}); err != nil {
+			t.Fatal(err)
+		}
+		r := watcher.waitFor(func(m map[string]any) bool {
+			pl, _ := m["payload"].(map[string]any)
+			return pl["request_id"] == rid && pl["action"] == "subscribe_instance"
+		})
+		if pl := r["payload"].(map[string]any); pl["response_status"] != 201.0 || pl["data"] != nil {
+			t.Fatalf("subscribe_instance %v", pl)
+		}
+	}
+	sub("s1")
+	sub("s2")
+	event := func(rid, action string) map[string]any {
+		t.Helper()
+		m := watcher.waitFor(func(m map[string]any) bool {
+			pl, _ := m["payload"].(map[string]any)
+			return m["stream"] == "things" && pl["request_id"] == rid && pl["action"] == action
+		})
+		return m["payload"].(map[string]any)
+	}
+	writer.request("things", "patch", map[string]any{"pk": pk, "data": map[string]any{"counter": 7}})
+	for _, rid := range []string{"s1", "s2"} {
+		e := event(rid, "update")
+		if e["response_status"] != 200.0 || e["data"].(map[string]any)["counter"] != 7.0 || e["data"].(map[string]any)["pk"] != pk {
+			t.Fatalf("update event %v", e)
+		}
+	}
+	// Unsubscribing one request_id leaves the other.
+	if err := watcher.c.WriteJSON(map[string]any{"stream": "things", "payload": map[string]any{"action": "unsubscribe_instance", "pk": pk, "request_id": "s1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if u := event("s1", "unsubscribe_instance"); u["response_status"] != 204.0 {
+		t.Fatalf("unsubscribe %v", u)
+	}
+	writer.request("things", "update", map[string]any{"pk": pk, "data": map[string]any{"name": "renamed"}})
+	if e := event("s2", "update"); e["data"].(map[string]any)["name"] != "renamed" {
+		t.Fatalf("second update %v", e)
+	}
+	if p := watcher.request("things", "unsubscribe_instance", map[string]any{"pk": pk}); p["response_status"] != 404.0 {
+		t.Fatalf("unsubscribing an unknown request_id: %v", p)
+	}
+	if p := watcher.request("things", "subscribe_instance", map[string]any{"pk": 999}); p["response_status"] != 404.0 {
+		t.Fatalf("subscribing to a missing record: %v", p)
+	}
+	// No event went to s1 after its unsubscribe.
+	watcher.mu.Lock()
+	for _, m := range watcher.in {
+		if pl, _ := m["payload"].(map[string]any); pl["request_id"] == "s1" {
+			t.Fatalf("event after unsubscribe: %v", m)
+		}
+	}
+	watcher.mu.Unlock()
+}
+
+func TestResourceDeleteEvent(t *testing.T) {
+	base, _ := start(t, func(c *config.Config) {
+		resourcesConfig(c)
+		c.Auth.JWT.HMACSecret = testSecret
+	}, Options{})
+	alice := newLiveClientWith(t, base, token(t, "alice", time.Hour, nil))
+	watcher := newLiveClient(t, base)
+	pk := alice.request("things", "create", map[string]any{"data": map[string]any{"name": "doomed"}})["data"].(map[string]any)["pk"]
+	if p := watcher.request("things", "subscribe_instance", map[string]any{"pk": pk}); p["response_status"] != 201.0 {
+		t.Fatalf("subscribe %v", p)
+	}
+	rid := "r1" // the watcher's first request
+	alice.request("things", "delete", map[string]any{"pk": pk})
+	m := watcher.waitFor(func(m map[string]any) bool {
+		pl, _ := m["payload"].(map[string]any)
+		return pl["action"] == "delete" && pl["request_id"] == rid
+	})
+	pl := m["payload"].(map[string]any)
+	if pl["response_status"] != 204.0 || pl["data"].(map[string]any)["pk"] != pk || m["stream"] != "things" {
+		t.Fatalf("delete event %v", m)
+	}
+}

@@ -8,6 +8,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -85,7 +86,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	// Sections this build parses and validates but does not serve yet:
 	// said once at start, never silently ignored.
 	if len(cfg.Resources) > 0 {
-		log.Warn("resources are served over /live (create, retrieve, list, update, patch, delete); their subscriptions and REST are not in this build yet", "count", len(cfg.Resources))
+		log.Warn("resources are served over /live (DCRF actions and instance subscriptions); live queries, catch-up and REST are not in this build yet", "count", len(cfg.Resources))
 	}
 	if cfg.Channelstream.Enabled {
 		log.Warn("channelstream is enabled but not served by this build yet")
@@ -104,11 +105,6 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: store: %w", err)
 	}
-	resources, err := resource.NewService(context.Background(), resource.ServiceConfig{Store: db, Resources: cfg.Resources})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("server: %w", err)
-	}
 	engine, err := ws.NewEngine(ws.EngineConfig{Logger: log})
 	if err != nil {
 		db.Close()
@@ -119,10 +115,29 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Broker:         b,
 		Presence:       b,
 		Channels:       cfg.Channels,
+		Reserved:       map[string]config.ChannelOptions{"$resource": {}},
 		MaxQueuedBytes: int64(cfg.Limits.MaxQueuedBytes),
 		Logger:         log,
 	})
 	if err != nil {
+		engine.Close()
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	// Every committed write of a resource becomes a publication on the
+	// record's channel; the protocols turn it into their events.
+	resources, err := resource.NewService(context.Background(), resource.ServiceConfig{
+		Store:     db,
+		Resources: cfg.Resources,
+		OnChange: func(ctx context.Context, ev resource.Event) {
+			data, _ := json.Marshal(live.ResourceEvent{Op: string(ev.Op), PK: ev.PK, Data: ev.Data})
+			if _, err := hb.Publish(context.WithoutCancel(ctx), nil, live.InstanceChannel(ev.Resource, ev.PK), data); err != nil {
+				log.Error("resource event not published", "resource", ev.Resource, "err", err)
+			}
+		},
+	})
+	if err != nil {
+		hb.Close()
 		engine.Close()
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)

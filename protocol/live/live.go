@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchyardhq/switchyard"
@@ -72,6 +73,11 @@ func New(cfg Config) *Handler {
 // session is the state of one connection.
 type session struct {
 	hs *hub.Session
+	// DCRF instance subscriptions: hub channel → the request_ids
+	// subscribed to it (events go out once per request_id). Written by the
+	// connection's handler calls, read by the hub's broadcasts.
+	smu       sync.Mutex
+	instances map[string][]json.RawMessage
 	// A token bucket for MessagesPerSecond: tokens left and when they were
 	// counted. Touched only by the connection's handler calls, which never
 	// run concurrently.
@@ -131,7 +137,9 @@ type socket struct {
 func (s socket) OnOpen(c *ws.Conn) {
 	hb := s.h.cfg.Hub
 	hs := hb.Connect(rand.Text(), hub.Principal{User: s.p.User, Info: s.p.Info, Expires: s.p.Expires}, connWriter{c}, s.h.enc)
-	c.SetValue(&session{hs: hs})
+	sess := &session{hs: hs}
+	hs.SetValue(sess)
+	c.SetValue(sess)
 	hs.Send(encode("$session", map[string]any{"action": "connected", "client_id": hs.ID(), "user": hs.User()}))
 	// The token's channels are joined server-side; each is announced
 	// with a "subscribed" push (or an error frame for that channel).

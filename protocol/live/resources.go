@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/resource"
 )
 
@@ -81,9 +82,127 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			return
 		}
 		reply(200, pageReply{Count: res.Count, Results: res.Results, Limit: q.Limit, Offset: q.Offset})
+	case "subscribe_instance", "unsubscribe_instance":
+		pk, err := parsePK(req.PK)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if len(req.RequestID) == 0 || string(req.RequestID) == "null" {
+			fail(&resource.ValidationError{Fields: map[string][]string{"request_id": {"This field is required."}}})
+			return
+		}
+		ch := InstanceChannel(stream, pk)
+		if req.Action == "unsubscribe_instance" {
+			if !sess.removeInstance(ch, req.RequestID) {
+				fail(switchyard.Errorf(switchyard.CodeNotFound, "Subscription not found"))
+				return
+			}
+			if sess.instanceCount(ch) == 0 {
+				h.cfg.Hub.UnsubscribeSilent(ctx, sess.hs, ch)
+			}
+			reply(204, nil)
+			return
+		}
+		if _, err := svc.Retrieve(ctx, stream, user, pk); err != nil {
+			fail(err)
+			return
+		}
+		if sess.addInstance(ch, req.RequestID) == 1 {
+			if err := h.cfg.Hub.SubscribeSilent(ctx, sess.hs, ch); err != nil {
+				sess.removeInstance(ch, req.RequestID)
+				fail(err)
+				return
+			}
+		}
+		reply(201, nil)
 	default:
 		fail(switchyard.Errorf(switchyard.CodeMethodNotAllowed, "Method %q not allowed.", req.Action))
 	}
+}
+
+// InstanceChannel is the hub channel of one record's changes.
+func InstanceChannel(resourceName string, pk int64) string {
+	return "$resource:" + resourceName + ":" + strconv.FormatInt(pk, 10)
+}
+
+// addInstance records a subscription and returns how many the channel
+// now has on this connection.
+func (s *session) addInstance(ch string, rid json.RawMessage) int {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.instances == nil {
+		s.instances = map[string][]json.RawMessage{}
+	}
+	for _, r := range s.instances[ch] {
+		if string(r) == string(rid) {
+			return len(s.instances[ch])
+		}
+	}
+	s.instances[ch] = append(s.instances[ch], rid)
+	return len(s.instances[ch])
+}
+
+func (s *session) removeInstance(ch string, rid json.RawMessage) bool {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	rids := s.instances[ch]
+	for i, r := range rids {
+		if string(r) == string(rid) {
+			s.instances[ch] = append(rids[:i:i], rids[i+1:]...)
+			if len(s.instances[ch]) == 0 {
+				delete(s.instances, ch)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) instanceCount(ch string) int {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return len(s.instances[ch])
+}
+
+// ResourceEvent is what the server publishes on a record's hub channel.
+type ResourceEvent struct {
+	Op   string          `json:"op"` // create, update, delete
+	PK   int64           `json:"pk"`
+	Data json.RawMessage `json:"data,omitempty"` // the record; absent for a delete
+}
+
+// EncodeForSession implements hub.SessionEncoder: a record's change goes
+// to this connection once per request_id that subscribed to it, as DCRF
+// sends it — update with the record and status 200, delete with
+// {"pk": …} and status 204.
+func (*encoder) EncodeForSession(hs *hub.Session, ch string, pub switchyard.Publication) ([][]byte, bool) {
+	rest, ok := strings.CutPrefix(ch, "$resource:")
+	if !ok {
+		return nil, false
+	}
+	sess, ok := hs.Value().(*session)
+	if !ok {
+		return nil, true
+	}
+	stream := rest[:max(strings.LastIndexByte(rest, ':'), 0)]
+	var ev ResourceEvent
+	if json.Unmarshal(pub.Data, &ev) != nil {
+		return nil, true
+	}
+	status := 200
+	var data any = ev.Data
+	if ev.Op == "delete" {
+		status, data = 204, map[string]int64{"pk": ev.PK}
+	}
+	sess.smu.Lock()
+	rids := append([]json.RawMessage(nil), sess.instances[ch]...)
+	sess.smu.Unlock()
+	frames := make([][]byte, 0, len(rids))
+	for _, rid := range rids {
+		frames = append(frames, encode(stream, dcrfReply{Errors: []any{}, Data: data, Action: ev.Op, ResponseStatus: status, RequestID: rid}))
+	}
+	return frames, true
 }
 
 // dcrfReply is a DCRF response payload; errors may hold objects
