@@ -1,0 +1,56 @@
+package server
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyardhq/switchyard/config"
+)
+
+// TestDCRFClient runs the unmodified npm dcrf-client (tests/dcrf, pinned
+// by its package-lock.json) against this server. CI installs it with npm
+// ci; locally the test skips, visibly, until `cd tests/dcrf && npm ci`.
+func TestDCRFClient(t *testing.T) {
+	dir, err := filepath.Abs("../tests/dcrf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "dcrf-client")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("tests/dcrf/node_modules is missing: .ci/run must run npm ci there (%v)", err)
+		}
+		t.Skip("dcrf-client not installed: cd tests/dcrf && npm ci")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is required for the dcrf-client tests")
+	}
+	base, _ := start(t, func(c *config.Config) {
+		maxLen := 64
+		fields := []config.Field{{Name: "name", Type: "string", MaxLength: &maxLen, Required: true}, {Name: "counter", Type: "int", Default: 0}}
+		open := config.ResourcePermissions{Read: "anyone", Create: "anyone", Update: "anyone", Delete: "anyone"}
+		c.Resources = []config.Resource{
+			{Name: "things", PKField: "pk", Fields: fields, PageSize: 25, Permissions: open},
+			{Name: "things_with_id", PKField: "id", Fields: fields, PageSize: 25, Permissions: open},
+		}
+	}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "dcrf.test.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SWITCHYARD_URL=ws"+strings.TrimPrefix(base, "http")+"/live")
+	out, err := cmd.CombinedOutput()
+	t.Logf("node --test:\n%s", out)
+	if err != nil {
+		t.Fatalf("dcrf-client tests failed: %v", err)
+	}
+	// 8 cases × 2 streams, their 2 parents, and the queue-before-connect case.
+	if !strings.Contains(string(out), "ℹ pass 19") || !strings.Contains(string(out), "ℹ fail 0") {
+		t.Fatalf("unexpected summary: want 19 passing and none failing")
+	}
+}
