@@ -106,6 +106,15 @@ func NewSchema(r config.Resource) (*Schema, error) {
 // Name returns the resource's name.
 func (s *Schema) Name() string { return s.r.Name }
 
+// Field returns a declared field.
+func (s *Schema) Field(name string) (config.Field, bool) {
+	f, ok := s.r.Field(name)
+	if !ok {
+		return config.Field{}, false
+	}
+	return *f, true
+}
+
 // PageSize returns the resource's page size (default 25).
 func (s *Schema) PageSize() int {
 	if s.r.PageSize > 0 {

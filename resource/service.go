@@ -20,6 +20,9 @@ type Event struct {
 	// Data is the record as clients see it (Schema.Encode); nil for a
 	// delete.
 	Data json.RawMessage
+	// Before is the record before an update or delete (nil for a
+	// create), so live queries can tell a row that left their filter.
+	Before json.RawMessage
 	// Seq is the change's place in the store's change log.
 	Seq int64
 }
@@ -90,13 +93,16 @@ func (s *Service) storeError(sc *Schema, err error) error {
 	return err
 }
 
-func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change) {
+func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change, before store.Row) {
 	if s.onChange == nil {
 		return
 	}
 	ev := Event{Resource: sc.Name(), PK: ch.ID, Op: ch.Op, Seq: ch.Seq}
 	if ch.Row != nil {
 		ev.Data = sc.Encode(ch.Row)
+	}
+	if before != nil {
+		ev.Before = sc.Encode(before)
 	}
 	s.onChange(ctx, ev)
 }
@@ -118,7 +124,7 @@ func (s *Service) Create(ctx context.Context, name, user string, body json.RawMe
 	if err != nil {
 		return nil, s.storeError(sc, err)
 	}
-	s.emit(ctx, sc, ch)
+	s.emit(ctx, sc, ch, nil)
 	return sc.Encode(stored), nil
 }
 
@@ -169,7 +175,7 @@ func (s *Service) Write(ctx context.Context, name, user string, pk int64, body j
 	if err != nil {
 		return nil, s.storeError(sc, err)
 	}
-	s.emit(ctx, sc, ch)
+	s.emit(ctx, sc, ch, current)
 	return sc.Encode(stored), nil
 }
 
@@ -196,7 +202,7 @@ func (s *Service) Delete(ctx context.Context, name, user string, pk int64) error
 	if err != nil {
 		return s.storeError(sc, err)
 	}
-	s.emit(ctx, sc, ch)
+	s.emit(ctx, sc, ch, current)
 	return nil
 }
 

@@ -49,8 +49,8 @@ func TestDCRFClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dcrf-client tests failed: %v", err)
 	}
-	// 8 cases × 2 streams, their 2 parents, and the queue-before-connect case.
-	if !strings.Contains(string(out), "ℹ pass 19") || !strings.Contains(string(out), "ℹ fail 0") {
+	// 12 cases × 2 streams, their 2 parents, and the queue-before-connect case.
+	if !strings.Contains(string(out), "ℹ pass 27") || !strings.Contains(string(out), "ℹ fail 0") {
 		t.Fatalf("unexpected summary: want 19 passing and none failing")
 	}
 }

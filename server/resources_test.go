@@ -186,3 +186,68 @@ func TestResourceDeleteEvent(t *testing.T) {
 		t.Fatalf("delete event %v", m)
 	}
 }
+
+// subscribe_list: a live query gets create/update/delete for the rows of
+// its filter, a row that stops matching as a delete and one that starts
+// matching as a create.
+func TestResourceLiveQueries(t *testing.T) {
+	base, _ := start(t, resourcesConfig, Options{})
+	writer := newLiveClient(t, base)
+	watcher := newLiveClient(t, base)
+	if p := watcher.request("things", "subscribe_list", map[string]any{"filter": map[string]any{"counter": 1}}); p["response_status"] != 201.0 || p["data"] != nil {
+		t.Fatalf("subscribe_list %v", p)
+	}
+	rid := "r1"
+	event := func(action string) map[string]any {
+		t.Helper()
+		m := watcher.waitFor(func(m map[string]any) bool {
+			pl, _ := m["payload"].(map[string]any)
+			return pl["request_id"] == rid && pl["action"] == action
+		})
+		return m["payload"].(map[string]any)
+	}
+	// Not matching: no event. Then it starts matching: create.
+	pk := writer.request("things", "create", map[string]any{"data": map[string]any{"name": "a", "counter": 0}})["data"].(map[string]any)["pk"]
+	writer.request("things", "patch", map[string]any{"pk": pk, "data": map[string]any{"counter": 1}})
+	if e := event("create"); e["data"].(map[string]any)["pk"] != pk || e["response_status"] != 200.0 {
+		t.Fatalf("enter %v", e)
+	}
+	writer.request("things", "patch", map[string]any{"pk": pk, "data": map[string]any{"name": "b"}})
+	if e := event("update"); e["data"].(map[string]any)["name"] != "b" {
+		t.Fatalf("update %v", e)
+	}
+	writer.request("things", "patch", map[string]any{"pk": pk, "data": map[string]any{"counter": 2}})
+	if e := event("delete"); e["data"].(map[string]any)["pk"] != pk || e["response_status"] != 204.0 {
+		t.Fatalf("leave %v", e)
+	}
+	// A created matching row, then deleted.
+	pk2 := writer.request("things", "create", map[string]any{"data": map[string]any{"name": "c", "counter": 1}})["data"].(map[string]any)["pk"]
+	if e := event("create"); e["data"].(map[string]any)["pk"] != pk2 {
+		t.Fatalf("create %v", e)
+	}
+	if p := watcher.request("things", "subscribe_list", map[string]any{"filter": map[string]any{"colour": "red"}}); p["response_status"] != 400.0 {
+		t.Fatalf("filter on an undeclared field %v", p)
+	}
+	if p := watcher.request("things", "unsubscribe_list", map[string]any{}); p["response_status"] != 404.0 {
+		t.Fatalf("unsubscribe an unknown query %v", p)
+	}
+	// Unsubscribed: nothing more for r1.
+	if err := watcher.c.WriteJSON(map[string]any{"stream": "things", "payload": map[string]any{"action": "unsubscribe_list", "request_id": rid}}); err != nil {
+		t.Fatal(err)
+	}
+	if e := event("unsubscribe_list"); e["response_status"] != 204.0 {
+		t.Fatalf("unsubscribe %v", e)
+	}
+	writer.request("things", "delete", map[string]any{"pk": pk2}) // anonymous delete: refused (403) in this config
+	writer.request("things", "patch", map[string]any{"pk": pk2, "data": map[string]any{"name": "quiet"}})
+	if p := watcher.request("things", "list", map[string]any{}); p["response_status"] != 200.0 {
+		t.Fatal(p)
+	}
+	watcher.mu.Lock()
+	defer watcher.mu.Unlock()
+	for _, m := range watcher.in {
+		if pl, _ := m["payload"].(map[string]any); pl["request_id"] == rid {
+			t.Fatalf("event after unsubscribe: %v", m)
+		}
+	}
+}

@@ -130,9 +130,12 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Store:     db,
 		Resources: cfg.Resources,
 		OnChange: func(ctx context.Context, ev resource.Event) {
-			data, _ := json.Marshal(live.ResourceEvent{Op: string(ev.Op), PK: ev.PK, Data: ev.Data})
-			if _, err := hb.Publish(context.WithoutCancel(ctx), nil, live.InstanceChannel(ev.Resource, ev.PK), data); err != nil {
-				log.Error("resource event not published", "resource", ev.Resource, "err", err)
+			data, _ := json.Marshal(live.ResourceEvent{Op: string(ev.Op), PK: ev.PK, Data: ev.Data, Before: ev.Before})
+			ctx = context.WithoutCancel(ctx)
+			for _, ch := range []string{live.InstanceChannel(ev.Resource, ev.PK), live.CollectionChannel(ev.Resource)} {
+				if _, err := hb.Publish(ctx, nil, ch, data); err != nil {
+					log.Error("resource event not published", "resource", ev.Resource, "channel", ch, "err", err)
+				}
 			}
 		},
 	})

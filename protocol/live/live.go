@@ -78,6 +78,7 @@ type session struct {
 	// connection's handler calls, read by the hub's broadcasts.
 	smu       sync.Mutex
 	instances map[string][]json.RawMessage
+	lists     map[string][]listSub // collection channel → live queries
 	// A token bucket for MessagesPerSecond: tokens left and when they were
 	// counted. Touched only by the connection's handler calls, which never
 	// run concurrently.
@@ -203,6 +204,8 @@ type request struct {
 	Limit     *int                       `json:"limit"`
 	Offset    *int                       `json:"offset"`
 	PK        json.RawMessage            `json:"pk"`
+	Filter    map[string]json.RawMessage `json:"filter"`
+	Things    []int64                    `json:"things"`
 	Token     string                     `json:"token"`
 }
 

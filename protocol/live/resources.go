@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -116,9 +117,125 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			}
 		}
 		reply(201, nil)
+	case "subscribe_list", "subscribe_many":
+		if len(req.RequestID) == 0 || string(req.RequestID) == "null" {
+			fail(&resource.ValidationError{Fields: map[string][]string{"request_id": {"This field is required."}}})
+			return
+		}
+		sc, _ := svc.Schema(stream)
+		ls := listSub{rid: req.RequestID, many: req.Action == "subscribe_many"}
+		verr := &resource.ValidationError{Fields: map[string][]string{}}
+		for field, raw := range req.Filter {
+			if _, ok := sc.Field(field); !ok && field != sc.PK() {
+				verr.Fields[field] = append(verr.Fields[field], "Unknown field to filter on.")
+				continue
+			}
+			var v any
+			json.Unmarshal(raw, &v)
+			if ls.filter == nil {
+				ls.filter = map[string]any{}
+			}
+			ls.filter[field] = v
+		}
+		if len(verr.Fields) > 0 {
+			fail(verr)
+			return
+		}
+		if req.Things != nil {
+			ls.pks = map[int64]bool{}
+			for _, pk := range req.Things {
+				ls.pks[pk] = true
+			}
+		}
+		ch := CollectionChannel(stream)
+		if sess.addList(ch, ls) == 1 {
+			if err := h.cfg.Hub.SubscribeSilent(ctx, sess.hs, ch); err != nil {
+				sess.removeList(ch, req.RequestID)
+				fail(err)
+				return
+			}
+		}
+		reply(201, nil)
+	case "unsubscribe_list", "unsubscribe_many":
+		ch := CollectionChannel(stream)
+		if !sess.removeList(ch, req.RequestID) {
+			fail(switchyard.Errorf(switchyard.CodeNotFound, "Subscription not found"))
+			return
+		}
+		if sess.listCount(ch) == 0 {
+			h.cfg.Hub.UnsubscribeSilent(ctx, sess.hs, ch)
+		}
+		reply(204, nil)
 	default:
 		fail(switchyard.Errorf(switchyard.CodeMethodNotAllowed, "Method %q not allowed.", req.Action))
 	}
+}
+
+// listSub is a live query: the rows of a resource matching filter (and,
+// for subscribe_many with things, one of pks).
+type listSub struct {
+	rid    json.RawMessage
+	filter map[string]any
+	pks    map[int64]bool
+	many   bool // subscribe_many: a delete carries the whole record, as dcrf-client's test app sends it
+}
+
+// matches reports whether a record (decoded JSON) belongs to the query.
+func (l *listSub) matches(pk int64, rec map[string]any) bool {
+	if rec == nil {
+		return false
+	}
+	if l.pks != nil && !l.pks[pk] {
+		return false
+	}
+	for k, v := range l.filter {
+		if !reflect.DeepEqual(rec[k], v) {
+			return false
+		}
+	}
+	return true
+}
+
+// CollectionChannel is the hub channel of every change of a resource.
+func CollectionChannel(resourceName string) string { return "$resource:" + resourceName }
+
+func (s *session) addList(ch string, ls listSub) int {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.lists == nil {
+		s.lists = map[string][]listSub{}
+	}
+	subs := s.lists[ch]
+	for i := range subs {
+		if string(subs[i].rid) == string(ls.rid) {
+			subs[i] = ls // a resubscribe with the same request_id replaces it
+			return len(subs)
+		}
+	}
+	s.lists[ch] = append(subs, ls)
+	return len(s.lists[ch])
+}
+
+func (s *session) removeList(ch string, rid json.RawMessage) bool {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	subs := s.lists[ch]
+	for i := range subs {
+		if string(subs[i].rid) == string(rid) {
+			s.lists[ch] = append(subs[:i:i], subs[i+1:]...)
+			if len(s.lists[ch]) == 0 {
+				delete(s.lists, ch)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) listCount(ch string) int {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return len(s.lists[ch])
 }
 
 // InstanceChannel is the hub channel of one record's changes.
@@ -165,11 +282,13 @@ func (s *session) instanceCount(ch string) int {
 	return len(s.instances[ch])
 }
 
-// ResourceEvent is what the server publishes on a record's hub channel.
+// ResourceEvent is what the server publishes on a record's and a
+// resource's hub channels.
 type ResourceEvent struct {
-	Op   string          `json:"op"` // create, update, delete
-	PK   int64           `json:"pk"`
-	Data json.RawMessage `json:"data,omitempty"` // the record; absent for a delete
+	Op     string          `json:"op"` // create, update, delete
+	PK     int64           `json:"pk"`
+	Data   json.RawMessage `json:"data,omitempty"`   // the record; absent for a delete
+	Before json.RawMessage `json:"before,omitempty"` // the record before an update or delete
 }
 
 // EncodeForSession implements hub.SessionEncoder: a record's change goes
@@ -185,11 +304,14 @@ func (*encoder) EncodeForSession(hs *hub.Session, ch string, pub switchyard.Publ
 	if !ok {
 		return nil, true
 	}
-	stream := rest[:max(strings.LastIndexByte(rest, ':'), 0)]
 	var ev ResourceEvent
 	if json.Unmarshal(pub.Data, &ev) != nil {
 		return nil, true
 	}
+	if !strings.Contains(rest, ":") {
+		return sess.listFrames(ch, rest, ev), true
+	}
+	stream := rest[:strings.LastIndexByte(rest, ':')]
 	status := 200
 	var data any = ev.Data
 	if ev.Op == "delete" {
@@ -300,4 +422,47 @@ func listQuery(req request) (resource.ListQuery, error) {
 		q.Ordering = many
 	}
 	return q, nil
+}
+
+// listFrames turns a resource's change into the events of this
+// connection's live queries: update while the row matches, create when it
+// starts matching, delete when it stops.
+func (s *session) listFrames(ch, stream string, ev ResourceEvent) [][]byte {
+	s.smu.Lock()
+	subs := append([]listSub(nil), s.lists[ch]...)
+	s.smu.Unlock()
+	if len(subs) == 0 {
+		return nil
+	}
+	var before, after map[string]any
+	if len(ev.Before) > 0 {
+		json.Unmarshal(ev.Before, &before)
+	}
+	if len(ev.Data) > 0 {
+		json.Unmarshal(ev.Data, &after)
+	}
+	var frames [][]byte
+	for i := range subs {
+		l := &subs[i]
+		was, is := l.matches(ev.PK, before), l.matches(ev.PK, after)
+		var action string
+		status := 200
+		var data any = ev.Data
+		switch {
+		case was && is:
+			action = "update"
+		case is:
+			action = "create"
+		case was:
+			action, status = "delete", 204
+			data = map[string]int64{"pk": ev.PK}
+			if l.many {
+				data = ev.Before
+			}
+		default:
+			continue
+		}
+		frames = append(frames, encode(stream, dcrfReply{Errors: []any{}, Data: data, Action: action, ResponseStatus: status, RequestID: l.rid}))
+	}
+	return frames
 }

@@ -98,6 +98,67 @@ for (const [stream, options] of [['things', {}], ['things_with_id', { pkField: '
       });
     });
 
+    // The custom-subscription cases (0.3.0 has no custom subscribe actions,
+    // so they use the client's own request/dispatcher with subscribe_many).
+    function subscribeMany(actions, onEvent) {
+      const requestId = `many-${Math.random().toString(36).slice(2)}`;
+      for (const action of actions) {
+        client.dispatcher.listen({ stream, payload: { action, request_id: requestId } }, (msg) => onEvent(msg.payload.data, action));
+      }
+      return client.request(stream, { action: 'subscribe_many' }, requestId).then((data) => {
+        assert.equal(data, null);
+        return requestId;
+      });
+    }
+    const unsubscribeMany = (requestId) => client.request(stream, { action: 'unsubscribe_many' }, requestId);
+
+    await t.test('custom: invokes callback on create with includeCreateEvents', async () => {
+      let fired;
+      const got = new Promise((resolve) => { fired = resolve; });
+      const rid = await subscribeMany(['create', 'update', 'delete'], (data, action) => fired({ data, action }));
+      await client.create(stream, { name: 'hello, world!' });
+      const { data, action } = await within(2000, got, 'create event');
+      assert.equal(action, 'create');
+      assert.equal(data.name, 'hello, world!');
+      await unsubscribeMany(rid);
+    });
+
+    await t.test("custom: doesn't invoke callback on create w/o includeCreateEvents", async () => {
+      let fired;
+      const got = new Promise((resolve) => { fired = resolve; });
+      const rid = await subscribeMany(['update', 'delete'], (data, action) => fired({ data, action }));
+      const thing = await client.create(stream, { name: 'fresh' });
+      await client.update(stream, thing[pkField], { name: 'updated' });
+      const { data, action } = await within(2000, got, 'update event');
+      assert.equal(action, 'update');
+      assert.equal(data.name, 'updated');
+      await unsubscribeMany(rid);
+    });
+
+    await t.test('custom: invokes callback on update', async () => {
+      const thing = await client.create(stream, { name: 'before' });
+      let fired;
+      const got = new Promise((resolve) => { fired = resolve; });
+      const rid = await subscribeMany(['update', 'delete'], (data, action) => fired({ data, action }));
+      await client.update(stream, thing[pkField], { name: 'updated' });
+      const { data, action } = await within(2000, got, 'update event');
+      assert.equal(action, 'update');
+      assert.equal(data.name, 'updated');
+      await unsubscribeMany(rid);
+    });
+
+    await t.test('custom: invokes callback on delete', async () => {
+      const thing = await client.create(stream, { name: 'doomed' });
+      let fired;
+      const got = new Promise((resolve) => { fired = resolve; });
+      const rid = await subscribeMany(['update', 'delete'], (data, action) => fired({ data, action }));
+      await client.delete(stream, thing[pkField]);
+      const { data, action } = await within(2000, got, 'delete event');
+      assert.equal(action, 'delete');
+      assert.equal(data[pkField], thing[pkField]);
+      await unsubscribeMany(rid);
+    });
+
     await t.test('errors reject with the DCRF payload', async () => {
       await assert.rejects(client.retrieve(stream, 999999), (p) => p.response_status === 404 && p.errors[0] === 'Not found');
       await assert.rejects(client.create(stream, { counter: 'x' }), (p) => p.response_status === 400 && Boolean(p.errors[0].name && p.errors[0].counter));
