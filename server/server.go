@@ -86,7 +86,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	// Sections this build parses and validates but does not serve yet:
 	// said once at start, never silently ignored.
 	if len(cfg.Resources) > 0 {
-		log.Warn("resources are served over /live (DCRF actions and instance subscriptions); live queries, catch-up and REST are not in this build yet", "count", len(cfg.Resources))
+		log.Info("serving resources over /live and /api/resources/", "count", len(cfg.Resources))
 	}
 	if cfg.Channelstream.Enabled {
 		log.Warn("channelstream is enabled but not served by this build yet")
@@ -188,6 +188,11 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Connections: engine.Len,
 		Started:     s.started,
 		Logger:      log,
+	}))
+	s.mux.Handle("/api/resources/", api.NewResources(api.ResourcesConfig{
+		Service:  resources,
+		Verifier: verifier,
+		MaxBody:  int64(cfg.Limits.MaxRequestBody),
 	}))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)

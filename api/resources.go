@@ -1,0 +1,285 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/auth"
+	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/resource"
+)
+
+// ResourcesConfig configures the REST API of resources.
+type ResourcesConfig struct {
+	Service *resource.Service
+	// Verifier identifies callers (Authorization: Bearer, ?token=, the
+	// cookie); nil makes everyone anonymous.
+	Verifier *auth.Verifier
+	// MaxBody bounds request bodies (default 1 MiB; larger: 413).
+	MaxBody int64
+}
+
+// Resources serves /api/resources/<name>/ and /api/resources/<name>/<pk>/
+// with Django REST framework's shapes: lists are
+// {"count", "next", "previous", "results"}, validation errors
+// {"field": ["msg"]}, other errors {"detail": "…"}. Writes go through the
+// same service as the WebSocket, so they notify its subscribers.
+type Resources struct {
+	cfg ResourcesConfig
+}
+
+// NewResources returns the handler; mount it at /api/resources/.
+func NewResources(cfg ResourcesConfig) *Resources {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	return &Resources{cfg: cfg}
+}
+
+func (h *Resources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/resources/"), "/"), "/")
+	name := parts[0]
+	sc, ok := h.cfg.Service.Schema(name)
+	if name == "" || !ok || len(parts) > 2 {
+		detail(w, http.StatusNotFound, "Not found.")
+		return
+	}
+	user := ""
+	if h.cfg.Verifier != nil {
+		p, err := h.cfg.Verifier.FromRequest(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
+			detail(w, http.StatusUnauthorized, switchyard.ErrorMessage(err))
+			return
+		}
+		user = p.User
+	}
+	ctx := r.Context()
+	svc := h.cfg.Service
+	if len(parts) == 1 {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			q, page, size, err := listQuery(sc, r.URL.Query())
+			if err != nil {
+				h.fail(w, err)
+				return
+			}
+			res, err := svc.List(ctx, name, user, q)
+			if err != nil {
+				h.fail(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, pageBody(r, res, page, size))
+		case http.MethodPost:
+			body, err := readAll(w, r, h.cfg.MaxBody)
+			if err != nil {
+				h.fail(w, err)
+				return
+			}
+			out, err := svc.Create(ctx, name, user, body)
+			if err != nil {
+				h.fail(w, err)
+				return
+			}
+			writeRaw(w, http.StatusCreated, out)
+		default:
+			w.Header().Set("Allow", "GET, HEAD, POST")
+			detail(w, http.StatusMethodNotAllowed, fmt.Sprintf("Method %q not allowed.", r.Method))
+		}
+		return
+	}
+	pk, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		detail(w, http.StatusNotFound, "Not found.")
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		out, err := svc.Retrieve(ctx, name, user, pk)
+		if err != nil {
+			h.fail(w, err)
+			return
+		}
+		writeRaw(w, http.StatusOK, out)
+	case http.MethodPut, http.MethodPatch:
+		body, err := readAll(w, r, h.cfg.MaxBody)
+		if err != nil {
+			h.fail(w, err)
+			return
+		}
+		mode := resource.Update
+		if r.Method == http.MethodPatch {
+			mode = resource.Patch
+		}
+		out, err := svc.Write(ctx, name, user, pk, body, mode)
+		if err != nil {
+			h.fail(w, err)
+			return
+		}
+		writeRaw(w, http.StatusOK, out)
+	case http.MethodDelete:
+		if err := svc.Delete(ctx, name, user, pk); err != nil {
+			h.fail(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.Header().Set("Allow", "GET, HEAD, PUT, PATCH, DELETE")
+		detail(w, http.StatusMethodNotAllowed, fmt.Sprintf("Method %q not allowed.", r.Method))
+	}
+}
+
+// fail writes DRF's error bodies.
+func (h *Resources) fail(w http.ResponseWriter, err error) {
+	var ve *resource.ValidationError
+	if errors.As(err, &ve) {
+		writeJSON(w, http.StatusBadRequest, ve.Fields)
+		return
+	}
+	code := switchyard.ErrorCode(err)
+	msg := switchyard.ErrorMessage(err)
+	if code == switchyard.CodeInternal {
+		msg = "A server error occurred."
+	}
+	detail(w, switchyard.HTTPStatus(code), msg)
+}
+
+func detail(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"detail": msg})
+}
+
+func writeRaw(w http.ResponseWriter, status int, body json.RawMessage) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func readAll(w http.ResponseWriter, r *http.Request, max int64) (json.RawMessage, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, switchyard.Errorf(switchyard.CodeTooLarge, "Request body over %d bytes.", max)
+		}
+		return nil, switchyard.Errorf(switchyard.CodeBadRequest, "Cannot read the request body.")
+	}
+	return b, nil
+}
+
+// listQuery reads ?page=&page_size=&search=&ordering=&<field>=<value>.
+func listQuery(sc *resource.Schema, v url.Values) (resource.ListQuery, int, int, error) {
+	verr := &resource.ValidationError{Fields: map[string][]string{}}
+	page, size := 1, sc.PageSize()
+	if s := v.Get("page"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			verr.Fields["page"] = []string{"Invalid page."}
+		} else {
+			page = n
+		}
+	}
+	if s := v.Get("page_size"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			verr.Fields["page_size"] = []string{"Ensure this value is between 1 and 1000."}
+		} else {
+			size = n
+		}
+	}
+	q := resource.ListQuery{Search: v.Get("search"), Limit: size, Offset: (page - 1) * size}
+	if s := v.Get("ordering"); s != "" {
+		for part := range strings.SplitSeq(s, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				q.Ordering = append(q.Ordering, part)
+			}
+		}
+	}
+	for key, vals := range v {
+		switch key {
+		case "page", "page_size", "search", "ordering", "token":
+			continue
+		}
+		raw, msg := filterValue(sc, key, vals[len(vals)-1])
+		if msg != "" {
+			verr.Fields[key] = append(verr.Fields[key], msg)
+			continue
+		}
+		if q.Filter == nil {
+			q.Filter = map[string]json.RawMessage{}
+		}
+		q.Filter[key] = raw
+	}
+	if len(verr.Fields) > 0 {
+		return q, 0, 0, verr
+	}
+	return q, page, size, nil
+}
+
+// filterValue turns a query-string value into the JSON of its field's
+// type.
+func filterValue(sc *resource.Schema, key, s string) (json.RawMessage, string) {
+	if key == sc.PK() {
+		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+			return nil, "A valid integer is required."
+		}
+		return json.RawMessage(s), ""
+	}
+	f, ok := sc.Field(key)
+	if !ok {
+		return nil, "Unknown field to filter on."
+	}
+	switch f.Type {
+	case config.FieldInt:
+		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+			return nil, "A valid integer is required."
+		}
+		return json.RawMessage(s), ""
+	case config.FieldFloat:
+		if _, err := strconv.ParseFloat(s, 64); err != nil {
+			return nil, "A valid number is required."
+		}
+		return json.RawMessage(s), ""
+	case config.FieldBool:
+		switch strings.ToLower(s) {
+		case "true", "1":
+			return json.RawMessage("true"), ""
+		case "false", "0":
+			return json.RawMessage("false"), ""
+		}
+		return nil, "Must be a valid boolean."
+	case config.FieldJSON:
+		return nil, "JSON fields cannot be filtered on."
+	}
+	b, _ := json.Marshal(s)
+	return b, ""
+}
+
+// pageBody is DRF's page: count, next and previous links, results.
+func pageBody(r *http.Request, res resource.ListResult, page, size int) map[string]any {
+	link := func(p int) any {
+		if p < 1 || (p-1)*size >= res.Count {
+			return nil
+		}
+		u := *r.URL
+		q := u.Query()
+		q.Set("page", strconv.Itoa(p))
+		u.RawQuery = q.Encode()
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		return scheme + "://" + r.Host + u.RequestURI()
+	}
+	results := res.Results
+	if results == nil {
+		results = []json.RawMessage{}
+	}
+	return map[string]any{"count": res.Count, "next": link(page + 1), "previous": link(page - 1), "results": results}
+}
