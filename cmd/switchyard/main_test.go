@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -278,5 +279,48 @@ func TestRunInProcess(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"bench", "idle", "--target", "http://10.1.2.3:80", "--conns", "1"}, nil, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "loopback") {
 		t.Fatalf("non-loopback target: %d %s", code, errOut.String())
+	}
+}
+
+// Writes acknowledged over REST survive kill -9 of the server, and the
+// restarted server (same data directory) serves them.
+func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := writeFile(t, dir, "switchyard.yaml", `
+data_dir: data
+resources:
+  notes:
+    fields:
+      text: {type: text, required: true}
+    permissions: {read: anyone, create: anyone, update: anyone, delete: anyone}
+`)
+	cmd, logs, base := serveProcess(t, dir, nil, "--config", cfgFile)
+	var ids []string
+	for i := range 200 {
+		resp, err := http.Post(base+"/api/resources/notes/", "application/json", strings.NewReader(fmt.Sprintf(`{"text": "note %d"}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			t.Fatalf("POST %d: %v\n%s", resp.StatusCode, m, logs.String())
+		}
+		ids = append(ids, fmt.Sprint(m["id"]))
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	_, _, base = serveProcess(t, dir, nil, "--config", cfgFile)
+	for _, id := range ids {
+		resp, err := http.Get(base + "/api/resources/notes/" + id + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("note %s lost after kill -9: %d", id, resp.StatusCode)
+		}
 	}
 }
