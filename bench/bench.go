@@ -27,7 +27,7 @@ import (
 // Main runs `switchyard bench SCENARIO [flags]`.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: switchyard bench idle|fanout [--target URL] [--conns N] [--json] …")
+		return fmt.Errorf("usage: switchyard bench idle|fanout|resources [--target URL] [--conns N] [--json] …")
 	}
 	scenario, args := args[0], args[1:]
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
@@ -42,6 +42,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 10*time.Second, "fanout: how long to publish")
 	size := fs.Int("size", 64, "fanout: payload bytes")
 	apiKey := fs.String("api-key", "", "fanout with --target: a key of the server's api_keys")
+	writers := fs.Int("writers", 4, "resources: connections writing rows, one request in flight each")
 	targetPID := fs.Int("target-pid", 0, "idle with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -50,9 +51,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 
 	switch scenario {
-	case "idle", "fanout":
+	case "idle", "fanout", "resources":
 	default:
-		return fmt.Errorf("unknown scenario %q (have: idle, fanout)", scenario)
+		return fmt.Errorf("unknown scenario %q (have: idle, fanout, resources)", scenario)
+	}
+	if *writers < 1 || *writers > 1000 {
+		return fmt.Errorf("--writers must be between 1 and 1000")
 	}
 	if *conns < 1 || *conns > 19000 {
 		return fmt.Errorf("--conns must be between 1 and 19000 (the process limit is 20,000 open files)")
@@ -71,7 +75,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	base, key := *target, *apiKey
 	if base == "" {
 		key = rand.Text()
-		srv, err := startServer(ctx, stderr, "SWITCHYARD_API_KEYS="+key)
+		srv, err := startServer(ctx, stderr, "SWITCHYARD_API_KEYS="+key, ResourceBenchConfig)
 		if err != nil {
 			return err
 		}
@@ -92,6 +96,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("fanout with --target needs --api-key (the server API publishes)")
 		}
 		res, err = Fanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: *channels, Rate: *rate, Duration: *duration, Size: *size, Progress: stderr})
+	case "resources":
+		res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: *writers, Conns: *conns, Duration: *duration, Progress: stderr})
 	}
 	if err != nil {
 		return err

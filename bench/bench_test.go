@@ -118,3 +118,32 @@ func TestTargetPIDNeedsIdleWithTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestResourcesScenario(t *testing.T) {
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	maxLen := 100
+	cfg.Resources = []config.Resource{{Name: ResourceBenchName, PKField: "id", PageSize: 25,
+		Fields:      []config.Field{{Name: "name", Type: "string", MaxLength: &maxLen}, {Name: "t", Type: "int"}},
+		Permissions: config.ResourcePermissions{Read: "anyone", Create: "anyone", Update: "anyone", Delete: "anyone"}}}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	u, _ := url.Parse("http://" + srv.Addr().String())
+	res, err := Resources(context.Background(), ResourcesConfig{Target: u, Writers: 2, Conns: 3, Duration: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Writes < 10 || res.Deliveries != res.Expected || res.Expected != 3*res.Writes || res.LatencyMS.P50 <= 0 || res.WriteLatencyMS.P99 <= 0 {
+		t.Fatalf("%+v", res)
+	}
+}
