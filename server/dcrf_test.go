@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,5 +54,68 @@ func TestDCRFClient(t *testing.T) {
 	// 12 cases × 2 streams, their 2 parents, and the queue-before-connect case.
 	if !strings.Contains(string(out), "ℹ pass 27") || !strings.Contains(string(out), "ℹ fail 0") {
 		t.Fatalf("unexpected summary: want 19 passing and none failing")
+	}
+}
+
+// TestDCRFClientReconnect restarts the server under a connected
+// dcrf-client: the client reconnects, resubscribes and gets the next
+// change, and the data survived the restart.
+func TestDCRFClientReconnect(t *testing.T) {
+	dir, err := filepath.Abs("../tests/dcrf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "dcrf-client")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("tests/dcrf/node_modules is missing: .ci/run must run npm ci there (%v)", err)
+		}
+		t.Skip("dcrf-client not installed: cd tests/dcrf && npm ci")
+	}
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	maxLen := 64
+	cfg.Resources = []config.Resource{{Name: "things", PKField: "pk", PageSize: 25,
+		Fields:      []config.Field{{Name: "name", Type: "string", MaxLength: &maxLen, Required: true}, {Name: "counter", Type: "int", Default: 0}},
+		Permissions: config.ResourcePermissions{Read: "anyone", Create: "anyone", Update: "anyone", Delete: "anyone"}}}
+	run := func(cfg config.Config) (addr string, stop func()) {
+		srv, err := New(cfg, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx) }()
+		return srv.Addr().String(), func() { cancel(); <-done }
+	}
+	addr, stop := run(cfg)
+	cmd := exec.Command("node", "reconnect.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SWITCHYARD_URL=ws://"+addr+"/live")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "SUBSCRIBED") {
+		t.Fatalf("client: %q", lines.Text())
+	}
+	stop() // graceful: the client sees 1001 and starts reconnecting
+	cfg.Listen = addr
+	_, stop = run(cfg)
+	defer stop()
+	io.WriteString(stdin, "RESTARTED\n")
+	var out []string
+	for lines.Scan() {
+		out = append(out, lines.Text())
+	}
+	if err := cmd.Wait(); err != nil || len(out) == 0 || out[len(out)-1] != "EVENT after restart" {
+		t.Fatalf("client after restart: %v %q", err, out)
 	}
 }
