@@ -27,10 +27,42 @@ type Event struct {
 	Seq int64
 }
 
+// Write is a write about to happen, as hooks see it.
+type Write struct {
+	Resource string
+	User     string // "" when anonymous
+	Op       store.Op
+	PK       int64 // 0 on create
+	// Row holds the validated values to store (all fields on create and
+	// update, those sent on patch); BeforeWrite may change it.
+	Row store.Row
+	// Current is the stored record before the write (nil on create).
+	Current store.Row
+}
+
+// Hooks are application code around a resource's writes, for what a
+// configuration file cannot express. Declared through the Go API
+// (server.Options.ResourceHooks).
+type Hooks struct {
+	// Validate runs after the fields were validated, before anything is
+	// written; an error refuses the write: a *ValidationError reports
+	// field errors (400 with {"field": ["msg"]}), a *switchyard.Error its
+	// own code, anything else is an internal error.
+	Validate func(ctx context.Context, w Write) error
+	// BeforeWrite runs after Validate and may change w.Row (fill computed
+	// fields); an error refuses the write like Validate's.
+	BeforeWrite func(ctx context.Context, w *Write) error
+	// AfterWrite runs after the write committed (creates, updates and
+	// deletes), before subscribers are notified.
+	AfterWrite func(ctx context.Context, ev Event)
+}
+
 // ServiceConfig configures a Service.
 type ServiceConfig struct {
 	Store     store.Store
 	Resources []config.Resource
+	// Hooks by resource name.
+	Hooks map[string]Hooks
 	// OnChange is called after each write committed, in commit order per
 	// resource, before the write returns (nil: no events).
 	OnChange func(ctx context.Context, ev Event)
@@ -41,12 +73,22 @@ type ServiceConfig struct {
 type Service struct {
 	st       store.Store
 	schemas  map[string]*Schema
+	hooks    map[string]Hooks
 	onChange func(context.Context, Event)
 }
 
 // NewService builds the schemas and migrates the store to them.
 func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
-	s := &Service{st: cfg.Store, schemas: map[string]*Schema{}, onChange: cfg.OnChange}
+	s := &Service{st: cfg.Store, schemas: map[string]*Schema{}, hooks: cfg.Hooks, onChange: cfg.OnChange}
+	for name := range cfg.Hooks {
+		found := false
+		for _, r := range cfg.Resources {
+			found = found || r.Name == name
+		}
+		if !found {
+			return nil, fmt.Errorf("resource: hooks for %q, which is not declared", name)
+		}
+	}
 	var tables []store.Table
 	for _, r := range cfg.Resources {
 		sc, err := NewSchema(r)
@@ -93,8 +135,23 @@ func (s *Service) storeError(sc *Schema, err error) error {
 	return err
 }
 
+// before runs the Validate and BeforeWrite hooks of a write.
+func (s *Service) before(ctx context.Context, w *Write) error {
+	h := s.hooks[w.Resource]
+	if h.Validate != nil {
+		if err := h.Validate(ctx, *w); err != nil {
+			return err
+		}
+	}
+	if h.BeforeWrite != nil {
+		return h.BeforeWrite(ctx, w)
+	}
+	return nil
+}
+
 func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change, before store.Row) {
-	if s.onChange == nil {
+	h := s.hooks[sc.Name()]
+	if s.onChange == nil && h.AfterWrite == nil {
 		return
 	}
 	ev := Event{Resource: sc.Name(), PK: ch.ID, Op: ch.Op, Seq: ch.Seq}
@@ -104,7 +161,12 @@ func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change, before 
 	if before != nil {
 		ev.Before = sc.Encode(before)
 	}
-	s.onChange(ctx, ev)
+	if h.AfterWrite != nil {
+		h.AfterWrite(ctx, ev)
+	}
+	if s.onChange != nil {
+		s.onChange(ctx, ev)
+	}
 }
 
 // Create validates and stores a new record and returns it.
@@ -120,7 +182,11 @@ func (s *Service) Create(ctx context.Context, name, user string, body json.RawMe
 	if err != nil {
 		return nil, err
 	}
-	stored, ch, err := s.st.Insert(ctx, name, row)
+	w := Write{Resource: name, User: user, Op: store.OpCreate, Row: row}
+	if err := s.before(ctx, &w); err != nil {
+		return nil, err
+	}
+	stored, ch, err := s.st.Insert(ctx, name, w.Row)
 	if err != nil {
 		return nil, s.storeError(sc, err)
 	}
@@ -171,7 +237,11 @@ func (s *Service) Write(ctx context.Context, name, user string, pk int64, body j
 	if err != nil {
 		return nil, err
 	}
-	stored, ch, err := s.st.Update(ctx, name, pk, set)
+	w := Write{Resource: name, User: user, Op: store.OpUpdate, PK: pk, Row: set, Current: current}
+	if err := s.before(ctx, &w); err != nil {
+		return nil, err
+	}
+	stored, ch, err := s.st.Update(ctx, name, pk, w.Row)
 	if err != nil {
 		return nil, s.storeError(sc, err)
 	}
@@ -197,6 +267,10 @@ func (s *Service) Delete(ctx context.Context, name, user string, pk int64) error
 			return errForbidden
 		}
 		return errNotFound
+	}
+	w := Write{Resource: name, User: user, Op: store.OpDelete, PK: pk, Current: current}
+	if err := s.before(ctx, &w); err != nil {
+		return err
 	}
 	ch, err := s.st.Delete(ctx, name, pk)
 	if err != nil {

@@ -189,3 +189,57 @@ func TestServiceOwnerPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestServiceHooks(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "h.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var after []string
+	svc, err := NewService(context.Background(), ServiceConfig{Store: db,
+		Resources: []config.Resource{{Name: "posts", Fields: []config.Field{{Name: "title", Type: "string"}, {Name: "slug", Type: "string", ReadOnly: true}}}},
+		Hooks: map[string]Hooks{"posts": {
+			Validate: func(ctx context.Context, w Write) error {
+				if title, _ := w.Row["title"].(string); strings.Contains(title, "spam") {
+					return &ValidationError{Fields: map[string][]string{"title": {"No spam."}}}
+				}
+				if w.Op == store.OpDelete && w.User != "admin" {
+					return switchyard.Errorf(switchyard.CodeForbidden, "only admin deletes posts")
+				}
+				return nil
+			},
+			BeforeWrite: func(ctx context.Context, w *Write) error {
+				if title, ok := w.Row["title"].(string); ok {
+					w.Row["slug"] = strings.ToLower(strings.ReplaceAll(title, " ", "-"))
+				}
+				return nil
+			},
+			AfterWrite: func(ctx context.Context, ev Event) { after = append(after, string(ev.Op)) },
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	out, err := svc.Create(ctx, "posts", "bob", json.RawMessage(`{"title": "Hello World", "slug": "ignored"}`))
+	if err != nil || decode(t, out)["slug"] != "hello-world" {
+		t.Fatalf("computed field: %s %v", out, err)
+	}
+	pk := int64(decode(t, out)["id"].(float64))
+	if _, err := svc.Create(ctx, "posts", "bob", json.RawMessage(`{"title": "buy spam"}`)); err == nil || !strings.Contains(err.Error(), "No spam.") {
+		t.Fatalf("validate hook: %v", err)
+	}
+	if err := svc.Delete(ctx, "posts", "bob", pk); switchyard.ErrorCode(err) != switchyard.CodeForbidden {
+		t.Fatalf("delete refused by the hook: %v", err)
+	}
+	if err := svc.Delete(ctx, "posts", "admin", pk); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(after, ",") != "create,delete" {
+		t.Fatalf("after hooks %v", after)
+	}
+	if _, err := NewService(ctx, ServiceConfig{Store: db, Hooks: map[string]Hooks{"ghost": {}}}); err == nil {
+		t.Fatal("hooks for an undeclared resource accepted")
+	}
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/resource"
 )
 
 func resourcesConfig(c *config.Config) {
@@ -361,4 +363,28 @@ func TestResourceREST(t *testing.T) {
 		pl, _ := m["payload"].(map[string]any)
 		return pl["action"] == "delete" && pl["request_id"] == "r1"
 	})
+}
+
+// Resources declared in Go take the file's defaults, and hooks reach the
+// writes of both the socket and REST.
+func TestResourcesFromGoWithHooks(t *testing.T) {
+	base, _ := start(t, func(c *config.Config) {
+		c.Resources = []config.Resource{{Name: "posts", Fields: []config.Field{{Name: "title", Type: "string"}, {Name: "slug", Type: "string", ReadOnly: true}}}}
+	}, Options{ResourceHooks: map[string]resource.Hooks{"posts": {
+		BeforeWrite: func(ctx context.Context, w *resource.Write) error {
+			if title, ok := w.Row["title"].(string); ok {
+				w.Row["slug"] = strings.ToLower(title)
+			}
+			return nil
+		},
+	}}})
+	c := newLiveClient(t, base)
+	p := c.request("posts", "create", map[string]any{"data": map[string]any{"title": "Hello"}})
+	if p["response_status"] != 201.0 || p["data"].(map[string]any)["slug"] != "hello" || p["data"].(map[string]any)["id"] == nil {
+		t.Fatalf("create %v", p)
+	}
+	code, m, raw := rest(t, "POST", base+"/api/resources/posts/", `{"title": "REST"}`, "")
+	if code != 201 || m["slug"] != "rest" {
+		t.Fatalf("REST create %d %s", code, raw)
+	}
 }

@@ -40,6 +40,9 @@ type Options struct {
 	// Checks are extra readiness checks, run by /readyz after the store's
 	// and the broker's.
 	Checks []Check
+	// ResourceHooks are application code around the writes of resources,
+	// by resource name (validation, computed fields, side effects).
+	ResourceHooks map[string]resource.Hooks
 }
 
 // Check is a named readiness check: /readyz answers 503 while one fails.
@@ -70,6 +73,22 @@ type Server struct {
 // New validates cfg and builds a server; nothing listens until Listen or
 // Run.
 func New(cfg config.Config, o Options) (*Server, error) {
+	// Resources declared in Go get the defaults a file would give them.
+	cfg.Resources = append([]config.Resource(nil), cfg.Resources...)
+	for i := range cfg.Resources {
+		r := &cfg.Resources[i]
+		if r.PKField == "" {
+			r.PKField = "id"
+		}
+		if r.PageSize == 0 {
+			r.PageSize = 25
+		}
+		for _, p := range []*string{&r.Permissions.Read, &r.Permissions.Create, &r.Permissions.Update, &r.Permissions.Delete} {
+			if *p == "" {
+				*p = config.AccessAnyone
+			}
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -129,6 +148,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	resources, err := resource.NewService(context.Background(), resource.ServiceConfig{
 		Store:     db,
 		Resources: cfg.Resources,
+		Hooks:     o.ResourceHooks,
 		OnChange: func(ctx context.Context, ev resource.Event) {
 			data, _ := json.Marshal(live.ResourceEvent{Op: string(ev.Op), PK: ev.PK, Data: ev.Data, Before: ev.Before})
 			ctx = context.WithoutCancel(ctx)
