@@ -388,3 +388,64 @@ func TestResourcesFromGoWithHooks(t *testing.T) {
 		t.Fatalf("REST create %d %s", code, raw)
 	}
 }
+
+// Checklist items of specs/dcrf.md §5: a missing action (18), a repeated
+// subscribe with the same request_id (23), a custom subscription to one
+// record under pk_field.
+func TestDCRFChecklistEdges(t *testing.T) {
+	base, _ := start(t, resourcesConfig, Options{})
+	c := newLiveClient(t, base)
+	if err := c.c.WriteJSON(map[string]any{"stream": "things", "payload": map[string]any{"request_id": "noaction"}}); err != nil {
+		t.Fatal(err)
+	}
+	m := c.waitFor(func(m map[string]any) bool { p, _ := m["payload"].(map[string]any); return p["request_id"] == "noaction" })
+	p := m["payload"].(map[string]any)
+	if p["response_status"] != 405.0 || p["errors"].([]any)[0] != "Unable to find action in message body." || p["action"] != nil {
+		t.Fatalf("missing action %v", p)
+	}
+	if _, ok := p["action"]; !ok {
+		t.Fatal("action key missing (must be null)")
+	}
+	pk := c.request("things", "create", map[string]any{"data": map[string]any{"name": "x"}})["data"].(map[string]any)["pk"]
+	for range 2 {
+		if err := c.c.WriteJSON(map[string]any{"stream": "things", "payload": map[string]any{"action": "subscribe_instance", "pk": pk, "request_id": "same"}}); err != nil {
+			t.Fatal(err)
+		}
+		r := c.waitFor(func(m map[string]any) bool {
+			p, _ := m["payload"].(map[string]any)
+			return p["request_id"] == "same" && p["action"] == "subscribe_instance"
+		})
+		if r["payload"].(map[string]any)["response_status"] != 201.0 {
+			t.Fatalf("repeated subscribe %v", r)
+		}
+	}
+	// One record through subscribe_many under pk_field ("pk" here).
+	other := c.request("things", "create", map[string]any{"data": map[string]any{"name": "other"}})["data"].(map[string]any)["pk"]
+	if p := c.request("things", "subscribe_many", map[string]any{"pk": pk}); p["response_status"] != 201.0 {
+		t.Fatal(p)
+	}
+	manyRID := fmt.Sprintf("r%d", c.next)
+	c.request("things", "patch", map[string]any{"pk": other, "data": map[string]any{"counter": 9}})
+	c.request("things", "patch", map[string]any{"pk": pk, "data": map[string]any{"counter": 1}})
+	// Exactly one update for "same" (no duplicate) and one for the custom
+	// subscription, which ignored the other record.
+	c.waitFor(func(m map[string]any) bool {
+		p, _ := m["payload"].(map[string]any)
+		return p["request_id"] == manyRID && p["action"] == "update" && p["data"].(map[string]any)["pk"] == pk
+	})
+	c.waitFor(func(m map[string]any) bool {
+		p, _ := m["payload"].(map[string]any)
+		return p["request_id"] == "same" && p["action"] == "update"
+	})
+	if p := c.request("things", "list", map[string]any{}); p["response_status"] != 200.0 {
+		t.Fatal(p)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.in {
+		p, _ := m["payload"].(map[string]any)
+		if p["request_id"] == "same" || (p["request_id"] == manyRID && p["data"].(map[string]any)["pk"] == other) {
+			t.Fatalf("duplicate or foreign event: %v", m)
+		}
+	}
+}

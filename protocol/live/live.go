@@ -204,6 +204,7 @@ type request struct {
 	Limit     *int                       `json:"limit"`
 	Offset    *int                       `json:"offset"`
 	PK        json.RawMessage            `json:"pk"`
+	ID        json.RawMessage            `json:"id"`
 	Filter    map[string]json.RawMessage `json:"filter"`
 	Things    []int64                    `json:"things"`
 	Token     string                     `json:"token"`

@@ -22,6 +22,10 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 		sess.hs.Send(encode(stream, dcrfReply{Errors: []any{}, Data: data, Action: req.Action, ResponseStatus: status, RequestID: requestID(req)}))
 	}
 	fail := func(err error) { h.dcrfError(sess, stream, req, err) }
+	if req.Action == "" {
+		fail(switchyard.Errorf(switchyard.CodeMethodNotAllowed, "Unable to find action in message body."))
+		return
+	}
 	switch req.Action {
 	case "create":
 		out, err := svc.Create(ctx, stream, user, req.Data)
@@ -109,7 +113,7 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			fail(err)
 			return
 		}
-		if sess.addInstance(ch, req.RequestID) == 1 {
+		if n, added := sess.addInstance(ch, req.RequestID); added && n == 1 {
 			if err := h.cfg.Hub.SubscribeSilent(ctx, sess.hs, ch); err != nil {
 				sess.removeInstance(ch, req.RequestID)
 				fail(err)
@@ -146,6 +150,20 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			for _, pk := range req.Things {
 				ls.pks[pk] = true
 			}
+		}
+		// dcrf-client 1.x sends a custom subscription to one record with
+		// the pk under pkField: {"action": "subscribe_many", "id": 5}.
+		pkRaw := req.PK
+		if sc.PK() == "id" {
+			pkRaw = req.ID
+		}
+		if len(pkRaw) > 0 && string(pkRaw) != "null" {
+			pk, err := parsePK(pkRaw)
+			if err != nil {
+				fail(err)
+				return
+			}
+			ls.pks = map[int64]bool{pk: true}
 		}
 		ch := CollectionChannel(stream)
 		if sess.addList(ch, ls) == 1 {
@@ -244,8 +262,10 @@ func InstanceChannel(resourceName string, pk int64) string {
 }
 
 // addInstance records a subscription and returns how many the channel
-// now has on this connection.
-func (s *session) addInstance(ch string, rid json.RawMessage) int {
+// now has on this connection, and whether this request_id is new (a
+// repeated subscribe with the same request_id changes nothing, as in
+// DCRF).
+func (s *session) addInstance(ch string, rid json.RawMessage) (int, bool) {
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	if s.instances == nil {
@@ -253,11 +273,11 @@ func (s *session) addInstance(ch string, rid json.RawMessage) int {
 	}
 	for _, r := range s.instances[ch] {
 		if string(r) == string(rid) {
-			return len(s.instances[ch])
+			return len(s.instances[ch]), false
 		}
 	}
 	s.instances[ch] = append(s.instances[ch], rid)
-	return len(s.instances[ch])
+	return len(s.instances[ch]), true
 }
 
 func (s *session) removeInstance(ch string, rid json.RawMessage) bool {
@@ -332,7 +352,7 @@ func (*encoder) EncodeForSession(hs *hub.Session, ch string, pub switchyard.Publ
 type dcrfReply struct {
 	Errors         []any           `json:"errors"`
 	Data           any             `json:"data"`
-	Action         string          `json:"action"`
+	Action         any             `json:"action"` // null when the request had none
 	ResponseStatus int             `json:"response_status"`
 	RequestID      json.RawMessage `json:"request_id"`
 }
@@ -362,7 +382,11 @@ func (h *Handler) dcrfError(sess *session, stream string, req request, err error
 	default:
 		errs = []any{switchyard.ErrorMessage(err)}
 	}
-	sess.hs.Send(encode(stream, dcrfReply{Errors: errs, Action: req.Action, ResponseStatus: switchyard.HTTPStatus(code), RequestID: requestID(req)}))
+	var action any = req.Action
+	if req.Action == "" {
+		action = nil
+	}
+	sess.hs.Send(encode(stream, dcrfReply{Errors: errs, Action: action, ResponseStatus: switchyard.HTTPStatus(code), RequestID: requestID(req)}))
 }
 
 // parsePK reads a primary key given as a number or a numeric string.
