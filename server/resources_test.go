@@ -398,7 +398,10 @@ func TestDCRFChecklistEdges(t *testing.T) {
 	if err := c.c.WriteJSON(map[string]any{"stream": "things", "payload": map[string]any{"request_id": "noaction"}}); err != nil {
 		t.Fatal(err)
 	}
-	m := c.waitFor(func(m map[string]any) bool { p, _ := m["payload"].(map[string]any); return p["request_id"] == "noaction" })
+	m := c.waitFor(func(m map[string]any) bool {
+		p, _ := m["payload"].(map[string]any)
+		return p["request_id"] == "noaction"
+	})
 	p := m["payload"].(map[string]any)
 	if p["response_status"] != 405.0 || p["errors"].([]any)[0] != "Unable to find action in message body." || p["action"] != nil {
 		t.Fatalf("missing action %v", p)
