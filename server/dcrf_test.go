@@ -14,10 +14,11 @@ import (
 	"github.com/switchyardhq/switchyard/config"
 )
 
-// TestDCRFClient runs the unmodified npm dcrf-client (tests/dcrf, pinned
-// by its package-lock.json) against this server. CI installs it with npm
-// ci; locally the test skips, visibly, until `cd tests/dcrf && npm ci`.
-func TestDCRFClient(t *testing.T) {
+// dcrfDir returns tests/dcrf with its node_modules installed. CI installs
+// them (npm ci in .ci/run), so there a missing install fails the test;
+// locally it skips, visibly.
+func dcrfDir(t *testing.T) string {
+	t.Helper()
 	dir, err := filepath.Abs("../tests/dcrf")
 	if err != nil {
 		t.Fatal(err)
@@ -28,6 +29,14 @@ func TestDCRFClient(t *testing.T) {
 		}
 		t.Skip("dcrf-client not installed: cd tests/dcrf && npm ci")
 	}
+	return dir
+}
+
+// TestDCRFClient runs the unmodified npm dcrf-client (tests/dcrf, pinned
+// by its package-lock.json) against this server. CI installs it with npm
+// ci; locally the test skips, visibly, until `cd tests/dcrf && npm ci`.
+func TestDCRFClient(t *testing.T) {
+	dir := dcrfDir(t)
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatal("node is required for the dcrf-client tests")
@@ -61,16 +70,7 @@ func TestDCRFClient(t *testing.T) {
 // dcrf-client: the client reconnects, resubscribes and gets the next
 // change, and the data survived the restart.
 func TestDCRFClientReconnect(t *testing.T) {
-	dir, err := filepath.Abs("../tests/dcrf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "dcrf-client")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("tests/dcrf/node_modules is missing: .ci/run must run npm ci there (%v)", err)
-		}
-		t.Skip("dcrf-client not installed: cd tests/dcrf && npm ci")
-	}
+	dir := dcrfDir(t)
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
