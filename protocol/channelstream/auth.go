@@ -1,0 +1,82 @@
+package channelstream
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// Guard applies Channelstream's checks to the signed API (spec §2.1), in
+// its order: the caller's address must be allowed (else 403), a token
+// must be present in the x-channelstream-secret header or the secret
+// parameter (else 403), and it must verify (else 401
+// {"request": "Bad Signature"}).
+type Guard struct {
+	Secret string
+	// Allowed are the addresses (as prefixes) that may call; 0.0.0.0 (or
+	// 0.0.0.0/0) allows any, as in Channelstream.
+	Allowed []netip.Prefix
+	// MaxAge is the signature's lifetime (Channelstream: 60 s); 0 turns
+	// the age check off (validate_requests = false).
+	MaxAge time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Wrap guards next.
+func (g *Guard) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.addressAllowed(r.RemoteAddr) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"request": "Forbidden"})
+			return
+		}
+		token := r.Header.Get("x-channelstream-secret")
+		if token == "" {
+			token = r.URL.Query().Get("secret")
+		}
+		if token == "" {
+			writeJSON(w, http.StatusForbidden, map[string]string{"request": "Forbidden"})
+			return
+		}
+		now := time.Now
+		if g.Now != nil {
+			now = g.Now
+		}
+		if _, err := Verify(g.Secret, token, g.MaxAge, now()); err != nil {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"request": "Bad Signature"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// addressAllowed matches the direct peer's address (no X-Forwarded-For,
+// as in Channelstream).
+func (g *Guard) addressAllowed(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range g.Allowed {
+		if p.Addr().IsUnspecified() && p.Addr().Is4() {
+			return true // "0.0.0.0": any address
+		}
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
