@@ -12,9 +12,14 @@ build:
 
 ## test: every test, with the race detector (service-backed tests read
 ## SWITCHYARD_TEST_REDIS / SWITCHYARD_TEST_POSTGRES and skip visibly without them)
-test:
+test: tests/dcrf/node_modules
 	$(GO) build ./...
 	$(GO) test -race -count=1 ./...
+
+## the unmodified npm dcrf-client, pinned by its package-lock.json (Node 20)
+tests/dcrf/node_modules: tests/dcrf/package-lock.json
+	cd tests/dcrf && npm ci --no-audit --no-fund
+	touch $@
 
 ## lint: gofmt, go vet and staticcheck
 lint:
