@@ -16,12 +16,17 @@ import (
 
 const benchKey = "bench-test-key-0123456789"
 
-func startTestServer(t *testing.T) *url.URL {
+// startTestServer runs a real server on a free port until the test ends;
+// mutate, when not nil, adjusts its configuration.
+func startTestServer(t *testing.T, mutate func(*config.Config)) *url.URL {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.APIKeys = []config.Secret{benchKey}
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	srv, err := server.New(cfg, server.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +43,7 @@ func startTestServer(t *testing.T) *url.URL {
 }
 
 func TestFanoutMeasuresEveryDelivery(t *testing.T) {
-	u := startTestServer(t)
+	u := startTestServer(t, nil)
 	res, err := Fanout(context.Background(), FanoutConfig{Target: u, APIKey: benchKey, Conns: 20, Channels: 2, Rate: 50, Duration: 500 * time.Millisecond, Size: 100})
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +58,7 @@ func TestFanoutMeasuresEveryDelivery(t *testing.T) {
 }
 
 func TestIdleCountsServerConnections(t *testing.T) {
-	u := startTestServer(t)
+	u := startTestServer(t, nil)
 	res, err := Idle(context.Background(), IdleConfig{Target: u, Conns: 50, Settle: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +81,7 @@ func TestHistogramPercentiles(t *testing.T) {
 }
 
 func TestIdleWithTargetPIDReadsProc(t *testing.T) {
-	u := startTestServer(t) // in this process: its RSS is ours
+	u := startTestServer(t, nil) // in this process: its RSS is ours
 	res, err := Idle(context.Background(), IdleConfig{Target: u, TargetPID: os.Getpid(), Conns: 30, Settle: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -120,25 +125,12 @@ func TestTargetPIDNeedsIdleWithTarget(t *testing.T) {
 }
 
 func TestResourcesScenario(t *testing.T) {
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	maxLen := 100
-	cfg.Resources = []config.Resource{{Name: ResourceBenchName, PKField: "id", PageSize: 25,
-		Fields:      []config.Field{{Name: "name", Type: "string", MaxLength: &maxLen}, {Name: "t", Type: "int"}},
-		Permissions: config.ResourcePermissions{Read: "anyone", Create: "anyone", Update: "anyone", Delete: "anyone"}}}
-	srv, err := server.New(cfg, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	u, _ := url.Parse("http://" + srv.Addr().String())
+	u := startTestServer(t, func(cfg *config.Config) {
+		maxLen := 100
+		cfg.Resources = []config.Resource{{Name: ResourceBenchName, PKField: "id", PageSize: 25,
+			Fields:      []config.Field{{Name: "name", Type: "string", MaxLength: &maxLen}, {Name: "t", Type: "int"}},
+			Permissions: config.ResourcePermissions{Read: "anyone", Create: "anyone", Update: "anyone", Delete: "anyone"}}}
+	})
 	res, err := Resources(context.Background(), ResourcesConfig{Target: u, Writers: 2, Conns: 3, Duration: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

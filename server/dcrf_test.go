@@ -71,27 +71,16 @@ func TestDCRFClient(t *testing.T) {
 // change, and the data survived the restart.
 func TestDCRFClientReconnect(t *testing.T) {
 	dir := dcrfDir(t)
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	maxLen := 64
-	cfg.Resources = []config.Resource{{Name: "things", PKField: "pk", PageSize: 25,
-		Fields:      []config.Field{{Name: "name", Type: "string", MaxLength: &maxLen, Required: true}, {Name: "counter", Type: "int", Default: 0}},
-		Permissions: config.ResourcePermissions{Read: "anyone", Create: "anyone", Update: "anyone", Delete: "anyone"}}}
-	run := func(cfg config.Config) (addr string, stop func()) {
-		srv, err := New(cfg, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Listen(); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Run(ctx) }()
-		return srv.Addr().String(), func() { cancel(); <-done }
+	data := t.TempDir()
+	resources := func(c *config.Config) {
+		c.DataDir = data // the restarted server finds the same database
+		maxLen := 64
+		c.Resources = []config.Resource{{Name: "things", PKField: "pk", PageSize: 25,
+			Fields:      []config.Field{{Name: "name", Type: "string", MaxLength: &maxLen, Required: true}, {Name: "counter", Type: "int", Default: 0}},
+			Permissions: config.ResourcePermissions{Read: "anyone", Create: "anyone", Update: "anyone", Delete: "anyone"}}}
 	}
-	addr, stop := run(cfg)
+	base, stop := start(t, resources, Options{})
+	addr := strings.TrimPrefix(base, "http://")
 	cmd := exec.Command("node", "reconnect.js")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "SWITCHYARD_URL=ws://"+addr+"/live")
@@ -107,9 +96,7 @@ func TestDCRFClientReconnect(t *testing.T) {
 		t.Fatalf("client: %q", lines.Text())
 	}
 	stop() // graceful: the client sees 1001 and starts reconnecting
-	cfg.Listen = addr
-	_, stop = run(cfg)
-	defer stop()
+	start(t, func(c *config.Config) { resources(c); c.Listen = addr }, Options{})
 	io.WriteString(stdin, "RESTARTED\n")
 	var out []string
 	for lines.Scan() {

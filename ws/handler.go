@@ -76,7 +76,7 @@ func sweepFor(o *options) time.Duration {
 }
 
 func (a *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !isUpgradeAttempt(r) {
+	if !IsUpgradeRequest(r) {
 		if a.require {
 			WriteError(w, http.StatusBadRequest, "websocket_required", "this endpoint only accepts WebSocket connections")
 			return

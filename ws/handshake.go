@@ -31,9 +31,10 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// isUpgradeAttempt reports whether the request asks for a WebSocket at all
-// (whether or not it asks correctly).
-func isUpgradeAttempt(r *http.Request) bool {
+// IsUpgradeRequest reports whether the request asks for a WebSocket at all
+// (Upgrade: websocket), whether or not it asks correctly: handlers use it
+// to answer plain HTTP before doing any work for an upgrade.
+func IsUpgradeRequest(r *http.Request) bool {
 	return headerHasToken(r.Header, "Upgrade", "websocket")
 }
 

@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -111,7 +110,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.WriteError(w, http.StatusServiceUnavailable, "too_many_connections", "the server is at its connection limit")
 		return
 	}
-	if !strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket") {
+	if !ws.IsUpgradeRequest(r) {
 		ws.WriteError(w, http.StatusBadRequest, "websocket_required", "/live only accepts WebSocket connections")
 		return
 	}
@@ -208,15 +207,6 @@ type request struct {
 	Filter    map[string]json.RawMessage `json:"filter"`
 	Things    []int64                    `json:"things"`
 	Token     string                     `json:"token"`
-}
-
-// reply is a DCRF-shaped response payload; the field order is DCRF's.
-type reply struct {
-	Errors         []string        `json:"errors"`
-	Data           any             `json:"data"`
-	Action         string          `json:"action"`
-	ResponseStatus int             `json:"response_status"`
-	RequestID      json.RawMessage `json:"request_id"`
 }
 
 func (h *Handler) handle(sess *session, data []byte) {
@@ -371,7 +361,7 @@ func requestID(req request) json.RawMessage {
 
 // ok encodes a successful reply.
 func (h *Handler) ok(stream string, req request, data any) []byte {
-	return encode(stream, reply{Errors: []string{}, Data: data, Action: req.Action, ResponseStatus: 200, RequestID: requestID(req)})
+	return encode(stream, dcrfReply{Errors: []any{}, Data: data, Action: req.Action, ResponseStatus: 200, RequestID: requestID(req)})
 }
 
 // replyError answers a request with an error in the envelope; the
@@ -381,8 +371,8 @@ func (h *Handler) replyError(sess *session, stream string, req request, err erro
 	if code == switchyard.CodeInternal {
 		h.log.Error("live: request failed", "stream", stream, "action", req.Action, "err", err)
 	}
-	sess.hs.Send(encode(stream, reply{
-		Errors:         []string{switchyard.ErrorMessage(err)},
+	sess.hs.Send(encode(stream, dcrfReply{
+		Errors:         []any{switchyard.ErrorMessage(err)},
 		Action:         req.Action,
 		ResponseStatus: switchyard.HTTPStatus(code),
 		RequestID:      requestID(req),

@@ -347,8 +347,9 @@ func (*encoder) EncodeForSession(hs *hub.Session, ch string, pub switchyard.Publ
 	return frames, true
 }
 
-// dcrfReply is a DCRF response payload; errors may hold objects
-// (validation errors).
+// dcrfReply is a DCRF response payload, for every stream: the keys and
+// their order are DCRF's; errors may hold objects (validation errors) and
+// action is null when the request had none.
 type dcrfReply struct {
 	Errors         []any           `json:"errors"`
 	Data           any             `json:"data"`
