@@ -274,6 +274,10 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		channelsConfig(c)
 		c.Limits.MaxMessageSize = 16 << 10
 		c.Limits.MaxQueuedBytes = 64 << 10
+		// The slow client resumes reading only after all 2,000 publications
+		// (several seconds under load): its stuck write must outlast that for
+		// the close frame to follow the data instead of the socket being cut.
+		c.WebSocket.WriteTimeout = config.Duration(time.Minute)
 	}, Options{})
 	fast := newLiveClient(t, base)
 	fast.ok("subscribe", map[string]any{"channel": "news:firehose"})
