@@ -107,8 +107,10 @@ func ReadTimeout(d time.Duration) Option {
 	return func(o *options) { o.readTimeout = d }
 }
 
-// WriteTimeout bounds each write to the socket (default 10 s). A write
-// that times out closes the connection.
+// WriteTimeout bounds the writes to the socket (default 10 s): each write
+// gets between half and all of it, since the deadline is moved only when
+// half is spent (moving it costs a timer update per write). A write that
+// times out closes the connection.
 func WriteTimeout(d time.Duration) Option {
 	return func(o *options) { o.writeTimeout = d }
 }
