@@ -117,4 +117,39 @@ type Publication struct {
 	Data json.RawMessage `json:"data"`
 	// Info is the publishing client, when a client published.
 	Info *ClientInfo `json:"info,omitempty"`
+	// Audience limits who receives it (the zero value: every subscriber).
+	Audience Audience `json:"audience,omitzero"`
+}
+
+// Audience limits a publication to some of a channel's subscribers, by
+// user: Channelstream's pm_users and exclude_users. The hub applies it on
+// delivery, on recovery and on client history reads.
+type Audience struct {
+	// Users, when not empty, are the only users whose sessions receive
+	// the publication (anonymous sessions then receive nothing).
+	Users []string `json:"users,omitempty"`
+	// ExceptUsers never receive it; they win over Users.
+	ExceptUsers []string `json:"except_users,omitempty"`
+}
+
+// IsZero reports whether the audience is everyone.
+func (a Audience) IsZero() bool { return len(a.Users) == 0 && len(a.ExceptUsers) == 0 }
+
+// Includes reports whether a user's sessions receive a publication with
+// this audience ("" is an anonymous session).
+func (a Audience) Includes(user string) bool {
+	for _, u := range a.ExceptUsers {
+		if u == user {
+			return false
+		}
+	}
+	if len(a.Users) == 0 {
+		return true
+	}
+	for _, u := range a.Users {
+		if u == user && user != "" {
+			return true
+		}
+	}
+	return false
 }

@@ -37,6 +37,9 @@ type PublishOptions struct {
 	HistoryTTL time.Duration
 	// Info is the publishing client, if any.
 	Info *switchyard.ClientInfo
+	// Audience limits who receives the publication; it is kept with it in
+	// history and delivered with it (the broker itself does not filter).
+	Audience switchyard.Audience
 }
 
 // HistoryOptions select publications from a channel's history.

@@ -161,7 +161,7 @@ func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.
 		if since != nil && opts.Recover {
 			res.Recovered = recovered(since, pubs, pos)
 			if res.Recovered && len(pubs) > 0 {
-				res.Publications = pubs
+				res.Publications = forUser(pubs, s.user)
 			}
 		}
 	}
@@ -366,6 +366,18 @@ func (s *Session) refreshPresence(ctx context.Context) {
 // Publish publishes data (a JSON value) to a channel. s is the publishing
 // session, or nil for the server (no permission check).
 func (h *Hub) Publish(ctx context.Context, s *Session, ch string, data json.RawMessage) (switchyard.StreamPosition, error) {
+	return h.publish(ctx, s, ch, data, switchyard.Audience{})
+}
+
+// PublishAudience publishes on the server's behalf to the subscribers of
+// a channel that the audience includes (Channelstream's private and
+// excluding messages). History keeps the audience: recovery and client
+// history reads apply it too.
+func (h *Hub) PublishAudience(ctx context.Context, ch string, data json.RawMessage, aud switchyard.Audience) (switchyard.StreamPosition, error) {
+	return h.publish(ctx, nil, ch, data, aud)
+}
+
+func (h *Hub) publish(ctx context.Context, s *Session, ch string, data json.RawMessage, aud switchyard.Audience) (switchyard.StreamPosition, error) {
 	opts, err := h.check(s, ch, func(p config.ChannelPermissions) string { return p.Publish }, "publish")
 	if err != nil {
 		return switchyard.StreamPosition{}, err
@@ -373,7 +385,7 @@ func (h *Hub) Publish(ctx context.Context, s *Session, ch string, data json.RawM
 	if len(data) == 0 || !json.Valid(data) {
 		return switchyard.StreamPosition{}, switchyard.Errorf(switchyard.CodeBadRequest, "data must be a JSON value")
 	}
-	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration()}
+	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration(), Audience: aud}
 	if s != nil {
 		info := s.ClientInfo()
 		po.Info = &info
@@ -429,8 +441,16 @@ func (h *Hub) History(ctx context.Context, s *Session, ch string, limit int, sin
 		limit = -1
 	}
 	pubs, pos, err := h.cfg.Broker.History(ctx, ch, broker.HistoryOptions{Since: since, Limit: limit})
+	if s != nil {
+		pubs = forUser(pubs, s.user)
+	}
 	if pubs == nil {
 		pubs = []switchyard.Publication{}
 	}
 	return pubs, pos, err
+}
+
+// forUser drops the publications whose audience excludes user (in place).
+func forUser(pubs []switchyard.Publication, user string) []switchyard.Publication {
+	return slices.DeleteFunc(pubs, func(p switchyard.Publication) bool { return !p.Audience.Includes(user) })
 }

@@ -85,8 +85,12 @@ func (h *Hub) broadcast(ch string, ev event) {
 		return
 	}
 	var cache encodeCache
+	limited := ev.kind == eventPublication && !ev.pub.Audience.IsZero()
 	for s, sub := range c.subs {
 		if ev.kind != eventPublication && !sub.opts.Presence {
+			continue
+		}
+		if limited && !ev.pub.Audience.Includes(s.user) {
 			continue
 		}
 		s.deliver(sub, &ev, &cache)

@@ -277,3 +277,68 @@ func (offsetEncoder) EncodeSubscribed(res SubscribeResult) []byte {
 	return []byte("subscribed:" + res.Channel)
 }
 func (offsetEncoder) EncodeUnsubscribed(ch string) []byte { return []byte("unsubscribed:" + ch) }
+
+// A publication with an audience reaches only the users it includes: live,
+// in a recovering subscribe's reply, and in a client's history read; the
+// server's history read sees everything.
+func TestPublishAudience(t *testing.T) {
+	h := testHub(t, 1<<20)
+	ctx := context.Background()
+	writers := map[string]*recordWriter{}
+	sessions := map[string]*Session{}
+	for _, u := range []string{"ann", "bob", "cat", ""} {
+		w := &recordWriter{}
+		s := h.Connect("c-"+u, Principal{User: u}, w, offsetEncoder{})
+		if err := h.SubscribeSilent(ctx, s, "h:room"); err != nil {
+			t.Fatal(err)
+		}
+		writers[u], sessions[u] = w, s
+	}
+	mustPublish := func(aud switchyard.Audience) {
+		t.Helper()
+		if _, err := h.PublishAudience(ctx, "h:room", json.RawMessage(`{}`), aud); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustPublish(switchyard.Audience{})                                                            // 1: everyone
+	mustPublish(switchyard.Audience{Users: []string{"ann", "bob"}})                               // 2: ann, bob
+	mustPublish(switchyard.Audience{ExceptUsers: []string{"ann"}})                                // 3: all but ann
+	mustPublish(switchyard.Audience{Users: []string{"ann", "bob"}, ExceptUsers: []string{"bob"}}) // 4: ann
+	h.writers.Wait()
+	want := map[string][]string{
+		"ann": {"pub:1", "pub:2", "pub:4"},
+		"bob": {"pub:1", "pub:2", "pub:3"},
+		"cat": {"pub:1", "pub:3"},
+		"":    {"pub:1", "pub:3"},
+	}
+	for u, frames := range want {
+		if got := writers[u].snapshot(); fmt.Sprint(got) != fmt.Sprint(frames) {
+			t.Errorf("user %q got %v, want %v", u, got, frames)
+		}
+	}
+	offsets := func(pubs []switchyard.Publication) []uint64 {
+		var out []uint64
+		for _, p := range pubs {
+			out = append(out, p.Offset)
+		}
+		return out
+	}
+	if pubs, _, err := h.History(ctx, sessions["cat"], "h:room", 0, nil); err != nil || fmt.Sprint(offsets(pubs)) != "[1 3]" {
+		t.Errorf("cat's history %v %v, want [1 3]", offsets(pubs), err)
+	}
+	if pubs, _, err := h.History(ctx, nil, "h:room", 0, nil); err != nil || fmt.Sprint(offsets(pubs)) != "[1 2 3 4]" {
+		t.Errorf("server history %v %v, want [1 2 3 4]", offsets(pubs), err)
+	}
+	// Recovery: bob resubscribes from offset 0 of the same epoch.
+	_, pos, _ := h.History(ctx, nil, "h:room", 0, nil)
+	w := &recordWriter{}
+	s := h.Connect("c-bob2", Principal{User: "bob"}, w, offsetEncoder{})
+	var got []uint64
+	err := h.Subscribe(ctx, s, "h:room", &switchyard.StreamPosition{Offset: 0, Epoch: pos.Epoch}, func(res SubscribeResult) []byte {
+		got = offsets(res.Publications)
+		return []byte("reply")
+	})
+	if err != nil || fmt.Sprint(got) != "[1 2 3]" {
+		t.Errorf("bob's recovery %v %v, want [1 2 3]", got, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func Run(t *testing.T, newBroker func(t *testing.T) broker.Broker) {
 		{"ConcurrentPublishersKeepOrder", testConcurrentPublishers},
 		{"ManyChannelsInParallel", testManyChannels},
 		{"PublishInfo", testPublishInfo},
+		{"PublishAudience", testPublishAudience},
 		{"DoneContext", testDoneContext},
 		{"PublishAfterClose", testPublishAfterClose},
 	}
@@ -605,6 +607,32 @@ func testPublishInfo(t *testing.T, b broker.Broker, rec *recorder) {
 		}
 		if pubs[1].Info != nil {
 			t.Fatalf("%s: info %+v on a publication without one", what, pubs[1].Info)
+		}
+	}
+	evs := rec.waitEvents(t, ch, 2)
+	check("delivered", []switchyard.Publication{evs[0].pub, evs[1].pub})
+	pubs, _ := history(t, b, ch, all)
+	check("history", pubs)
+}
+
+// testPublishAudience: a publication's audience is delivered and kept
+// with it; the broker does not filter by it.
+func testPublishAudience(t *testing.T, b broker.Broker, rec *recorder) {
+	ch := channelName(t, "a")
+	subscribe(t, b, ch)
+	aud := switchyard.Audience{Users: []string{"ann", "bob"}, ExceptUsers: []string{"bob"}}
+	publish(t, b, ch, data(1), broker.PublishOptions{HistorySize: 10, Audience: aud})
+	publish(t, b, ch, data(2), withHistory(10))
+	check := func(what string, pubs []switchyard.Publication) {
+		t.Helper()
+		if len(pubs) != 2 {
+			t.Fatalf("%s: %d publications, want 2", what, len(pubs))
+		}
+		if got := pubs[0].Audience; !slices.Equal(got.Users, aud.Users) || !slices.Equal(got.ExceptUsers, aud.ExceptUsers) {
+			t.Fatalf("%s: audience %+v, want %+v", what, got, aud)
+		}
+		if !pubs[1].Audience.IsZero() {
+			t.Fatalf("%s: audience %+v on a publication without one", what, pubs[1].Audience)
 		}
 	}
 	evs := rec.waitEvents(t, ch, 2)
