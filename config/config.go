@@ -203,11 +203,48 @@ type Channelstream struct {
 	AdminUser string `yaml:"admin_user"`
 	// AdminSecret is the password of the admin panel; "" disables it.
 	AdminSecret Secret `yaml:"admin_secret"`
-	// ConnectionGC is how often dead connections are collected.
+	// ConnectionGC is how long a connection may go without a socket or a
+	// long-poll before it is collected (Channelstream: 15 s).
 	ConnectionGC Duration `yaml:"connection_gc"`
-	// HeartbeatInterval is how often heartbeats are sent to clients.
+	// HeartbeatInterval is how often idle sockets get a heartbeat, and
+	// how long a long-poll waits for its first message.
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	// UserGC is how long a user without connections (and its state) is
+	// remembered.
+	UserGC Duration `yaml:"user_gc"`
+	// ChannelGC forgets a channel (its configuration and history) after
+	// this long without connections or messages; 0 keeps channels
+	// forever, as Channelstream does.
+	ChannelGC Duration `yaml:"channel_gc"`
+	// Namespace is the channels namespace Channelstream channels map to:
+	// channel "room" is "<namespace>:room" for /live and the server API.
+	Namespace string `yaml:"namespace"`
+	// AllowCORS lists parts of browser origins that get CORS access
+	// (Channelstream's allow_cors); empty allows every origin.
+	AllowCORS []string `yaml:"allow_cors"`
+	// ValidateRequests checks the age of signatures (60 s); false
+	// accepts any age, as Channelstream's validate_requests = false.
+	ValidateRequests bool `yaml:"validate_requests"`
+	// EnforceHTTPS refuses (406) requests that did not come over HTTPS.
+	EnforceHTTPS bool `yaml:"enforce_https"`
+	// UnknownFields is ChannelstreamUnknownReject or
+	// ChannelstreamUnknownIgnore.
+	UnknownFields string `yaml:"unknown_fields"`
+	// HistoryLimit caps every channel's history, whatever its
+	// history_size.
+	HistoryLimit int `yaml:"history_limit"`
 }
+
+// How the Channelstream API treats keys it does not know.
+const (
+	// ChannelstreamUnknownReject answers 422 "Unknown field." and passes
+	// unknown /message keys through to clients (Channelstream's current
+	// code).
+	ChannelstreamUnknownReject = "reject"
+	// ChannelstreamUnknownIgnore ignores unknown keys everywhere
+	// (Channelstream 0.7.1, its last release).
+	ChannelstreamUnknownIgnore = "ignore"
+)
 
 // AllowedPrefixes returns AllowPostingFrom as prefixes (an address is a
 // prefix of its full length). Entries that do not parse are skipped; they
@@ -431,6 +468,11 @@ func Default() Config {
 			AdminUser:         "admin",
 			ConnectionGC:      Duration(15 * time.Second),
 			HeartbeatInterval: Duration(5 * time.Second),
+			UserGC:            Duration(24 * time.Hour),
+			Namespace:         "channelstream",
+			ValidateRequests:  true,
+			UnknownFields:     ChannelstreamUnknownReject,
+			HistoryLimit:      1000,
 		},
 		Channels: Channels{Default: DefaultChannelOptions()},
 		Queues:   []Queue{{Name: DefaultQueue, Concurrency: defaultConcurrency}},

@@ -219,6 +219,11 @@ func TestFullFile(t *testing.T) {
 			AdminSecret:       "cs-admin",
 			ConnectionGC:      Duration(30 * time.Second),
 			HeartbeatInterval: Duration(2 * time.Second),
+			UserGC:            Duration(24 * time.Hour),
+			Namespace:         "channelstream",
+			ValidateRequests:  true,
+			UnknownFields:     ChannelstreamUnknownReject,
+			HistoryLimit:      1000,
 		},
 		Resources: []Resource{{
 			Name: "todos",

@@ -359,6 +359,20 @@ func (c *Config) validateChannelstream(v *validator) {
 	}
 	v.positive("channelstream.connection_gc", cs.ConnectionGC)
 	v.positive("channelstream.heartbeat_interval", cs.HeartbeatInterval)
+	v.positive("channelstream.user_gc", cs.UserGC)
+	v.nonNegative("channelstream.channel_gc", cs.ChannelGC)
+	if !namespaceNameRE.MatchString(cs.Namespace) {
+		v.add("channelstream.namespace", "must match %s (got %q)", namespaceNameRE, cs.Namespace)
+	}
+	v.oneOf("channelstream.unknown_fields", cs.UnknownFields, ChannelstreamUnknownReject, ChannelstreamUnknownIgnore)
+	if cs.HistoryLimit < 1 || cs.HistoryLimit > 100000 {
+		v.add("channelstream.history_limit", "must be between 1 and 100000 (got %d)", cs.HistoryLimit)
+	}
+	for i, o := range cs.AllowCORS {
+		if o == "" {
+			v.add(fmt.Sprintf("channelstream.allow_cors[%d]", i), "must not be empty")
+		}
+	}
 }
 
 func (v *validator) channelOptions(key string, o ChannelOptions) {

@@ -14,7 +14,7 @@ import (
 )
 
 // MaxChannelLength bounds a channel name in bytes.
-const MaxChannelLength = 255
+const MaxChannelLength = 1024
 
 // options returns the settings of a channel's namespace: the part before
 // the first ":" names it; a channel without ":" belongs to the default

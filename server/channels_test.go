@@ -352,7 +352,7 @@ func TestChannelErrorsAndPermissions(t *testing.T) {
 		{"history", map[string]any{"channel": "chat:x", "limit": -1}, 400},            // bad limit
 		{"dance", map[string]any{"channel": "chat:x"}, 405},                           // unknown action
 		{"presence", map[string]any{"channel": "members:vip"}, 403},                   // presence none
-		{"subscribe", map[string]any{"channel": strings.Repeat("a", 256)}, 400},       // too long
+		{"subscribe", map[string]any{"channel": strings.Repeat("a", 1025)}, 400},      // too long
 	}
 	for _, tc := range cases {
 		p := c.request("$channels", tc.action, tc.fields)

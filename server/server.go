@@ -27,6 +27,7 @@ import (
 	"github.com/switchyardhq/switchyard/broker/memory"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
+	"github.com/switchyardhq/switchyard/protocol/channelstream"
 	"github.com/switchyardhq/switchyard/protocol/live"
 	"github.com/switchyardhq/switchyard/resource"
 	"github.com/switchyardhq/switchyard/store/sqlite"
@@ -59,6 +60,8 @@ type Server struct {
 	broker  *memory.Broker
 	hub     *hub.Hub
 	db      *sqlite.DB
+	// channelstream is the Channelstream API (nil when it is off).
+	channelstream *channelstream.Server
 	metrics *metrics
 	mux     *http.ServeMux
 	http    *http.Server
@@ -107,9 +110,6 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if len(cfg.Resources) > 0 {
 		log.Info("serving resources over /live and /api/resources/", "count", len(cfg.Resources))
 	}
-	if cfg.Channelstream.Enabled {
-		log.Warn("channelstream is enabled but not served by this build yet")
-	}
 	if len(cfg.Signals) > 0 {
 		log.Warn("signals are configured but not served by this build yet", "count", len(cfg.Signals))
 	}
@@ -133,7 +133,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	hb, err := hub.New(hub.Config{
 		Broker:         b,
 		Presence:       b,
-		Channels:       cfg.Channels,
+		Channels:       withChannelstreamNamespace(cfg),
 		Reserved:       map[string]config.ChannelOptions{"$resource": {}},
 		MaxQueuedBytes: int64(cfg.Limits.MaxQueuedBytes),
 		Logger:         log,
@@ -214,6 +214,42 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Verifier: verifier,
 		MaxBody:  int64(cfg.Limits.MaxRequestBody),
 	}))
+	if cs := cfg.Channelstream; cs.Enabled {
+		maxAge := time.Minute
+		if !cs.ValidateRequests {
+			maxAge = -1
+		}
+		s.channelstream, err = channelstream.New(channelstream.Config{
+			Hub:               hb,
+			Engine:            engine,
+			WSOptions:         wsOpts,
+			Namespace:         cs.Namespace,
+			Secret:            string(cs.Secret),
+			Allowed:           cs.AllowedPrefixes(),
+			SignatureMaxAge:   maxAge,
+			AllowCORS:         cs.AllowCORS,
+			EnforceHTTPS:      cs.EnforceHTTPS,
+			StrictFields:      cs.UnknownFields == config.ChannelstreamUnknownReject,
+			Heartbeat:         time.Duration(cs.HeartbeatInterval),
+			ConnectionTimeout: time.Duration(cs.ConnectionGC),
+			UserTimeout:       time.Duration(cs.UserGC),
+			ChannelTimeout:    time.Duration(cs.ChannelGC),
+			HistoryLimit:      cs.HistoryLimit,
+			MaxBody:           int64(cfg.Limits.MaxRequestBody),
+			MaxQueued:         int(cfg.Limits.MaxQueuedBytes),
+			AdminUser:         cs.AdminUser,
+			AdminSecret:       string(cs.AdminSecret),
+			Logger:            log,
+		})
+		if err != nil {
+			hb.Close()
+			engine.Close()
+			db.Close()
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		s.channelstream.Register(s.mux, cs.Prefix)
+		log.Info("serving the Channelstream API", "prefix", cs.Prefix, "namespace", cs.Namespace)
+	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
@@ -229,6 +265,26 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// withChannelstreamNamespace returns the channels configuration with the
+// Channelstream namespace added when the API is on and the file does not
+// declare it: closed to /live clients (the application opens it by
+// declaring it), open to the server.
+func withChannelstreamNamespace(cfg config.Config) config.Channels {
+	ch := cfg.Channels
+	cs := cfg.Channelstream
+	if !cs.Enabled {
+		return ch
+	}
+	for _, n := range ch.Namespaces {
+		if n.Name == cs.Namespace {
+			return ch
+		}
+	}
+	none := config.ChannelPermissions{Subscribe: config.AccessNone, Publish: config.AccessNone, Presence: config.AccessNone, History: config.AccessNone}
+	ch.Namespaces = append(append([]config.Namespace(nil), ch.Namespaces...), config.Namespace{Name: cs.Namespace, ChannelOptions: config.ChannelOptions{Permissions: none}})
+	return ch
 }
 
 // Handler returns the server's HTTP handler: every route, with panic
@@ -295,6 +351,9 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.log.Info("shutting down", "connections", s.engine.Len())
+	if s.channelstream != nil {
+		s.channelstream.Close() // parked long-polls answer now
+	}
 	var wg sync.WaitGroup
 	var httpErr, wsErr error
 	wg.Go(func() { httpErr = s.http.Shutdown(ctx) })

@@ -28,28 +28,54 @@ type Guard struct {
 // Wrap guards next.
 func (g *Guard) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !g.addressAllowed(r.RemoteAddr) {
-			writeJSON(w, http.StatusForbidden, map[string]string{"request": "Forbidden"})
-			return
-		}
-		token := r.Header.Get("x-channelstream-secret")
-		if token == "" {
-			token = r.URL.Query().Get("secret")
-		}
-		if token == "" {
-			writeJSON(w, http.StatusForbidden, map[string]string{"request": "Forbidden"})
-			return
-		}
-		now := time.Now
-		if g.Now != nil {
-			now = g.Now
-		}
-		if _, err := Verify(g.Secret, token, g.MaxAge, now()); err != nil {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"request": "Bad Signature"})
+		if status, body := g.Check(r); status != 0 {
+			writeJSON(w, status, body)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// forbidden is the body of a 403: the JSON page of the WebOb exception
+// Channelstream answers with.
+var forbidden = map[string]string{"code": "403 Forbidden", "message": "Access was denied to this resource.", "title": "Forbidden"}
+
+// badSignature is the body of a 401.
+var badSignature = map[string]string{"request": "Bad Signature"}
+
+// Check applies the checks to a request: status 0 when it passes, else
+// the status and body to answer with.
+func (g *Guard) Check(r *http.Request) (int, any) {
+	if !g.addressAllowed(r.RemoteAddr) {
+		return http.StatusForbidden, forbidden
+	}
+	token := requestToken(r)
+	if token == "" {
+		return http.StatusForbidden, forbidden
+	}
+	if !g.valid(token) {
+		return http.StatusUnauthorized, badSignature
+	}
+	return 0, nil
+}
+
+// valid verifies a token.
+func (g *Guard) valid(token string) bool {
+	now := time.Now
+	if g.Now != nil {
+		now = g.Now
+	}
+	_, err := Verify(g.Secret, token, g.MaxAge, now())
+	return err == nil
+}
+
+// requestToken is the x-channelstream-secret header, else the secret
+// parameter of the query string.
+func requestToken(r *http.Request) string {
+	if t := r.Header.Get("x-channelstream-secret"); t != "" {
+		return t
+	}
+	return r.URL.Query().Get("secret")
 }
 
 // addressAllowed matches the direct peer's address (no X-Forwarded-For,

@@ -54,6 +54,9 @@ func TestGuardOrderOfChecks(t *testing.T) {
 			if tc.status == 401 && w.Body.String() != "{\"request\":\"Bad Signature\"}\n" {
 				t.Fatalf("body %q", w.Body.String())
 			}
+			if tc.status == 403 && w.Body.String() != "{\"code\":\"403 Forbidden\",\"message\":\"Access was denied to this resource.\",\"title\":\"Forbidden\"}\n" {
+				t.Fatalf("body %q", w.Body.String())
+			}
 		})
 	}
 }
