@@ -391,7 +391,7 @@ func (k socket) OnOpen(wc *ws.Conn) {
 	}
 	old := t.ws
 	t.ws = wc
-	t.lastBeat = time.Now()
+	t.lastBeat = k.s.now()
 	if p := t.poll; p != nil {
 		p.done = true // the socket takes over
 		p.signal()
