@@ -398,11 +398,12 @@ func (c *Conn) finish(cause error) {
 		c.err = cause
 	}
 	err := c.err
+	poller := c.poller
 	c.wakeLocked()
 	c.mu.Unlock()
 
-	if c.poller != nil {
-		c.poller.remove(c)
+	if poller != nil {
+		poller.remove(c)
 	}
 	c.nc.Close()
 	close(c.done)

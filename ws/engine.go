@@ -237,7 +237,7 @@ func (e *Engine) startReading(c *Conn) {
 			rc, err := sc.SyscallConn()
 			if err == nil {
 				p := pollers[e.next.Add(1)%uint64(len(pollers))]
-				if err := p.add(c, rc); err == nil {
+				if err := p.add(c, rc); err == nil || errors.Is(err, ErrClosed) {
 					return
 				}
 			}

@@ -51,6 +51,14 @@ func (p *poller) add(c *Conn, rc syscall.RawConn) error {
 	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
 		return err
 	}
+	// c.mu orders this with finish: a connection closed before it gets
+	// here (its handler may close it in OnOpen, or another goroutine right
+	// after) is never watched.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return ErrClosed
+	}
 	c.rc, c.fd, c.poller = rc, fd, p
 	p.mu.Lock()
 	defer p.mu.Unlock()

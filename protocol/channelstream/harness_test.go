@@ -161,6 +161,21 @@ func (ts *testServer) dial(connID string) *client {
 	cl := &client{t: ts.t, c: c, done: make(chan struct{})}
 	go cl.read()
 	ts.t.Cleanup(func() { c.Close() })
+	// The handshake's answer comes before the server attaches the socket
+	// (what arrives in between is catch-up): wait for the attachment.
+	ts.srv.mu.Lock()
+	conn := ts.srv.conns[connID]
+	ts.srv.mu.Unlock()
+	if conn != nil {
+		eventually(ts.t, 5*time.Second, func() error {
+			conn.tport.mu.Lock()
+			defer conn.tport.mu.Unlock()
+			if conn.tport.ws == nil {
+				return fmt.Errorf("socket not attached")
+			}
+			return nil
+		})
+	}
 	return cl
 }
 
