@@ -54,19 +54,19 @@ type Check struct {
 
 // Server is a running Switchyard. Create it with New.
 type Server struct {
-	cfg     config.Config
-	log     *slog.Logger
-	engine  *ws.Engine
-	broker  *memory.Broker
-	hub     *hub.Hub
-	db      *sqlite.DB
+	cfg    config.Config
+	log    *slog.Logger
+	engine *ws.Engine
+	broker *memory.Broker
+	hub    *hub.Hub
+	db     *sqlite.DB
 	// channelstream is the Channelstream API (nil when it is off).
 	channelstream *channelstream.Server
-	metrics *metrics
-	mux     *http.ServeMux
-	http    *http.Server
-	checks  []Check
-	started time.Time
+	metrics       *metrics
+	mux           *http.ServeMux
+	http          *http.Server
+	checks        []Check
+	started       time.Time
 
 	mu       sync.Mutex
 	ln       net.Listener
