@@ -12,13 +12,18 @@ build:
 
 ## test: every test, with the race detector (service-backed tests read
 ## SWITCHYARD_TEST_REDIS / SWITCHYARD_TEST_POSTGRES and skip visibly without them)
-test: tests/dcrf/node_modules
+test: tests/dcrf/node_modules tests/channelstream/node_modules
 	$(GO) build ./...
 	$(GO) test -race -count=1 ./...
 
 ## the unmodified npm dcrf-client, pinned by its package-lock.json (Node 20)
 tests/dcrf/node_modules: tests/dcrf/package-lock.json
 	cd tests/dcrf && npm ci --no-audit --no-fund
+	touch $@
+
+## the Node ws package for the Channelstream client flows, pinned likewise
+tests/channelstream/node_modules: tests/channelstream/package-lock.json
+	cd tests/channelstream && npm ci --no-audit --no-fund
 	touch $@
 
 ## lint: gofmt, go vet and staticcheck
