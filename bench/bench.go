@@ -27,7 +27,7 @@ import (
 // Main runs `switchyard bench SCENARIO [flags]`.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: switchyard bench idle|fanout|resources [--target URL] [--conns N] [--json] …")
+		return fmt.Errorf("usage: switchyard bench idle|fanout|resources|longpoll [--target URL] [--conns N] [--json] …")
 	}
 	scenario, args := args[0], args[1:]
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
@@ -43,6 +43,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	size := fs.Int("size", 64, "fanout: payload bytes")
 	apiKey := fs.String("api-key", "", "fanout with --target: a key of the server's api_keys")
 	writers := fs.Int("writers", 4, "resources: connections writing rows, one request in flight each")
+	secret := fs.String("secret", "", "longpoll with --target: the server's channelstream.secret")
 	targetPID := fs.Int("target-pid", 0, "idle with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -51,9 +52,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 
 	switch scenario {
-	case "idle", "fanout", "resources":
+	case "idle", "fanout", "resources", "longpoll":
 	default:
-		return fmt.Errorf("unknown scenario %q (have: idle, fanout, resources)", scenario)
+		return fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll)", scenario)
 	}
 	if *writers < 1 || *writers > 1000 {
 		return fmt.Errorf("--writers must be between 1 and 1000")
@@ -72,10 +73,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--target-pid: %w", err)
 		}
 	}
-	base, key := *target, *apiKey
+	base, key, csSecret := *target, *apiKey, *secret
 	if base == "" {
-		key = rand.Text()
-		srv, err := startServer(ctx, stderr, "SWITCHYARD_API_KEYS="+key, ResourceBenchConfig)
+		key, csSecret = rand.Text(), rand.Text()
+		env := []string{"SWITCHYARD_API_KEYS=" + key, ResourceBenchConfig}
+		if scenario == "longpoll" {
+			env = append(env, "SWITCHYARD_CHANNELSTREAM_ENABLED=true", "SWITCHYARD_CHANNELSTREAM_SECRET="+csSecret)
+		}
+		srv, err := startServer(ctx, stderr, env...)
 		if err != nil {
 			return err
 		}
@@ -98,6 +103,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res, err = Fanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: *channels, Rate: *rate, Duration: *duration, Size: *size, Progress: stderr})
 	case "resources":
 		res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: *writers, Conns: *conns, Duration: *duration, Progress: stderr})
+	case "longpoll":
+		if csSecret == "" {
+			return fmt.Errorf("longpoll with --target needs --secret (the scenario signs /connect and /message)")
+		}
+		res, err = Longpoll(ctx, LongpollConfig{Target: u, Secret: csSecret, Conns: *conns, Channels: *channels, Rate: *rate, Duration: *duration, Size: *size, Progress: stderr})
 	}
 	if err != nil {
 		return err

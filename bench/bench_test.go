@@ -139,3 +139,21 @@ func TestResourcesScenario(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+func TestLongpollMeasuresEveryDelivery(t *testing.T) {
+	u := startTestServer(t, func(c *config.Config) {
+		c.Channelstream.Enabled = true
+		c.Channelstream.Secret = "bench-cs-secret"
+	})
+	res, err := Longpoll(context.Background(), LongpollConfig{Target: u, Secret: "bench-cs-secret", Conns: 20, Channels: 2, Rate: 20, Duration: 500 * time.Millisecond, Size: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Parked != 20 || res.Publications < 5 || res.Deliveries != res.Expected || res.Expected != res.Publications*10 || res.PollErrors != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	// A poll answers a batching window (250 ms) after its first message.
+	if l := res.LatencyMS; !(l.P50 > 0 && l.P50 <= l.P99 && l.Max < 2000) {
+		t.Fatalf("latency %+v", l)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/protocol/channelstream"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -142,4 +143,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
+}
+
+// channelstream adds the Channelstream API's gauges.
+func (m *metrics) channelstream(cs *channelstream.Server) {
+	gauge := func(name, help string, f func(channelstream.Stats) int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f(cs.Stats())) })
+	}
+	m.reg.MustRegister(
+		gauge("switchyard_channelstream_connections", "Channelstream connections (with a socket, a long-poll, or between polls).", func(s channelstream.Stats) int { return s.Connections }),
+		gauge("switchyard_channelstream_users", "Channelstream users remembered.", func(s channelstream.Stats) int { return s.Users }),
+		gauge("switchyard_channelstream_channels", "Channelstream channels.", func(s channelstream.Stats) int { return s.Channels }),
+		gauge("switchyard_channelstream_polls", "Channelstream long-polls (/listen) parked now.", func(s channelstream.Stats) int { return s.Polls }),
+	)
 }

@@ -248,6 +248,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 		s.channelstream.Register(s.mux, cs.Prefix)
+		s.metrics.channelstream(s.channelstream)
 		log.Info("serving the Channelstream API", "prefix", cs.Prefix, "namespace", cs.Namespace)
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)

@@ -273,13 +273,14 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-// gap is how long a poll that has messages waits for more (0.25 s, as
-// Channelstream).
+// gap is how long a poll that has a message waits for more before it
+// answers (0.25 s, Channelstream's window).
 const gap = 250 * time.Millisecond
 
-// listen parks a poll on the connection until it has messages (and no
-// more arrive within the gap), the heartbeat interval passes, or the poll
-// is replaced. The connection's catch-up frames come first.
+// listen parks a poll on the connection until it has messages (it then
+// answers a gap later with all that arrived), the heartbeat interval
+// passes, or the poll is replaced. The connection's catch-up frames come
+// first.
 func (s *Server) listen(ctx context.Context, c *conn) [][]byte {
 	t := &c.tport
 	p := &poll{wake: make(chan struct{}, 1)}
@@ -294,13 +295,16 @@ func (s *Server) listen(ctx context.Context, c *conn) [][]byte {
 	}
 	start := time.Now()
 	wait := s.cfg.Heartbeat
-	if len(p.frames) > 0 {
+	batching := len(p.frames) > 0
+	if batching {
 		wait = gap
 	}
 	done := t.gone
 	t.mu.Unlock()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	s.polls.Add(1)
+	defer s.polls.Add(-1)
 	for !done {
 		select {
 		case <-p.wake:
@@ -320,7 +324,11 @@ func (s *Server) listen(ctx context.Context, c *conn) [][]byte {
 		if replaced || size >= s.maxQueued || time.Since(start) >= s.cfg.Heartbeat {
 			break
 		}
-		if n > 0 {
+		if n > 0 && !batching {
+			// The first message: gather what follows for the gap, then
+			// answer (Channelstream waited for a quiet gap, which never
+			// comes under steady traffic).
+			batching = true
 			timer.Reset(gap)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyardhq/switchyard"
@@ -96,9 +97,26 @@ type Server struct {
 	channels map[string]*channel
 	stats    struct{ messages, unique int64 }
 
+	polls atomic.Int64 // parked long-polls
+
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed bool
+}
+
+// Stats are the server's current counts, for metrics.
+type Stats struct {
+	Connections int // Channelstream connections
+	Users       int // users remembered (with or without connections)
+	Channels    int
+	Polls       int // long-polls parked now
+}
+
+// Stats returns the current counts.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Connections: len(s.conns), Users: len(s.users), Channels: len(s.channels), Polls: int(s.polls.Load())}
 }
 
 // New builds a server and starts its maintenance (heartbeats, connection,
