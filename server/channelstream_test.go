@@ -145,11 +145,15 @@ func TestChannelstreamAndNativeSeeEachOther(t *testing.T) {
 	if next := lc.push("message", "channelstream:room")["data"].(map[string]any); next["message"].(map[string]any)["text"] != "after" {
 		t.Fatalf("the anonymous native subscriber got a message for alice only: %v", next)
 	}
-	nextMessage(t, frames, func(m map[string]any) bool { return m["message"] != nil && m["message"].(map[string]any)["text"] == "private" })
+	nextMessage(t, frames, func(m map[string]any) bool {
+		return m["message"] != nil && m["message"].(map[string]any)["text"] == "private"
+	})
 
 	// Native client → Channelstream.
 	lc.ok("publish", map[string]any{"channel": "channelstream:room", "data": map[string]any{"text": "from live"}})
-	m := nextMessage(t, frames, func(m map[string]any) bool { return m["message"] != nil && m["message"].(map[string]any)["text"] == "from live" })
+	m := nextMessage(t, frames, func(m map[string]any) bool {
+		return m["message"] != nil && m["message"].(map[string]any)["text"] == "from live"
+	})
 	if m["type"] != "message" || m["channel"] != "room" || m["catchup"] != false || m["uuid"] == nil || m["timestamp"] == nil {
 		t.Fatalf("wrapped native publication %v", m)
 	}
@@ -157,7 +161,9 @@ func TestChannelstreamAndNativeSeeEachOther(t *testing.T) {
 	if st, res := callAPI(t, base, "test-api-key-000001", "publish", map[string]any{"channel": "channelstream:room", "data": map[string]any{"text": "from backend"}}); st != 200 {
 		t.Fatalf("server API publish: %d %v", st, res)
 	}
-	nextMessage(t, frames, func(m map[string]any) bool { return m["message"] != nil && m["message"].(map[string]any)["text"] == "from backend" })
+	nextMessage(t, frames, func(m map[string]any) bool {
+		return m["message"] != nil && m["message"].(map[string]any)["text"] == "from backend"
+	})
 
 	// The server API's disconnect of a user ends its Channelstream
 	// connections too (4003).
