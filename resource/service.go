@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/config"
@@ -53,7 +54,9 @@ type Hooks struct {
 	// fields); an error refuses the write like Validate's.
 	BeforeWrite func(ctx context.Context, w *Write) error
 	// AfterWrite runs after the write committed (creates, updates and
-	// deletes), before subscribers are notified.
+	// deletes), before subscribers are notified, in commit order per
+	// resource (see ServiceConfig.OnChange). It may write, to its own
+	// resource too: that write's event follows this one.
 	AfterWrite func(ctx context.Context, ev Event)
 }
 
@@ -64,7 +67,10 @@ type ServiceConfig struct {
 	// Hooks by resource name.
 	Hooks map[string]Hooks
 	// OnChange is called after each write committed, in commit order per
-	// resource, before the write returns (nil: no events).
+	// resource (nil: no events). It is called before the write returns,
+	// except when writes of the resource race: then the write already
+	// emitting emits the others' events too, in order, and a write may
+	// return before its event is out. The same holds for AfterWrite.
 	OnChange func(ctx context.Context, ev Event)
 }
 
@@ -75,11 +81,79 @@ type Service struct {
 	schemas  map[string]*Schema
 	hooks    map[string]Hooks
 	onChange func(context.Context, Event)
+	emitters map[string]*emitter // by resource; the map is fixed by NewService
+}
+
+// emitter keeps one resource's events in commit order: writes commit
+// holding mu (the store serialises them anyway) and queue their change;
+// one goroutine at a time, the first writer to find nobody emitting,
+// emits the queue in order. A write made by a hook while its resource's
+// events are being emitted queues and returns, so hooks may write without
+// deadlocking.
+type emitter struct {
+	mu       sync.Mutex
+	queue    []queued
+	emitting bool
+}
+
+type queued struct {
+	ctx    context.Context
+	ch     store.Change
+	before store.Row
+}
+
+// commit runs one store write of a resource and emits its event after
+// those of the resource's earlier writes.
+func (s *Service) commit(ctx context.Context, sc *Schema, before store.Row, write func() (store.Row, store.Change, error)) (store.Row, error) {
+	e := s.emitters[sc.Name()]
+	e.mu.Lock()
+	row, ch, err := write()
+	if err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	e.queue = append(e.queue, queued{ctx: context.WithoutCancel(ctx), ch: ch, before: before})
+	if e.emitting {
+		e.mu.Unlock()
+		return row, nil
+	}
+	e.emitting = true
+	e.mu.Unlock()
+	s.drain(sc, e)
+	return row, nil
+}
+
+// drain emits a resource's queued changes until none is left. If a hook
+// panics, the emitter is released before the panic goes on, and the next
+// write emits what is left.
+func (s *Service) drain(sc *Schema, e *emitter) {
+	done := false
+	defer func() {
+		if !done {
+			e.mu.Lock()
+			e.emitting = false
+			e.mu.Unlock()
+		}
+	}()
+	for {
+		e.mu.Lock()
+		if len(e.queue) == 0 {
+			e.queue, e.emitting = e.queue[:0], false
+			done = true
+			e.mu.Unlock()
+			return
+		}
+		q := e.queue[0]
+		e.queue[0] = queued{}
+		e.queue = e.queue[1:]
+		e.mu.Unlock()
+		s.emit(q.ctx, sc, q.ch, q.before)
+	}
 }
 
 // NewService builds the schemas and migrates the store to them.
 func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
-	s := &Service{st: cfg.Store, schemas: map[string]*Schema{}, hooks: cfg.Hooks, onChange: cfg.OnChange}
+	s := &Service{st: cfg.Store, schemas: map[string]*Schema{}, hooks: cfg.Hooks, onChange: cfg.OnChange, emitters: map[string]*emitter{}}
 	for name := range cfg.Hooks {
 		found := false
 		for _, r := range cfg.Resources {
@@ -96,6 +170,7 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 			return nil, err
 		}
 		s.schemas[r.Name] = sc
+		s.emitters[r.Name] = &emitter{}
 		tables = append(tables, sc.Table())
 	}
 	if err := cfg.Store.Migrate(ctx, tables); err != nil {
@@ -186,11 +261,12 @@ func (s *Service) Create(ctx context.Context, name, user string, body json.RawMe
 	if err := s.before(ctx, &w); err != nil {
 		return nil, err
 	}
-	stored, ch, err := s.st.Insert(ctx, name, w.Row)
+	stored, err := s.commit(ctx, sc, nil, func() (store.Row, store.Change, error) {
+		return s.st.Insert(ctx, name, w.Row)
+	})
 	if err != nil {
 		return nil, s.storeError(sc, err)
 	}
-	s.emit(ctx, sc, ch, nil)
 	return sc.Encode(stored), nil
 }
 
@@ -241,11 +317,12 @@ func (s *Service) Write(ctx context.Context, name, user string, pk int64, body j
 	if err := s.before(ctx, &w); err != nil {
 		return nil, err
 	}
-	stored, ch, err := s.st.Update(ctx, name, pk, w.Row)
+	stored, err := s.commit(ctx, sc, current, func() (store.Row, store.Change, error) {
+		return s.st.Update(ctx, name, pk, w.Row)
+	})
 	if err != nil {
 		return nil, s.storeError(sc, err)
 	}
-	s.emit(ctx, sc, ch, current)
 	return sc.Encode(stored), nil
 }
 
@@ -272,11 +349,13 @@ func (s *Service) Delete(ctx context.Context, name, user string, pk int64) error
 	if err := s.before(ctx, &w); err != nil {
 		return err
 	}
-	ch, err := s.st.Delete(ctx, name, pk)
+	_, err = s.commit(ctx, sc, current, func() (store.Row, store.Change, error) {
+		ch, err := s.st.Delete(ctx, name, pk)
+		return nil, ch, err
+	})
 	if err != nil {
 		return s.storeError(sc, err)
 	}
-	s.emit(ctx, sc, ch, current)
 	return nil
 }
 
