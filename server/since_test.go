@@ -1,0 +1,383 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/store/sqlite"
+)
+
+// recorder is a /live connection that keeps every frame it receives, in
+// order, raw and decoded, so tests can check a request_id's whole
+// sequence of frames and their exact keys.
+type recorder struct {
+	t      *testing.T
+	c      *websocket.Conn
+	mu     sync.Mutex
+	frames []recorded
+	err    error
+	cond   chan struct{}
+}
+
+type recorded struct {
+	raw     []byte
+	payload map[string]any
+}
+
+func (f recorded) seq() int64 {
+	n, _ := f.payload["seq"].(float64)
+	return int64(n)
+}
+
+func dialRecorder(t *testing.T, base, query string) *recorder {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/live"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{t: t, c: c, cond: make(chan struct{}, 1)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_, data, err := c.ReadMessage()
+			r.mu.Lock()
+			if err != nil {
+				r.err = err
+				r.mu.Unlock()
+				r.signal()
+				return
+			}
+			var env struct {
+				Payload map[string]any `json:"payload"`
+			}
+			json.Unmarshal(data, &env)
+			r.frames = append(r.frames, recorded{raw: data, payload: env.Payload})
+			r.mu.Unlock()
+			r.signal()
+		}
+	}()
+	t.Cleanup(func() { c.Close(); <-done })
+	return r
+}
+
+func (r *recorder) signal() {
+	select {
+	case r.cond <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) send(stream string, payload map[string]any) {
+	r.t.Helper()
+	if err := r.c.WriteJSON(map[string]any{"stream": stream, "payload": payload}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// of returns the frames received so far for a request_id, in order.
+func (r *recorder) of(rid string) []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recorded
+	for _, f := range r.frames {
+		if f.payload["request_id"] == rid {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// waitFor waits until a request_id has received n frames and returns
+// them.
+func (r *recorder) waitFor(rid string, n int) []recorded {
+	r.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		got := r.of(rid)
+		if len(got) >= n {
+			return got
+		}
+		r.mu.Lock()
+		err := r.err
+		r.mu.Unlock()
+		if err != nil {
+			r.t.Fatalf("connection ended waiting for %d frames of %s (have %d): %v", n, rid, len(got), err)
+		}
+		select {
+		case <-r.cond:
+		case <-deadline:
+			r.t.Fatalf("timed out waiting for %d frames of %s, have %d: %s", n, rid, len(got), raws(got))
+		}
+	}
+}
+
+// subscribe sends subscribe_instance (with since unless it is nil) and
+// returns the reply.
+func (r *recorder) subscribe(stream string, pk any, rid string, since any) recorded {
+	r.t.Helper()
+	p := map[string]any{"action": "subscribe_instance", "pk": pk, "request_id": rid}
+	if since != nil {
+		p["since"] = since
+	}
+	before := len(r.of(rid))
+	r.send(stream, p)
+	return r.waitFor(rid, before+1)[before]
+}
+
+func raws(fs []recorded) string {
+	var b strings.Builder
+	for _, f := range fs {
+		b.Write(f.raw)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// keys returns the payload's keys in the order the frame has them.
+func keys(t *testing.T, raw []byte) []string {
+	t.Helper()
+	var env struct {
+		Payload json.RawMessage `json:"payload"`
+	}
+	json.Unmarshal(raw, &env)
+	dec := json.NewDecoder(bytes.NewReader(env.Payload))
+	dec.Token() // {
+	var out []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, k.(string))
+		var skip json.RawMessage
+		dec.Decode(&skip)
+	}
+	return out
+}
+
+// restWrite writes over REST and fails the test on a refusal.
+func restWrite(t testing.TB, method, url, body string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: %d %v", method, url, resp.StatusCode, m)
+	}
+	return m
+}
+
+func position(t *testing.T, f recorded) (int64, bool) {
+	t.Helper()
+	d, ok := f.payload["data"].(map[string]any)
+	if !ok || f.payload["response_status"] != 201.0 || f.payload["action"] != "subscribe_instance" {
+		t.Fatalf("subscribe reply %s", f.raw)
+	}
+	return int64(d["seq"].(float64)), d["recovered"].(bool)
+}
+
+var dcrfKeys = []string{"errors", "data", "action", "response_status", "request_id"}
+
+// A subscription made with since catches up on the changes it missed,
+// oldest first, each with its seq; plain subscriptions keep DCRF's five
+// keys.
+func TestSubscribeSinceCatchesUp(t *testing.T) {
+	base, _ := start(t, resourcesConfigOpen(nil), Options{})
+	api := base + "/api/resources/things/"
+	pk := restWrite(t, "POST", api, `{"name": "watched"}`)["pk"]
+	item := fmt.Sprintf("%s%v/", api, pk)
+
+	first := dialRecorder(t, base, "")
+	seq0, recovered := position(t, first.subscribe("things", pk, "a", 0))
+	if !recovered || seq0 < 1 {
+		t.Fatalf("since 0: seq %d recovered %v", seq0, recovered)
+	}
+	if got := keys(t, first.of("a")[0].raw); fmt.Sprint(got) != fmt.Sprint(dcrfKeys) {
+		t.Fatalf("the reply has DCRF's keys only: %v", got)
+	}
+	restWrite(t, "PATCH", item, `{"counter": 1}`)
+	ev := first.waitFor("a", 2)[1]
+	if ev.payload["action"] != "update" || ev.seq() <= seq0 || ev.payload["data"].(map[string]any)["counter"] != 1.0 {
+		t.Fatalf("live event %s", ev.raw)
+	}
+	if got := keys(t, ev.raw); fmt.Sprint(got) != fmt.Sprint(append(dcrfKeys, "seq")) {
+		t.Fatalf("event keys %v", got)
+	}
+	last := ev.seq()
+	first.c.Close() // the client goes away
+
+	// Missed: a patch, an update, a change of another record, a delete.
+	restWrite(t, "PATCH", item, `{"counter": 2}`)
+	restWrite(t, "PUT", item, `{"name": "renamed"}`)
+	restWrite(t, "POST", api, `{"name": "unrelated"}`)
+
+	back := dialRecorder(t, base, "")
+	// A plain subscription on the same connection first: the since one
+	// is then a second request_id of an instance already subscribed.
+	if p := back.subscribe("things", pk, "plain", nil); p.payload["data"] != nil || p.payload["response_status"] != 201.0 {
+		t.Fatalf("plain subscribe %s", p.raw)
+	}
+	reply := back.subscribe("things", pk, "b", last)
+	now, recovered := position(t, reply)
+	if !recovered {
+		t.Fatalf("not recovered: %s", reply.raw)
+	}
+	got := back.waitFor("b", 3)
+	p1, p2 := got[1].payload, got[2].payload
+	if p1["action"] != "update" || p1["data"].(map[string]any)["counter"] != 2.0 || p1["data"].(map[string]any)["name"] != "watched" ||
+		p2["action"] != "update" || p2["data"].(map[string]any)["name"] != "renamed" || p2["response_status"] != 200.0 {
+		t.Fatalf("catch-up:\n%s", raws(got))
+	}
+	if !(last < got[1].seq() && got[1].seq() < got[2].seq() && got[2].seq() < now) {
+		t.Fatalf("seqs %d < %d < %d < %d (the reply's position is after the unrelated create):\n%s", last, got[1].seq(), got[2].seq(), now, raws(got))
+	}
+	// Live again: both subscriptions hear the delete, the plain one with
+	// DCRF's five keys and no seq.
+	restWrite(t, "DELETE", item, "")
+	del := back.waitFor("b", 4)[3]
+	if del.payload["action"] != "delete" || del.payload["response_status"] != 204.0 || del.seq() <= now ||
+		fmt.Sprint(del.payload["data"]) != fmt.Sprint(map[string]any{"pk": pk}) {
+		t.Fatalf("delete event %s", del.raw)
+	}
+	plain := back.waitFor("plain", 2)
+	if len(plain) != 2 || plain[1].payload["action"] != "delete" || fmt.Sprint(keys(t, plain[1].raw)) != fmt.Sprint(dcrfKeys) {
+		t.Fatalf("plain subscription:\n%s", raws(plain))
+	}
+	// Coming back after the delete: the changes, then the delete.
+	late := dialRecorder(t, base, "")
+	position(t, late.subscribe("things", pk, "c", last))
+	if got := late.waitFor("c", 4); got[3].payload["action"] != "delete" || got[3].seq() != del.seq() || got[1].seq() != back.of("b")[1].seq() {
+		t.Fatalf("after the delete:\n%s", raws(got))
+	}
+	// Only what was asked for arrived.
+	if n := len(back.of("b")); n != 4 {
+		t.Fatalf("%d frames for b:\n%s", n, raws(back.of("b")))
+	}
+}
+
+// resourcesConfigOpen is resourcesConfig with every write open, and the
+// data directory reported to the test.
+func resourcesConfigOpen(dir *string) func(*config.Config) {
+	return func(c *config.Config) {
+		resourcesConfig(c)
+		c.Resources[0].Permissions.Delete = "anyone"
+		if dir != nil {
+			*dir = c.DataDir
+		}
+	}
+}
+
+
+// trim drops the changes up to upTo from a server's change log, from the
+// outside, as an operator (or a retention job) would.
+func trim(t *testing.T, dataDir string, upTo int64) {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(dataDir, "switchyard.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.TrimChanges(context.Background(), upTo); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// When the change log cannot tell what was missed — trimmed past since,
+// since ahead of this server's log, more than the replay limit — the
+// reply says recovered false and the record comes as it is now.
+func TestSubscribeSinceWhenTheLogCannotTell(t *testing.T) {
+	var dir string
+	base, _ := start(t, resourcesConfigOpen(&dir), Options{})
+	api := base + "/api/resources/things/"
+	pk := restWrite(t, "POST", api, `{"name": "x"}`)["pk"]
+	item := fmt.Sprintf("%s%v/", api, pk)
+	w := dialRecorder(t, base, "")
+	position(t, w.subscribe("things", pk, "w", 0))
+	var seqs []int64
+	for i := 1; i <= 3; i++ {
+		restWrite(t, "PATCH", item, fmt.Sprintf(`{"counter": %d}`, i))
+		seqs = append(seqs, w.waitFor("w", i+1)[i].seq())
+	}
+	s1, s2, s3 := seqs[0], seqs[1], seqs[2]
+	trim(t, dir, s2)
+
+	c := dialRecorder(t, base, "")
+	now, recovered := position(t, c.subscribe("things", pk, "trimmed", s1))
+	got := c.waitFor("trimmed", 2)
+	if recovered || now != s3 || got[1].payload["action"] != "update" || got[1].seq() != s3 || got[1].payload["data"].(map[string]any)["counter"] != 3.0 {
+		t.Fatalf("trimmed past since:\n%s", raws(got))
+	}
+	// Since the trimmed position itself: everything after it is kept.
+	if _, recovered = position(t, c.subscribe("things", pk, "edge", s2)); !recovered {
+		t.Fatal("since the trimmed position: not recovered")
+	}
+	if got = c.waitFor("edge", 2); got[1].seq() != s3 {
+		t.Fatalf("since the trimmed position:\n%s", raws(got))
+	}
+	// A position this server never reached.
+	if now, recovered = position(t, c.subscribe("things", pk, "ahead", s3+1000)); recovered || now != s3 {
+		t.Fatalf("since ahead: %d %v", now, recovered)
+	}
+	if got = c.waitFor("ahead", 2); got[1].payload["data"].(map[string]any)["counter"] != 3.0 {
+		t.Fatalf("since ahead:\n%s", raws(got))
+	}
+	// More missed than the replay limit (100).
+	for i := range 101 {
+		restWrite(t, "PATCH", item, fmt.Sprintf(`{"counter": %d}`, 10+i))
+	}
+	w.waitFor("w", 4+101)
+	if _, recovered = position(t, c.subscribe("things", pk, "many", s3)); recovered {
+		t.Fatal("over the limit: recovered")
+	}
+	if got = c.waitFor("many", 2); got[1].payload["data"].(map[string]any)["counter"] != 110.0 || len(got) != 2 {
+		t.Fatalf("over the limit:\n%s", raws(got))
+	}
+	// Deleted, and the log trimmed of everything: the delete, as of now.
+	restWrite(t, "DELETE", item, "")
+	del := w.waitFor("w", 4+101+1)[4+101].seq()
+	trim(t, dir, del)
+	if now, recovered = position(t, c.subscribe("things", pk, "gone", s3)); recovered || now != del {
+		t.Fatalf("deleted and trimmed: %d %v", now, recovered)
+	}
+	if got = c.waitFor("gone", 2); got[1].payload["action"] != "delete" || got[1].payload["response_status"] != 204.0 || got[1].seq() != del {
+		t.Fatalf("deleted and trimmed:\n%s", raws(got))
+	}
+	// The subscriptions stayed live: each heard every later change once,
+	// in order.
+	for _, rid := range []string{"trimmed", "edge", "ahead", "many"} {
+		got := c.of(rid)
+		increasing(t, rid, got[1:])
+		if last := got[len(got)-1]; last.payload["action"] != "delete" || last.seq() != del {
+			t.Fatalf("%s ends with %s", rid, last.raw)
+		}
+	}
+}
+
+// increasing fails unless the frames' seqs strictly increase: no
+// duplicate, no disorder.
+func increasing(t *testing.T, what string, fs []recorded) {
+	t.Helper()
+	for i := 1; i < len(fs); i++ {
+		if fs[i].seq() <= fs[i-1].seq() {
+			t.Fatalf("%s: seq %d after %d:\n%s", what, fs[i].seq(), fs[i-1].seq(), raws(fs))
+		}
+	}
+}
