@@ -285,7 +285,6 @@ func resourcesConfigOpen(dir *string) func(*config.Config) {
 	}
 }
 
-
 // trim drops the changes up to upTo from a server's change log, from the
 // outside, as an operator (or a retention job) would.
 func trim(t *testing.T, dataDir string, upTo int64) {
