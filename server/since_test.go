@@ -380,3 +380,219 @@ func increasing(t *testing.T, what string, fs []recorded) {
 		}
 	}
 }
+
+// A since of the wrong kind is a 400 naming it; the socket stays open.
+func TestSubscribeSinceBadSince(t *testing.T) {
+	base, _ := start(t, resourcesConfigOpen(nil), Options{})
+	pk := restWrite(t, "POST", base+"/api/resources/things/", `{"name": "x"}`)["pk"]
+	c := dialRecorder(t, base, "")
+	for i, since := range []any{"x", "12", -1, 1.5, true, map[string]any{"offset": 1, "epoch": "e"}, []int{1}} {
+		rid := fmt.Sprintf("bad%d", i)
+		r := c.subscribe("things", pk, rid, since)
+		errs, _ := r.payload["errors"].([]any)
+		if r.payload["response_status"] != 400.0 || len(errs) != 1 || errs[0].(map[string]any)["since"] == nil || r.payload["data"] != nil {
+			t.Fatalf("since %v: %s", since, r.raw)
+		}
+		if fmt.Sprint(keys(t, r.raw)) != fmt.Sprint(dcrfKeys) {
+			t.Fatalf("error reply keys %v", keys(t, r.raw))
+		}
+	}
+	// null is no since: a plain DCRF subscription.
+	if r := c.subscribe("things", pk, "null", json.RawMessage("null")); r.payload["response_status"] != 201.0 || r.payload["data"] != nil {
+		t.Fatalf("since null: %s", r.raw)
+	}
+	if _, recovered := position(t, c.subscribe("things", pk, "good", 0)); !recovered {
+		t.Fatal("a good since after bad ones")
+	}
+	restWrite(t, "PATCH", fmt.Sprintf("%s/api/resources/things/%v/", base, pk), `{"counter": 5}`)
+	c.waitFor("good", 2)
+	c.waitFor("null", 2)
+	for i := range 7 { // the refused subscriptions left nothing behind
+		if got := c.of(fmt.Sprintf("bad%d", i)); len(got) != 1 {
+			t.Fatalf("bad%d got events:\n%s", i, raws(got))
+		}
+	}
+	// Unknown records are 404, with since as without.
+	if r := c.subscribe("things", 999, "missing", 0); r.payload["response_status"] != 404.0 {
+		t.Fatalf("missing record %s", r.raw)
+	}
+}
+
+// The catch-up shows what retrieve shows: another owner's record does not
+// exist, an anonymous client may not read an owner resource, and a record
+// deleted while its owner was away comes back as its delete.
+func TestSubscribeSincePermissions(t *testing.T) {
+	base, _ := start(t, func(c *config.Config) {
+		resourcesConfig(c)
+		c.Auth.JWT.HMACSecret = testSecret
+		c.Resources[0].Fields = append(c.Resources[0].Fields, config.Field{Name: "owner", Type: "string"})
+		c.Resources[0].Permissions = config.ResourcePermissions{Read: "owner:owner", Create: "owner:owner", Update: "owner:owner", Delete: "owner:owner"}
+	}, Options{})
+	aliceTok := token(t, "alice", time.Hour, nil)
+	alice := dialRecorder(t, base, "?token="+aliceTok)
+	alice.send("things", map[string]any{"action": "create", "request_id": "mk", "data": map[string]any{"name": "hers"}})
+	pk := alice.waitFor("mk", 1)[0].payload["data"].(map[string]any)["pk"]
+	since, _ := position(t, alice.subscribe("things", pk, "mine", 0))
+	item := fmt.Sprintf("%s/api/resources/things/%v/", base, pk)
+	if code, _, raw := rest(t, "PATCH", item, `{"counter": 1}`, aliceTok); code != 200 {
+		t.Fatalf("patch %d %s", code, raw)
+	}
+	alice.waitFor("mine", 2)
+
+	bob := dialRecorder(t, base, "?token="+token(t, "bob", time.Hour, nil))
+	if r := bob.subscribe("things", pk, "theirs", since); r.payload["response_status"] != 404.0 || r.payload["errors"].([]any)[0] != "Not found" {
+		t.Fatalf("another user's record: %s", r.raw)
+	}
+	anon := dialRecorder(t, base, "")
+	if r := anon.subscribe("things", pk, "anon", since); r.payload["response_status"] != 403.0 {
+		t.Fatalf("anonymous: %s", r.raw)
+	}
+	if code, _, raw := rest(t, "DELETE", item, "", aliceTok); code != 204 {
+		t.Fatalf("delete %d %s", code, raw)
+	}
+	alice.waitFor("mine", 3)
+	if r := bob.subscribe("things", pk, "theirs-deleted", since); r.payload["response_status"] != 404.0 {
+		t.Fatalf("another user's deleted record: %s", r.raw)
+	}
+	back := dialRecorder(t, base, "?token="+aliceTok)
+	position(t, back.subscribe("things", pk, "again", since))
+	got := back.waitFor("again", 3)
+	if got[1].payload["action"] != "update" || got[2].payload["action"] != "delete" {
+		t.Fatalf("the owner comes back:\n%s", raws(got))
+	}
+	// Bob's refused subscriptions received nothing.
+	if n := len(bob.of("theirs")) + len(bob.of("theirs-deleted")); n != 2 {
+		t.Fatalf("bob got %d frames", n)
+	}
+}
+
+// Subscriptions with since made while writers race them receive every
+// change after their since exactly once, in order, each as the change
+// left the record — whether the record was not yet subscribed on the
+// connection or already was (a second request_id).
+func TestSubscribeSinceRacingWriters(t *testing.T) {
+	base, _ := start(t, resourcesConfigOpen(nil), Options{})
+	api := base + "/api/resources/things/"
+	pk := restWrite(t, "POST", api, `{"name": "raced"}`)["pk"]
+	other := restWrite(t, "POST", api, `{"name": "other"}`)["pk"]
+	// The reference saw every change from before the writers started.
+	ref := dialRecorder(t, base, "")
+	position(t, ref.subscribe("things", pk, "ref", 0))
+	// A plain subscription on the connection where most since ones will
+	// be second request_ids.
+	shared := dialRecorder(t, base, "")
+	if r := shared.subscribe("things", pk, "plain", nil); r.payload["response_status"] != 201.0 {
+		t.Fatalf("plain subscribe %s", r.raw)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	writes := 0
+	for w := range 3 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				target, body := pk, fmt.Sprintf(`{"counter": %d}`, w*100000+i)
+				if i%4 == 3 {
+					target = other // other records' changes take seqs too
+				}
+				req, _ := http.NewRequest("PATCH", fmt.Sprintf("%s%v/", api, target), strings.NewReader(body))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("patch: %d", resp.StatusCode)
+					return
+				}
+				if target == pk {
+					mu.Lock()
+					writes++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	// Wait until the writers are going.
+	ref.waitFor("ref", 4)
+
+	type sub struct {
+		r     *recorder
+		rid   string
+		since int64
+	}
+	var subs []sub
+	for k := range 24 {
+		got := ref.of("ref")
+		since := got[len(got)-1].seq()
+		if len(got) == 1 {
+			since, _ = position(t, got[0])
+		}
+		s := sub{r: shared, rid: fmt.Sprintf("s%d", k), since: since}
+		if k%2 == 0 {
+			s.r, s.rid = dialRecorder(t, base, ""), "fresh"
+		}
+		s.r.send("things", map[string]any{"action": "subscribe_instance", "pk": pk, "request_id": s.rid, "since": s.since})
+		s.r.waitFor(s.rid, 1)
+		subs = append(subs, s)
+	}
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	n := writes
+	mu.Unlock()
+
+	all := ref.waitFor("ref", n+1)[1:]
+	increasing(t, "ref", all)
+	final := all[len(all)-1].seq()
+	counter := map[int64]any{} // seq -> the counter that change left
+	for _, f := range all {
+		counter[f.seq()] = f.payload["data"].(map[string]any)["counter"]
+	}
+	for _, s := range subs {
+		var got []recorded
+		for {
+			got = s.r.waitFor(s.rid, len(got)+1)
+			if got[len(got)-1].seq() == final {
+				break
+			}
+		}
+		upTo, recovered := position(t, got[0])
+		events := got[1:]
+		increasing(t, s.rid, events)
+		want := s.since
+		if !recovered { // more than the replay limit behind: the state at upTo first
+			if events[0].seq() != upTo {
+				t.Fatalf("%s since %d: not recovered, first event %s", s.rid, s.since, events[0].raw)
+			}
+			want, events = upTo, events[1:]
+		}
+		var expected []int64
+		for _, f := range all {
+			if f.seq() > want {
+				expected = append(expected, f.seq())
+			}
+		}
+		if len(events) != len(expected) {
+			t.Fatalf("%s since %d: %d events, want %d:\n%s", s.rid, s.since, len(events), len(expected), raws(events))
+		}
+		for i, f := range events {
+			if f.seq() != expected[i] || f.payload["data"].(map[string]any)["counter"] != counter[f.seq()] {
+				t.Fatalf("%s since %d: event %d is %s, want seq %d with counter %v", s.rid, s.since, i, f.raw, expected[i], counter[expected[i]])
+			}
+		}
+	}
+	// The plain subscription sharing the connection got every change too,
+	// without seq.
+	plain := shared.waitFor("plain", n+1)[1:]
+	if len(plain) != n || plain[0].payload["seq"] != nil {
+		t.Fatalf("plain: %d events, want %d", len(plain), n)
+	}
+}
