@@ -56,7 +56,8 @@ type Hooks struct {
 	// AfterWrite runs after the write committed (creates, updates and
 	// deletes), before subscribers are notified, in commit order per
 	// resource (see ServiceConfig.OnChange). It may write, to its own
-	// resource too: that write's event follows this one.
+	// resource too, with the ctx it is given: that write returns at once,
+	// and its event follows this one.
 	AfterWrite func(ctx context.Context, ev Event)
 }
 
@@ -67,10 +68,9 @@ type ServiceConfig struct {
 	// Hooks by resource name.
 	Hooks map[string]Hooks
 	// OnChange is called after each write committed, in commit order per
-	// resource (nil: no events). It is called before the write returns,
-	// except when writes of the resource race: then the write already
-	// emitting emits the others' events too, in order, and a write may
-	// return before its event is out. The same holds for AfterWrite.
+	// resource, before the write returns (nil: no events); so are the
+	// AfterWrite hooks. A write made from a hook with the ctx it was given
+	// returns at once, its event following the one being emitted.
 	OnChange func(ctx context.Context, ev Event)
 }
 
@@ -84,26 +84,38 @@ type Service struct {
 	emitters map[string]*emitter // by resource; the map is fixed by NewService
 }
 
-// emitter keeps one resource's events in commit order: writes commit
-// holding mu (the store serialises them anyway) and queue their change;
-// one goroutine at a time, the first writer to find nobody emitting,
-// emits the queue in order. A write made by a hook while its resource's
-// events are being emitted queues and returns, so hooks may write without
-// deadlocking.
+// emitter keeps one resource's events in commit order. Writes commit
+// holding mu (the store serialises them anyway) and queue their change in
+// that order. The write at the head of the queue holds the turn: it emits
+// its own change, then those that hooks wrote meanwhile, and hands the
+// turn to the next waiting write. Each write thus waits for its own event
+// (the writers' backpressure on a slow fan-out) and no write emits the
+// others' for long.
+//
+// A write made from a hook (with the ctx the hook was given) never waits:
+// it queues behind the event being emitted, or takes the turn itself when
+// its resource is idle. So a hook may write to any resource, its own
+// included, without deadlocking.
 type emitter struct {
 	mu       sync.Mutex
-	queue    []queued
-	emitting bool
+	queue    []*queued
+	emitting bool // a write holds the turn
 }
 
 type queued struct {
 	ctx    context.Context
 	ch     store.Change
 	before store.Row
+	// turn is closed when the turn passes to this write; nil for a write
+	// made from a hook, which does not wait.
+	turn chan struct{}
 }
 
-// commit runs one store write of a resource and emits its event after
-// those of the resource's earlier writes.
+// inHook marks the context hooks and OnChange are given.
+type inHook struct{}
+
+// commit runs one store write of a resource and emits its event in commit
+// order.
 func (s *Service) commit(ctx context.Context, sc *Schema, before store.Row, write func() (store.Row, store.Change, error)) (store.Row, error) {
 	e := s.emitters[sc.Name()]
 	e.mu.Lock()
@@ -112,43 +124,62 @@ func (s *Service) commit(ctx context.Context, sc *Schema, before store.Row, writ
 		e.mu.Unlock()
 		return nil, err
 	}
-	e.queue = append(e.queue, queued{ctx: context.WithoutCancel(ctx), ch: ch, before: before})
-	if e.emitting {
-		e.mu.Unlock()
-		return row, nil
+	q := &queued{ctx: context.WithoutCancel(ctx), ch: ch, before: before}
+	if ctx.Value(inHook{}) == nil {
+		q.turn = make(chan struct{})
 	}
-	e.emitting = true
-	e.mu.Unlock()
-	s.drain(sc, e)
+	e.queue = append(e.queue, q)
+	switch {
+	case !e.emitting:
+		e.emitting = true
+		e.mu.Unlock()
+	case q.turn == nil:
+		e.mu.Unlock()
+		return row, nil // from a hook: the write holding the turn emits it
+	default:
+		e.mu.Unlock()
+		<-q.turn
+	}
+	s.takeTurn(sc, e)
 	return row, nil
 }
 
-// drain emits a resource's queued changes until none is left. If a hook
-// panics, the emitter is released before the panic goes on, and the next
-// write emits what is left.
-func (s *Service) drain(sc *Schema, e *emitter) {
-	done := false
-	defer func() {
-		if !done {
-			e.mu.Lock()
-			e.emitting = false
-			e.mu.Unlock()
-		}
-	}()
-	for {
+// takeTurn runs with the turn held and the caller's change at the head
+// of the queue: it emits that change and the hooks' changes after it,
+// then hands the turn to the next waiting write or gives it up. A hook
+// that panics does not leave the turn held: the panic goes on once the
+// turn has moved.
+func (s *Service) takeTurn(sc *Schema, e *emitter) {
+	var panicked any
+	for first := true; ; first = false {
 		e.mu.Lock()
 		if len(e.queue) == 0 {
-			e.queue, e.emitting = e.queue[:0], false
-			done = true
+			e.emitting = false
 			e.mu.Unlock()
-			return
+			break
 		}
 		q := e.queue[0]
-		e.queue[0] = queued{}
+		if !first && q.turn != nil {
+			close(q.turn) // that write emits its own
+			e.mu.Unlock()
+			break
+		}
+		e.queue[0] = nil
 		e.queue = e.queue[1:]
 		e.mu.Unlock()
-		s.emit(q.ctx, sc, q.ch, q.before)
+		if p := s.emitRecovering(sc, q); p != nil && panicked == nil {
+			panicked = p
+		}
 	}
+	if panicked != nil {
+		panic(panicked)
+	}
+}
+
+func (s *Service) emitRecovering(sc *Schema, q *queued) (panicked any) {
+	defer func() { panicked = recover() }()
+	s.emit(context.WithValue(q.ctx, inHook{}, true), sc, q.ch, q.before)
+	return nil
 }
 
 // NewService builds the schemas and migrates the store to them.
