@@ -80,7 +80,10 @@ type session struct {
 	hs *hub.Session
 	// DCRF instance subscriptions: hub channel → the request_ids
 	// subscribed to it (events go out once per request_id). Written by the
-	// connection's handler calls, read by the hub's broadcasts.
+	// connection's handler calls, read by the hub's broadcasts. smu is
+	// taken inside the hub session's lock (the hub encodes held events
+	// under it when a subscribe ends), so nothing calls into the hub while
+	// holding smu.
 	smu       sync.Mutex
 	instances map[string][]*instanceSub
 	lists     map[string][]listSub // collection channel → live queries
