@@ -399,6 +399,16 @@ func (s *Schema) Allowed(action, user string, row store.Row) bool {
 	return owner == user
 }
 
+// readable reports whether a user may read a record as row holds it. A
+// nil row (a state the change log no longer keeps) is readable only when
+// reading is not limited to owners.
+func (s *Schema) readable(user string, row store.Row) bool {
+	if _, owned := s.owner["read"]; owned && row == nil {
+		return false
+	}
+	return s.Allowed("read", user, row)
+}
+
 // OwnerFilter returns the condition that limits a list to the user's
 // records when reading is owner:<field>, and false when reading is not
 // owner-limited.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/config"
@@ -53,7 +54,10 @@ type Hooks struct {
 	// fields); an error refuses the write like Validate's.
 	BeforeWrite func(ctx context.Context, w *Write) error
 	// AfterWrite runs after the write committed (creates, updates and
-	// deletes), before subscribers are notified.
+	// deletes), before subscribers are notified, in commit order per
+	// resource (see ServiceConfig.OnChange). It may write, to its own
+	// resource too, with the ctx it is given: that write returns at once,
+	// and its event follows this one.
 	AfterWrite func(ctx context.Context, ev Event)
 }
 
@@ -64,7 +68,9 @@ type ServiceConfig struct {
 	// Hooks by resource name.
 	Hooks map[string]Hooks
 	// OnChange is called after each write committed, in commit order per
-	// resource, before the write returns (nil: no events).
+	// resource, before the write returns (nil: no events); so are the
+	// AfterWrite hooks. A write made from a hook with the ctx it was given
+	// returns at once, its event following the one being emitted.
 	OnChange func(ctx context.Context, ev Event)
 }
 
@@ -75,11 +81,110 @@ type Service struct {
 	schemas  map[string]*Schema
 	hooks    map[string]Hooks
 	onChange func(context.Context, Event)
+	emitters map[string]*emitter // by resource; the map is fixed by NewService
+}
+
+// emitter keeps one resource's events in commit order. Writes commit
+// holding mu (the store serialises them anyway) and queue their change in
+// that order. The write at the head of the queue holds the turn: it emits
+// its own change, then those that hooks wrote meanwhile, and hands the
+// turn to the next waiting write. Each write thus waits for its own event
+// (the writers' backpressure on a slow fan-out) and no write emits the
+// others' for long.
+//
+// A write made from a hook (with the ctx the hook was given) never waits:
+// it queues behind the event being emitted, or takes the turn itself when
+// its resource is idle. So a hook may write to any resource, its own
+// included, without deadlocking.
+type emitter struct {
+	mu       sync.Mutex
+	queue    []*queued
+	emitting bool // a write holds the turn
+}
+
+type queued struct {
+	ctx    context.Context
+	ch     store.Change
+	before store.Row
+	// turn is closed when the turn passes to this write; nil for a write
+	// made from a hook, which does not wait.
+	turn chan struct{}
+}
+
+// inHook marks the context hooks and OnChange are given.
+type inHook struct{}
+
+// commit runs one store write of a resource and emits its event in commit
+// order.
+func (s *Service) commit(ctx context.Context, sc *Schema, before store.Row, write func() (store.Row, store.Change, error)) (store.Row, error) {
+	e := s.emitters[sc.Name()]
+	e.mu.Lock()
+	row, ch, err := write()
+	if err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	q := &queued{ctx: context.WithoutCancel(ctx), ch: ch, before: before}
+	if ctx.Value(inHook{}) == nil {
+		q.turn = make(chan struct{})
+	}
+	e.queue = append(e.queue, q)
+	switch {
+	case !e.emitting:
+		e.emitting = true
+		e.mu.Unlock()
+	case q.turn == nil:
+		e.mu.Unlock()
+		return row, nil // from a hook: the write holding the turn emits it
+	default:
+		e.mu.Unlock()
+		<-q.turn
+	}
+	s.takeTurn(sc, e)
+	return row, nil
+}
+
+// takeTurn runs with the turn held and the caller's change at the head
+// of the queue: it emits that change and the hooks' changes after it,
+// then hands the turn to the next waiting write or gives it up. A hook
+// that panics does not leave the turn held: the panic goes on once the
+// turn has moved.
+func (s *Service) takeTurn(sc *Schema, e *emitter) {
+	var panicked any
+	for first := true; ; first = false {
+		e.mu.Lock()
+		if len(e.queue) == 0 {
+			e.emitting = false
+			e.mu.Unlock()
+			break
+		}
+		q := e.queue[0]
+		if !first && q.turn != nil {
+			close(q.turn) // that write emits its own
+			e.mu.Unlock()
+			break
+		}
+		e.queue[0] = nil
+		e.queue = e.queue[1:]
+		e.mu.Unlock()
+		if p := s.emitRecovering(sc, q); p != nil && panicked == nil {
+			panicked = p
+		}
+	}
+	if panicked != nil {
+		panic(panicked)
+	}
+}
+
+func (s *Service) emitRecovering(sc *Schema, q *queued) (panicked any) {
+	defer func() { panicked = recover() }()
+	s.emit(context.WithValue(q.ctx, inHook{}, true), sc, q.ch, q.before)
+	return nil
 }
 
 // NewService builds the schemas and migrates the store to them.
 func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
-	s := &Service{st: cfg.Store, schemas: map[string]*Schema{}, hooks: cfg.Hooks, onChange: cfg.OnChange}
+	s := &Service{st: cfg.Store, schemas: map[string]*Schema{}, hooks: cfg.Hooks, onChange: cfg.OnChange, emitters: map[string]*emitter{}}
 	for name := range cfg.Hooks {
 		found := false
 		for _, r := range cfg.Resources {
@@ -96,6 +201,7 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 			return nil, err
 		}
 		s.schemas[r.Name] = sc
+		s.emitters[r.Name] = &emitter{}
 		tables = append(tables, sc.Table())
 	}
 	if err := cfg.Store.Migrate(ctx, tables); err != nil {
@@ -186,11 +292,12 @@ func (s *Service) Create(ctx context.Context, name, user string, body json.RawMe
 	if err := s.before(ctx, &w); err != nil {
 		return nil, err
 	}
-	stored, ch, err := s.st.Insert(ctx, name, w.Row)
+	stored, err := s.commit(ctx, sc, nil, func() (store.Row, store.Change, error) {
+		return s.st.Insert(ctx, name, w.Row)
+	})
 	if err != nil {
 		return nil, s.storeError(sc, err)
 	}
-	s.emit(ctx, sc, ch, nil)
 	return sc.Encode(stored), nil
 }
 
@@ -241,11 +348,12 @@ func (s *Service) Write(ctx context.Context, name, user string, pk int64, body j
 	if err := s.before(ctx, &w); err != nil {
 		return nil, err
 	}
-	stored, ch, err := s.st.Update(ctx, name, pk, w.Row)
+	stored, err := s.commit(ctx, sc, current, func() (store.Row, store.Change, error) {
+		return s.st.Update(ctx, name, pk, w.Row)
+	})
 	if err != nil {
 		return nil, s.storeError(sc, err)
 	}
-	s.emit(ctx, sc, ch, current)
 	return sc.Encode(stored), nil
 }
 
@@ -272,11 +380,13 @@ func (s *Service) Delete(ctx context.Context, name, user string, pk int64) error
 	if err := s.before(ctx, &w); err != nil {
 		return err
 	}
-	ch, err := s.st.Delete(ctx, name, pk)
+	_, err = s.commit(ctx, sc, current, func() (store.Row, store.Change, error) {
+		ch, err := s.st.Delete(ctx, name, pk)
+		return nil, ch, err
+	})
 	if err != nil {
 		return s.storeError(sc, err)
 	}
-	s.emit(ctx, sc, ch, current)
 	return nil
 }
 

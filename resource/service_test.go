@@ -28,6 +28,13 @@ func (e *events) add(_ context.Context, ev Event) {
 
 func service(t *testing.T, perms config.ResourcePermissions) (*Service, *events) {
 	t.Helper()
+	svc, ev, _ := serviceDB(t, perms)
+	return svc, ev
+}
+
+// serviceDB is service with its store, for tests that trim the change log.
+func serviceDB(t *testing.T, perms config.ResourcePermissions) (*Service, *events, *sqlite.DB) {
+	t.Helper()
 	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "r.db")})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +57,7 @@ func service(t *testing.T, perms config.ResourcePermissions) (*Service, *events)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return svc, ev
+	return svc, ev, db
 }
 
 func decode(t *testing.T, b json.RawMessage) map[string]any {

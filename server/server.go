@@ -150,7 +150,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Resources: cfg.Resources,
 		Hooks:     o.ResourceHooks,
 		OnChange: func(ctx context.Context, ev resource.Event) {
-			data, _ := json.Marshal(live.ResourceEvent{Op: string(ev.Op), PK: ev.PK, Data: ev.Data, Before: ev.Before})
+			data, _ := json.Marshal(live.ResourceEvent{Op: string(ev.Op), PK: ev.PK, Seq: ev.Seq, Data: ev.Data, Before: ev.Before})
 			ctx = context.WithoutCancel(ctx)
 			for _, ch := range []string{live.InstanceChannel(ev.Resource, ev.PK), live.CollectionChannel(ev.Resource)} {
 				if _, err := hb.Publish(ctx, nil, ch, data); err != nil {

@@ -68,12 +68,34 @@ const (
 
 // Change is one committed write, in the order of the change log.
 type Change struct {
-	Seq   int64 // increases by one per change across the whole store
+	Seq   int64 // increases with every change across the whole store, in commit order
 	Table string
 	ID    int64
 	Op    Op
 	Row   Row // the row after the change; nil for a delete
 	Time  time.Time
+}
+
+// RowLog is what the store holds about one row, read from one snapshot:
+// every change of the row with a Seq in (after, Last] is either in Changes
+// or was dropped by trimming (after < Trimmed), and Row is the row as the
+// change at Last left it.
+type RowLog struct {
+	// Changes are the row's changes after the position asked, oldest
+	// first.
+	Changes []Change
+	// Row is the row as it is; nil when it does not exist.
+	Row Row
+	// LastRow, when Row is nil, is the row as the newest change that had
+	// one (a create or an update) left it: for a deleted row, what it
+	// held before the delete. Nil when the log keeps no such change.
+	LastRow Row
+	// Last is the Seq of the newest change the store committed (0: none
+	// yet); trimming does not lower it.
+	Last int64
+	// Trimmed is the Seq up to which the log was trimmed: it keeps every
+	// change after it (0: nothing was dropped).
+	Trimmed int64
 }
 
 // Cond is an equality condition on a column (a nil Value matches NULL).
@@ -120,6 +142,16 @@ type Store interface {
 	List(ctx context.Context, table string, q Query) ([]Row, int, error)
 	// Changes returns up to limit changes with Seq > after, oldest first.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	// RowChanges reads, from one snapshot of the store, a row, its changes
+	// with Seq > after (oldest first, at most limit; limit <= 0: all) and
+	// the extent of the change log. A row that does not exist is not an
+	// error (RowLog.Row is nil); an unknown table is ErrNotFound.
+	RowChanges(ctx context.Context, table string, id, after int64, limit int) (RowLog, error)
+	// TrimChanges drops the changes with Seq <= upTo from the log (the
+	// oldest ones); RowLog.Trimmed is upTo afterwards, or Last when upTo
+	// is beyond it. Nothing calls it on its own yet: the log keeps every
+	// change until a retention is configured (next).
+	TrimChanges(ctx context.Context, upTo int64) error
 	Ping(ctx context.Context) error
 	Close() error
 }

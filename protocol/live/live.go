@@ -49,6 +49,12 @@ type Config struct {
 	// is answered 429 (on its stream, with its request_id) and dropped; the
 	// connection stays open.
 	MessagesPerSecond int
+	// MaxCatchUp bounds how many missed changes of one record a
+	// subscribe_instance with since replays (default
+	// resource.DefaultCatchUpLimit, 100: a few tens of KB for typical
+	// records, well inside a session's outbox); past it the client gets the
+	// record as it is, with recovered false.
+	MaxCatchUp int
 }
 
 // Handler serves /live. Create it with New.
@@ -74,9 +80,12 @@ type session struct {
 	hs *hub.Session
 	// DCRF instance subscriptions: hub channel → the request_ids
 	// subscribed to it (events go out once per request_id). Written by the
-	// connection's handler calls, read by the hub's broadcasts.
+	// connection's handler calls, read by the hub's broadcasts. smu is
+	// taken inside the hub session's lock (the hub encodes held events
+	// under it when a subscribe ends), so nothing calls into the hub while
+	// holding smu.
 	smu       sync.Mutex
-	instances map[string][]json.RawMessage
+	instances map[string][]*instanceSub
 	lists     map[string][]listSub // collection channel → live queries
 	// A token bucket for MessagesPerSecond: tokens left and when they were
 	// counted. Touched only by the connection's handler calls, which never
@@ -198,7 +207,7 @@ type request struct {
 	Action    string                     `json:"action"`
 	RequestID json.RawMessage            `json:"request_id"`
 	Channel   string                     `json:"channel"`
-	Since     *switchyard.StreamPosition `json:"since"`
+	Since     json.RawMessage            `json:"since"` // {offset, epoch} on $channels, a change-log seq on resource streams
 	Data      json.RawMessage            `json:"data"`
 	Limit     *int                       `json:"limit"`
 	Offset    *int                       `json:"offset"`
@@ -306,7 +315,12 @@ func (h *Handler) channels(ctx context.Context, sess *session, req request) {
 	hb := h.cfg.Hub
 	switch req.Action {
 	case "subscribe":
-		err := hb.Subscribe(ctx, sess.hs, req.Channel, req.Since, func(res hub.SubscribeResult) []byte {
+		since, err := channelSince(req)
+		if err != nil {
+			h.replyError(sess, stream, req, err)
+			return
+		}
+		err = hb.Subscribe(ctx, sess.hs, req.Channel, since, func(res hub.SubscribeResult) []byte {
 			return h.ok(stream, req, res)
 		})
 		if err != nil {
@@ -341,7 +355,12 @@ func (h *Handler) channels(ctx context.Context, sess *session, req request) {
 			h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeBadRequest, "limit must be >= 0"))
 			return
 		}
-		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, limit, req.Since)
+		since, err := channelSince(req)
+		if err != nil {
+			h.replyError(sess, stream, req, err)
+			return
+		}
+		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, limit, since)
 		if err != nil {
 			h.replyError(sess, stream, req, err)
 			return
@@ -350,6 +369,23 @@ func (h *Handler) channels(ctx context.Context, sess *session, req request) {
 	default:
 		h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "unknown action %q on $channels", req.Action))
 	}
+}
+
+// channelSince decodes the since of a $channels request, a stream
+// position {offset, epoch}; nil when absent.
+func channelSince(req request) (*switchyard.StreamPosition, error) {
+	if len(req.Since) == 0 {
+		return nil, nil
+	}
+	// Decoded as a field of the payload, so a wrong type is reported as
+	// it always was: "field since must be ...".
+	var v struct {
+		Since *switchyard.StreamPosition `json:"since"`
+	}
+	if err := json.Unmarshal(append(append([]byte(`{"since":`), req.Since...), '}'), &v); err != nil {
+		return nil, switchyard.Errorf(switchyard.CodeBadRequest, "invalid payload: %s", jsonProblem(err))
+	}
+	return v.Since, nil
 }
 
 func requestID(req request) json.RawMessage {

@@ -3,6 +3,8 @@ package live
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,18 +13,25 @@ import (
 	"github.com/switchyardhq/switchyard/broker/memory"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
+	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/store/sqlite"
 )
 
 // frames is a hub.Writer that keeps what the session wrote.
 type frames struct {
-	mu  sync.Mutex
-	got [][]byte
+	mu    sync.Mutex
+	got   [][]byte
+	wrote chan struct{} // signalled after each write
 }
 
 func (f *frames) WriteFrames(ctx context.Context, b [][]byte) error {
 	f.mu.Lock()
 	f.got = append(f.got, b...)
 	f.mu.Unlock()
+	select {
+	case f.wrote <- struct{}{}:
+	default:
+	}
 	return nil
 }
 func (f *frames) Close(int, string) error { return nil }
@@ -34,13 +43,29 @@ func testHandler(tb testing.TB) (*Handler, *session, *frames) {
 	hb, err := hub.New(hub.Config{Broker: b, Presence: b, Channels: config.Channels{
 		Default:    config.DefaultChannelOptions(),
 		Namespaces: []config.Namespace{{Name: "chat", ChannelOptions: config.ChannelOptions{Presence: true, HistorySize: 10, HistoryTTL: config.Duration(time.Hour), Recover: true, Permissions: open}}},
-	}})
+	}, Reserved: map[string]config.ChannelOptions{"$resource": {}}})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { hb.Close(); b.Close(context.Background()) })
-	h := New(Config{Hub: hb})
-	w := &frames{}
+	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(tb.TempDir(), "live.db")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	svc, err := resource.NewService(context.Background(), resource.ServiceConfig{Store: db, Resources: []config.Resource{{
+		Name: "todos", PKField: "id", PageSize: 25,
+		Fields:      []config.Field{{Name: "title", Type: config.FieldString}},
+		Permissions: config.ResourcePermissions{Read: "anyone", Create: "anyone", Update: "anyone", Delete: "anyone"},
+	}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := svc.Create(context.Background(), "todos", "", json.RawMessage(`{"title": "one"}`)); err != nil {
+		tb.Fatal(err)
+	}
+	h := New(Config{Hub: hb, Resources: svc})
+	w := &frames{wrote: make(chan struct{}, 1)}
 	return h, &session{hs: hb.Connect("fuzz", hub.Principal{}, w, h.enc)}, w
 }
 
@@ -55,6 +80,13 @@ func FuzzHandle(f *testing.F) {
 		`{"stream":"$session","payload":{"action":"refresh","token":"x"}}`,
 		`{"stream":"todos","payload":{"action":"list"}}`,
 		`{"stream":"$channels","payload":{"action":"subscribe","channel":"chat:a","since":"x"}}`,
+		`{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"a","pk":1,"since":0}}`,
+		`{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"b","pk":1,"since":1}}`,
+		`{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"c","pk":"1","since":99999999999}}`,
+		`{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"d","pk":1,"since":-3}}`,
+		`{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"e","pk":1,"since":{"offset":1}}}`,
+		`{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"f","pk":2,"since":null}}`,
+		`{"stream":"todos","payload":{"action":"unsubscribe_instance","request_id":"a","pk":1}}`,
 		`not json`, `[]`, `{"stream":1}`, `{"payload":null}`,
 	} {
 		f.Add([]byte(s))
@@ -125,5 +157,63 @@ func BenchmarkEncodePublication(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		enc.EncodePublication("chat:lobby", pub, sp)
+	}
+}
+
+// exchange sends one frame and returns the n frames the session then
+// wrote (the session's writer runs on its own goroutine).
+func exchange(t *testing.T, h *Handler, sess *session, w *frames, frame string, n int) []string {
+	t.Helper()
+	h.handle(sess, []byte(frame))
+	deadline := time.After(5 * time.Second)
+	for {
+		w.mu.Lock()
+		if len(w.got) >= n {
+			var out []string
+			for _, f := range w.got {
+				out = append(out, string(f))
+			}
+			w.got = nil
+			w.mu.Unlock()
+			if len(out) != n {
+				t.Fatalf("%s: %d frames %q", frame, len(out), out)
+			}
+			return out
+		}
+		w.mu.Unlock()
+		select {
+		case <-w.wrote:
+		case <-deadline:
+			t.Fatalf("%s: timed out waiting for %d frames", frame, n)
+		}
+	}
+}
+
+// since is decoded per stream: a stream position on $channels (with the
+// error it always had), a change-log seq on resource streams.
+func TestSinceDecodedPerStream(t *testing.T) {
+	h, sess, w := testHandler(t)
+	wait := func(n int, frame string) []string { return exchange(t, h, sess, w, frame, n) }
+	got := wait(1, `{"stream":"$channels","payload":{"action":"subscribe","request_id":1,"channel":"chat:a","since":"x"}}`)
+	if !strings.Contains(got[0], `"invalid payload: field since must be switchyard.StreamPosition"`) || !strings.Contains(got[0], `"response_status":400`) {
+		t.Fatalf("$channels since of the wrong type: %s", got[0])
+	}
+	got = wait(1, `{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"s","pk":1,"since":"x"}}`)
+	if !strings.Contains(got[0], `"errors":[{"since":["A valid integer is required."]}]`) {
+		t.Fatalf("resource since of the wrong type: %s", got[0])
+	}
+	got = wait(1, `{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"s","pk":1,"since":0}}`)
+	if !strings.Contains(got[0], `"data":{"seq":1,"recovered":true}`) || !strings.Contains(got[0], `"response_status":201`) {
+		t.Fatalf("since 0: %q", got)
+	}
+	// From the record's creation (seq 1): nothing changed since.
+	got = wait(1, `{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"t","pk":1,"since":1}}`)
+	if !strings.Contains(got[0], `"data":{"seq":1,"recovered":true}`) {
+		t.Fatalf("since 1: %q", got)
+	}
+	// A number that is not an integer is refused like a string.
+	got = wait(1, `{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"u","pk":1,"since":0.0}}`)
+	if !strings.Contains(got[0], `"response_status":400`) {
+		t.Fatalf("since 0.0: %q", got)
 	}
 }

@@ -109,6 +109,15 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			reply(204, nil)
 			return
 		}
+		since, withSince, err := parseSince(req.Since)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if withSince {
+			h.subscribeSince(ctx, sess, stream, ch, pk, since, req)
+			return
+		}
 		if _, err := svc.Retrieve(ctx, stream, user, pk); err != nil {
 			fail(err)
 			return
@@ -261,32 +270,32 @@ func InstanceChannel(resourceName string, pk int64) string {
 	return "$resource:" + resourceName + ":" + strconv.FormatInt(pk, 10)
 }
 
-// addInstance records a subscription and returns how many the channel
-// now has on this connection, and whether this request_id is new (a
-// repeated subscribe with the same request_id changes nothing, as in
+// addInstance records a plain subscription and returns how many the
+// channel now has on this connection, and whether this request_id is new
+// (a repeated subscribe with the same request_id changes nothing, as in
 // DCRF).
 func (s *session) addInstance(ch string, rid json.RawMessage) (int, bool) {
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	if s.instances == nil {
-		s.instances = map[string][]json.RawMessage{}
+		s.instances = map[string][]*instanceSub{}
 	}
-	for _, r := range s.instances[ch] {
-		if string(r) == string(rid) {
+	for _, is := range s.instances[ch] {
+		if string(is.rid) == string(rid) {
 			return len(s.instances[ch]), false
 		}
 	}
-	s.instances[ch] = append(s.instances[ch], rid)
+	s.instances[ch] = append(s.instances[ch], &instanceSub{rid: rid})
 	return len(s.instances[ch]), true
 }
 
 func (s *session) removeInstance(ch string, rid json.RawMessage) bool {
 	s.smu.Lock()
 	defer s.smu.Unlock()
-	rids := s.instances[ch]
-	for i, r := range rids {
-		if string(r) == string(rid) {
-			s.instances[ch] = append(rids[:i:i], rids[i+1:]...)
+	subs := s.instances[ch]
+	for i, is := range subs {
+		if string(is.rid) == string(rid) {
+			s.instances[ch] = append(subs[:i:i], subs[i+1:]...)
 			if len(s.instances[ch]) == 0 {
 				delete(s.instances, ch)
 			}
@@ -307,6 +316,7 @@ func (s *session) instanceCount(ch string) int {
 type ResourceEvent struct {
 	Op     string          `json:"op"` // create, update, delete
 	PK     int64           `json:"pk"`
+	Seq    int64           `json:"seq"`              // the change's place in the store's change log
 	Data   json.RawMessage `json:"data,omitempty"`   // the record; absent for a delete
 	Before json.RawMessage `json:"before,omitempty"` // the record before an update or delete
 }
@@ -314,7 +324,9 @@ type ResourceEvent struct {
 // EncodeForSession implements hub.SessionEncoder: a record's change goes
 // to this connection once per request_id that subscribed to it, as DCRF
 // sends it — update with the record and status 200, delete with
-// {"pk": …} and status 204.
+// {"pk": …} and status 204 — plus its seq for subscriptions made with
+// since. A subscription whose catch-up is being built holds the event
+// instead (see subscribeSince).
 func (*encoder) EncodeForSession(hs *hub.Session, ch string, pub switchyard.Publication) ([][]byte, bool) {
 	rest, ok := strings.CutPrefix(ch, "$resource:")
 	if !ok {
@@ -332,19 +344,42 @@ func (*encoder) EncodeForSession(hs *hub.Session, ch string, pub switchyard.Publ
 		return sess.listFrames(ch, rest, ev), true
 	}
 	stream := rest[:strings.LastIndexByte(rest, ':')]
-	status := 200
-	var data any = ev.Data
-	if ev.Op == "delete" {
-		status, data = 204, map[string]int64{"pk": ev.PK}
+	type target struct {
+		rid     json.RawMessage
+		withSeq bool
 	}
 	sess.smu.Lock()
-	rids := append([]json.RawMessage(nil), sess.instances[ch]...)
+	subs := sess.instances[ch]
+	targets := make([]target, 0, len(subs))
+	for _, is := range subs {
+		switch {
+		case is.holding:
+			is.hold(ev)
+		case !is.seq:
+			targets = append(targets, target{rid: is.rid})
+		case ev.Seq > is.after: // at or below: the catch-up had it
+			targets = append(targets, target{rid: is.rid, withSeq: true})
+		}
+	}
 	sess.smu.Unlock()
-	frames := make([][]byte, 0, len(rids))
-	for _, rid := range rids {
-		frames = append(frames, encode(stream, dcrfReply{Errors: []any{}, Data: data, Action: ev.Op, ResponseStatus: status, RequestID: rid}))
+	frames := make([][]byte, 0, len(targets))
+	for _, t := range targets {
+		frames = append(frames, instanceFrame(stream, t.rid, ev, t.withSeq))
 	}
 	return frames, true
+}
+
+// instanceFrame is a record's change as an instance subscription's event:
+// DCRF's five keys, and seq after them when withSeq.
+func instanceFrame(stream string, rid json.RawMessage, ev ResourceEvent, withSeq bool) []byte {
+	r := dcrfReply{Errors: []any{}, Data: ev.Data, Action: ev.Op, ResponseStatus: 200, RequestID: rid}
+	if ev.Op == "delete" {
+		r.Data, r.ResponseStatus = map[string]int64{"pk": ev.PK}, 204
+	}
+	if !withSeq {
+		return encode(stream, r)
+	}
+	return encode(stream, seqReply{dcrfReply: r, Seq: ev.Seq})
 }
 
 // dcrfReply is a DCRF response payload, for every stream: the keys and

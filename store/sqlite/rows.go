@@ -347,3 +347,86 @@ func decodeRow(t *store.Table, b []byte) (store.Row, error) {
 	}
 	return row, nil
 }
+
+// RowChanges reads a row and its changes from one snapshot; see
+// store.Store.
+func (db *DB) RowChanges(ctx context.Context, table string, id, after int64, limit int) (store.RowLog, error) {
+	t, err := db.table(table)
+	if err != nil {
+		return store.RowLog{}, err
+	}
+	fail := func(err error) (store.RowLog, error) {
+		return store.RowLog{}, fmt.Errorf("store/sqlite: row changes %s: %w", table, err)
+	}
+	// A read-only transaction is a deferred BEGIN (never the write lock):
+	// in WAL mode its statements read one snapshot.
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fail(err)
+	}
+	defer tx.Rollback()
+	var out store.RowLog
+	var oldest sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '_switchyard_changes'), 0), (SELECT min(seq) FROM _switchyard_changes)`).Scan(&out.Last, &oldest); err != nil {
+		return fail(err)
+	}
+	out.Trimmed = out.Last // an empty log was trimmed of everything, if anything was written
+	if oldest.Valid {
+		out.Trimmed = oldest.Int64 - 1
+	}
+	row, err := scanRow(t, tx.QueryRowContext(ctx, "SELECT "+columnList(t)+" FROM "+quote(t.Name)+" WHERE id = ?", id))
+	switch {
+	case err == nil:
+		out.Row = row
+	case !errors.Is(err, sql.ErrNoRows):
+		return fail(err)
+	}
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT seq, op, row, at FROM _switchyard_changes WHERE tbl = ? AND row_id = ? AND seq > ? ORDER BY seq LIMIT ?", t.Name, id, after, limit)
+	if err != nil {
+		return fail(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c := store.Change{Table: t.Name, ID: id}
+		var op, at string
+		var raw sql.NullString
+		if err := rows.Scan(&c.Seq, &op, &raw, &at); err != nil {
+			return fail(err)
+		}
+		c.Op = store.Op(op)
+		c.Time, _ = time.Parse(time.RFC3339Nano, at)
+		if raw.Valid {
+			if c.Row, err = decodeRow(t, []byte(raw.String)); err != nil {
+				return store.RowLog{}, err
+			}
+		}
+		out.Changes = append(out.Changes, c)
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	if out.Row == nil {
+		var raw string
+		err := tx.QueryRowContext(ctx, "SELECT row FROM _switchyard_changes WHERE tbl = ? AND row_id = ? AND row IS NOT NULL ORDER BY seq DESC LIMIT 1", t.Name, id).Scan(&raw)
+		switch {
+		case err == nil:
+			if out.LastRow, err = decodeRow(t, []byte(raw)); err != nil {
+				return store.RowLog{}, err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return fail(err)
+		}
+	}
+	return out, nil
+}
+
+// TrimChanges drops the oldest changes; see store.Store.
+func (db *DB) TrimChanges(ctx context.Context, upTo int64) error {
+	if _, err := db.w.ExecContext(ctx, "DELETE FROM _switchyard_changes WHERE seq <= ?", upTo); err != nil {
+		return fmt.Errorf("store/sqlite: trim changes: %w", err)
+	}
+	return nil
+}

@@ -7,6 +7,13 @@
 // survives the process being killed (kill -9); a power loss may lose the
 // last transactions. Set Config.Synchronous to "FULL" to trade write
 // speed for that too.
+//
+// The change log (_switchyard_changes) numbers changes with AUTOINCREMENT
+// from the single writer, so sequence numbers are consecutive in commit
+// order (a rolled-back write gives its number back). How far the log was
+// trimmed is therefore read from its oldest entry, whether TrimChanges or
+// an operator (DELETE FROM _switchyard_changes WHERE seq <= N) trimmed it;
+// trim from the oldest end only.
 package sqlite
 
 import (
@@ -83,7 +90,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	db := &DB{w: w, r: r, tables: map[string]*store.Table{}}
 	if _, err := w.ExecContext(ctx, `
 		CREATE TABLE IF NOT EXISTS _switchyard_columns (tbl TEXT NOT NULL, col TEXT NOT NULL, type TEXT NOT NULL, uniq INTEGER NOT NULL, PRIMARY KEY (tbl, col));
-		CREATE TABLE IF NOT EXISTS _switchyard_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, row_id INTEGER NOT NULL, op TEXT NOT NULL, row TEXT, at TEXT NOT NULL);`); err != nil {
+		CREATE TABLE IF NOT EXISTS _switchyard_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, row_id INTEGER NOT NULL, op TEXT NOT NULL, row TEXT, at TEXT NOT NULL);
+		CREATE INDEX IF NOT EXISTS _switchyard_changes_row ON _switchyard_changes (tbl, row_id, seq);`); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store/sqlite: open %s: %w", cfg.Path, err)
 	}

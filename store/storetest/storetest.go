@@ -199,6 +199,70 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatalf("changes after: %d", len(later))
 		}
 	})
+	t.Run("row changes and trimming", func(t *testing.T) {
+		s := setup(t)
+		a, c1, _ := s.Insert(ctx, "todos", store.Row{"title": "a", "rank": int64(1)})
+		id := a["id"].(int64)
+		_, c2, _ := s.Update(ctx, "todos", id, store.Row{"rank": int64(2)})
+		_, c3, _ := s.Update(ctx, "todos", id, store.Row{"rank": int64(3)})
+		b, c4, _ := s.Insert(ctx, "todos", store.Row{"title": "b"})
+		c5, err := s.Delete(ctx, "todos", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rl, err := s.RowChanges(ctx, "todos", id, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rl.Changes) != 4 || rl.Row != nil || rl.Last != c5.Seq || rl.Trimmed != 0 {
+			t.Fatalf("deleted row: %+v", rl)
+		}
+		for i, want := range []store.Change{c1, c2, c3, c5} {
+			got := rl.Changes[i]
+			if got.Seq != want.Seq || got.Op != want.Op || got.ID != id || got.Table != "todos" || fmt.Sprint(got.Row["rank"]) != fmt.Sprint(want.Row["rank"]) {
+				t.Fatalf("change %d: %+v, want %+v", i, got, want)
+			}
+		}
+		if rl.LastRow["rank"] != int64(3) || rl.LastRow["title"] != "a" {
+			t.Fatalf("the deleted row's last state: %v", rl.LastRow)
+		}
+		if rl, _ = s.RowChanges(ctx, "todos", id, c2.Seq, 1); len(rl.Changes) != 1 || rl.Changes[0].Seq != c3.Seq {
+			t.Fatalf("after c2, limit 1: %+v", rl.Changes)
+		}
+		rl, _ = s.RowChanges(ctx, "todos", b["id"].(int64), c4.Seq, 0)
+		if len(rl.Changes) != 0 || rl.Row["title"] != "b" || rl.LastRow != nil || rl.Last != c5.Seq {
+			t.Fatalf("existing row, nothing after: %+v", rl)
+		}
+		if rl, err = s.RowChanges(ctx, "todos", 999, 0, 0); err != nil || rl.Row != nil || len(rl.Changes) != 0 || rl.LastRow != nil {
+			t.Fatalf("a row never written: %+v %v", rl, err)
+		}
+		if _, err := s.RowChanges(ctx, "nope", 1, 0, 0); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown table: %v", err)
+		}
+		// Trimming drops the oldest changes and says how far.
+		if err := s.TrimChanges(ctx, c2.Seq); err != nil {
+			t.Fatal(err)
+		}
+		rl, _ = s.RowChanges(ctx, "todos", id, 0, 0)
+		if rl.Trimmed != c2.Seq || rl.Last != c5.Seq || len(rl.Changes) != 2 || rl.Changes[0].Seq != c3.Seq {
+			t.Fatalf("trimmed to c2: %+v", rl)
+		}
+		if chs, _ := s.Changes(ctx, 0, 100); len(chs) != 3 || chs[0].Seq != c3.Seq {
+			t.Fatalf("the log after trimming: %+v", chs)
+		}
+		if err := s.TrimChanges(ctx, c5.Seq+10); err != nil {
+			t.Fatal(err)
+		}
+		rl, _ = s.RowChanges(ctx, "todos", id, 0, 0)
+		if rl.Trimmed != c5.Seq || rl.Last != c5.Seq || len(rl.Changes) != 0 {
+			t.Fatalf("trimmed of everything: %+v", rl)
+		}
+		// The next change continues the sequence.
+		_, c6, _ := s.Insert(ctx, "todos", store.Row{"title": "c"})
+		if rl, _ = s.RowChanges(ctx, "todos", c6.ID, 0, 0); c6.Seq <= c5.Seq || rl.Last != c6.Seq || rl.Trimmed != c5.Seq || len(rl.Changes) != 1 {
+			t.Fatalf("after trimming everything, a new change: %+v (%+v)", rl, c6)
+		}
+	})
 	t.Run("migrations", func(t *testing.T) {
 		s := setup(t)
 		s.Insert(ctx, "todos", store.Row{"title": "kept"})

@@ -1,0 +1,158 @@
+package live
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/switchyardhq/switchyard/resource"
+)
+
+// instanceSub is one request_id's subscription to a record.
+type instanceSub struct {
+	rid json.RawMessage
+	// seq: made with since. Its events carry their change's seq, and a
+	// live event at or below after was already in the catch-up.
+	seq   bool
+	after int64
+	// holding: the catch-up is being built; the record's live events wait
+	// in held until it is sent.
+	holding bool
+	held    []ResourceEvent
+}
+
+// hold keeps a live event for after the catch-up. The hub may encode one
+// event twice while its own subscribe holds events (once when it arrives,
+// once when it is released), so an event already held is not held again.
+func (is *instanceSub) hold(ev ResourceEvent) {
+	for i := range is.held {
+		if is.held[i].Seq == ev.Seq {
+			return
+		}
+	}
+	is.held = append(is.held, ev)
+}
+
+// parseSince reads subscribe_instance's since: absent (or null) for a
+// plain DCRF subscription, otherwise a change-log position, a
+// non-negative integer.
+func parseSince(raw json.RawMessage) (since int64, ok bool, err error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, false, nil
+	}
+	if json.Unmarshal(raw, &since) != nil {
+		return 0, false, &resource.ValidationError{Fields: map[string][]string{"since": {"A valid integer is required."}}}
+	}
+	if since < 0 {
+		return 0, false, &resource.ValidationError{Fields: map[string][]string{"since": {"Ensure this value is greater than or equal to 0."}}}
+	}
+	return since, true, nil
+}
+
+// seqReply is an event of a subscription made with since: DCRF's keys,
+// then the change's seq.
+type seqReply struct {
+	dcrfReply
+	Seq int64 `json:"seq"`
+}
+
+// position is the data of the reply to a subscribe_instance with since.
+type position struct {
+	Seq       int64 `json:"seq"`
+	Recovered bool  `json:"recovered"`
+}
+
+// subscribeSince runs subscribe_instance {pk, since}: the 201 reply with
+// the position {seq, recovered}, then the record's changes after since,
+// oldest first, then its live events, none lost and none repeated.
+//
+// The request_id is registered as holding before the catch-up is read, so
+// every live event from then on waits in its held list. The catch-up
+// (resource.CatchUp) reads one snapshot of the store, after that
+// registration: a change at or below its seq is in the catch-up, and a
+// change after it committed later, so it is published later, reaches the
+// held list and is sent after the catch-up. Held events the catch-up
+// already covered are dropped, and so are late live events at or below
+// its seq.
+func (h *Handler) subscribeSince(ctx context.Context, sess *session, stream, ch string, pk, since int64, req request) {
+	is, first := sess.holdInstance(ch, req.RequestID)
+	if first {
+		if err := h.cfg.Hub.SubscribeSilent(ctx, sess.hs, ch); err != nil {
+			sess.removeInstance(ch, req.RequestID)
+			h.dcrfError(sess, stream, req, err)
+			return
+		}
+	}
+	cu, err := h.cfg.Resources.CatchUp(ctx, stream, sess.hs.User(), pk, since, h.cfg.MaxCatchUp)
+	if err != nil {
+		sess.removeInstance(ch, req.RequestID)
+		if sess.instanceCount(ch) == 0 {
+			h.cfg.Hub.UnsubscribeSilent(ctx, sess.hs, ch)
+		}
+		h.dcrfError(sess, stream, req, err)
+		return
+	}
+	frames := [][]byte{encode(stream, dcrfReply{Errors: []any{}, Data: position{Seq: cu.Seq, Recovered: cu.Recovered}, Action: req.Action, ResponseStatus: 201, RequestID: req.RequestID})}
+	switch {
+	case cu.Recovered:
+		for _, ev := range cu.Events {
+			frames = append(frames, instanceFrame(stream, req.RequestID, ResourceEvent{Op: string(ev.Op), PK: ev.PK, Seq: ev.Seq, Data: ev.Data}, true))
+		}
+	case cu.Current != nil: // the record as it is, in place of the changes the log no longer holds
+		frames = append(frames, instanceFrame(stream, req.RequestID, ResourceEvent{Op: "update", PK: pk, Seq: cu.Seq, Data: cu.Current}, true))
+	default: // gone meanwhile
+		frames = append(frames, instanceFrame(stream, req.RequestID, ResourceEvent{Op: "delete", PK: pk, Seq: cu.Seq}, true))
+	}
+	sess.release(stream, is, cu.Seq, frames)
+}
+
+// holdInstance registers a request_id's subscription made with since, or
+// resets that request_id's subscription (a repeated subscribe catches up
+// again), holding its live events. first reports whether the channel had
+// no subscription on this connection before.
+func (s *session) holdInstance(ch string, rid json.RawMessage) (is *instanceSub, first bool) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.instances == nil {
+		s.instances = map[string][]*instanceSub{}
+	}
+	for _, is := range s.instances[ch] {
+		if string(is.rid) == string(rid) {
+			is.seq, is.after, is.holding, is.held = true, 0, true, nil
+			return is, false
+		}
+	}
+	is = &instanceSub{rid: rid, seq: true, holding: true}
+	first = len(s.instances[ch]) == 0
+	s.instances[ch] = append(s.instances[ch], is)
+	return is, first
+}
+
+// release sends the reply and catch-up frames, then the events held
+// meanwhile that are after upTo, and lets live events through. Frames go
+// out before the subscription stops holding, so no live event can be
+// queued ahead of them: the last round finds nothing held and flips the
+// subscription to live under the lock that every event takes.
+func (s *session) release(stream string, is *instanceSub, upTo int64, frames [][]byte) {
+	s.smu.Lock()
+	is.after = upTo
+	for {
+		held := is.held
+		is.held = nil
+		if len(frames) == 0 && len(held) == 0 {
+			is.holding = false
+			s.smu.Unlock()
+			return
+		}
+		s.smu.Unlock()
+		for _, ev := range held {
+			if ev.Seq > upTo {
+				frames = append(frames, instanceFrame(stream, is.rid, ev, true))
+			}
+		}
+		for _, f := range frames {
+			s.hs.Send(f)
+		}
+		frames = frames[:0]
+		s.smu.Lock()
+	}
+}
