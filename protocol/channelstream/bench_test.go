@@ -27,7 +27,7 @@ func BenchmarkEncodeMessage(b *testing.B) {
 
 // BenchmarkEncodeNative wraps a /live or server API publication.
 func BenchmarkEncodeNative(b *testing.B) {
-	s := &Server{prefix: "channelstream:", }
+	s := &Server{prefix: "channelstream:"}
 	s.cfg.Now = time.Now
 	e := &encoder{srv: s}
 	pub := switchyard.Publication{Data: json.RawMessage(`{"text":"hello, world","n":42}`), Info: &switchyard.ClientInfo{User: "bob"}}
