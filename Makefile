@@ -3,7 +3,7 @@ GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test lint bench bench-idle bench-fanout bench-engines fuzz
+.PHONY: all build test lint bench bench-idle bench-fanout bench-longpoll bench-engines fuzz
 
 all: lint test
 
@@ -36,7 +36,7 @@ lint:
 ## bench: Go micro-benchmarks of the hot paths, then the idle-connection scenario
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(MAKE) bench-idle bench-fanout
+	$(MAKE) bench-idle bench-fanout bench-longpoll
 
 ## bench-idle: server memory per idle WebSocket connection (10,000 connections)
 bench-idle:
@@ -48,6 +48,11 @@ bench-fanout:
 	$(GO) build -o bin/switchyard ./cmd/switchyard
 	./bin/switchyard bench fanout --conns 1000 --channels 10 --rate 100 --duration 10s
 	./bin/switchyard bench fanout --conns 10000 --rate 10 --duration 10s
+
+## bench-longpoll: 10,000 parked Channelstream /listen polls, delivery latency
+bench-longpoll:
+	$(GO) build -o bin/switchyard ./cmd/switchyard
+	./bin/switchyard bench longpoll --conns 10000 --rate 10 --duration 10s
 
 ## bench-peer: idle and fanout against Switchyard and a Django Channels peer
 ## (bench/peers/django-channels, from Debian's packages), one table with the ratios
