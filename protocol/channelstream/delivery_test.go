@@ -1,6 +1,7 @@
 package channelstream
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -505,5 +506,105 @@ func TestChannelNames(t *testing.T) {
 	long := strings.Repeat("日", 256)
 	if st, _, _ := ts.do("POST", "/connect", map[string]any{"username": "u", "channels": []string{long}}, true); st != 200 {
 		t.Fatalf("256 characters: %d", st)
+	}
+}
+
+// Channel-less edits and deletes go to the pm_users' connections.
+func TestPrivateEditDelete(t *testing.T) {
+	ts := newTestServer(t, nil)
+	a := ts.dial(ts.connect(map[string]any{"username": "alice"}))
+	b := ts.dial(ts.connect(map[string]any{"username": "bob"}))
+	id := newUUID()
+	ts.call("POST", "/message", []map[string]any{{"uuid": id, "user": "sys", "pm_users": []string{"alice"}, "message": map[string]any{"v": 1}}}, 200)
+	ts.call("PATCH", "/message", []map[string]any{{"uuid": id, "pm_users": []string{"alice"}, "message": map[string]any{"v": 2}}}, 200)
+	ts.call("DELETE", "/message", []map[string]any{{"uuid": id, "pm_users": []string{"alice"}}}, 200)
+	del := a.waitFor("delete", typed("message:delete"))
+	jsonEq(t, "private delete", del, fmt.Sprintf(`{"type": "message:delete", "uuid": %q, "channel": null}`, id))
+	if e := a.waitFor("edit", typed("message:edit")); e["message"].(map[string]any)["v"] != 2.0 || e["channel"] != nil {
+		t.Fatalf("private edit %v", e)
+	}
+	ts.call("POST", "/message", []map[string]any{{"user": "sys", "pm_users": []string{"bob"}, "message": map[string]any{"end": true}}}, 200)
+	b.waitFor("end", func(m map[string]any) bool {
+		return m["message"] != nil && m["message"].(map[string]any)["end"] == true
+	})
+	if n := len(b.messages()); n != 1 {
+		t.Fatalf("bob got alice's private messages: %v", b.messages())
+	}
+}
+
+// history_size 0 ("unlimited" in Channelstream) and sizes above the
+// limit keep history_limit messages.
+func TestHistoryLimit(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.HistoryLimit = 4 })
+	ts.connect(map[string]any{"username": "u", "channels": []string{"zero", "big"}, "channel_configs": map[string]any{
+		"zero": map[string]any{"store_history": true, "history_size": 0},
+		"big":  map[string]any{"store_history": true, "history_size": 50},
+	}})
+	for i := range 10 {
+		ts.call("POST", "/message", []map[string]any{{"user": "u", "channel": "zero", "message": map[string]any{"n": i}}, {"user": "u", "channel": "big", "message": map[string]any{"n": i}}}, 200)
+	}
+	chans := ts.post("/info", nil)["channels"].(map[string]any)
+	for _, name := range []string{"zero", "big"} {
+		h := chans[name].(map[string]any)["history"].([]any)
+		if len(h) != 4 || h[3].(map[string]any)["message"].(map[string]any)["n"] != 9.0 {
+			t.Fatalf("%s history: %d entries %v", name, len(h), h)
+		}
+	}
+	if chans["zero"].(map[string]any)["settings"].(map[string]any)["history_size"] != 0.0 {
+		t.Fatal("settings must show the requested history_size")
+	}
+}
+
+// A second poll makes the first answer at once; a poll whose client left
+// gives its messages back for the next poll.
+func TestPollReplacedAndAbandoned(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.Heartbeat = 3 * time.Second })
+	id := ts.connect(map[string]any{"username": "a", "channels": []string{"room"}})
+	first := make(chan time.Duration)
+	go func() { _, _, _, took := ts.listen("conn_id=" + id); first <- took }()
+	waitParked := func() {
+		eventually(t, 5*time.Second, func() error {
+			if ts.srv.Stats().Polls != 1 {
+				return fmt.Errorf("%d polls parked", ts.srv.Stats().Polls)
+			}
+			return nil
+		})
+	}
+	waitParked()
+	second := make(chan string)
+	go func() { _, _, body, _ := ts.listen("conn_id=" + id); second <- body }()
+	if took := <-first; took > 2*time.Second {
+		t.Fatalf("the replaced poll answered after %v", took)
+	}
+	waitParked()
+	ts.call("POST", "/message", []map[string]any{{"user": "x", "channel": "room", "message": map[string]any{"n": 1}}}, 200)
+	if b := <-second; !strings.Contains(b, `"n":1`) {
+		t.Fatalf("second poll %s", b)
+	}
+	// Abandoned: the client gives up inside the batching window.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.url+"/listen?conn_id="+id, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitParked()
+	ts.call("POST", "/message", []map[string]any{{"user": "x", "channel": "room", "message": map[string]any{"n": 2}}}, 200)
+	cancel()
+	<-done
+	eventually(t, 5*time.Second, func() error {
+		if ts.srv.Stats().Polls != 0 {
+			return fmt.Errorf("poll still parked")
+		}
+		return nil
+	})
+	_, _, body, _ := ts.listen("conn_id=" + id)
+	var got []map[string]any
+	json.Unmarshal([]byte(body), &got)
+	if len(got) != 1 || got[0]["catchup"] != true || got[0]["message"].(map[string]any)["n"] != 2.0 {
+		t.Fatalf("after an abandoned poll: %s", body)
 	}
 }
