@@ -112,49 +112,16 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	}
 	fmt.Fprintf(progress, "fanout: %d subscribers on %d channels; publishing %d/s for %v\n", len(subs), cfg.Channels, cfg.Rate, cfg.Duration)
 
-	// Publish at the rate, round-robin over the channels, with a pool of
-	// HTTP clients so one slow request does not hold the pace.
+	// Publish at the rate, round-robin over the channels, through a pool
+	// of HTTP clients so one slow request does not hold the pace.
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}, Timeout: 10 * time.Second}
 	pad := strings.Repeat("x", max(cfg.Size-40, 0))
-	var published, pubErrors atomic.Int64
-	interval := time.Second / time.Duration(cfg.Rate)
-	start := time.Now()
-	end := start.Add(cfg.Duration)
-	sem := make(chan struct{}, 32)
-	var pubs sync.WaitGroup
-	next := start
-	lastReport := start
-	for n := 0; time.Now().Before(end) && ctx.Err() == nil; n++ {
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
-		next = next.Add(interval)
-		ch := fmt.Sprintf("bench%d", n%cfg.Channels)
-		sem <- struct{}{}
-		pubs.Go(func() {
-			defer func() { <-sem }()
-			body := fmt.Sprintf(`{"channel":%q,"data":{"t":%d,"p":%q}}`, ch, time.Now().UnixNano(), pad)
-			if err := apiPublish(ctx, client, cfg.Target, cfg.APIKey, body); err != nil {
-				if pubErrors.Add(1) == 1 {
-					fmt.Fprintf(progress, "fanout: publish failed: %v\n", err)
-				}
-				return
-			}
-			published.Add(1)
-		})
-		if time.Since(lastReport) >= time.Second {
-			lastReport = time.Now()
-			fmt.Fprintf(progress, "fanout: %d published, %d delivered\n", published.Load(), deliveries.Load())
-		}
-	}
-	pubs.Wait()
-	elapsed := time.Since(start)
-	// Let the last deliveries arrive.
-	expected := published.Load() * int64(cfg.Conns) / int64(cfg.Channels)
-	drain := time.Now().Add(5 * time.Second)
-	for deliveries.Load() < expected && time.Now().Before(drain) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	published, pubErrors, elapsed := pace(ctx, cfg.Rate, cfg.Duration, progress, "fanout", &deliveries, func(n int) error {
+		body := fmt.Sprintf(`{"channel":"bench%d","data":{"t":%d,"p":%q}}`, n%cfg.Channels, time.Now().UnixNano(), pad)
+		return apiPublish(ctx, client, cfg.Target, cfg.APIKey, body)
+	})
+	expected := published * int64(cfg.Conns) / int64(cfg.Channels)
+	drain(&deliveries, expected, 5*time.Second)
 	secs := elapsed.Seconds()
 	return &FanoutResult{
 		Scenario:           "fanout",
@@ -163,13 +130,13 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 		Rate:               cfg.Rate,
 		Size:               cfg.Size,
 		Seconds:            secs,
-		Publications:       published.Load(),
-		PublicationsPerSec: float64(published.Load()) / secs,
+		Publications:       published,
+		PublicationsPerSec: float64(published) / secs,
 		Deliveries:         deliveries.Load(),
 		Expected:           expected,
 		DeliveriesPerSec:   float64(deliveries.Load()) / secs,
 		Disconnects:        disconnects.Load(),
-		PublishErrors:      pubErrors.Load(),
+		PublishErrors:      pubErrors,
 		LatencyMS:          hist.latency(),
 	}, nil
 }
@@ -234,20 +201,72 @@ func readDeliveries(c net.Conn, br *bufio.Reader, h *histogram, n, disconnects *
 			}
 			return
 		}
+		sentTimes(p, func(sent int64) {
+			h.add(time.Duration(time.Now().UnixNano() - sent))
+			n.Add(1)
+		})
+	}
+}
+
+// sentTimes calls fn with the send time (Unix ns) of each message in p:
+// the numbers after "t": that the scenarios put in their payloads.
+func sentTimes(p []byte, fn func(sent int64)) {
+	for {
 		i := bytes.Index(p, []byte(`"t":`))
 		if i < 0 {
-			continue
+			return
 		}
 		j := i + 4
 		for j < len(p) && p[j] >= '0' && p[j] <= '9' {
 			j++
 		}
-		sent, err := strconv.ParseInt(string(p[i+4:j]), 10, 64)
-		if err != nil {
-			continue
+		if sent, err := strconv.ParseInt(string(p[i+4:j]), 10, 64); err == nil {
+			fn(sent)
 		}
-		h.add(time.Duration(time.Now().UnixNano() - sent))
-		n.Add(1)
+		p = p[j:]
+	}
+}
+
+// pace calls publish(n) for n = 0, 1, … at rate per second for d, at most
+// 32 at once, with a progress line a second; it returns the calls that
+// succeeded and failed and how long publishing took.
+func pace(ctx context.Context, rate int, d time.Duration, progress io.Writer, scenario string, delivered *atomic.Int64, publish func(n int) error) (ok, failed int64, elapsed time.Duration) {
+	var published, errs atomic.Int64
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	end := start.Add(d)
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	next, lastReport := start, start
+	for n := 0; time.Now().Before(end) && ctx.Err() == nil; n++ {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		next = next.Add(interval)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := publish(n); err != nil {
+				if errs.Add(1) == 1 {
+					fmt.Fprintf(progress, "%s: publish failed: %v\n", scenario, err)
+				}
+				return
+			}
+			published.Add(1)
+		})
+		if time.Since(lastReport) >= time.Second {
+			lastReport = time.Now()
+			fmt.Fprintf(progress, "%s: %d published, %d delivered\n", scenario, published.Load(), delivered.Load())
+		}
+	}
+	wg.Wait()
+	return published.Load(), errs.Load(), time.Since(start)
+}
+
+// drain waits (at most max) for the last deliveries to arrive.
+func drain(delivered *atomic.Int64, expected int64, max time.Duration) {
+	for deadline := time.Now().Add(max); delivered.Load() < expected && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

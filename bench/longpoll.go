@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -170,50 +169,21 @@ func Longpoll(ctx context.Context, cfg LongpollConfig) (*LongpollResult, error) 
 
 	// Publish at the rate, round-robin over the channels.
 	pad := strings.Repeat("x", max(cfg.Size-40, 0))
-	var published, pubErrors atomic.Int64
-	interval := time.Second / time.Duration(cfg.Rate)
-	start := time.Now()
-	end := start.Add(cfg.Duration)
-	sem := make(chan struct{}, 32)
-	var pubs sync.WaitGroup
-	next, lastReport := start, start
-	for n := 0; time.Now().Before(end) && ctx.Err() == nil; n++ {
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
-		next = next.Add(interval)
-		ch := n % cfg.Channels
-		sem <- struct{}{}
-		pubs.Go(func() {
-			defer func() { <-sem }()
-			body := fmt.Appendf(nil, `[{"user":"bench","channel":"bench%d","message":{"t":%d,"p":%q}}]`, ch, time.Now().UnixNano(), pad)
-			if _, err := call(ctx, "POST", "/message", body); err != nil {
-				if pubErrors.Add(1) == 1 {
-					fmt.Fprintf(progress, "longpoll: publish failed: %v\n", err)
-				}
-				return
-			}
-			published.Add(1)
-		})
-		if time.Since(lastReport) >= time.Second {
-			lastReport = time.Now()
-			fmt.Fprintf(progress, "longpoll: %d published, %d delivered\n", published.Load(), deliveries.Load())
-		}
-	}
-	pubs.Wait()
-	elapsed := time.Since(start)
-	expected := published.Load() * int64(cfg.Conns) / int64(cfg.Channels)
-	for drain := time.Now().Add(10 * time.Second); deliveries.Load() < expected && time.Now().Before(drain); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	published, pubErrors, elapsed := pace(ctx, cfg.Rate, cfg.Duration, progress, "longpoll", &deliveries, func(n int) error {
+		body := fmt.Appendf(nil, `[{"user":"bench","channel":"bench%d","message":{"t":%d,"p":%q}}]`, n%cfg.Channels, time.Now().UnixNano(), pad)
+		_, err := call(ctx, "POST", "/message", body)
+		return err
+	})
+	expected := published * int64(cfg.Conns) / int64(cfg.Channels)
+	drain(&deliveries, expected, 10*time.Second)
 	secs := elapsed.Seconds()
 	r := &LongpollResult{
 		Scenario: "longpoll", Conns: cfg.Conns, Channels: cfg.Channels, Rate: cfg.Rate, Size: cfg.Size,
 		Parked:    parked,
 		RSSBefore: before["process_resident_memory_bytes"], RSSParked: after["process_resident_memory_bytes"],
-		Seconds: secs, Publications: published.Load(), PublicationsPerSec: float64(published.Load()) / secs,
+		Seconds: secs, Publications: published, PublicationsPerSec: float64(published) / secs,
 		Deliveries: deliveries.Load(), Expected: expected, DeliveriesPerSec: float64(deliveries.Load()) / secs,
-		Polls: polls.Load(), PollErrors: pollErrors.Load(), PublishErrors: pubErrors.Load(),
+		Polls: polls.Load(), PollErrors: pollErrors.Load(), PublishErrors: pubErrors,
 		LatencyMS: hist.latency(),
 	}
 	if cfg.Conns > 0 {
@@ -249,21 +219,10 @@ func poll(ctx context.Context, base *url.URL, id string, h *histogram, deliverie
 			return // the JS client stops polling on an error too
 		}
 		now := time.Now().UnixNano()
-		for rest := body; ; {
-			i := bytes.Index(rest, []byte(`"t":`))
-			if i < 0 {
-				break
-			}
-			j := i + 4
-			for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
-				j++
-			}
-			if sent, err := strconv.ParseInt(string(rest[i+4:j]), 10, 64); err == nil {
-				h.add(time.Duration(now - sent))
-				deliveries.Add(1)
-			}
-			rest = rest[j:]
-		}
+		sentTimes(body, func(sent int64) {
+			h.add(time.Duration(now - sent))
+			deliveries.Add(1)
+		})
 	}
 }
 

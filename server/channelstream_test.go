@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -197,16 +196,7 @@ func TestChannelstreamNamespaceClosedByDefault(t *testing.T) {
 // presence, messages, heartbeats, subscribe, user state, edit/delete and
 // disconnect → parted.
 func TestChannelstreamNodeClient(t *testing.T) {
-	dir, err := filepath.Abs("../tests/channelstream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ws")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("tests/channelstream/node_modules is missing: make test runs npm ci there (%v)", err)
-		}
-		t.Skip("ws not installed: cd tests/channelstream && npm ci")
-	}
+	dir := nodeTestDir(t, "channelstream", "ws")
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatal("node is required for the Channelstream client flows")

@@ -14,20 +14,23 @@ import (
 	"github.com/switchyardhq/switchyard/config"
 )
 
-// dcrfDir returns tests/dcrf with its node_modules installed. CI installs
-// them (npm ci in .ci/run), so there a missing install fails the test;
-// locally it skips, visibly.
-func dcrfDir(t *testing.T) string {
+// dcrfDir returns tests/dcrf with its node_modules installed.
+func dcrfDir(t *testing.T) string { return nodeTestDir(t, "dcrf", "dcrf-client") }
+
+// nodeTestDir returns tests/<name> with its node_modules (holding module)
+// installed. make test installs them (npm ci), so in CI a missing install
+// fails the test; locally it skips, visibly.
+func nodeTestDir(t *testing.T, name, module string) string {
 	t.Helper()
-	dir, err := filepath.Abs("../tests/dcrf")
+	dir, err := filepath.Abs("../tests/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "dcrf-client")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", module)); err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("tests/dcrf/node_modules is missing: .ci/run must run npm ci there (%v)", err)
+			t.Fatalf("tests/%s/node_modules is missing: make test runs npm ci there (%v)", name, err)
 		}
-		t.Skip("dcrf-client not installed: cd tests/dcrf && npm ci")
+		t.Skipf("%s not installed: cd tests/%s && npm ci", module, name)
 	}
 	return dir
 }

@@ -464,21 +464,43 @@ func (s *Server) message(body json.RawMessage) (any, fieldErrors) {
 		stored.set("type", raw("message"))
 		stored.set("catchup", raw(false))
 		deliver := stored.without(deliveryKeys...).first("catchup")
-		if it.d.hasChannel {
-			ch := s.channels[*it.d.channel]
-			if ch == nil {
-				continue // channels are not created by messages
-			}
-			ch.lastActive = s.now()
+		s.stats.messages += int64(s.routeLocked(it.d, deliver, func(ch *channel) {
 			if ch.settings.StoreHistory && !it.d.noHistory {
 				s.storeLocked(ch, stored)
 			}
-			s.stats.messages += int64(s.publishLocked(ch, deliver, switchyard.Audience{Users: it.d.pmUsers, ExceptUsers: it.d.exclude}))
-			continue
-		}
-		s.stats.messages += int64(s.sendToUsersLocked(it.d.pmUsers, deliver))
+		}))
 	}
 	return out, nil
+}
+
+// routeLocked sends a message where a /message item says: to its
+// channel, after change (if any) has updated the channel's state, with
+// pm_users and exclude_users as the audience; without a channel, to every
+// connection of the pm_users. A channel that does not exist gets nothing
+// (messages do not create channels). It returns the connections reached.
+func (s *Server) routeLocked(d delivery, msg object, change func(*channel)) int {
+	if !d.hasChannel {
+		return s.sendToUsersLocked(d.pmUsers, msg)
+	}
+	ch := s.channels[*d.channel]
+	if ch == nil {
+		return 0
+	}
+	if change != nil {
+		change(ch)
+	}
+	ch.lastActive = s.now()
+	return s.publishLocked(ch, msg, switchyard.Audience{Users: d.pmUsers, ExceptUsers: d.exclude})
+}
+
+// stored returns the index of the history entry with a uuid, or -1.
+func (ch *channel) stored(id json.RawMessage) int {
+	for i, h := range ch.history {
+		if v, _ := h.get("uuid"); string(v) == string(id) {
+			return i
+		}
+	}
+	return -1
 }
 
 // storeLocked appends to a channel's history, trimmed to its size.
@@ -538,28 +560,15 @@ func (s *Server) editMessage(body json.RawMessage) (any, fieldErrors) {
 		edit := it.obj.without(deliveryKeys...)
 		edit = append(object{{"type", raw("message:edit")}}, edit...)
 		id, _ := it.obj.get("uuid")
-		aud := switchyard.Audience{Users: it.d.pmUsers, ExceptUsers: it.d.exclude}
-		if it.d.hasChannel {
-			ch := s.channels[*it.d.channel]
-			if ch == nil {
-				continue
-			}
-			for i := range ch.history {
-				h := &ch.history[i]
-				if v, _ := h.get("uuid"); string(v) == string(id) {
-					for _, k := range editableKeys {
-						if v, ok := it.obj.get(k); ok {
-							h.set(k, v)
-						}
+		s.routeLocked(it.d, edit, func(ch *channel) {
+			if i := ch.stored(id); i >= 0 {
+				for _, k := range editableKeys {
+					if v, ok := it.obj.get(k); ok {
+						ch.history[i].set(k, v)
 					}
-					break
 				}
 			}
-			ch.lastActive = s.now()
-			s.publishLocked(ch, edit, aud)
-			continue
-		}
-		s.sendToUsersLocked(it.d.pmUsers, edit)
+		})
 	}
 	return out, nil
 }
@@ -588,23 +597,11 @@ func (s *Server) deleteMessage(body json.RawMessage) (any, fieldErrors) {
 		out = append(out, obj)
 		del := object{{"type", raw("message:delete")}, {"uuid", raw(it.id)}}
 		del = append(del, member{"channel", obj[0].Value})
-		aud := switchyard.Audience{Users: it.d.pmUsers, ExceptUsers: it.d.exclude}
-		if it.d.hasChannel {
-			ch := s.channels[*it.d.channel]
-			if ch == nil {
-				continue
+		s.routeLocked(it.d, del, func(ch *channel) {
+			if i := ch.stored(raw(it.id)); i >= 0 {
+				ch.history = slices.Delete(ch.history, i, i+1)
 			}
-			for i, h := range ch.history {
-				if v, _ := h.get("uuid"); string(v) == string(raw(it.id)) {
-					ch.history = slices.Delete(ch.history, i, i+1)
-					break
-				}
-			}
-			ch.lastActive = s.now()
-			s.publishLocked(ch, del, aud)
-			continue
-		}
-		s.sendToUsersLocked(it.d.pmUsers, del)
+		})
 	}
 	return out, nil
 }
