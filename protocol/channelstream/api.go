@@ -164,17 +164,7 @@ func (s *Server) connect(ctx context.Context, body json.RawMessage) (any, fieldE
 	}
 	c.lastActive = now
 	for _, name := range channels {
-		ch := s.channels[name]
-		if ch == nil {
-			st, ok := configs[name]
-			if !ok {
-				st = defaultSettings()
-			}
-			ch = s.newChannel(name, st)
-		}
-		if _, err := s.joinLocked(ctx, c, ch); err != nil {
-			s.log.Error("channelstream: subscribe failed", "channel", ch.hub, "err", err)
-		}
+		s.joinNamedLocked(ctx, c, name, configs)
 	}
 	return map[string]any{
 		"conn_id":       connID,
@@ -184,6 +174,25 @@ func (s *Server) connect(ctx context.Context, body json.RawMessage) (any, fieldE
 		"channels":      channels,
 		"channels_info": s.infoLocked(channels, false, info),
 	}, nil
+}
+
+// joinNamedLocked adds a connection to a channel, creating it with its
+// configuration from configs (defaults when absent) if it does not exist;
+// it reports whether the connection was not in it yet.
+func (s *Server) joinNamedLocked(ctx context.Context, c *conn, name string, configs map[string]settings) bool {
+	ch := s.channels[name]
+	if ch == nil {
+		st, ok := configs[name]
+		if !ok {
+			st = defaultSettings()
+		}
+		ch = s.newChannel(name, st)
+	}
+	ok, err := s.joinLocked(ctx, c, ch)
+	if err != nil {
+		s.log.Error("channelstream: subscribe failed", "channel", ch.hub, "err", err)
+	}
+	return ok
 }
 
 // checkChannelNames refuses names whose hub channel would be too long.
@@ -254,19 +263,7 @@ func (s *Server) subscribe(ctx context.Context, body json.RawMessage, queryConnI
 	}
 	joined := []string{}
 	for _, name := range sub.channels {
-		ch := s.channels[name]
-		if ch == nil {
-			st, ok := sub.configs[name]
-			if !ok {
-				st = defaultSettings()
-			}
-			ch = s.newChannel(name, st)
-		}
-		ok, err := s.joinLocked(ctx, c, ch)
-		if err != nil {
-			s.log.Error("channelstream: subscribe failed", "channel", ch.hub, "err", err)
-		}
-		if ok {
+		if s.joinNamedLocked(ctx, c, name, sub.configs) {
 			joined = append(joined, name)
 		}
 	}
