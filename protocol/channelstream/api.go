@@ -267,13 +267,16 @@ func (s *Server) subscribe(ctx context.Context, body json.RawMessage, queryConnI
 			joined = append(joined, name)
 		}
 	}
-	sort.Strings(joined)
+	return s.membershipLocked(c, sub.info, "subscribed_to", joined), nil
+}
+
+// membershipLocked is the answer of /subscribe and /unsubscribe: the
+// connection's channels and their info, and (under key, sorted) those the
+// call changed.
+func (s *Server) membershipLocked(c *conn, info infoOpts, key string, changed []string) map[string]any {
+	sort.Strings(changed)
 	names := c.channelNames()
-	return map[string]any{
-		"channels":      names,
-		"channels_info": s.infoLocked(names, false, sub.info),
-		"subscribed_to": joined,
-	}, nil
+	return map[string]any{"channels": names, "channels_info": s.infoLocked(names, false, info), key: changed}
 }
 
 // unsubscribe is POST /unsubscribe.
@@ -291,13 +294,7 @@ func (s *Server) unsubscribe(body json.RawMessage, queryConnID *string) (any, fi
 			left = append(left, name)
 		}
 	}
-	sort.Strings(left)
-	names := c.channelNames()
-	return map[string]any{
-		"channels":          names,
-		"channels_info":     s.infoLocked(names, false, sub.info),
-		"unsubscribed_from": left,
-	}, nil
+	return s.membershipLocked(c, sub.info, "unsubscribed_from", left), nil
 }
 
 // userState is POST /user_state.

@@ -482,6 +482,8 @@ func (s *Server) sendToUsersLocked(users []string, msg object) int {
 // rest marked "catchup": true.
 func (s *Server) catchup(frames [][]byte) [][]byte {
 	out := make([][]byte, 0, len(frames))
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, f := range frames {
 		if isHeartbeat(f) {
 			continue
@@ -490,11 +492,7 @@ func (s *Server) catchup(frames [][]byte) [][]byte {
 			Channel *string `json:"channel"`
 		}
 		if json.Unmarshal(f, &m) == nil && len(m) == 1 && m[0].Channel != nil {
-			s.mu.Lock()
-			ch := s.channels[*m[0].Channel]
-			skip := ch != nil && !ch.settings.StoreFrames
-			s.mu.Unlock()
-			if skip {
+			if ch := s.channels[*m[0].Channel]; ch != nil && !ch.settings.StoreFrames {
 				continue
 			}
 		}

@@ -72,20 +72,20 @@ func (c *conn) WriteFrames(ctx context.Context, frames [][]byte) error {
 	// Detached: keep what the channel's store_frames allows, as catch-up.
 	keep := c.srv.catchup(frames)
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	switch {
-	case t.gone:
-	case t.ws != nil:
+	if w := t.ws; w != nil {
 		// A socket attached meanwhile, after its catch-up: these are newer.
-		w := t.ws
 		t.mu.Unlock()
 		w.SendBatch(ctx, keep...)
-		t.mu.Lock()
+		return nil
+	}
+	switch {
+	case t.gone:
 	case t.poll != nil:
 		t.poll.add(keep)
 	default:
 		t.keep(keep, c.srv.maxQueued)
 	}
+	t.mu.Unlock()
 	return nil
 }
 
