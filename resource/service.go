@@ -21,7 +21,7 @@ type Write struct {
 	// REST API called with an API key): no permission applied.
 	Server bool
 	Op     store.Op
-	PK       int64 // 0 on create
+	PK     int64 // 0 on create
 	// Row holds the validated values to store (all fields on create and
 	// update, those sent on patch); BeforeWrite may change it.
 	Row store.Row
