@@ -508,3 +508,39 @@ func TestResourceEventPermissionMatrix(t *testing.T) {
 		})
 	}
 }
+
+// A live query's filter is checked as list checks it: the same 400s,
+// naming the field, on the same socket, which stays open.
+func TestLiveQueryFilterCheckedAsList(t *testing.T) {
+	_, base := startServer(t, notesConfig("anyone"))
+	c := newLiveClientWith(t, base, token(t, "alice", time.Hour, nil))
+	for _, filter := range []map[string]any{{"tag": 5}, {"nope": "x"}, {"id": "one"}} {
+		l := c.request("notes", "list", map[string]any{"data": map[string]any{"filter": filter}})
+		s := c.request("notes", "subscribe_list", map[string]any{"filter": filter})
+		if l["response_status"] != 400.0 || s["response_status"] != 400.0 || !reflect.DeepEqual(l["errors"], s["errors"]) {
+			t.Errorf("filter %v: list %v, subscribe_list %v", filter, l, s)
+		}
+	}
+	if p := c.request("notes", "subscribe_list", map[string]any{"filter": map[string]any{"tag": "a"}}); p["response_status"] != 201.0 {
+		t.Fatalf("a good filter after bad ones: %v", p)
+	}
+}
+
+// REST with an API key acts as the server: it reads every record and sets
+// owners; a wrong key is refused, never taken for an anonymous caller.
+func TestRESTWithAPIKeyActsAsTheServer(t *testing.T) {
+	_, base := startServer(t, notesConfig("owner:owner"))
+	w := restWriter{base}
+	hers := w.create(t, "alice", `{"title": "hers"}`)
+	w.do(t, "POST", "", "apikey "+testAPIKey, `{"title": "for bob", "owner": "bob"}`, 201)
+	all := w.do(t, "GET", "", "apikey "+testAPIKey, "", 200)
+	if all["count"] != 2.0 {
+		t.Fatalf("the server lists %v", all)
+	}
+	if bobs := w.do(t, "GET", "", "Bearer "+token(t, "bob", time.Hour, nil), "", 200); bobs["count"] != 1.0 {
+		t.Fatalf("bob lists %v", bobs)
+	}
+	w.do(t, "GET", fmt.Sprintf("%v/", hers["id"]), "apikey wrong-key-0123456789", "", 401)
+	w.do(t, "POST", "", "apikey wrong-key-0123456789", `{"title": "x", "owner": "bob"}`, 401)
+	w.do(t, "POST", "", "Bearer "+token(t, "alice", time.Hour, nil), `{"title": "x", "owner": "bob"}`, 400)
+}

@@ -72,7 +72,7 @@ func New(cfg Config) *Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{svc: cfg.Resources, log: cfg.Logger}}
+	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{svc: cfg.Resources, seq: resource.NewSequencer(0), log: cfg.Logger}}
 }
 
 // session is the state of one connection.
@@ -431,6 +431,7 @@ func encode(stream string, payload any) []byte {
 // events) of /live; one value serves every session.
 type encoder struct {
 	svc *resource.Service // nil: no resources
+	seq *resource.Sequencer
 	log *slog.Logger
 }
 

@@ -288,7 +288,14 @@ func (e *encoder) Prepare(ch string, pub switchyard.Publication) (any, bool) {
 		e.log.Error("live: resource event dropped", "channel", ch, "err", err)
 		return (*prepared)(nil), true
 	}
-	return &prepared{ev: ev, instance: instance, stream: mustJSON(name)}, true
+	if !instance {
+		// A collection's events in per-record commit order (an instance
+		// watch orders its own record's).
+		if ev, ok = e.seq.Admit(ev); !ok {
+			return (*prepared)(nil), true
+		}
+	}
+	return &prepared{ev: ev, view: resource.NewView(ev), instance: instance, stream: mustJSON(name)}, true
 }
 
 // EncodeForSession implements hub.SessionEncoder: the frames of one
@@ -316,7 +323,7 @@ func (e *encoder) EncodeForSession(hs *hub.Session, ch string, p any, frames [][
 		return frames
 	}
 	for _, l := range sess.lists[ch] {
-		if d := l.q.Apply(pe.ev); d.Action != resource.Skip {
+		if d := l.q.Apply(pe.view); d.Action != resource.Skip {
 			frames = append(frames, pe.frame(d, l.rid, false, l.many))
 		}
 	}
@@ -328,6 +335,7 @@ func (e *encoder) EncodeForSession(hs *hub.Session, ch string, p any, frames [][
 // request_id and seq, at their end).
 type prepared struct {
 	ev       *resource.Event
+	view     *resource.View // what the live queries share of it
 	instance bool
 	stream   []byte // the stream's name as JSON
 	heads    [4][3][]byte
