@@ -44,7 +44,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	apiKey := fs.String("api-key", "", "fanout with --target: a key of the server's api_keys")
 	writers := fs.Int("writers", 4, "resources: connections writing rows, one request in flight each")
 	secret := fs.String("secret", "", "longpoll with --target: the server's channelstream.secret")
-	targetPID := fs.Int("target-pid", 0, "idle with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
+	targetPID := fs.Int("target-pid", 0, "with --target: the server's process id (idle: its RSS from /proc/PID/status, for servers without Switchyard's /metrics; resources --mode live-queries: its CPU time)")
+	mode := fs.String("mode", "writes", "resources: writes (writers create rows, every subscriber watches them) or live-queries (server CPU per resource event to owner-checked, filtered live queries, against a channel publication)")
+	jwtSecret := fs.String("jwt-secret", "", "resources --mode live-queries with --target: the server's auth.jwt.hmac_secret")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,27 +67,34 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *channels < 1 || *rate < 1 || *rate > 100000 || *duration <= 0 || *duration > 10*time.Minute || *size < 0 || *size > 1<<20 {
 		return fmt.Errorf("want --channels >= 1, --rate 1..100000, --duration up to 10m, --size 0..1MiB")
 	}
+	liveQueries := scenario == "resources" && *mode == "live-queries"
+	if scenario == "resources" && *mode != "writes" && !liveQueries {
+		return fmt.Errorf("--mode %q: want writes or live-queries", *mode)
+	}
 	if *targetPID != 0 {
-		if *target == "" || scenario != "idle" {
-			return fmt.Errorf("--target-pid is for idle with --target (a server this run did not start)")
+		if *target == "" || (scenario != "idle" && !liveQueries) {
+			return fmt.Errorf("--target-pid is for idle or resources --mode live-queries with --target (a server this run did not start)")
 		}
 		if _, err := procRSS(*targetPID); err != nil {
 			return fmt.Errorf("--target-pid: %w", err)
 		}
 	}
-	base, key, csSecret := *target, *apiKey, *secret
+	base, key, csSecret, jwtKey, pid := *target, *apiKey, *secret, *jwtSecret, *targetPID
 	if base == "" {
-		key, csSecret = rand.Text(), rand.Text()
+		key, csSecret, jwtKey = rand.Text(), rand.Text(), rand.Text()
 		env := []string{"SWITCHYARD_API_KEYS=" + key, ResourceBenchConfig}
-		if scenario == "longpoll" {
+		switch {
+		case scenario == "longpoll":
 			env = append(env, "SWITCHYARD_CHANNELSTREAM_ENABLED=true", "SWITCHYARD_CHANNELSTREAM_SECRET="+csSecret)
+		case liveQueries:
+			env = []string{"SWITCHYARD_API_KEYS=" + key, LiveQueryBenchConfig, "SWITCHYARD_AUTH_JWT_HMAC_SECRET=" + jwtKey}
 		}
 		srv, err := startServer(ctx, stderr, env...)
 		if err != nil {
 			return err
 		}
 		defer srv.stop()
-		base = srv.url
+		base, pid = srv.url, srv.cmd.Process.Pid
 	}
 	u, err := checkLoopback(base)
 	if err != nil {
@@ -102,7 +111,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		res, err = Fanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: *channels, Rate: *rate, Duration: *duration, Size: *size, Progress: stderr})
 	case "resources":
-		res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: *writers, Conns: *conns, Duration: *duration, Progress: stderr})
+		if !liveQueries {
+			res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: *writers, Conns: *conns, Duration: *duration, Progress: stderr})
+			break
+		}
+		if key == "" || jwtKey == "" || pid == 0 {
+			return fmt.Errorf("resources --mode live-queries with --target needs --api-key, --jwt-secret and --target-pid")
+		}
+		res, err = LiveQueries(ctx, LiveQueriesConfig{Target: u, TargetPID: pid, APIKey: key, JWTSecret: jwtKey, Conns: *conns, Rate: *rate, Duration: *duration, Progress: stderr})
 	case "longpoll":
 		if csSecret == "" {
 			return fmt.Errorf("longpoll with --target needs --secret (the scenario signs /connect and /message)")
