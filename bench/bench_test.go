@@ -167,7 +167,7 @@ func TestLiveQueriesMode(t *testing.T) {
 	u := startTestServer(t, func(cfg *config.Config) {
 		cfg.Auth.JWT.HMACSecret = secret
 		cfg.Resources = []config.Resource{{Name: LiveQueryBenchName, PKField: "id", PageSize: 25,
-			Fields: []config.Field{{Name: "title", Type: "string"}, {Name: "tag", Type: "string"}, {Name: "owner", Type: "string"}, {Name: "t", Type: "int"}},
+			Fields:      []config.Field{{Name: "title", Type: "string"}, {Name: "tag", Type: "string"}, {Name: "owner", Type: "string"}, {Name: "t", Type: "int"}},
 			Permissions: config.ResourcePermissions{Read: "owner:owner", Create: "authenticated", Update: "owner:owner", Delete: "owner:owner"}}}
 	})
 	res, err := LiveQueries(context.Background(), LiveQueriesConfig{Target: u, TargetPID: os.Getpid(), APIKey: benchKey, JWTSecret: secret, Conns: 8, Rate: 50, Duration: 400 * time.Millisecond})
