@@ -544,3 +544,33 @@ func TestRESTWithAPIKeyActsAsTheServer(t *testing.T) {
 	w.do(t, "POST", "", "apikey wrong-key-0123456789", `{"title": "x", "owner": "bob"}`, 401)
 	w.do(t, "POST", "", "Bearer "+token(t, "alice", time.Hour, nil), `{"title": "x", "owner": "bob"}`, 400)
 }
+
+// An instance subscription that ended when its record became unreadable
+// stays silent when the record comes back, until the client subscribes
+// again (the same request_id revives it).
+func TestInstanceSubscriptionEndsAndRevives(t *testing.T) {
+	srv, base := startServer(t, notesConfig("owner:owner"))
+	g := goWriter{srv}
+	n := g.create(t, "alice", `{"title": "x"}`)
+	pk := int64(n["id"].(float64))
+	r := dialRecorder(t, base, "?token="+token(t, "alice", time.Hour, nil))
+	if reply := r.subscribe("notes", pk, "s", nil); reply.payload["response_status"] != 201.0 {
+		t.Fatal(reply.raw)
+	}
+	g.setOwner(t, pk, "bob")
+	g.setOwner(t, pk, "alice")
+	g.patch(t, "alice", pk, `{"title": "unheard"}`)
+	r.barrier(1)
+	got := r.of("s")[1:]
+	if len(got) != 1 || got[0].payload["action"] != "delete" || !reflect.DeepEqual(got[0].payload["data"], pkData(pk)) {
+		t.Fatalf("after the owner changed away and back: %s", raws(got))
+	}
+	if reply := r.subscribe("notes", pk, "s", nil); reply.payload["response_status"] != 201.0 {
+		t.Fatal(reply.raw)
+	}
+	g.patch(t, "alice", pk, `{"title": "heard"}`)
+	ev := r.waitFor("s", 4)[3]
+	if ev.payload["action"] != "update" || ev.payload["data"].(map[string]any)["title"] != "heard" {
+		t.Fatalf("after subscribing again: %s", ev.raw)
+	}
+}

@@ -235,7 +235,8 @@ func (s *session) listCount(ch string) int {
 // addInstance records a plain subscription and returns how many the
 // channel now has on this connection, and whether this request_id is new
 // (a repeated subscribe with the same request_id changes nothing, as in
-// DCRF).
+// DCRF — except that it revives a subscription that ended when the record
+// became unreadable, since the caller checked it is readable again).
 func (s *session) addInstance(ch string, rid json.RawMessage, w *resource.InstanceWatch) (int, bool) {
 	s.smu.Lock()
 	defer s.smu.Unlock()
@@ -244,6 +245,9 @@ func (s *session) addInstance(ch string, rid json.RawMessage, w *resource.Instan
 	}
 	for _, is := range s.instances[ch] {
 		if string(is.rid) == string(rid) {
+			if !is.holding && is.w.Ended() {
+				is.w, is.seq = w, false
+			}
 			return len(s.instances[ch]), false
 		}
 	}
