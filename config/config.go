@@ -31,6 +31,8 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Channelstream configures the Channelstream-compatible API.
 	Channelstream Channelstream `yaml:"channelstream"`
+	// Binding configures the channels-binding wire (see wires.go).
+	Binding Binding `yaml:"binding"`
 	// Resources are the live data resources, in declaration order.
 	Resources []Resource `yaml:"resources" config:"map"`
 	// Channels configures pub/sub channels.
@@ -139,6 +141,9 @@ type Auth struct {
 	// CookieName is the cookie that may carry the token; "" disables
 	// cookie authentication.
 	CookieName string `yaml:"cookie_name"`
+	// Proxy asks the application who a connection without a valid token
+	// is (see wires.go).
+	Proxy Proxy `yaml:"proxy"`
 }
 
 // JWT configures verification of JSON Web Tokens. At most one of
@@ -278,6 +283,9 @@ type Resource struct {
 	PageSize int `yaml:"page_size"`
 	// Permissions says who may do what.
 	Permissions ResourcePermissions `yaml:"permissions"`
+	// Binding, when set, serves the resource on the channels-binding wire
+	// (see wires.go).
+	Binding *ResourceBinding `yaml:"binding"`
 }
 
 // Field returns the declared field with the given name.
@@ -450,7 +458,7 @@ func Default() Config {
 		Log:     Log{Format: LogFormatText, Level: LogLevelInfo},
 		Store:   Store{Driver: StoreSQLite},
 		Broker:  Broker{Driver: BrokerMemory},
-		Auth:    Auth{Anonymous: true, CookieName: "switchyard_token"},
+		Auth:    Auth{Anonymous: true, CookieName: "switchyard_token", Proxy: defaultProxy()},
 		WebSocket: WebSocket{
 			PingInterval: Duration(25 * time.Second),
 			ReadTimeout:  Duration(60 * time.Second),
@@ -474,6 +482,7 @@ func Default() Config {
 			UnknownFields:     ChannelstreamUnknownReject,
 			HistoryLimit:      1000,
 		},
+		Binding:  defaultBinding(),
 		Channels: Channels{Default: DefaultChannelOptions()},
 		Queues:   []Queue{{Name: DefaultQueue, Concurrency: defaultConcurrency}},
 	}
@@ -514,7 +523,8 @@ func (c Config) LogValue() slog.Value {
 				"public_key_file", c.Auth.JWT.PublicKeyFile,
 				"issuer", c.Auth.JWT.Issuer,
 				"audience", c.Auth.JWT.Audience),
-			"cookie_name", c.Auth.CookieName),
+			"cookie_name", c.Auth.CookieName,
+			"proxy_url", redactURL(c.Auth.Proxy.URL)),
 		slog.Int("api_keys", len(c.APIKeys)),
 		slog.Group("websocket",
 			"allowed_origins", c.WebSocket.AllowedOrigins,
@@ -538,6 +548,7 @@ func (c Config) LogValue() slog.Value {
 			"admin_secret", c.Channelstream.AdminSecret,
 			"connection_gc", c.Channelstream.ConnectionGC.String(),
 			"heartbeat_interval", c.Channelstream.HeartbeatInterval.String()),
+		slog.Group("binding", "path", c.Binding.Path, "anonymous", c.Binding.Anonymous),
 		slog.Any("resources", names(len(c.Resources), func(i int) string { return c.Resources[i].Name })),
 		slog.Any("channel_namespaces", names(len(c.Channels.Namespaces), func(i int) string { return c.Channels.Namespaces[i].Name })),
 		slog.Any("signals", names(len(c.Signals), func(i int) string { return c.Signals[i].Name })),

@@ -112,6 +112,12 @@ auth:
     issuer: https://auth.example.com
     audience: switchyard
   cookie_name: sy_session
+  proxy:
+    url: http://127.0.0.1:9000/switchyard/connect
+    secret: proxy-secret-0123456789
+    headers: [Cookie]
+    timeout: 2s
+    refresh_before: 1m
 api_keys: [aaaaaaaaaaaaaaaa1, bbbbbbbbbbbbbbbb2]
 websocket:
   allowed_origins: ["https://app.example.com", "*.example.com", "localhost:3000"]
@@ -135,6 +141,11 @@ channelstream:
   admin_secret: cs-admin
   connection_gc: 30s
   heartbeat_interval: 2s
+binding:
+  path: /ws/binding
+  anonymous: false
+  inverted_ordering: false
+  max_retrieve_ids: 20
 resources:
   todos:
     fields:
@@ -151,6 +162,7 @@ resources:
     ordering: [-count, uid]
     page_size: 50
     permissions: {read: authenticated, create: authenticated, update: owner:author, delete: none}
+    binding: {stream: app.Todo, post_delete: false}
 channels:
   default:
     presence: true
@@ -193,6 +205,8 @@ func TestFullFile(t *testing.T) {
 			Anonymous:  false,
 			JWT:        JWT{PublicKeyFile: pub, Issuer: "https://auth.example.com", Audience: "switchyard"},
 			CookieName: "sy_session",
+			Proxy: Proxy{URL: "http://127.0.0.1:9000/switchyard/connect", Secret: "proxy-secret-0123456789", Headers: []string{"Cookie"},
+				Timeout: Duration(2 * time.Second), RefreshBefore: Duration(time.Minute)},
 		},
 		APIKeys: []Secret{"aaaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbbb2"},
 		WebSocket: WebSocket{
@@ -225,6 +239,7 @@ func TestFullFile(t *testing.T) {
 			UnknownFields:     ChannelstreamUnknownReject,
 			HistoryLimit:      1000,
 		},
+		Binding: Binding{Path: "/ws/binding", MaxRetrieveIDs: 20},
 		Resources: []Resource{{
 			Name: "todos",
 			Fields: []Field{
@@ -242,6 +257,7 @@ func TestFullFile(t *testing.T) {
 			Ordering:    []string{"-count", "uid"},
 			PageSize:    50,
 			Permissions: ResourcePermissions{Read: "authenticated", Create: "authenticated", Update: "owner:author", Delete: "none"},
+			Binding:     &ResourceBinding{Stream: "app.Todo", PostDelete: ptr(false)},
 		}},
 		Channels: Channels{
 			Default: ChannelOptions{

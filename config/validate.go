@@ -147,6 +147,7 @@ func (c *Config) validate() []verr {
 
 	c.validateChannelstream(v)
 	c.validateResources(v)
+	c.validateWires(v) // wires.go
 
 	v.channelOptions("channels.default", c.Channels.Default)
 	seenNS := map[string]bool{}
