@@ -35,6 +35,8 @@ type ServerConfig struct {
 	// Started is when the server started (for uptime_seconds).
 	Started time.Time
 	Logger  *slog.Logger
+	// Binding enables binding_send (the channels-binding wire is on).
+	Binding bool
 }
 
 // Server is the server API handler.
@@ -64,6 +66,7 @@ func NewServer(cfg ServerConfig) *Server {
 		"disconnect":     s.disconnect,
 		"channels":       s.channels,
 		"info":           s.info,
+		"binding_send":   s.bindingSend, // binding.go
 	}
 	return s
 }

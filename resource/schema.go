@@ -120,6 +120,17 @@ func (s *Schema) Field(name string) (config.Field, bool) {
 	return *f, true
 }
 
+// Fields returns the declared fields, in declaration order.
+func (s *Schema) Fields() []config.Field { return append([]config.Field(nil), s.r.Fields...) }
+
+// Writable reports whether a client may set a field: a declared field
+// that is neither read-only nor an owner field (those belong to the
+// server).
+func (s *Schema) Writable(name string) bool {
+	f, ok := s.r.Field(name)
+	return ok && !f.ReadOnly && !s.ownerFields[name]
+}
+
 // PageSize returns the resource's page size (default 25).
 func (s *Schema) PageSize() int {
 	if s.r.PageSize > 0 {

@@ -215,3 +215,23 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestFieldsAndWritable(t *testing.T) {
+	s := todos(t, config.ResourcePermissions{Read: "anyone", Create: "authenticated", Update: "owner:owner", Delete: "owner:owner"})
+	var names []string
+	for _, f := range s.Fields() {
+		names = append(names, f.Name)
+	}
+	if strings.Join(names, ",") != "title,done,rank,score,due,meta,owner,created_by" {
+		t.Errorf("Fields in declaration order: %v", names)
+	}
+	for name, want := range map[string]bool{"title": true, "meta": true, "owner": false, "created_by": false, "pk": false, "nope": false} {
+		if got := s.Writable(name); got != want {
+			t.Errorf("Writable(%s) = %v, want %v", name, got, want)
+		}
+	}
+	s.Fields()[0].Name = "changed"
+	if s.Fields()[0].Name != "title" {
+		t.Error("Fields must return a copy")
+	}
+}

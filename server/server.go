@@ -26,6 +26,7 @@ import (
 	"github.com/switchyardhq/switchyard/broker/memory"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
+	"github.com/switchyardhq/switchyard/protocol/binding"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
 	"github.com/switchyardhq/switchyard/protocol/live"
 	"github.com/switchyardhq/switchyard/resource"
@@ -43,6 +44,10 @@ type Options struct {
 	// ResourceHooks are application code around the writes of resources,
 	// by resource name (validation, computed fields, side effects).
 	ResourceHooks map[string]resource.Hooks
+	// BindingEvents handle the channels-binding wire's custom events
+	// (channels-binding's @bind), by event without its #uid
+	// ("simple_reflexion.ping").
+	BindingEvents map[string]binding.Custom
 }
 
 // Check is a named readiness check: /readyz answers 503 while one fails.
@@ -61,6 +66,8 @@ type Server struct {
 	db     *sqlite.DB
 	// resources is the resource service (the Go API: Resources).
 	resources *resource.Service
+	// proxy is the connect proxy (nil when auth.proxy is off).
+	proxy *auth.Proxy
 	// channelstream is the Channelstream API (nil when it is off).
 	channelstream *channelstream.Server
 	metrics       *metrics
@@ -121,6 +128,10 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	proxy, err := newProxy(cfg.Auth.Proxy, log) // wires.go
+	if err != nil {
+		return nil, err
+	}
 	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(cfg.DataDir, "switchyard.db")})
 	if err != nil {
 		return nil, fmt.Errorf("server: store: %w", err)
@@ -135,7 +146,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Broker:         b,
 		Presence:       b,
 		Channels:       withChannelstreamNamespace(cfg),
-		Reserved:       map[string]config.ChannelOptions{resource.ChannelNamespace: {}},
+		Reserved:       map[string]config.ChannelOptions{resource.ChannelNamespace: {}, binding.Namespace: {}},
 		MaxQueuedBytes: int64(cfg.Limits.MaxQueuedBytes),
 		Logger:         log,
 	})
@@ -174,6 +185,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		hub:       hb,
 		db:        db,
 		resources: resources,
+		proxy:     proxy,
 		mux:       http.NewServeMux(),
 		started:   time.Now(),
 	}
@@ -198,11 +210,15 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Hub:               hb,
 		Resources:         resources,
 		Verifier:          verifier,
+		Proxy:             proxy,
 		Options:           wsOpts,
 		Logger:            log,
 		MaxConnections:    cfg.Limits.MaxConnections,
 		MessagesPerSecond: cfg.Limits.MessagesPerSecond,
 	}))
+	if bh := bindingHandler(cfg, o, engine, hb, resources, verifier, proxy, wsOpts, log); bh != nil { // wires.go
+		s.mux.Handle("GET "+cfg.Binding.Path, bh)
+	}
 	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
 		Hub:         hb,
 		Keys:        cfg.APIKeys,
@@ -210,6 +226,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Connections: engine.Len,
 		Started:     s.started,
 		Logger:      log,
+		Binding:     cfg.Binding.Path != "",
 	}))
 	s.mux.Handle("/api/resources/", api.NewResources(api.ResourcesConfig{
 		Service:  resources,
@@ -370,6 +387,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Go(func() { httpErr = s.http.Shutdown(ctx) })
 	wg.Go(func() { wsErr = s.engine.Shutdown(ctx) })
 	wg.Wait()
+	if s.proxy != nil {
+		s.proxy.Close()
+	}
 	s.hub.Close()
 	brokerErr := s.broker.Close(ctx)
 	dbErr := s.db.Close()

@@ -39,6 +39,9 @@ type Config struct {
 	// cookie, or Authorization: Bearer) and verifies $session refresh
 	// tokens; nil makes every connection anonymous.
 	Verifier *auth.Verifier
+	// Proxy asks the application who a connection without a valid token
+	// is (auth.proxy; nil: off).
+	Proxy *auth.Proxy
 	// MaxConnections refuses upgrades with 503 once the engine holds that
 	// many connections (0: no limit).
 	MaxConnections int
@@ -77,7 +80,8 @@ func New(cfg Config) *Handler {
 
 // session is the state of one connection.
 type session struct {
-	hs *hub.Session
+	hs       *hub.Session
+	stopKeep func() // ends the connect proxy's refreshes
 	// DCRF instance subscriptions: hub channel → the request_ids
 	// subscribed to it (events go out once per request_id). Written by the
 	// connection's handler calls, read by the hub's broadcasts. smu is
@@ -123,30 +127,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.WriteError(w, http.StatusBadRequest, "websocket_required", "/live only accepts WebSocket connections")
 		return
 	}
-	var p auth.Principal
-	if h.cfg.Verifier != nil {
-		var err error
-		if p, err = h.cfg.Verifier.FromRequest(r); err != nil {
-			// Refused before the upgrade: 401 with the reason (never the
-			// token).
-			code := switchyard.ErrorCode(err)
-			ws.WriteError(w, switchyard.HTTPStatus(code), string(code), switchyard.ErrorMessage(err))
-			return
-		}
+	id := rand.Text()
+	p, grant, err := auth.Identify(r.Context(), r, h.cfg.Verifier, h.cfg.Proxy, auth.ConnectionOf(r, id, "websocket", "live"))
+	if err != nil {
+		// Refused before the upgrade: 401 with the reason (never the
+		// token), the application's 401/403, or 503 when it did not answer.
+		code := switchyard.ErrorCode(err)
+		ws.WriteError(w, switchyard.HTTPStatus(code), string(code), switchyard.ErrorMessage(err))
+		return
 	}
-	ws.Upgrade(w, r, h.cfg.Engine, socket{h: h, p: p}, h.cfg.Options...)
+	ws.Upgrade(w, r, h.cfg.Engine, socket{h: h, id: id, p: p, grant: grant}, h.cfg.Options...)
 }
 
 // socket adapts the handler to ws.Handler for one connection.
 type socket struct {
-	h *Handler
-	p auth.Principal
+	h     *Handler
+	id    string
+	p     auth.Principal
+	grant *auth.Grant // the connect proxy's answer, kept fresh while open
 }
 
 func (s socket) OnOpen(c *ws.Conn) {
 	hb := s.h.cfg.Hub
-	hs := hb.Connect(rand.Text(), hub.Principal{User: s.p.User, Info: s.p.Info, Expires: s.p.Expires}, connWriter{c}, s.h.enc)
-	sess := &session{hs: hs}
+	hs := hb.Connect(s.id, hub.Principal{User: s.p.User, Info: s.p.Info, Expires: s.p.Expires}, connWriter{c}, s.h.enc)
+	sess := &session{hs: hs, stopKeep: func() {}}
+	if s.grant != nil && s.h.cfg.Proxy != nil {
+		sess.stopKeep = s.h.cfg.Proxy.Keep(hs, s.grant)
+	}
 	hs.SetValue(sess)
 	c.SetValue(sess)
 	hs.Send(encode("$session", map[string]any{"action": "connected", "client_id": hs.ID(), "user": hs.User()}))
@@ -183,6 +190,7 @@ func (s socket) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
 
 func (s socket) OnClose(c *ws.Conn, err error) {
 	if sess, ok := c.Value().(*session); ok {
+		sess.stopKeep()
 		s.h.cfg.Hub.Disconnect(sess.hs)
 	}
 }
