@@ -12,7 +12,7 @@ build:
 
 ## test: every test, with the race detector (service-backed tests read
 ## SWITCHYARD_TEST_REDIS / SWITCHYARD_TEST_POSTGRES and skip visibly without them)
-test: tests/dcrf/node_modules tests/channelstream/node_modules
+test: tests/dcrf/node_modules tests/channelstream/node_modules tests/binding/node_modules
 	$(GO) build ./...
 	$(GO) test -race -count=1 ./...
 
@@ -24,6 +24,11 @@ tests/dcrf/node_modules: tests/dcrf/package-lock.json
 ## the Node ws package for the Channelstream client flows, pinned likewise
 tests/channelstream/node_modules: tests/channelstream/package-lock.json
 	cd tests/channelstream && npm ci --no-audit --no-fund
+	touch $@
+
+## the Node ws package for the channels-binding Consumer flows, pinned likewise
+tests/binding/node_modules: tests/binding/package-lock.json
+	cd tests/binding && npm ci --no-audit --no-fund
 	touch $@
 
 ## lint: gofmt, go vet and staticcheck
@@ -70,3 +75,6 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFrameReader -fuzztime 30s ./ws
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./protocol/channelstream
 	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 30s ./protocol/channelstream
+	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime 30s ./protocol/binding
+	$(GO) test -run '^$$' -fuzz FuzzPyInt -fuzztime 30s ./protocol/binding
+	$(GO) test -run '^$$' -fuzz FuzzVerifySignature -fuzztime 30s ./auth

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/exec"
 	"reflect"
 	"sort"
 	"strings"
@@ -735,5 +737,35 @@ func TestBindingSendWireOff(t *testing.T) {
 	}
 	if code, _ := get(t, base+"/live/binding"); code != 404 {
 		t.Fatalf("the wire's path with the wire off: %d", code)
+	}
+}
+
+// The @channels-binding/core Consumer's flows (§A.10), imitated through
+// Node's ws (tests/binding: consumer.js, flow.test.js): pending calls
+// flushed on open, hashed events, passive binds on updated#pk, useSave,
+// useDelete, useForm, error frames dispatched to no listener, server push,
+// and reconnect after the server drops the socket.
+func TestBindingNodeClient(t *testing.T) {
+	dir := nodeTestDir(t, "binding", "ws")
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is required for the channels-binding client flows")
+	}
+	srv, base := startWith(t, bindingConfig, Options{})
+	seedUsers(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "flow.test.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"SWITCHYARD_URL="+bindingURL(base, ""), "SWITCHYARD_HTTP="+base, "SWITCHYARD_API_KEY="+testAPIKey,
+		"TOKEN_ALICE="+token(t, "alice", time.Hour, nil), "TOKEN_BOB="+token(t, "bob", time.Hour, nil))
+	out, err := cmd.CombinedOutput()
+	t.Logf("node --test:\n%s", out)
+	if err != nil {
+		t.Fatalf("the channels-binding client flows failed: %v", err)
+	}
+	if !strings.Contains(string(out), "ℹ pass 8") || !strings.Contains(string(out), "ℹ fail 0") {
+		t.Fatal("unexpected summary: want 8 passing and none failing")
 	}
 }
