@@ -41,4 +41,13 @@
 // are read only by [NewVerifier]; rotating a key means building a new
 // Verifier. Permission checks on channels and resources are left to the
 // packages that own them.
+//
+// # The connect proxy and signatures
+//
+// A [Proxy] asks the application who a connection without a valid token
+// is (config auth.proxy), and keeps answers that expire fresh ([Identify],
+// [Proxy.Keep]); the refresh calls run on the proxy's own goroutines until
+// [Proxy.Close]. Every call Switchyard makes to the application is signed
+// with [Sign] ([SignatureHeader], Stripe's t=…,v1=… scheme), which a Go
+// receiver checks with [VerifySignature].
 package auth

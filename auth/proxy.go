@@ -173,9 +173,11 @@ type Grant struct {
 // Identify returns who a connection is. A valid token decides (v's
 // rules). Without one — no token, or one that does not verify — the
 // application is asked when p is set, and its answer decides (a Grant to
-// Keep when it expires); otherwise v's rules apply (anonymous when
-// allowed, the token's error when it is invalid). v and p may be nil;
-// with neither, every connection is anonymous.
+// Keep when it expires), except that an anonymous answer ({"user": null})
+// is refused like a connection without credentials when v does not allow
+// anonymous clients (auth.anonymous false); without p, v's rules apply
+// (anonymous when allowed, the token's error when it is invalid). v and p
+// may be nil; with neither, every connection is anonymous.
 func Identify(ctx context.Context, r *http.Request, v *Verifier, p *Proxy, c Connection) (Principal, *Grant, error) {
 	if v != nil {
 		if tok, _ := TokenFromRequest(r, v.cfg.CookieName); tok != "" || p == nil {
@@ -191,6 +193,9 @@ func Identify(ctx context.Context, r *http.Request, v *Verifier, p *Proxy, c Con
 	g, err := p.Ask(ctx, r, c)
 	if err != nil {
 		return Principal{}, nil, err
+	}
+	if g.Principal.User == "" && v != nil && !v.cfg.Anonymous {
+		return Principal{}, nil, unauthorized(msgAuthRequired)
 	}
 	return g.Principal, g, nil
 }

@@ -253,6 +253,16 @@ func TestIdentify(t *testing.T) {
 	if _, _, err = Identify(ctx, r, v, p, Connection{}); !errors.Is(err, ErrProxyRefused) {
 		t.Fatalf("refused: %v", err)
 	}
+	// An anonymous answer when anonymous clients are not allowed: refused
+	// as a connection without credentials; allowed, it is anonymous.
+	app.set("s-anon", func() (int, string) { return 200, `{"user": null}` })
+	if _, _, err = Identify(ctx, upgradeRequest("s-anon"), v, p, Connection{}); switchyard.ErrorMessage(err) != msgAuthRequired {
+		t.Fatalf("anonymous answer, auth.anonymous false: %v", err)
+	}
+	open := newVerifier(t, config.Auth{Anonymous: true, JWT: config.JWT{HMACSecret: testSecret}})
+	if pr, _, err = Identify(ctx, upgradeRequest("s-anon"), open, p, Connection{}); err != nil || !pr.Anonymous {
+		t.Fatalf("anonymous answer, auth.anonymous true: %+v %v", pr, err)
+	}
 	// Without a proxy, the verifier's rules.
 	r = upgradeRequest("s-bob")
 	r.Header.Set("Authorization", "Bearer not.a.token")

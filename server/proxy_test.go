@@ -179,7 +179,7 @@ func TestProxyOnBinding(t *testing.T) {
 	app := newCookieApp(t)
 	app.set("s-alice", `{"user": "42", "channels": ["room"]}`)
 	app.set("s-anon", `{"user": null}`)
-	_, base := startWith(t, func(c *config.Config) { proxyConfig(app)(c); c.Binding.Anonymous = false }, Options{})
+	_, base := startWith(t, func(c *config.Config) { proxyConfig(app)(c); c.Auth.Anonymous = true; c.Binding.Anonymous = false }, Options{})
 	b, status, body := dialBinding(t, base, "", cookie("s-alice"))
 	if b == nil {
 		t.Fatalf("dial: %d %s", status, body)
@@ -209,6 +209,26 @@ func TestProxyOnBinding(t *testing.T) {
 	}
 	if b, status, body := dialBinding(t, base, "", nil); b != nil || status != 401 || !strings.Contains(body, "Not logged in.") {
 		t.Fatalf("no session: %d %s", status, body)
+	}
+	// /live has no binding.anonymous: auth.anonymous (true here) lets the
+	// application's anonymous visitor in.
+	c, status, body := dialStatus(t, base, "", cookie("s-anon"))
+	if c == nil {
+		t.Fatalf("/live, anonymous answer: %d %s", status, body)
+	}
+}
+
+// auth.anonymous false: an anonymous answer is refused like a connection
+// without credentials.
+func TestProxyAnonymousAnswerRefused(t *testing.T) {
+	app := newCookieApp(t)
+	app.set("s-anon", `{"user": null}`)
+	_, base := startWith(t, proxyConfig(app), Options{})
+	if c, status, body := dialStatus(t, base, "", cookie("s-anon")); c != nil || status != 401 || !strings.Contains(body, "authentication required") {
+		t.Fatalf("/live: %d %s", status, body)
+	}
+	if b, status, body := dialBinding(t, base, "", cookie("s-anon")); b != nil || status != 401 {
+		t.Fatalf("binding: %d %s", status, body)
 	}
 }
 
