@@ -117,12 +117,16 @@ func parseFrame(data []byte) (*Request, string) {
 // handle runs one frame.
 func (h *Handler) handle(sess *session, data []byte) {
 	req, problem := parseFrame(data)
-	if problem != "" {
-		h.replyError(sess, "error", problem)
+	if !sess.allow(h.cfg.MessagesPerSecond, time.Now()) {
+		event := "error"
+		if req != nil {
+			event = req.Event
+		}
+		h.replyError(sess, event, fmt.Sprintf("rate limited: over %d messages per second (limits.messages_per_second); frame dropped", h.cfg.MessagesPerSecond))
 		return
 	}
-	if !sess.allow(h.cfg.MessagesPerSecond, time.Now()) {
-		h.replyError(sess, req.Event, fmt.Sprintf("rate limited: over %d messages per second (limits.messages_per_second); frame dropped", h.cfg.MessagesPerSecond))
+	if problem != "" {
+		h.replyError(sess, "error", problem)
 		return
 	}
 	req.User, req.ClientID = sess.hs.User(), sess.hs.ID()

@@ -151,8 +151,9 @@ test('server push: binding_send to the user reaches each of its consumers', asyn
 test('reconnect: the server drops the socket, the client comes back after ~1s and flushes what was sent meanwhile', async () => {
   const back = registry.back1;
   const opens = back.socket.opens;
+  const closes = back.closes.length;
   await server('disconnect', { user: 'alice' });
-  while (back.socket.readyState === 1) await sleep(10);
+  while (back.closes.length === closes) await sleep(10);
   const dropped = Date.now();
   assert.equal(back.closes[back.closes.length - 1], 4003);
   const reply = next(back, 'app.User.retrieve#3');
