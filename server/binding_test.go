@@ -273,6 +273,17 @@ func TestBindingConformance(t *testing.T) {
 		"simple_reflexion.ping": {Stream: "simple_reflexion", Handle: func(ctx context.Context, r *binding.Request) (json.RawMessage, error) {
 			return json.Marshal(map[string]any{"pong": true, "time": float64(time.Now().UnixMilli()) / 1000, "message": "Hi"})
 		}},
+		// request.reflect / dispatch / broadcast from a handler; no result.
+		"chat.Room.say": {Stream: "chat.Room", Handle: func(ctx context.Context, r *binding.Request) (json.RawMessage, error) {
+			r.Reflect("chat.Room.said", json.RawMessage(`{"ok": true}`))
+			if err := r.Dispatch(ctx, "chat.Room", "chat.Room.message", r.Data); err != nil {
+				return nil, err
+			}
+			return nil, r.Broadcast(ctx, "", json.RawMessage(`"everyone"`))
+		}},
+		"chat.Room.secret": {Stream: "chat.Room", Allowed: func(r *binding.Request) bool { return r.User != "" }, Handle: func(ctx context.Context, r *binding.Request) (json.RawMessage, error) {
+			return json.RawMessage(`{}`), nil // falsy: not reflected
+		}},
 	}})
 	admin := seedUsers(t, srv)
 	if admin != 102 {
@@ -372,6 +383,23 @@ func TestBindingConformance(t *testing.T) {
 	if _, ok := d["time"].(float64); !ok {
 		t.Errorf("time must be a float: %v", d["time"])
 	}
+
+	// A handler's reflect, dispatch (to the stream's group, which the
+	// request joined) and broadcast; C made no chat.Room request.
+	a.send("chat.Room.say", map[string]any{"text": "hi"})
+	got = a.nextN(3)
+	jsonEq(t, got[0], `{"event": "chat.Room.message", "data": {"text": "hi"}}`)
+	jsonEq(t, got[1], `{"event": "chat.Room.said", "data": {"ok": true}}`)
+	jsonEq(t, got[2], `{"event": "chat.Room.say", "data": "everyone"}`)
+	jsonEq(t, b.next(), `{"event": "chat.Room.say", "data": "everyone"}`)
+	jsonEq(t, c.next(), `{"event": "chat.Room.say", "data": "everyone"}`)
+	c.quiet()
+	// has_permission false for an anonymous connection.
+	a.send("chat.Room.secret#1", map[string]any{})
+	jsonEq(t, a.next(), `{"event": "chat.Room.secret#1", "error": "No permision for chat.Room.secret#1"}`)
+	alice := newBinding(t, base, "?token="+token(t, "alice", time.Hour, nil))
+	alice.send("chat.Room.secret", map[string]any{})
+	alice.quiet() // permitted, and a falsy result is not reflected
 
 	// Invalid JSON: an error frame (documented; the JS client only logs
 	// it), and the socket stays open.

@@ -30,6 +30,44 @@ type Request struct {
 	Data json.RawMessage
 	// User is the connection's user ("" when anonymous), ClientID its id.
 	User, ClientID string
+
+	h    *Handler
+	sess *session
+}
+
+// Reflect sends {"event", "data"} to the requesting connection
+// (channels-binding's request.reflect); event "" is the request's.
+func (r *Request) Reflect(event string, data json.RawMessage) {
+	if event == "" {
+		event = r.Event
+	}
+	r.h.reply(r.sess, event, data)
+}
+
+// Dispatch sends {"event", "data"} to a stream's group (request.dispatch);
+// event "" is the request's.
+func (r *Request) Dispatch(ctx context.Context, stream, event string, data json.RawMessage) error {
+	if event == "" {
+		event = r.Event
+	}
+	_, err := Send(ctx, r.h.cfg.Hub, Message{Event: event, Data: data, Group: stream})
+	return err
+}
+
+// Broadcast sends {"event", "data"} to every connection
+// (request.broadcast); event "" is the request's.
+func (r *Request) Broadcast(ctx context.Context, event string, data json.RawMessage) error {
+	if event == "" {
+		event = r.Event
+	}
+	_, err := Send(ctx, r.h.cfg.Hub, Message{Event: event, Data: data, All: true})
+	return err
+}
+
+// Subscribe joins the requesting connection to a stream's group for the
+// rest of its life (request.subscribe).
+func (r *Request) Subscribe(ctx context.Context, stream string) {
+	r.h.join(ctx, r.sess, stream, r.h.streams[stream])
 }
 
 // EventHandler runs a custom event. A result that is not JSON-falsy
@@ -129,7 +167,7 @@ func (h *Handler) handle(sess *session, data []byte) {
 		h.replyError(sess, "error", problem)
 		return
 	}
-	req.User, req.ClientID = sess.hs.User(), sess.hs.ID()
+	req.User, req.ClientID, req.h, req.sess = sess.hs.User(), sess.hs.ID(), h, sess
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
 	defer cancel()
 	if st := h.streams[req.Stream]; st != nil && h.cfg.Resources != nil {
