@@ -324,3 +324,21 @@ resources:
 		}
 	}
 }
+
+// Two wires on one path: config check and serve refuse it, naming both
+// keys.
+func TestConfigCheckPathClaimedTwice(t *testing.T) {
+	dir := t.TempDir()
+	clash := writeFile(t, dir, "clash.yaml", "channelstream: {enabled: true, secret: a-secret}\nbinding:\n  path: /ws\n")
+	for _, args := range [][]string{{"config", "check", clash}, {"serve", "--config", clash}} {
+		code, _, errOut := runCmd(t, dir, nil, args...)
+		if code != 2 {
+			t.Fatalf("%v exited %d", args, code)
+		}
+		for _, want := range []string{"clash.yaml:3", "binding.path", "channelstream.prefix", "/ws"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("%v: error output lacks %q:\n%s", args, want, errOut)
+			}
+		}
+	}
+}
