@@ -222,6 +222,7 @@ type request struct {
 	Filter    map[string]json.RawMessage `json:"filter"`
 	Things    []int64                    `json:"things"`
 	Token     string                     `json:"token"`
+	Reverse   bool                       `json:"reverse"`
 }
 
 func (h *Handler) handle(sess *session, data []byte) {
@@ -384,7 +385,7 @@ func (h *Handler) channels(ctx context.Context, sess *session, req request) {
 			h.replyError(sess, stream, req, err)
 			return
 		}
-		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, limit, since)
+		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, limit, since, req.Reverse)
 		if err != nil {
 			h.replyError(sess, stream, req, err)
 			return
