@@ -189,7 +189,7 @@ func TestFullFile(t *testing.T) {
 		Log:     Log{Format: "json", Level: "debug"},
 		Store: Store{Driver: "postgres", URL: "postgres://sy:pw@db.internal:5432/switchyard?sslmode=require",
 			ChangeLog: ChangeLog{MaxAge: Duration(DefaultChangeLogMaxAge), MaxRows: DefaultChangeLogMaxRows, MaxReplay: DefaultChangeLogMaxReplay}},
-		Broker:  Broker{Driver: "nats", URL: "nats://nats.internal:4222"},
+		Broker: Broker{Driver: "nats", URL: "nats://nats.internal:4222"},
 		Auth: Auth{
 			Anonymous:  false,
 			JWT:        JWT{PublicKeyFile: pub, Issuer: "https://auth.example.com", Audience: "switchyard", UserClaim: "sub"},
