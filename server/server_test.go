@@ -179,7 +179,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 		`switchyard_errors_total{kind="protocol"} 0`,
 		"go_goroutines",
 		"process_resident_memory_bytes",
-		`switchyard_build_info{version=`,
+		`switchyard_build_info{commit=`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
