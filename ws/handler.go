@@ -76,7 +76,16 @@ func sweepFor(o *options) time.Duration {
 	return max(d, 10*time.Millisecond)
 }
 
+// AcceptsWebSocket implements Acceptor.
+func (a *connHandler) AcceptsWebSocket() bool { return true }
+
 func (a *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if FromRequest(r) != nil {
+		// Already upgraded above (AcceptAll around a handler that could
+		// not be looked into): serve the connection.
+		a.h.ServeHTTP(w, r)
+		return
+	}
 	if !IsUpgradeRequest(r) {
 		if a.require {
 			WriteError(w, http.StatusBadRequest, "websocket_required", "this endpoint only accepts WebSocket connections")
