@@ -199,7 +199,9 @@ func TestOriginConfigKey(t *testing.T) {
 	srv := httptest.NewServer(ws.Accept(lowerHandler(), ws.AllowedOrigins("https://app.example.com"), ws.OriginConfigKey("websocket.allowed_origins"), ws.WithLogger(log)))
 	defer srv.Close()
 	_, status, body := dialStatus(t, wsURL(srv, "/"), http.Header{"Origin": {"https://evil.example.com"}})
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	json.Unmarshal([]byte(body), &e)
 	if status != 403 || e.Error.Code != "origin_not_allowed" || e.Error.Message != `origin "https://evil.example.com" is not allowed: add it to websocket.allowed_origins` {
 		t.Fatalf("%d %s", status, body)
