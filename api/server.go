@@ -80,9 +80,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, switchyard.Errorf(switchyard.CodeNotFound, "unknown server API method %q", name))
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "use POST"))
+	if r.Method != http.MethodPost && !(readOnly[name] && r.Method == http.MethodGet) {
+		allow, use := http.MethodPost, "use POST"
+		if readOnly[name] {
+			allow, use = "GET, POST", "use GET or POST"
+		}
+		w.Header().Set("Allow", allow)
+		writeError(w, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "%s", use))
 		return
 	}
 	d, err := readBody(w, r, s.cfg.MaxBody)
@@ -100,6 +104,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, res)
 }
+
+// readOnly are the methods that take no body and change nothing: they
+// answer GET as well as POST.
+var readOnly = map[string]bool{"channels": true, "info": true}
 
 // authorized compares the key with every configured key in constant time.
 func (s *Server) authorized(r *http.Request) bool {
@@ -269,7 +277,7 @@ func (s *Server) presenceStats(r *http.Request, d *decoder) (any, error) {
 }
 
 func (s *Server) history(r *http.Request, d *decoder) (any, error) {
-	if err := d.only("channel", "limit", "since"); err != nil {
+	if err := d.only("channel", "limit", "since", "reverse"); err != nil {
 		return nil, err
 	}
 	ch, err := d.channel()
@@ -287,7 +295,11 @@ func (s *Server) history(r *http.Request, d *decoder) (any, error) {
 	if err := d.field("since", &since, false); err != nil {
 		return nil, err
 	}
-	pubs, pos, err := s.cfg.Hub.History(r.Context(), nil, ch, limit, since)
+	var reverse bool
+	if err := d.field("reverse", &reverse, false); err != nil {
+		return nil, err
+	}
+	pubs, pos, err := s.cfg.Hub.History(r.Context(), nil, ch, limit, since, reverse)
 	if err != nil {
 		return nil, err
 	}
@@ -383,6 +395,7 @@ func (s *Server) info(r *http.Request, d *decoder) (any, error) {
 		"channels":       len(s.cfg.Hub.Channels()),
 		"uptime_seconds": int64(time.Since(s.cfg.Started).Seconds()),
 		"version":        switchyard.Version,
+		"commit":         switchyard.Commit,
 	}, nil
 }
 
