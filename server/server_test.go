@@ -29,6 +29,13 @@ func (w logWriter) Write(p []byte) (int, error) {
 // its base URL and the function that stops it (returning Run's error).
 func start(t *testing.T, mutate func(*config.Config), o Options) (string, func() error) {
 	t.Helper()
+	_, base, stop := startServer(t, mutate, o)
+	return base, stop
+}
+
+// startServer is start that also returns the server.
+func startServer(t *testing.T, mutate func(*config.Config), o Options) (*Server, string, func() error) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
@@ -69,7 +76,7 @@ func start(t *testing.T, mutate func(*config.Config), o Options) (string, func()
 		}
 		return nil
 	})
-	return base, stop
+	return srv, base, stop
 }
 
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
