@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -23,10 +24,10 @@ const (
 	// connections.
 	descriptorReserve = 128
 	// overflowSlots bounds the connections over the limit that the gate
-	// still reads a request from (to answer /healthz, or 503 naming the
-	// key); beyond them an excess connection gets the 503 without being
-	// read.
-	overflowSlots = 32
+	// reads a request from at once (to answer /healthz, or 503 naming the
+	// key); a new one evicts the oldest, so clients that are slow to send
+	// their request cannot keep a health probe from being read.
+	overflowSlots = 64
 	// overflowTimeout bounds reading and answering one overflow
 	// connection.
 	overflowTimeout = 2 * time.Second
@@ -49,14 +50,15 @@ type gate struct {
 	webSocket func() int // open WebSockets
 	log       *slog.Logger
 
-	http     atomic.Int64 // open HTTP connections (net/http's view)
-	refused  atomic.Uint64
-	overflow chan struct{} // overflowSlots tokens
-	wg       sync.WaitGroup
+	http    atomic.Int64 // open HTTP connections (net/http's view)
+	refused atomic.Uint64
+	wg      sync.WaitGroup
 
 	mu    sync.Mutex
 	spare *os.File // a descriptor kept free for EMFILE
-	conns map[net.Conn]struct{} // overflow connections being answered
+	// overflow are the connections over the limit being read and
+	// answered, oldest first.
+	overflow []net.Conn
 	// lastLog rate-limits the warnings of a gate under pressure.
 	lastLog time.Time
 }
@@ -78,7 +80,7 @@ func maxConnections(configured int) int {
 }
 
 func newGate(max int, webSocket func() int, log *slog.Logger) *gate {
-	g := &gate{max: max, webSocket: webSocket, log: log, overflow: make(chan struct{}, overflowSlots)}
+	g := &gate{max: max, webSocket: webSocket, log: log}
 	g.spare, _ = os.Open(os.DevNull)
 	return g
 }
@@ -141,29 +143,24 @@ func response(status int, body string) []byte {
 	return []byte(head + "\r\n" + body)
 }
 
-// refuse handles a connection over the limit: with an overflow slot free,
-// its request is read (GET /healthz is answered 200, anything else 503);
-// without one it gets the 503 at once.
+// refuse handles a connection over the limit: its request is read (GET
+// /healthz is answered 200, anything else 503 naming the key) within
+// overflowTimeout. With overflowSlots such connections already open, the
+// oldest is closed unanswered to make room.
 func (g *gate) refuse(c net.Conn) {
 	g.refused.Add(1)
-	g.warn("connection limit reached: refusing new connections", "limit", g.max)
-	select {
-	case g.overflow <- struct{}{}:
-	default:
-		refuseNow(c)
-		return
-	}
 	g.mu.Lock()
-	if g.conns == nil {
-		g.conns = map[net.Conn]struct{}{}
+	if len(g.overflow) >= overflowSlots {
+		g.overflow[0].Close()
+		g.overflow = g.overflow[1:]
 	}
-	g.conns[c] = struct{}{}
+	g.overflow = append(g.overflow, c)
+	g.warnLocked("connection limit reached: refusing new connections", "limit", g.max)
 	g.mu.Unlock()
 	g.wg.Go(func() {
-		defer func() { <-g.overflow }()
 		defer func() {
 			g.mu.Lock()
-			delete(g.conns, c)
+			g.overflow = slices.DeleteFunc(g.overflow, func(x net.Conn) bool { return x == c })
 			g.mu.Unlock()
 			c.Close()
 		}()
@@ -229,7 +226,7 @@ func (g *gate) warnLocked(msg string, args ...any) {
 // releases the spare descriptor.
 func (g *gate) close() {
 	g.mu.Lock()
-	for c := range g.conns {
+	for _, c := range g.overflow {
 		c.Close()
 	}
 	g.mu.Unlock()

@@ -136,12 +136,15 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	}
 	b := memory.New(memory.Config{})
 	hb, err := hub.New(hub.Config{
-		Broker:         b,
-		Presence:       b,
-		Channels:       withChannelstreamNamespace(cfg),
-		Reserved:       map[string]config.ChannelOptions{"$resource": {}},
-		MaxQueuedBytes: int64(cfg.Limits.MaxQueuedBytes),
-		Logger:         log,
+		Broker:               b,
+		Presence:             b,
+		Channels:             withChannelstreamNamespace(cfg),
+		Reserved:             map[string]config.ChannelOptions{"$resource": {}},
+		MaxQueuedBytes:       int64(cfg.Limits.MaxQueuedBytes),
+		MaxFrameBytes:        int64(cfg.Limits.MaxOutgoingMessageSize),
+		MaxSubscriptions:     cfg.Limits.MaxSubscriptions,
+		MaxUserSubscriptions: cfg.Limits.MaxSubscriptionsPerUser,
+		Logger:               log,
 	})
 	if err != nil {
 		engine.Close()
@@ -207,6 +210,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Logger:            log,
 		MaxConnections:    maxConns,
 		MessagesPerSecond: cfg.Limits.MessagesPerSecond,
+		MaxReplyBytes:     int(cfg.Limits.MaxOutgoingMessageSize),
+		MaxSearchLength:   cfg.Limits.MaxSearchLength,
 	}))
 	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
 		Hub:         hb,
@@ -217,36 +222,49 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Logger:      log,
 	}))
 	s.mux.Handle("/api/resources/", api.NewResources(api.ResourcesConfig{
-		Service:  resources,
-		Verifier: verifier,
-		MaxBody:  int64(cfg.Limits.MaxRequestBody),
+		Service:         resources,
+		Verifier:        verifier,
+		CookieName:      cfg.Auth.CookieName,
+		AllowedOrigins:  cfg.WebSocket.AllowedOrigins,
+		PublicURL:       cfg.PublicURL,
+		MaxBody:         int64(cfg.Limits.MaxRequestBody),
+		MaxSearchLength: cfg.Limits.MaxSearchLength,
+		Logger:          log,
 	}))
 	if cs := cfg.Channelstream; cs.Enabled {
 		maxAge := time.Minute
 		if !cs.ValidateRequests {
 			maxAge = -1
 		}
+		skew := time.Duration(cs.MaxClockSkew)
+		if skew == 0 {
+			skew = -1 // none: channelstream reads 0 as its default
+		}
 		s.channelstream, err = channelstream.New(channelstream.Config{
-			Hub:               hb,
-			Engine:            engine,
-			WSOptions:         wsOpts,
-			Namespace:         cs.Namespace,
-			Secret:            string(cs.Secret),
-			Allowed:           cs.AllowedPrefixes(),
-			SignatureMaxAge:   maxAge,
-			AllowCORS:         cs.AllowCORS,
-			EnforceHTTPS:      cs.EnforceHTTPS,
-			StrictFields:      cs.UnknownFields == config.ChannelstreamUnknownReject,
-			Heartbeat:         time.Duration(cs.HeartbeatInterval),
-			ConnectionTimeout: time.Duration(cs.ConnectionGC),
-			UserTimeout:       time.Duration(cs.UserGC),
-			ChannelTimeout:    time.Duration(cs.ChannelGC),
-			HistoryLimit:      cs.HistoryLimit,
-			MaxBody:           int64(cfg.Limits.MaxRequestBody),
-			MaxQueued:         int(cfg.Limits.MaxQueuedBytes),
-			AdminUser:         cs.AdminUser,
-			AdminSecret:       string(cs.AdminSecret),
-			Logger:            log,
+			Hub:                  hb,
+			Engine:               engine,
+			WSOptions:            wsOpts,
+			Namespace:            cs.Namespace,
+			Secret:               string(cs.Secret),
+			Allowed:              cs.AllowedPrefixes(),
+			SignatureMaxAge:      maxAge,
+			MaxClockSkew:         skew,
+			AllowCORS:            cs.AllowCORS,
+			EnforceHTTPS:         cs.EnforceHTTPS,
+			StrictFields:         cs.UnknownFields == config.ChannelstreamUnknownReject,
+			Heartbeat:            time.Duration(cs.HeartbeatInterval),
+			ConnectionTimeout:    time.Duration(cs.ConnectionGC),
+			UserTimeout:          time.Duration(cs.UserGC),
+			ChannelTimeout:       time.Duration(cs.ChannelGC),
+			HistoryLimit:         cs.HistoryLimit,
+			MaxBody:              int64(cfg.Limits.MaxRequestBody),
+			MaxQueued:            int(cfg.Limits.MaxQueuedBytes),
+			AdminUser:            cs.AdminUser,
+			AdminSecret:          string(cs.AdminSecret),
+			SignInAttempts:       cs.SignInAttempts,
+			SignInAttemptsGlobal: cs.SignInAttemptsGlobal,
+			SignInLockout:        time.Duration(cs.SignInLockout),
+			Logger:               log,
 		})
 		if err != nil {
 			hb.Close()

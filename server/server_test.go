@@ -42,7 +42,9 @@ func startServer(t *testing.T, mutate func(*config.Config), o Options) (*Server,
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	o.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	srv, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
