@@ -399,7 +399,11 @@ func (h *Hub) publish(ctx context.Context, s *Session, ch string, data json.RawM
 	if len(data) == 0 || !json.Valid(data) {
 		return switchyard.StreamPosition{}, switchyard.Errorf(switchyard.CodeBadRequest, "data must be a JSON value")
 	}
-	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration(), Audience: aud}
+	ns, _, _ := strings.Cut(ch, ":")
+	if ns == ch {
+		ns = "" // the default namespace
+	}
+	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration(), Audience: aud, Namespace: ns}
 	if s != nil {
 		info := s.ClientInfo()
 		po.Info = &info

@@ -193,3 +193,49 @@ func TestServerAPIRefusesReservedChannels(t *testing.T) {
 		t.Fatalf("chat:x got %v before the real message", m)
 	}
 }
+
+// The reproduction: one user published 2,000 × 60 KiB to 2,000 channels,
+// and the process held 180 MiB more for the history TTL. History is
+// bounded by limits.max_history_bytes: the oldest channels lose theirs,
+// with a new epoch, so their subscribers are told recovery failed; and
+// by limits.max_channels_per_namespace.
+func TestRetainedHistoryIsBounded(t *testing.T) {
+	base, _ := start(t, func(c *config.Config) {
+		channelsConfig(c)
+		c.Limits.MaxHistoryBytes = config.MiB
+		c.Limits.MaxChannelsPerNamespace = 100
+	}, Options{})
+	pub := newLiveClient(t, base)
+	payload := strings.Repeat("x", 60<<10)
+	first := pub.ok("publish", map[string]any{"channel": "chat:0", "data": payload})
+	for i := 1; i < 200; i++ {
+		pub.ok("publish", map[string]any{"channel": fmt.Sprint("chat:", i), "data": payload})
+	}
+	// The first channel's history is gone, with its epoch: recovery says so.
+	c := newLiveClient(t, base)
+	since := map[string]any{"offset": 0, "epoch": first["epoch"]}
+	if r := c.ok("subscribe", map[string]any{"channel": "chat:0", "since": since}); r["recovered"] != false || r["epoch"] == first["epoch"] {
+		t.Fatalf("recovering the oldest channel: %v", r)
+	}
+	h := c.ok("history", map[string]any{"channel": "chat:0"})
+	if len(h["publications"].([]any)) != 0 {
+		t.Fatalf("the oldest channel still has history: %d", len(h["publications"].([]any)))
+	}
+	// The newest keeps its own.
+	if h := c.ok("history", map[string]any{"channel": "chat:199"}); len(h["publications"].([]any)) != 1 {
+		t.Fatalf("the newest channel: %v", h)
+	}
+	// Small messages to many channels: at most 100 channels keep history.
+	for i := range 150 {
+		pub.ok("publish", map[string]any{"channel": fmt.Sprint("short:", i), "data": i})
+	}
+	kept := 0
+	for i := range 150 {
+		if h := c.ok("history", map[string]any{"channel": fmt.Sprint("short:", i)}); len(h["publications"].([]any)) > 0 {
+			kept++
+		}
+	}
+	if kept != 100 {
+		t.Fatalf("%d short: channels kept history, want 100", kept)
+	}
+}

@@ -187,7 +187,7 @@ func fdChild(t *testing.T, mode string) {
 func TestUnreadLongPollsReleaseMemory(t *testing.T) {
 	srv, base, _ := startServer(t, func(c *config.Config) {
 		channelstreamConfig(false)(c)
-		c.Limits.WriteTimeout = config.Duration(300 * time.Millisecond)
+		c.Limits.WriteTimeout = config.Duration(time.Second)
 		c.Limits.MaxQueuedBytes = 8 << 20 // one poll's answer grows to 8 MiB
 		c.Channelstream.ConnectionGC = config.Duration(time.Second)
 		c.Channelstream.HeartbeatInterval = config.Duration(5 * time.Second)

@@ -134,7 +134,11 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	b := memory.New(memory.Config{})
+	b := memory.New(memory.Config{
+		MaxHistoryBytes:         int64(cfg.Limits.MaxHistoryBytes),
+		MaxChannelsPerNamespace: cfg.Limits.MaxChannelsPerNamespace,
+		Logger:                  log,
+	})
 	hb, err := hub.New(hub.Config{
 		Broker:               b,
 		Presence:             b,

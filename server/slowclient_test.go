@@ -162,7 +162,7 @@ func TestSlowHeadersAndIdleConnectionsAreClosed(t *testing.T) {
 func TestUnreadAnswerIsCutAtWriteTimeout(t *testing.T) {
 	srv, base, _ := startServer(t, func(c *config.Config) {
 		c.Resources = []config.Resource{{Name: "blobs", Fields: []config.Field{{Name: "body", Type: "text"}}}}
-		c.Limits.WriteTimeout = config.Duration(300 * time.Millisecond)
+		c.Limits.WriteTimeout = config.Duration(time.Second)
 		c.Limits.MaxRequestBody = 2 << 20
 	}, Options{})
 	row := `{"body": "` + strings.Repeat("x", 1<<20) + `"}`
@@ -205,7 +205,7 @@ func TestShutdownWithSlowClientsSucceedsInTime(t *testing.T) {
 	srv, base, stop := startServer(t, func(c *config.Config) {
 		slowConfig(c)
 		c.Limits.ReadTimeout = config.Duration(time.Minute)
-		c.Limits.ShutdownTimeout = config.Duration(1500 * time.Millisecond)
+		c.Limits.ShutdownTimeout = config.Duration(2 * time.Second)
 	}, Options{})
 	for range 20 {
 		trickle(t, rawDial(t, base), "POST /api/server/publish HTTP/1.1\r\nHost: x\r\nAuthorization: apikey test-api-key-000001\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{", 200*time.Millisecond)
@@ -229,7 +229,9 @@ func TestShutdownWithSlowClientsSucceedsInTime(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run returned %v after a shutdown with slow clients; the process would exit 1", err)
 	}
-	if took := time.Since(began); took > 1600*time.Millisecond {
-		t.Fatalf("shutdown took %v, over limits.shutdown_timeout (1.5s)", took)
+	// Within the timeout, give or take the scheduling of a loaded machine.
+	if took := time.Since(began); took > 2250*time.Millisecond {
+		t.Fatalf("shutdown took %v, over limits.shutdown_timeout (2s)", took)
 	}
+	t.Logf("shut down in %v", time.Since(began).Round(time.Millisecond))
 }
