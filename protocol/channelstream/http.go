@@ -12,6 +12,7 @@ import (
 	"html"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -166,6 +167,8 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request) (json.RawMessage, 
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			writeJSON(w, http.StatusRequestEntityTooLarge, fieldErrors{"_schema": []string{"Request body is larger than " + strconv.FormatInt(s.cfg.MaxBody, 10) + " bytes."}})
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			writeJSON(w, http.StatusBadRequest, fieldErrors{"_schema": []string{"The request body did not arrive in time (limits.read_timeout)."}})
 		} else {
 			writeJSON(w, http.StatusBadRequest, fieldErrors{"_schema": []string{"The request body could not be read."}})
 		}
