@@ -37,6 +37,13 @@ func TestConnectionLimitCountsEveryConnection(t *testing.T) {
 		c.Limits.ReadTimeout = config.Duration(time.Minute)
 	}, Options{})
 	// Idle HTTP connections that never send a request, and WebSockets.
+	// start's own probe connection goes away first.
+	eventually(t, 5*time.Second, func() error {
+		if n := srv.gate.open(); n != 0 {
+			return fmt.Errorf("%d connections open before the test", n)
+		}
+		return nil
+	})
 	var idle []net.Conn
 	for range 6 {
 		idle = append(idle, rawDial(t, base))

@@ -102,6 +102,9 @@ func TestCrossSiteWritesWithTheCookieAreRefused(t *testing.T) {
 	}
 	// Updates and deletes follow the same rules.
 	st, body := restRequest(t, "POST", things, `{"name": "keep"}`, map[string]string{"Cookie": cookie, "Content-Type": "application/json"})
+	if st != 201 {
+		t.Fatalf("create: %d %s", st, body)
+	}
 	var rec map[string]any
 	json.Unmarshal([]byte(body), &rec)
 	item := fmt.Sprintf("%s%v/", things, rec["pk"])

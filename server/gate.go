@@ -208,13 +208,8 @@ func (g *gate) shed(ln net.Listener, err error) bool {
 	return true
 }
 
-// warn logs a gate warning at most once every 10 seconds.
-func (g *gate) warn(msg string, args ...any) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.warnLocked(msg, args...)
-}
-
+// warnLocked logs a gate warning at most once every 10 seconds; g.mu is
+// held.
 func (g *gate) warnLocked(msg string, args ...any) {
 	if now := time.Now(); now.Sub(g.lastLog) >= 10*time.Second {
 		g.lastLog = now

@@ -188,6 +188,10 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		started: time.Now(),
 	}
 	maxConns := maxConnections(cfg.Limits.MaxConnections)
+	if n := openFileLimit(); n > 0 && cfg.Limits.MaxConnections > n-descriptorReserve {
+		log.Warn("limits.max_connections is above what the open-file limit leaves for clients: descriptors may run out first (new connections are then refused with 503)",
+			"max_connections", cfg.Limits.MaxConnections, "open_file_limit", n)
+	}
 	s.gate = newGate(maxConns, engine.Len, log)
 	s.checks = append([]Check{
 		{Name: "store", Func: db.Ping},
