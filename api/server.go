@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -83,9 +84,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, switchyard.Errorf(switchyard.CodeNotFound, "unknown server API method %q", name))
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "use POST"))
+	if r.Method != http.MethodPost && !(readOnly[name] && r.Method == http.MethodGet) {
+		allow, use := http.MethodPost, "use POST"
+		if readOnly[name] {
+			allow, use = "GET, POST", "use GET or POST"
+		}
+		w.Header().Set("Allow", allow)
+		writeError(w, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "%s", use))
 		return
 	}
 	d, err := readBody(w, r, s.cfg.MaxBody)
@@ -103,6 +108,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, res)
 }
+
+// readOnly are the methods that take no body and change nothing: they
+// answer GET as well as POST.
+var readOnly = map[string]bool{"channels": true, "info": true}
 
 // authorized compares the key with every configured key in constant time.
 func (s *Server) authorized(r *http.Request) bool {
@@ -139,7 +148,10 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) (*decoder, erro
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, switchyard.Errorf(switchyard.CodeTooLarge, "request body over %d bytes", max)
+			return nil, switchyard.Errorf(switchyard.CodeTooLarge, "request body over %d bytes (limits.max_request_body)", max)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, switchyard.Errorf(switchyard.CodeBadRequest, "request body not received in time (limits.read_timeout)")
 		}
 		return nil, switchyard.Errorf(switchyard.CodeBadRequest, "cannot read the request body")
 	}
@@ -187,7 +199,18 @@ func (d *decoder) channel() (string, error) {
 	if err := d.field("channel", &ch, true); err != nil {
 		return "", err
 	}
-	return ch, nil
+	return ch, notReserved(ch)
+}
+
+// notReserved refuses the server's own channels (403): "$resource:…"
+// and every other name starting with "$" carry events whose shape their
+// subscribers rely on, so the server API may not publish into them, nor
+// subscribe or unsubscribe users there behind the protocols' back.
+func notReserved(ch string) error {
+	if strings.HasPrefix(ch, "$") {
+		return switchyard.Errorf(switchyard.CodeForbidden, "channel %q is reserved for the server: channels starting with $ cannot be used through the server API", ch)
+	}
+	return nil
 }
 
 func (d *decoder) data() (json.RawMessage, error) {
@@ -229,6 +252,11 @@ func (s *Server) broadcast(r *http.Request, d *decoder) (any, error) {
 	}
 	if len(chans) == 0 {
 		return nil, switchyard.Errorf(switchyard.CodeBadRequest, "field %q must list at least one channel", "channels")
+	}
+	for _, ch := range chans {
+		if err := notReserved(ch); err != nil {
+			return nil, err // before publishing anything
+		}
 	}
 	data, err := d.data()
 	if err != nil {
@@ -272,7 +300,7 @@ func (s *Server) presenceStats(r *http.Request, d *decoder) (any, error) {
 }
 
 func (s *Server) history(r *http.Request, d *decoder) (any, error) {
-	if err := d.only("channel", "limit", "since"); err != nil {
+	if err := d.only("channel", "limit", "since", "reverse"); err != nil {
 		return nil, err
 	}
 	ch, err := d.channel()
@@ -290,7 +318,11 @@ func (s *Server) history(r *http.Request, d *decoder) (any, error) {
 	if err := d.field("since", &since, false); err != nil {
 		return nil, err
 	}
-	pubs, pos, err := s.cfg.Hub.History(r.Context(), nil, ch, limit, since)
+	var reverse bool
+	if err := d.field("reverse", &reverse, false); err != nil {
+		return nil, err
+	}
+	pubs, pos, err := s.cfg.Hub.History(r.Context(), nil, ch, limit, since, reverse)
 	if err != nil {
 		return nil, err
 	}
@@ -386,6 +418,7 @@ func (s *Server) info(r *http.Request, d *decoder) (any, error) {
 		"channels":       len(s.cfg.Hub.Channels()),
 		"uptime_seconds": int64(time.Since(s.cfg.Started).Seconds()),
 		"version":        switchyard.Version,
+		"commit":         switchyard.Commit,
 	}, nil
 }
 

@@ -195,7 +195,7 @@ func Identify(ctx context.Context, r *http.Request, v *Verifier, p *Proxy, c Con
 		return Principal{}, nil, err
 	}
 	if g.Principal.User == "" && v != nil && !v.cfg.Anonymous {
-		return Principal{}, nil, unauthorized(msgAuthRequired)
+		return Principal{}, nil, v.reject(msgAuthRequired, "auth.anonymous")
 	}
 	return g.Principal, g, nil
 }

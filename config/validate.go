@@ -76,11 +76,22 @@ var (
 	resourceNameRE  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 	namespaceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
 	entryNameRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:-]*$`)
+	claimNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:/-]{0,63}$`)
 )
+
+// reservedClaims are the claims with a fixed meaning, which cannot hold the
+// user id.
+var reservedClaims = map[string]bool{"exp": true, "nbf": true, "iat": true, "iss": true, "aud": true, "jti": true, "info": true, "channels": true}
 
 func (c *Config) validate() []verr {
 	v := &validator{}
 	v.listen("listen", c.Listen)
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			v.add("public_url", "must be an http:// or https:// URL with a host and no query, like https://api.example.com (got %q)", c.PublicURL)
+		}
+	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		v.add("data_dir", "must not be empty")
 	}
@@ -91,6 +102,17 @@ func (c *Config) validate() []verr {
 		v.driverURL("store", c.Store.Driver, string(c.Store.URL), map[string][]string{
 			StorePostgres: {"postgres://", "postgresql://"},
 		})
+	}
+	cl := c.Store.ChangeLog
+	v.nonNegative("store.change_log.max_age", cl.MaxAge)
+	if cl.MaxAge > 0 && cl.MaxAge < Duration(time.Minute) {
+		v.add("store.change_log.max_age", "must be at least 1m, or 0 to keep changes of any age (got %s)", cl.MaxAge)
+	}
+	if cl.MaxRows < 0 {
+		v.add("store.change_log.max_rows", "must not be negative; 0 keeps any number of changes (got %d)", cl.MaxRows)
+	}
+	if cl.MaxReplay < 1 || cl.MaxReplay > 100000 {
+		v.add("store.change_log.max_replay", "must be between 1 and 100000 (got %d)", cl.MaxReplay)
 	}
 	if v.oneOf("broker.driver", c.Broker.Driver, BrokerMemory, BrokerRedis, BrokerNATS) {
 		v.driverURL("broker", c.Broker.Driver, string(c.Broker.URL), map[string][]string{
@@ -134,11 +156,35 @@ func (c *Config) validate() []verr {
 	if l.MaxQueuedBytes < l.MaxMessageSize {
 		v.addAt("limits.max_queued_bytes", "limits.max_message_size", "must be at least limits.max_message_size (%s) (got %s)", l.MaxMessageSize, l.MaxQueuedBytes)
 	}
+	if l.MaxOutgoingMessageSize < KiB || l.MaxOutgoingMessageSize > GiB {
+		v.add("limits.max_outgoing_message_size", "must be between 1KiB and 1GiB (got %s)", l.MaxOutgoingMessageSize)
+	}
 	if l.MaxRequestBody < 1 {
 		v.add("limits.max_request_body", "must be at least 1B (got %s)", l.MaxRequestBody)
 	}
+	v.positive("limits.read_timeout", l.ReadTimeout)
+	v.positive("limits.write_timeout", l.WriteTimeout)
+	v.positive("limits.idle_timeout", l.IdleTimeout)
 	if l.MaxConnections < 0 {
-		v.add("limits.max_connections", "must not be negative; 0 is unlimited (got %d)", l.MaxConnections)
+		v.add("limits.max_connections", "must not be negative; 0 derives it from the open-file limit (got %d)", l.MaxConnections)
+	}
+	for _, e := range []struct {
+		key string
+		n   int
+	}{
+		{"limits.max_subscriptions", l.MaxSubscriptions},
+		{"limits.max_subscriptions_per_user", l.MaxSubscriptionsPerUser},
+		{"limits.max_channels_per_namespace", l.MaxChannelsPerNamespace},
+	} {
+		if e.n < 0 {
+			v.add(e.key, "must not be negative; 0 is unlimited (got %d)", e.n)
+		}
+	}
+	if l.MaxHistoryBytes < 0 {
+		v.add("limits.max_history_bytes", "must not be negative; 0 is unlimited (got %s)", l.MaxHistoryBytes)
+	}
+	if l.MaxSearchLength < 1 || l.MaxSearchLength > 10000 {
+		v.add("limits.max_search_length", "must be between 1 and 10000 (got %d)", l.MaxSearchLength)
 	}
 	if l.MessagesPerSecond < 0 {
 		v.add("limits.messages_per_second", "must not be negative; 0 is unlimited (got %d)", l.MessagesPerSecond)
@@ -261,6 +307,11 @@ func (c *Config) validateAuth(v *validator) {
 			f.Close()
 		}
 	}
+	if !claimNameRE.MatchString(j.UserClaim) {
+		v.add("auth.jwt.user_claim", "must be a claim name such as sub or user_id (got %q)", j.UserClaim)
+	} else if reservedClaims[j.UserClaim] {
+		v.add("auth.jwt.user_claim", "%q is a claim Switchyard reads for another purpose; name the claim that holds the user id, such as sub or user_id", j.UserClaim)
+	}
 	if name := c.Auth.CookieName; name != "" && !isToken(name) {
 		v.add("auth.cookie_name", "must be a valid cookie name: letters, digits and !#$%%&'*+-.^_`|~ (got %q)", name)
 	}
@@ -369,6 +420,14 @@ func (c *Config) validateChannelstream(v *validator) {
 	if cs.HistoryLimit < 1 || cs.HistoryLimit > 100000 {
 		v.add("channelstream.history_limit", "must be between 1 and 100000 (got %d)", cs.HistoryLimit)
 	}
+	v.nonNegative("channelstream.max_clock_skew", cs.MaxClockSkew)
+	if cs.SignInAttempts < 1 {
+		v.add("channelstream.sign_in_attempts", "must be at least 1 (got %d)", cs.SignInAttempts)
+	}
+	if cs.SignInAttemptsGlobal < 1 {
+		v.add("channelstream.sign_in_attempts_global", "must be at least 1 (got %d)", cs.SignInAttemptsGlobal)
+	}
+	v.positive("channelstream.sign_in_lockout", cs.SignInLockout)
 	for i, o := range cs.AllowCORS {
 		if o == "" {
 			v.add(fmt.Sprintf("channelstream.allow_cors[%d]", i), "must not be empty")
@@ -381,6 +440,9 @@ func (v *validator) channelOptions(key string, o ChannelOptions) {
 		v.add(key+".history_size", "must not be negative (got %d)", o.HistorySize)
 	}
 	v.nonNegative(key+".history_ttl", o.HistoryTTL)
+	if o.HistorySize > 0 && o.HistoryTTL == 0 {
+		v.addAt(key+".history_ttl", key+".history_size", "must be greater than 0 when history_size is set, or the history would be kept forever: set how long kept messages live, e.g. history_ttl: 1h")
+	}
 	if o.Recover && (o.HistorySize <= 0 || o.HistoryTTL <= 0) {
 		v.add(key+".recover", "requires history_size > 0 and history_ttl > 0 (got history_size %d, history_ttl %s)", o.HistorySize, o.HistoryTTL)
 	}

@@ -609,7 +609,12 @@ func jsonParse(s string) any {
 // or a documented, safer one), the socket stays open, others are not
 // touched; a frame over the size limit closes only its own socket (1009).
 func TestBindingBadInput(t *testing.T) {
-	srv, base := startWith(t, func(c *config.Config) { bindingConfig(c); c.Limits.MaxMessageSize = 4096; c.Binding.MaxRetrieveIDs = 5 }, Options{})
+	srv, base := startWith(t, func(c *config.Config) {
+		bindingConfig(c)
+		c.Limits.MaxMessageSize = 4096
+		c.Limits.MaxOutgoingMessageSize = 4096
+		c.Binding.MaxRetrieveIDs = 5
+	}, Options{})
 	seedUsers(t, srv)
 	a := newBinding(t, base, "")
 	bystander := newBinding(t, base, "")
@@ -655,6 +660,12 @@ func TestBindingBadInput(t *testing.T) {
 	// event as received.
 	a.sendRaw(`{"event": " app.User.retrieve # 2 ", "data": {}}`)
 	jsonEq(t, a.next(), `{"event": " app.User.retrieve # 2 ", "data": `+userJSON(2)+`}`)
+	// A reply over limits.max_outgoing_message_size: an error frame in its
+	// place (100 users are about 6 KiB).
+	a.send("app.User.search", map[string]any{"limit": 100})
+	if f := a.next().(map[string]any); f["event"] != "app.User.search" || !strings.Contains(fmt.Sprint(f["error"]), "limits.max_outgoing_message_size") {
+		t.Errorf("a reply over the limit: %v", f)
+	}
 	// Over the size limit: 1009 for that socket only.
 	a.sendRaw(`{"event": "app.User.search", "data": {"x": "` + strings.Repeat("y", 5000) + `"}}`)
 	if code := a.closed(); code != 1009 {

@@ -51,7 +51,7 @@ func bindingStreams(resources []config.Resource) []binding.Stream {
 
 // bindingHandler is the channels-binding socket of binding.path; nil when
 // the wire is off.
-func bindingHandler(cfg config.Config, o Options, engine *ws.Engine, hb *hub.Hub, resources *resource.Service, verifier *auth.Verifier, proxy *auth.Proxy, wsOpts []ws.Option, log *slog.Logger) http.Handler {
+func bindingHandler(cfg config.Config, o Options, engine *ws.Engine, hb *hub.Hub, resources *resource.Service, verifier *auth.Verifier, proxy *auth.Proxy, wsOpts []ws.Option, maxConns int, log *slog.Logger) http.Handler {
 	if cfg.Binding.Path == "" {
 		return nil
 	}
@@ -77,7 +77,8 @@ func bindingHandler(cfg config.Config, o Options, engine *ws.Engine, hb *hub.Hub
 		Anonymous:         cfg.Binding.Anonymous,
 		InvertedOrdering:  cfg.Binding.InvertedOrdering,
 		MaxRetrieveIDs:    cfg.Binding.MaxRetrieveIDs,
-		MaxConnections:    cfg.Limits.MaxConnections,
+		MaxConnections:    maxConns,
 		MessagesPerSecond: cfg.Limits.MessagesPerSecond,
+		MaxReplyBytes:     int(cfg.Limits.MaxOutgoingMessageSize),
 	})
 }

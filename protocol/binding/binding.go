@@ -62,6 +62,9 @@ type Config struct {
 	MessagesPerSecond int
 	// RequestTimeout bounds the work of one frame (default 10 s).
 	RequestTimeout time.Duration
+	// MaxReplyBytes bounds one reply frame (limits.max_outgoing_message_size,
+	// default 4 MiB): a bigger reply is answered with an error frame.
+	MaxReplyBytes int
 }
 
 // Handler serves the channels-binding WebSocket. Create it with New.
@@ -82,6 +85,9 @@ func New(cfg Config) *Handler {
 	}
 	if cfg.MaxRetrieveIDs <= 0 {
 		cfg.MaxRetrieveIDs = 100
+	}
+	if cfg.MaxReplyBytes <= 0 {
+		cfg.MaxReplyBytes = 4 << 20
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, streams: map[string]*Stream{}}
 	byResource := map[string]*Stream{}

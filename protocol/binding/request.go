@@ -115,8 +115,16 @@ func encodeFrame(v any) []byte {
 	return b
 }
 
+// reply sends {"event", "data"}, or an error frame in its place when it
+// is over MaxReplyBytes: one reply must not hold more than the outgoing
+// message limit.
 func (h *Handler) reply(sess *session, event string, data any) {
-	sess.hs.Send(encodeFrame(frameOut{Event: event, Data: data}))
+	frame := encodeFrame(frameOut{Event: event, Data: data})
+	if len(frame) > h.cfg.MaxReplyBytes {
+		h.replyError(sess, event, fmt.Sprintf("the reply would be %d bytes, over the %d of limits.max_outgoing_message_size: ask for less", len(frame), h.cfg.MaxReplyBytes))
+		return
+	}
+	sess.hs.Send(frame)
 }
 
 func (h *Handler) replyError(sess *session, event, msg string) {
