@@ -151,12 +151,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := rand.Text()
 	p, grant, err := auth.Identify(r.Context(), r, h.cfg.Verifier, h.cfg.Proxy, auth.ConnectionOf(r, id, "websocket", "binding"))
 	if err != nil {
+		// Refused before the upgrade, logged with the config key behind
+		// the check (never the token, nor the query that may carry it).
 		code := switchyard.ErrorCode(err)
+		h.log.Info("websocket refused", "status", switchyard.HTTPStatus(code), "reason", switchyard.ErrorMessage(err), "key", auth.ConfigKey(err), "path", r.URL.Path, "remote", r.RemoteAddr)
 		ws.WriteError(w, switchyard.HTTPStatus(code), string(code), switchyard.ErrorMessage(err))
 		return
 	}
 	if p.User == "" && !h.cfg.Anonymous {
 		// channels-binding's DenyConnection: the handshake is refused.
+		h.log.Info("websocket refused", "status", http.StatusForbidden, "reason", "anonymous", "key", "binding.anonymous", "path", r.URL.Path, "remote", r.RemoteAddr)
 		ws.WriteError(w, http.StatusForbidden, string(switchyard.CodeForbidden), "anonymous connections are not allowed (binding.anonymous)")
 		return
 	}
