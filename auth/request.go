@@ -28,6 +28,12 @@ type Principal struct {
 	Expires time.Time
 	// Channels are the channels the connection joins at connect.
 	Channels []string
+	// Topics are the signal topics of the connection's window (the
+	// token's topics claim).
+	Topics []string
+	// Claims is the token's whole payload (a JSON object), nil without a
+	// token.
+	Claims json.RawMessage
 	// Anonymous reports that User is empty: there was no token (allowed by
 	// config.Auth.Anonymous), or a valid token without a sub claim, which
 	// the application issued on purpose and which is accepted whatever
@@ -61,6 +67,8 @@ func (v *Verifier) FromRequest(r *http.Request) (Principal, error) {
 		Info:      c.Info,
 		Expires:   c.Expires,
 		Channels:  c.Channels,
+		Topics:    c.Topics,
+		Claims:    c.Raw,
 		Anonymous: c.User == "",
 	}, nil
 }

@@ -6,12 +6,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -176,6 +178,13 @@ type Claims struct {
 	// Channels is the channels claim: names of channels the connection
 	// joins at connect, server-side. Names are not checked here.
 	Channels []string
+	// Topics is the topics claim: the signal topics the connection's
+	// window belongs to (see package signal).
+	Topics []string
+	// Raw is the whole verified payload (JSON object), for rules that
+	// read other claims (signal access "claim:<name>" and "perm:<p>",
+	// which reads the perms claim).
+	Raw json.RawMessage
 }
 
 // Expired reports whether the claims' token is no longer valid at now,
@@ -191,6 +200,7 @@ type tokenClaims struct {
 	jwt.RegisteredClaims
 	Info     json.RawMessage `json:"info"`
 	Channels []string        `json:"channels"`
+	Topics   []string        `json:"topics"`
 }
 
 // Verify checks token and returns its claims. It accepts only the
@@ -214,7 +224,13 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if err != nil {
 		return nil, unauthorized(v.message(err, t, &tc))
 	}
-	c := &Claims{User: tc.Subject, Channels: tc.Channels}
+	c := &Claims{User: tc.Subject, Channels: tc.Channels, Topics: tc.Topics}
+	if parts := strings.Split(token, "."); len(parts) == 3 {
+		// The payload the signature covers; the parser decoded it already.
+		if raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "=")); err == nil && json.Valid(raw) {
+			c.Raw = raw
+		}
+	}
 	if tc.ExpiresAt != nil {
 		c.Expires = tc.ExpiresAt.Time
 	}
