@@ -52,7 +52,7 @@ type Window struct {
 	// Claims is the token's payload (JSON object) for claim:/perm: rules.
 	Claims json.RawMessage
 	// Topics are the window's initial topics (the token's topics claim).
-	Topics []string
+	Topics  []string
 	Sender  Sender
 	Encoder Encoder
 }
