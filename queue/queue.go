@@ -272,8 +272,14 @@ func (q *Queue) Start(ctx context.Context) error {
 
 // Stop drains: no new job starts; running jobs may finish until ctx
 // ends, then they are cancelled (they run again after the next Start).
-// It closes the database.
+// It closes the database (also for a Queue that was never started).
 func (q *Queue) Stop(ctx context.Context) error {
+	q.mu.RLock()
+	started := q.started
+	q.mu.RUnlock()
+	if !started {
+		return q.b.close()
+	}
 	err := q.b.stop(ctx)
 	if err != nil {
 		q.log.Warn("queue: jobs still running at the shutdown deadline are cancelled; they run again after a restart", "err", err)
@@ -284,8 +290,7 @@ func (q *Queue) Stop(ctx context.Context) error {
 	return errors.Join(err, q.b.close())
 }
 
-// Close closes the database without stopping workers (for a Queue that
-// was never started).
+// Close closes the database of a Queue that was never started.
 func (q *Queue) Close() error { return q.b.close() }
 
 // Ping checks that the database answers.
