@@ -27,7 +27,7 @@ import (
 // Main runs `switchyard bench SCENARIO [flags]`.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: switchyard bench idle|fanout|resources|longpoll [--target URL] [--conns N] [--json] …")
+		return fmt.Errorf("usage: switchyard bench idle|fanout|resources|longpoll|signals [--target URL] [--conns N] [--json] …")
 	}
 	scenario, args := args[0], args[1:]
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
@@ -44,6 +44,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	apiKey := fs.String("api-key", "", "fanout with --target: a key of the server's api_keys")
 	writers := fs.Int("writers", 4, "resources: connections writing rows, one request in flight each")
 	secret := fs.String("secret", "", "longpoll with --target: the server's channelstream.secret")
+	callers := fs.Int("callers", 50, "signals: connections calling signals (--rate calls/s over them)")
+	jobs := fs.Int("jobs", 5000, "signals: jobs enqueued for the queue throughput figure")
+	fanouts := fs.Int("fanouts", 20, "signals: triggers to the topic (then publications to the channel) of --conns windows")
+	fanoutRate := fs.Int("fanout-rate", 10, "signals: those per second")
 	targetPID := fs.Int("target-pid", 0, "idle with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -52,9 +56,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 
 	switch scenario {
-	case "idle", "fanout", "resources", "longpoll":
+	case "idle", "fanout", "resources", "longpoll", "signals":
 	default:
-		return fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll)", scenario)
+		return fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll, signals)", scenario)
 	}
 	if *writers < 1 || *writers > 1000 {
 		return fmt.Errorf("--writers must be between 1 and 1000")
@@ -72,6 +76,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if _, err := procRSS(*targetPID); err != nil {
 			return fmt.Errorf("--target-pid: %w", err)
 		}
+	}
+	if scenario == "signals" {
+		if *target != "" {
+			return errSignalsTarget
+		}
+		if *callers < 1 || *callers > 1000 || *jobs < 1 || *jobs > 1000000 || *fanouts < 1 || *fanoutRate < 1 || *fanoutRate > 1000 {
+			return fmt.Errorf("want --callers 1..1000, --jobs 1..1000000, --fanouts >= 1, --fanout-rate 1..1000")
+		}
+		res, err := Signals(ctx, SignalsConfig{Callers: *callers, Rate: *rate, Duration: *duration, Jobs: *jobs, Windows: *conns, Fanouts: *fanouts, FanoutRate: *fanoutRate, Progress: stderr})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(res)
+		}
+		res.WriteTable(stdout)
+		return nil
 	}
 	base, key, csSecret := *target, *apiKey, *secret
 	if base == "" {

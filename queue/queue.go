@@ -142,6 +142,22 @@ type Queue struct {
 	mu       sync.RWMutex
 	handlers map[string]HandlerFunc
 	started  bool
+
+	// Group commit: concurrent Enqueues share one transaction (imu guards
+	// pending and inserting).
+	imu       sync.Mutex
+	pending   []*insertReq
+	inserting bool
+}
+
+// insertReq is one Enqueue waiting for its batch. done receives true
+// when the job was inserted (id, err set), false when the caller is to
+// insert the next batch itself.
+type insertReq struct {
+	p    river.InsertManyParams
+	id   int64
+	err  error
+	done chan bool
 }
 
 // backend is what Queue needs from a River client and its database; one
@@ -150,7 +166,7 @@ type backend interface {
 	start(ctx context.Context) error
 	stop(ctx context.Context) error
 	stopAndCancel(ctx context.Context) error
-	insert(ctx context.Context, args jobArgs, opts *river.InsertOpts) (*rivertype.JobRow, error)
+	insertMany(ctx context.Context, p []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 	list(ctx context.Context, params *river.JobListParams) ([]*rivertype.JobRow, error)
 	get(ctx context.Context, id int64) (*rivertype.JobRow, error)
 	retry(ctx context.Context, id int64) (*rivertype.JobRow, error)
@@ -319,15 +335,65 @@ func (q *Queue) Enqueue(ctx context.Context, p Params) (int64, error) {
 	if len(payload) == 0 {
 		payload = json.RawMessage("null")
 	}
-	row, err := q.b.insert(ctx, jobArgs{K: p.Kind, P: payload}, &river.InsertOpts{
+	req := &insertReq{p: river.InsertManyParams{Args: jobArgs{K: p.Kind, P: payload}, InsertOpts: &river.InsertOpts{
 		Queue:       p.Queue,
 		MaxAttempts: qc.MaxAttempts,
 		ScheduledAt: p.RunAt,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("queue: enqueue: %w", err)
+	}}, done: make(chan bool, 1)}
+	q.imu.Lock()
+	q.pending = append(q.pending, req)
+	lead := !q.inserting
+	q.inserting = true
+	q.imu.Unlock()
+	if !lead && !<-req.done {
+		lead = true
 	}
-	return row.ID, nil
+	if lead {
+		q.insertBatch()
+	}
+	if req.err != nil {
+		return 0, fmt.Errorf("queue: enqueue: %w", req.err)
+	}
+	return req.id, nil
+}
+
+// insertBatch inserts every pending job in one transaction (SQLite
+// commits are the cost: under concurrent enqueues this multiplies
+// throughput), then hands the next batch to one of the jobs that arrived
+// meanwhile, so no caller waits for more than two batches.
+func (q *Queue) insertBatch() {
+	q.imu.Lock()
+	batch := q.pending
+	q.pending = nil
+	q.imu.Unlock()
+	params := make([]river.InsertManyParams, len(batch))
+	for i, r := range batch {
+		params[i] = r.p
+	}
+	// The batch is everyone's: it does not end with the leader's context.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	res, err := q.b.insertMany(ctx, params)
+	cancel()
+	for i, r := range batch {
+		switch {
+		case err != nil:
+			r.err = err
+		case i < len(res) && res[i].Job != nil:
+			r.id = res[i].Job.ID
+		default:
+			r.err = errors.New("no job returned")
+		}
+	}
+	q.imu.Lock()
+	if len(q.pending) > 0 {
+		q.pending[0].done <- false // it leads the next batch
+	} else {
+		q.inserting = false
+	}
+	q.imu.Unlock()
+	for _, r := range batch {
+		r.done <- true
+	}
 }
 
 // ListParams select jobs.

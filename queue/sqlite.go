@@ -65,7 +65,7 @@ func openSQLite(ctx context.Context, path string, rcfg *river.Config, log *slog.
 	if n > 0 {
 		log.Warn("queue: jobs left running by a process that stopped without finishing them run again", "jobs", n)
 	}
-	client, err := river.NewClient(driver, rcfg)
+	client, err := river.NewClient[*sql.Tx](localDriver{driver}, rcfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -114,18 +114,25 @@ func recoverOrphans(ctx context.Context, exec riverdriver.Executor, db *sql.DB) 
 	}
 }
 
+// localDriver is River's SQLite driver, saying it has no listener. The
+// SQLite listener polls a notification table every 50 ms, which put a
+// 50 ms floor under enqueue → start (measured: call → trigger back p50
+// 36 ms at 200 calls/s). Without a listener River tells its producers of
+// a job inserted by this client at once, and polls (Config.PollInterval)
+// for the rest (retries that came due, scheduled jobs). A SQLite file has
+// one process, so every insert is this client's.
+type localDriver struct{ *riversqlite.Driver }
+
+func (localDriver) SupportsListener() bool { return false }
+
 func (b *sqliteBackend) start(ctx context.Context) error { return b.client.Start(ctx) }
 func (b *sqliteBackend) stop(ctx context.Context) error  { return b.client.Stop(ctx) }
 func (b *sqliteBackend) stopAndCancel(ctx context.Context) error {
 	return b.client.StopAndCancel(ctx)
 }
 
-func (b *sqliteBackend) insert(ctx context.Context, args jobArgs, opts *river.InsertOpts) (*rivertype.JobRow, error) {
-	res, err := b.client.Insert(ctx, args, opts)
-	if err != nil {
-		return nil, err
-	}
-	return res.Job, nil
+func (b *sqliteBackend) insertMany(ctx context.Context, p []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
+	return b.client.InsertMany(ctx, p)
 }
 
 func (b *sqliteBackend) list(ctx context.Context, p *river.JobListParams) ([]*rivertype.JobRow, error) {
