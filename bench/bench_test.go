@@ -159,7 +159,8 @@ func TestLongpollMeasuresEveryDelivery(t *testing.T) {
 }
 
 func TestSignalsMeasuresEveryRoundTrip(t *testing.T) {
-	res, err := Signals(context.Background(), SignalsConfig{Callers: 4, Rate: 40, Duration: 500 * time.Millisecond, Jobs: 50, Windows: 20, Fanouts: 2, FanoutRate: 4})
+	u := startTestServer(t, nil)
+	res, err := Signals(context.Background(), SignalsConfig{Callers: 4, Rate: 40, Duration: 500 * time.Millisecond, Jobs: 50, Windows: 20, Fanouts: 2, FanoutRate: 4, FanoutTarget: u, FanoutKey: benchKey})
 	if err != nil {
 		t.Fatal(err)
 	}

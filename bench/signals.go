@@ -38,7 +38,11 @@ type SignalsConfig struct {
 	// Fanouts are the triggers (then publications) sent to them, at
 	// FanoutRate per second.
 	Fanouts, FanoutRate int
-	Progress            io.Writer
+	// FanoutTarget, when set, is the server of the fan-out runs (with
+	// FanoutKey, one of its api_keys); otherwise a child process.
+	FanoutTarget *url.URL
+	FanoutKey    string
+	Progress     io.Writer
 }
 
 // SignalsResult is what the signals scenario measured.
@@ -82,9 +86,10 @@ type FanoutFigures struct {
 // Signals runs a server in this process (its Go handler is registered in
 // code, which a separate `switchyard serve` cannot have) with a webhook
 // target on loopback, and measures: call → handler → trigger back to the
-// caller at Rate calls/s with a Go handler and with a webhook; durable
-// queue throughput; and a trigger to a topic of Windows windows against a
-// channel publication to the same connections.
+// caller at Rate calls/s with a Go handler, with a webhook and with a
+// sync Go handler; durable queue throughput; then, on a server in a child
+// process, a trigger to a topic of Windows windows against a channel
+// publication to the same connections.
 func Signals(ctx context.Context, cfg SignalsConfig) (*SignalsResult, error) {
 	progress := cfg.Progress
 	if progress == nil {
@@ -137,7 +142,13 @@ func Signals(ctx context.Context, cfg SignalsConfig) (*SignalsResult, error) {
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(sctx) }()
-	defer func() { stop(); <-done }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stop()
+			<-done
+		}
+	}()
 	base := &url.URL{Scheme: "http", Host: srv.Addr().String()}
 	res := &SignalsResult{Scenario: "signals", Windows: cfg.Windows}
 
@@ -183,8 +194,26 @@ func Signals(ctx context.Context, cfg SignalsConfig) (*SignalsResult, error) {
 	res.QueueEnqueuePerSec = float64(cfg.Jobs) / enq.Seconds()
 	res.QueueRunPerSec = float64(ran.Load()) / time.Since(start).Seconds()
 
+	// The fan-out runs on a server of its own, a child process (as the
+	// other scenarios): 10,000 windows here plus their server would pass
+	// the process's 20,000 open files.
+	stop()
+	<-done
+	stopped = true
 	fmt.Fprintf(progress, "signals: %d windows in topic bench.room and channel benchroom\n", cfg.Windows)
-	topic, channel, err := fanoutRuns(ctx, base, key, srv.Signals(), cfg, progress)
+	cbase, ckey := cfg.FanoutTarget, cfg.FanoutKey
+	if cbase == nil {
+		ckey = "bench-key-fanout-0123456789"
+		child, err := startServer(ctx, progress, "SWITCHYARD_API_KEYS="+ckey)
+		if err != nil {
+			return nil, err
+		}
+		defer child.stop()
+		if cbase, err = url.Parse(child.url); err != nil {
+			return nil, err
+		}
+	}
+	topic, channel, err := fanoutRuns(ctx, cbase, ckey, cfg, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +319,7 @@ func callRun(ctx context.Context, base *url.URL, sig string, cfg SignalsConfig, 
 // fanoutRuns puts Windows connections in topic bench.room and channel
 // benchroom, then sends Fanouts triggers to the topic and Fanouts
 // publications to the channel through the server API.
-func fanoutRuns(ctx context.Context, base *url.URL, key string, svc *signal.Service, cfg SignalsConfig, progress io.Writer) (*FanoutFigures, *FanoutFigures, error) {
+func fanoutRuns(ctx context.Context, base *url.URL, key string, cfg SignalsConfig, progress io.Writer) (*FanoutFigures, *FanoutFigures, error) {
 	h := newHistogram()
 	var got, disconnects atomic.Int64
 	stop := make(chan struct{})
@@ -300,8 +329,9 @@ func fanoutRuns(ctx context.Context, base *url.URL, key string, svc *signal.Serv
 	if err != nil {
 		return nil, nil, err
 	}
+	client := &http.Client{}
 	for i, c := range conns {
-		if _, err := svc.SetWindow(ctx, signal.WindowUpdate{Window: c.id, Add: []string{"bench.room"}}); err != nil {
+		if err := apiCall(ctx, client, base, key, "windows", fmt.Sprintf(`{"window":%q,"add":["bench.room"]}`, c.id)); err != nil {
 			return nil, nil, err
 		}
 		if err := c.write(fmt.Appendf(nil, `{"stream":"$channels","payload":{"action":"subscribe","request_id":"s%d","channel":"benchroom"}}`, i)); err != nil {
@@ -310,7 +340,6 @@ func fanoutRuns(ctx context.Context, base *url.URL, key string, svc *signal.Serv
 	}
 	// The subscribe replies carry no "t": nothing is counted until the
 	// runs below.
-	client := &http.Client{}
 	run := func(name string, body func(t int64) string, method string) (*FanoutFigures, error) {
 		h.reset()
 		got.Store(0)
