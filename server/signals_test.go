@@ -70,7 +70,7 @@ func TestSignalsOverLiveWithWebhook(t *testing.T) {
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if err := signal.Verify([]byte(webhookSecret), r.Header.Get(signal.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
-			http.Error(w, err.Error(), 401)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
 		var req map[string]any
