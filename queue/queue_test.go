@@ -91,7 +91,7 @@ func open(t *testing.T, path string, log *slog.Logger, setup func(q *Queue), que
 func waitState(t *testing.T, q *Queue, id int64, state string) Info {
 	t.Helper()
 	var in Info
-	eventually(t, 15*time.Second, func() error {
+	eventually(t, 60*time.Second, func() error {
 		var err error
 		in, err = q.Get(context.Background(), id)
 		if err != nil {
@@ -119,7 +119,7 @@ func TestRunsJobWithPayload(t *testing.T) {
 		if j.ID != id || j.Kind != "echo" || string(j.Payload) != `{"a":1}` || j.Attempt != 1 || j.MaxAttempts != 3 || j.Queue != "default" {
 			t.Errorf("job %+v", j)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("job did not run")
 	}
 	waitState(t, q, id, StateCompleted)
@@ -276,7 +276,7 @@ func TestConcurrencyPerQueue(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	eventually(t, 5*time.Second, func() error {
+	eventually(t, 60*time.Second, func() error {
 		if cur.Load() != 1 {
 			return errors.New("no job running")
 		}

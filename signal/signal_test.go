@@ -230,7 +230,7 @@ func TestCallAccessAndValidation(t *testing.T) {
 					if c.Signal != tc.signal || c.Window.ClientID != tc.win || c.Job == nil || c.Job.ID != res.JobIDs[0] || c.Job.Attempt != 1 {
 						t.Errorf("call %+v", c)
 					}
-				case <-time.After(10 * time.Second):
+				case <-time.After(60 * time.Second):
 					t.Fatal("handler did not run")
 				}
 				return
@@ -304,7 +304,7 @@ func TestSyncResultAndPanic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() error {
+	eventually(t, 60*time.Second, func() error {
 		in, err := f.q.Get(context.Background(), res.JobIDs[0])
 		if err != nil || in.State != queue.StateDiscarded {
 			return fmt.Errorf("%+v %v", in, err)
@@ -388,7 +388,7 @@ func TestDelayedTriggerIsDelivered(t *testing.T) {
 	if len(a.pushes()) != 0 {
 		t.Fatal("delivered before its countdown")
 	}
-	eventually(t, 20*time.Second, func() error {
+	eventually(t, 60*time.Second, func() error {
 		if len(a.pushes()) == 0 {
 			return errors.New("not delivered")
 		}
@@ -540,7 +540,7 @@ func TestWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, func() error {
+	eventually(t, 60*time.Second, func() error {
 		if len(in.pushes()) == 0 {
 			return errors.New("no trigger back")
 		}
@@ -589,7 +589,7 @@ func TestWebhook(t *testing.T) {
 			t.Fatal(err)
 		}
 		var dead queue.Info
-		eventually(t, 20*time.Second, func() error {
+		eventually(t, 60*time.Second, func() error {
 			dead, err = f.q.Get(ctx, res.JobIDs[0])
 			if err != nil || dead.State != queue.StateDiscarded {
 				return fmt.Errorf("%s: %+v %v", name, dead, err)

@@ -76,7 +76,7 @@ func (w *frames) take() [][]byte {
 func (w *frames) waitFrames(t *testing.T, n int) [][]byte {
 	t.Helper()
 	var got [][]byte
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(60 * time.Second)
 	for len(got) < n {
 		got = append(got, w.take()...)
 		if len(got) >= n {
