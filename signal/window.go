@@ -78,6 +78,15 @@ type pendingWindow struct {
 	expires time.Time
 }
 
+// addTopic adds a topic (the set is allocated on the first, so a window
+// without topics costs no map).
+func (w *window) addTopic(t string) {
+	if w.topics == nil {
+		w.topics = map[string]struct{}{}
+	}
+	w.topics[t] = struct{}{}
+}
+
 func (w *window) info() WindowInfo {
 	return WindowInfo{ClientID: w.w.ID, WindowKey: w.key, User: w.user, Info: w.w.Info, Transport: w.w.Transport, RemoteAddr: w.w.RemoteAddr, UserAgent: w.w.UserAgent}
 }
@@ -186,13 +195,13 @@ func (s *Service) Attach(w *Window) error {
 	if w.ID == "" || w.Sender == nil || w.Encoder == nil {
 		return fmt.Errorf("signal: Attach needs ID, Sender and Encoder")
 	}
-	win := &window{w: w, key: w.Key, user: w.User, topics: map[string]struct{}{}}
+	win := &window{w: w, key: w.Key, user: w.User} // topics: allocated on the first one
 	if win.key == "" {
 		win.key = w.ID
 	}
 	for _, t := range w.Topics {
 		if checkName("topic", t) == nil {
-			win.topics[t] = struct{}{}
+			win.addTopic(t)
 		}
 	}
 	s.mu.Lock()
@@ -202,7 +211,7 @@ func (s *Service) Attach(w *Window) error {
 	}
 	if p, ok := s.pending[win.key]; ok && s.cfg.Now().Before(p.expires) {
 		for _, t := range p.topics {
-			win.topics[t] = struct{}{}
+			win.addTopic(t)
 		}
 		if p.user != nil {
 			win.user = *p.user
@@ -323,11 +332,11 @@ func (s *Service) applyWindow(u WindowUpdate) int {
 			}
 			clear(w.topics)
 			for _, t := range u.Topics {
-				w.topics[t] = struct{}{}
+				w.addTopic(t)
 			}
 		}
 		for _, t := range u.Add {
-			w.topics[t] = struct{}{}
+			w.addTopic(t)
 		}
 		for _, t := range u.Remove {
 			delete(w.topics, t)
