@@ -140,7 +140,7 @@ func (f *fixture) attach(t *testing.T, w Window) *inbox {
 	t.Helper()
 	in := &inbox{}
 	w.Sender, w.Encoder = in, f.enc
-	if err := f.svc.Attach(&w); err != nil {
+	if err := f.svc.Attach(w); err != nil {
 		t.Fatal(err)
 	}
 	return in
@@ -474,8 +474,8 @@ func TestBusReachesOtherProcessesOnce(t *testing.T) {
 	s1, e1 := mk()
 	s2, e2 := mk()
 	in1, in2 := &inbox{}, &inbox{}
-	s1.Attach(&Window{ID: "p1", User: "u", Sender: in1, Encoder: e1})
-	s2.Attach(&Window{ID: "p2", Key: "k2", Sender: in2, Encoder: e2})
+	s1.Attach(Window{ID: "p1", User: "u", Sender: in1, Encoder: e1})
+	s2.Attach(Window{ID: "p2", Key: "k2", Sender: in2, Encoder: e2})
 	ctx := context.Background()
 	if _, err := s1.SetWindow(ctx, WindowUpdate{Window: "k2", Add: []string{"room"}}); err != nil {
 		t.Fatal(err)
@@ -641,7 +641,7 @@ func TestTruthyAndClaims(t *testing.T) {
 		}
 	}
 	payload := base64.RawURLEncoding.EncodeToString([]byte("x")) // not a payload: no claims
-	w := &window{w: &Window{Claims: json.RawMessage(payload)}}
+	w := &window{claims: json.RawMessage(payload)}
 	if w.admits("claim:is_staff") || w.admits("perm:x") {
 		t.Error("garbage claims admitted")
 	}

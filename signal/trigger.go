@@ -192,7 +192,7 @@ func (s *Service) deliver(p Push, to Target) int {
 	s.mu.RUnlock()
 	var cache frameCache
 	for _, w := range wins {
-		w.w.Sender.Send(cache.get(w.w.Encoder, p))
+		w.sender.Send(cache.get(w.enc, p))
 	}
 	return len(wins)
 }

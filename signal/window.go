@@ -57,17 +57,25 @@ type Window struct {
 	Encoder Encoder
 }
 
-// window is an attached Window with its mutable state (user and topics
-// under Service.mu, the call bucket under its own lock).
+// window is an attached Window, one allocation per connection: what it
+// was attached with, its user and topics (under Service.mu) and its call
+// bucket (under rmu).
 type window struct {
-	w      *Window
-	key    string
-	user   string
-	topics map[string]struct{}
+	id, key    string
+	tokenUser  string // the principal's user: access rules use it
+	user       string // whom "to users" triggers reach it as (SetWindow may change it)
+	infoJSON   json.RawMessage
+	claims     json.RawMessage
+	transport  string
+	remoteAddr string
+	userAgent  string
+	topics     map[string]struct{} // nil until the first topic
+	sender     Sender
+	enc        Encoder
 
 	rmu    sync.Mutex
-	tokens float64
-	filled time.Time
+	tokens float32
+	filled int64 // unix ns of the last refill; 0: never
 }
 
 // pendingWindow is what the application set for a window key that is
@@ -88,7 +96,7 @@ func (w *window) addTopic(t string) {
 }
 
 func (w *window) info() WindowInfo {
-	return WindowInfo{ClientID: w.w.ID, WindowKey: w.key, User: w.user, Info: w.w.Info, Transport: w.w.Transport, RemoteAddr: w.w.RemoteAddr, UserAgent: w.w.UserAgent}
+	return WindowInfo{ClientID: w.id, WindowKey: w.key, User: w.user, Info: w.infoJSON, Transport: w.transport, RemoteAddr: w.remoteAddr, UserAgent: w.userAgent}
 }
 
 // allow takes a token from the window's call bucket (bursts of twice the
@@ -99,13 +107,14 @@ func (w *window) allow(rate int, now time.Time) bool {
 	}
 	w.rmu.Lock()
 	defer w.rmu.Unlock()
-	burst := float64(2 * rate)
-	if w.filled.IsZero() {
+	burst := float32(2 * rate)
+	ns := now.UnixNano()
+	if w.filled == 0 {
 		w.tokens = burst
 	} else {
-		w.tokens = min(burst, w.tokens+now.Sub(w.filled).Seconds()*float64(rate))
+		w.tokens = min(burst, w.tokens+float32(float64(ns-w.filled)/1e9*float64(rate)))
 	}
-	w.filled = now
+	w.filled = ns
 	if w.tokens < 1 {
 		return false
 	}
@@ -119,18 +128,18 @@ func (w *window) admits(access string) bool {
 	case config.AccessAnyone:
 		return true
 	case config.AccessAuthenticated:
-		return w.w.User != ""
+		return w.tokenUser != ""
 	case config.AccessAnonymous:
-		return w.w.User == ""
+		return w.tokenUser == ""
 	case config.AccessServerSide, config.AccessNone:
 		return false
 	}
 	if name, ok := strings.CutPrefix(access, config.AccessClaimPrefix); ok {
-		return truthy(claim(w.w.Claims, name))
+		return truthy(claim(w.claims, name))
 	}
 	if p, ok := strings.CutPrefix(access, config.AccessPermPrefix); ok {
 		var perms []string
-		if json.Unmarshal(claim(w.w.Claims, "perms"), &perms) != nil {
+		if json.Unmarshal(claim(w.claims, "perms"), &perms) != nil {
 			return false
 		}
 		return slices.Contains(perms, p)
@@ -191,11 +200,15 @@ func checkName(what, s string) error {
 // Attach registers a connection as a window: it receives triggers for
 // its id, key, user and topics, and may Call. Topics the application set
 // for its key before it connected apply.
-func (s *Service) Attach(w *Window) error {
+func (s *Service) Attach(w Window) error {
 	if w.ID == "" || w.Sender == nil || w.Encoder == nil {
 		return fmt.Errorf("signal: Attach needs ID, Sender and Encoder")
 	}
-	win := &window{w: w, key: w.Key, user: w.User} // topics: allocated on the first one
+	win := &window{
+		id: w.ID, key: w.Key, tokenUser: w.User, user: w.User, infoJSON: w.Info, claims: w.Claims,
+		transport: w.Transport, remoteAddr: w.RemoteAddr, userAgent: w.UserAgent,
+		sender: w.Sender, enc: w.Encoder,
+	}
 	if win.key == "" {
 		win.key = w.ID
 	}
