@@ -372,7 +372,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("serving", "addr", s.Addr().String(), "data_dir", s.cfg.DataDir, "store", s.cfg.Store.Driver, "broker", s.cfg.Broker.Driver)
-	if err := s.jobs.Start(ctx); err != nil {
+	// Not ctx: River cancels running jobs when its start context ends;
+	// Shutdown drains them with Stop instead.
+	if err := s.jobs.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
 	errc := make(chan error, 1)

@@ -402,7 +402,7 @@ func TestSignalsClaimAccess(t *testing.T) {
 func TestSignalsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
 	release := make(chan struct{})
-	var first, second atomic.Int32
+	var first, second, finished atomic.Int32
 	started := make(chan struct{}, 10)
 	mk := func(counter *atomic.Int32, block bool) Options {
 		return Options{Signals: func(s *signal.Service) error {
@@ -410,8 +410,13 @@ func TestSignalsSurviveRestart(t *testing.T) {
 				counter.Add(1)
 				started <- struct{}{}
 				if block {
-					<-release
+					select {
+					case <-release:
+					case <-ctx.Done(): // a drain must not cancel a running job
+						return nil, ctx.Err()
+					}
 				}
+				finished.Add(1)
 				return nil, nil
 			}, signal.Options{Allowed: "anyone", ExtraArgs: "accept"})
 		}}
@@ -449,8 +454,8 @@ func TestSignalsSurviveRestart(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if first.Load() != 1 {
-		t.Fatalf("%d jobs ran before the shutdown, want 1", first.Load())
+	if first.Load() != 1 || finished.Load() != 1 {
+		t.Fatalf("%d jobs ran before the shutdown and %d finished, want 1 and 1", first.Load(), finished.Load())
 	}
 	start(t, cfgFn, mk(&second, false))
 	eventually(t, slow, func() error {
