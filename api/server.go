@@ -20,6 +20,8 @@ import (
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
+	"github.com/switchyardhq/switchyard/queue"
+	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -36,6 +38,11 @@ type ServerConfig struct {
 	// Started is when the server started (for uptime_seconds).
 	Started time.Time
 	Logger  *slog.Logger
+	// Signals adds trigger and windows (nil: not served).
+	Signals *signal.Service
+	// Queue adds queue_stats, queue_jobs, queue_retry and queue_discard
+	// (nil: not served).
+	Queue *queue.Queue
 	// Binding enables binding_send (the channels-binding wire is on).
 	Binding bool
 }
@@ -69,6 +76,7 @@ func NewServer(cfg ServerConfig) *Server {
 		"info":           s.info,
 		"binding_send":   s.bindingSend, // binding.go
 	}
+	s.addSignalMethods()
 	return s
 }
 

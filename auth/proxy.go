@@ -30,7 +30,7 @@ import (
 //	{"client_id": "…", "transport": "websocket", "protocol": "live", "path": "/live",
 //	 "remote_addr": "…", "user_agent": "…", "refresh": false}
 //
-//	200 {"user": "42", "info": {…}, "channels": […], "topics": […], "expire_at": 1767225600}
+//	200 {"user": "42", "info": {…}, "channels": […], "topics": […], "expire_at": 1767225600, …claims}
 //	401 / 403 {"detail": "…"}   the connection is refused with that status and message
 //
 // A call that fails or takes longer than the timeout refuses the
@@ -159,12 +159,12 @@ func ConnectionOf(r *http.Request, clientID, transport, protocol string) Connect
 
 // Grant is the application's answer for one connection.
 type Grant struct {
-	// Principal is who the application says the connection is; its
-	// Expires is the answer's expire_at.
+	// Principal is who the application says the connection is: its
+	// Expires is the answer's expire_at, its Topics the signal topics of
+	// the connection's window, and its Claims the whole answer (a JSON
+	// object), so signal access rules on claims (claim:<name>,
+	// perm:<p> on "perms") read what the application added to it.
 	Principal Principal
-	// Topics are the signal topics of the connection's window, for the
-	// wires that have topics (df_websockets); the others ignore them.
-	Topics []string
 
 	conn   Connection
 	header http.Header // the forwarded headers, sent again on refresh
@@ -287,8 +287,8 @@ func (p *Proxy) call(ctx context.Context, h http.Header, c Connection, refresh b
 	if err := json.Unmarshal(data, &rep); err != nil {
 		return nil, p.unavailable("its answer is not a JSON object of the form {user, info, channels, topics, expire_at}", err)
 	}
-	g := &Grant{conn: c, header: h, Topics: rep.Topics}
-	g.Principal.Channels = rep.Channels
+	g := &Grant{conn: c, header: h}
+	g.Principal.Channels, g.Principal.Topics, g.Principal.Claims = rep.Channels, rep.Topics, json.RawMessage(data)
 	if g.Principal.User, err = proxyUser(rep.User); err != nil {
 		return nil, p.unavailable("its answer's user", err)
 	}

@@ -132,7 +132,8 @@ func TestProxyAccepts(t *testing.T) {
 		t.Fatal(err)
 	}
 	if g.Principal.User != "42" || g.Principal.Anonymous || string(g.Principal.Info) != `{"name": "Alice"}` ||
-		fmt.Sprint(g.Principal.Channels) != "[chat:lobby]" || fmt.Sprint(g.Topics) != "[room1]" || !g.Principal.Expires.IsZero() {
+		fmt.Sprint(g.Principal.Channels) != "[chat:lobby]" || fmt.Sprint(g.Principal.Topics) != "[room1]" || !g.Principal.Expires.IsZero() ||
+		!strings.Contains(string(g.Principal.Claims), `"info": {"name": "Alice"}`) {
 		t.Fatalf("grant: %+v", g)
 	}
 	call := app.calls[0]

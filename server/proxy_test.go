@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/signal"
 )
 
 // The connect proxy (auth.proxy) end to end: a small Go application that
@@ -276,5 +278,45 @@ func TestProxyExpiry(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// The application's answer carries what a token would: topics put the
+// connection's signal window in them, and the other keys are claims for
+// signal access rules (claim:<name>).
+func TestProxyTopicsAndClaimsReachSignals(t *testing.T) {
+	app := newCookieApp(t)
+	app.set("s-staff", `{"user": "42", "topics": ["room1"], "is_staff": true}`)
+	app.set("s-user", `{"user": "43"}`)
+	register := func(s *signal.Service) error {
+		return s.Register("staff.only", func(ctx context.Context, c *signal.Call) (any, error) {
+			return map[string]bool{"ok": true}, nil
+		}, signal.Options{Allowed: "claim:is_staff", Sync: true})
+	}
+	_, base := startWith(t, proxyConfig(app), Options{Signals: register})
+	dial := func(session string) *liveClient {
+		t.Helper()
+		c, status, body := dialStatus(t, base, "", cookie(session))
+		if c == nil {
+			t.Fatalf("dial %s: %d %s", session, status, body)
+		}
+		lc := &liveClient{t: t, c: c, cond: make(chan struct{}, 1)}
+		go lc.readLoop()
+		hello := lc.waitFor(func(m map[string]any) bool { return m["stream"] == "$session" })
+		lc.id = hello["payload"].(map[string]any)["client_id"].(string)
+		return lc
+	}
+	staff, user := dial("s-staff"), dial("s-user")
+	code, res := callAPI(t, base, testAPIKey, "trigger", map[string]any{"signal": "room.news", "to": map[string]any{"topics": []string{"room1"}}})
+	if code != 200 || res["delivered"] != 1.0 {
+		t.Fatalf("trigger to the topic: %d %v", code, res)
+	}
+	staff.signalPush("room.news")
+	user.noSignal()
+	if p := staff.request("$signals", "call", map[string]any{"signal": "staff.only"}); p["response_status"] != 200.0 {
+		t.Fatalf("a claim the application answered: %v", p)
+	}
+	if p := user.request("$signals", "call", map[string]any{"signal": "staff.only"}); p["response_status"] != 403.0 {
+		t.Fatalf("without the claim: %v", p)
 	}
 }

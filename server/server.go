@@ -29,7 +29,9 @@ import (
 	"github.com/switchyardhq/switchyard/protocol/binding"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
 	"github.com/switchyardhq/switchyard/protocol/live"
+	"github.com/switchyardhq/switchyard/queue"
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/store/sqlite"
 	"github.com/switchyardhq/switchyard/ws"
 )
@@ -45,6 +47,9 @@ type Options struct {
 	// ResourceHooks are application code around the writes of resources,
 	// by resource name (validation, computed fields, side effects).
 	ResourceHooks map[string]resource.Hooks
+	// Signals registers the application's Go signal handlers (with
+	// signal.Service.Register) before the queues start.
+	Signals func(s *signal.Service) error
 	// BindingEvents handle the channels-binding wire's custom events
 	// (channels-binding's @bind), by event without its #uid
 	// ("simple_reflexion.ping").
@@ -67,6 +72,9 @@ type Server struct {
 	db     *sqlite.DB
 	// resources is the resource service (the Go API: Resources).
 	resources *resource.Service
+	// jobs and signals: the durable queues and the signal service.
+	jobs    *queue.Queue
+	signals *signal.Service
 	// proxy is the connect proxy (nil when auth.proxy is off).
 	proxy *auth.Proxy
 	// channelstream is the Channelstream API (nil when it is off).
@@ -120,9 +128,6 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	// said once at start, never silently ignored.
 	if len(cfg.Resources) > 0 {
 		log.Info("serving resources over /live and /api/resources/", "count", len(cfg.Resources))
-	}
-	if len(cfg.Signals) > 0 {
-		log.Warn("signals are configured but not served by this build yet", "count", len(cfg.Signals))
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("server: data_dir: %w", err)
@@ -192,6 +197,30 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	// Signals and their durable queues (docs/signals.md): jobs live in
+	// <data_dir>/queue.db, beside the store (docs/ARCHITECTURE.md says
+	// why not in it). Workers start with Run.
+	jobs, err := queue.Open(context.Background(), queue.Config{Path: filepath.Join(cfg.DataDir, "queue.db"), Queues: cfg.Queues, Logger: log})
+	if err != nil {
+		hb.Close()
+		engine.Close()
+		db.Close()
+		return nil, fmt.Errorf("server: queues: %w", err)
+	}
+	signals, err := signal.New(signal.Config{Queue: jobs, Signals: cfg.Signals, Logger: log})
+	if err == nil && o.Signals != nil {
+		err = o.Signals(signals)
+	}
+	if err != nil {
+		jobs.Close()
+		hb.Close()
+		engine.Close()
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if n := len(cfg.Signals.Declared); n > 0 {
+		log.Info("serving signals", "declared", n, "queues", len(cfg.Queues))
+	}
 	s := &Server{
 		cfg:       cfg,
 		log:       log,
@@ -200,6 +229,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		hub:       hb,
 		db:        db,
 		resources: resources,
+		jobs:      jobs,
+		signals:   signals,
 		proxy:     proxy,
 		mux:       http.NewServeMux(),
 		started:   time.Now(),
@@ -213,6 +244,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s.checks = append([]Check{
 		{Name: "store", Func: db.Ping},
 		{Name: "broker", Func: func(context.Context) error { return nil }}, // in-memory: always reachable
+		{Name: "queue", Func: jobs.Ping},
 	}, o.Checks...)
 	s.metrics = newMetrics(engine, s.started)
 
@@ -231,6 +263,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Engine:            engine,
 		Hub:               hb,
 		Resources:         resources,
+		Signals:           signals,
 		Verifier:          verifier,
 		Proxy:             proxy,
 		Options:           wsOpts,
@@ -251,6 +284,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Connections: engine.Len,
 		Started:     s.started,
 		Logger:      log,
+		Signals:     signals,
+		Queue:       jobs,
 		Binding:     cfg.Binding.Path != "",
 	}))
 	s.mux.Handle("/api/resources/", api.NewResources(api.ResourcesConfig{
@@ -300,6 +335,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 			Logger:               log,
 		})
 		if err != nil {
+			jobs.Close()
 			hb.Close()
 			engine.Close()
 			db.Close()
@@ -362,6 +398,12 @@ func (s *Server) Handler() http.Handler {
 // subscribers like any other.
 func (s *Server) Resources() *resource.Service { return s.resources }
 
+// Signals returns the signal service: triggers and handlers from Go.
+func (s *Server) Signals() *signal.Service { return s.signals }
+
+// Queue returns the durable job queues.
+func (s *Server) Queue() *queue.Queue { return s.jobs }
+
 // Registry returns the Prometheus registry behind /metrics, for embedding
 // programs that add their own collectors.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
@@ -400,6 +442,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("serving", "addr", s.Addr().String(), "data_dir", s.cfg.DataDir, "store", s.cfg.Store.Driver, "broker", s.cfg.Broker.Driver)
+	// Not ctx: River cancels running jobs when its start context ends;
+	// Shutdown drains them with Stop instead.
+	if err := s.jobs.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
 	select {
@@ -437,10 +484,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.channelstream.Close() // parked long-polls answer now
 	}
 	var wg sync.WaitGroup
-	var httpErr, wsErr error
+	var httpErr, wsErr, jobsErr error
 	wg.Go(func() { httpErr = s.http.Shutdown(gctx) })
 	wg.Go(func() { wsErr = s.engine.Shutdown(gctx) })
+	// Running jobs may finish within the same deadline; the others stay
+	// queued for the next start.
+	wg.Go(func() { jobsErr = s.jobs.Stop(gctx) })
 	wg.Wait()
+	if jobsErr != nil {
+		s.log.Warn("shutdown timeout reached with jobs running: they run again after the next start", "err", jobsErr)
+	}
 	if httpErr != nil || wsErr != nil {
 		s.log.Warn("shutdown timeout reached: closing what is left", "http_connections", s.gate.http.Load(), "http_err", httpErr, "websocket_err", wsErr)
 		s.http.Close()
