@@ -186,7 +186,8 @@ func (h *harness) base() string { return "http://" + h.proxy.addr() }
 // control serves the Node tests' requests: POST /down (cut every client
 // connection and refuse new ones), /up, /restart (stop the server and start
 // another on the same data directory, still down: the answer is its direct
-// address, for writes the clients must catch up with).
+// address, for writes the clients must catch up with), /direct (that
+// address, without a restart).
 func (h *harness) control() string {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /down", func(w http.ResponseWriter, r *http.Request) {
@@ -196,6 +197,9 @@ func (h *harness) control() string {
 	mux.HandleFunc("POST /up", func(w http.ResponseWriter, r *http.Request) {
 		h.proxy.setDown(false)
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /direct", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"direct": h.direct()})
 	})
 	mux.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) {
 		h.proxy.setDown(true)
@@ -355,4 +359,19 @@ func summary(t *testing.T, out string, minPass int) {
 	if fail != 0 || pass < minPass {
 		t.Fatalf("node tests: %d passing (want at least %d), %d failing", pass, minPass, fail)
 	}
+}
+
+// TestNode runs the node:test suites of clients/js (test/*.test.mjs)
+// against a real server: resources, live queries, channels, signals and
+// the connection (reconnects, restarts, tokens, timeouts).
+func TestNode(t *testing.T) {
+	dir := nodeDir(t)
+	h := newHarness(t, testConfig, nil)
+	files, err := filepath.Glob(filepath.Join(dir, "test", "*.test.mjs"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test files in clients/js/test: %v", err)
+	}
+	args := append([]string{"--test", "--test-concurrency=1", "--test-reporter=spec"}, files...)
+	out := runNode(t, dir, h.env(), 4*time.Minute, args...)
+	summary(t, out, 5)
 }
