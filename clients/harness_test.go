@@ -367,7 +367,12 @@ func summary(t *testing.T, out string, minPass int) {
 func TestNode(t *testing.T) {
 	dir := nodeDir(t)
 	h := newHarness(t, testConfig, nil)
-	files, err := filepath.Glob(filepath.Join(dir, "test", "*.test.mjs"))
+	// SWITCHYARD_CLIENT_TESTS=connection runs test/connection.test.mjs only.
+	pattern := "*"
+	if only := os.Getenv("SWITCHYARD_CLIENT_TESTS"); only != "" {
+		pattern = only
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "test", pattern+".test.mjs"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no test files in clients/js/test: %v", err)
 	}

@@ -391,7 +391,8 @@ export class Client extends Emitter<ClientEvents> {
       const e = err instanceof SwitchyardError ? err : new SwitchyardError('unauthorized', String(err));
       this.emit('error', e);
       // Try again shortly while the old token lasts; the server closes with 4001 when it ends.
-      if (this.state === 'connected') this.refreshTimer = setTimeout(() => void this.refresh(), 1000);
+      clearTimeout(this.refreshTimer);
+      if (this.state === 'connected' && !this.closed) this.refreshTimer = setTimeout(() => void this.refresh(), 1000);
     }
   }
 
