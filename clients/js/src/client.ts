@@ -122,6 +122,8 @@ export type ClientEvents = {
   connected: (info: ConnectedInfo) => void;
   disconnected: (info: DisconnectInfo) => void;
   error: (err: SwitchyardError) => void;
+  /** A reconnection is scheduled: attempt n (from 1) in delay ms. */
+  reconnecting: (info: { attempt: number; delay: number }) => void;
   /** Every channel message, including those of channels the server subscribed this connection to. */
   message: (channel: string, pub: Publication) => void;
   /** The server subscribed this connection to a channel (token claim, server API). */
@@ -254,7 +256,7 @@ export class Client extends Emitter<ClientEvents> {
     if (!ws) return Promise.resolve();
     return new Promise((resolve) => {
       ws.onclose = () => resolve();
-      ws.onerror = null;
+      ws.onerror = () => {}; // ws reports closing a connecting socket as an error
       ws.onmessage = null;
       try {
         ws.close(1000, 'client closed');
@@ -358,6 +360,7 @@ export class Client extends Emitter<ClientEvents> {
     this.attempts++;
     this.setState('disconnected');
     this.reconnectTimer = setTimeout(() => void this.open(), delay);
+    this.emit('reconnecting', { attempt: this.attempts, delay });
   }
 
   private setState(s: State): void {

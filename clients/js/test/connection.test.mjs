@@ -35,18 +35,37 @@ test('state events: connecting, connected, disconnected, and again after a recon
 test('reconnection backs off exponentially with jitter, capped, and resets after connecting', async (t) => {
   await ctl('down');
   t.after(() => ctl('up'));
-  const attempts = [];
+  // Each retry's delay as chosen (the reconnecting event), and as waited:
+  // from the failure (disconnected) to the next attempt (connecting).
+  const chosen = [];
+  const waited = [];
+  let failedAt = 0;
   const sy = createClient(URL, { WebSocket, reconnect: { minDelay: 40, maxDelay: 320, factor: 2, jitter: 0.5 } });
   t.after(() => sy.close());
-  sy.on('state', (s) => s === 'connecting' && attempts.push(Date.now()));
-  sy.initialize();
-  await eventually(() => assert.ok(attempts.length >= 7), 'seven attempts', 10000);
-  const gaps = attempts.slice(1, 7).map((a, i) => a - attempts[i]);
-  // Retry n waits min(320, 40·2ⁿ)·(1 − 0.5·random): within [half, all] of it (plus timer slack).
-  gaps.forEach((gap, n) => {
-    const base = Math.min(320, 40 * 2 ** n);
-    assert.ok(gap >= base / 2 - 5 && gap <= base + 60, `retry ${n}: waited ${gap} ms, want ${base / 2}..${base}`);
+  sy.on('reconnecting', (r) => chosen.push(r));
+  sy.on('state', (s) => {
+    if (s === 'disconnected') failedAt = performance.now();
+    if (s === 'connecting' && failedAt) waited.push(performance.now() - failedAt);
   });
+  sy.initialize();
+  await eventually(() => assert.ok(waited.length >= 6), 'six retries', 10000);
+  // Retry n waits min(320, 40·2ⁿ)·(1 − 0.5·random): between half of it and all of it.
+  chosen.slice(0, 6).forEach(({ attempt, delay }, n) => {
+    const base = Math.min(320, 40 * 2 ** n);
+    assert.equal(attempt, n + 1);
+    assert.ok(delay >= base / 2 && delay <= base, `retry ${n}: chose ${delay.toFixed(1)} ms, want ${base / 2}..${base}`);
+    assert.ok(waited[n] >= delay - 2, `retry ${n}: waited ${waited[n].toFixed(1)} ms, less than the ${delay.toFixed(1)} chosen`);
+  });
+  // Jitter: the delays are not the bare exponential sequence.
+  assert.ok(chosen.slice(0, 6).some(({ delay }, n) => Math.abs(delay - Math.min(320, 40 * 2 ** n)) > 1), 'some jitter');
+  await ctl('up');
+  await until(sy, 'connected', 5000);
+  // Connected again: the next loss starts over from minDelay.
+  const before = chosen.length;
+  await ctl('down');
+  await eventually(() => assert.ok(chosen.length > before), 'a retry after the next loss', 5000);
+  assert.equal(chosen[before].attempt, 1);
+  assert.ok(chosen[before].delay <= 40, `first retry after reconnecting: ${chosen[before].delay} ms, want ≤ 40`);
   await ctl('up');
   await until(sy, 'connected', 5000);
 });
