@@ -51,7 +51,8 @@ func Register(mux *http.ServeMux) {
 
 // Handler serves the bundle: at HashedPath as immutable, anywhere else
 // (Path) with the hash as ETag, revalidated on every use (304 when
-// unchanged). It answers GET and HEAD.
+// unchanged). It answers GET and HEAD, with Access-Control-Allow-Origin: *
+// so that pages of another origin can import it.
 func Handler() http.Handler {
 	etag := `"` + Hash() + `"`
 	hashed := HashedPath()
@@ -61,6 +62,8 @@ func Handler() http.Handler {
 		h.Set("Content-Type", "text/javascript; charset=utf-8")
 		h.Set("ETag", etag)
 		h.Set("X-Content-Type-Options", "nosniff")
+		// A public script: pages of other origins may import it too.
+		h.Set("Access-Control-Allow-Origin", "*")
 		if r.URL.Path == hashed {
 			h.Set("Cache-Control", "public, max-age=31536000, immutable")
 		} else {

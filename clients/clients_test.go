@@ -53,6 +53,9 @@ func TestHandler(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
 		t.Fatalf("Content-Type %q: browsers refuse modules that are not JavaScript", ct)
 	}
+	if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatal("no Access-Control-Allow-Origin: pages of another origin cannot import the bundle")
+	}
 	etag := resp.Header.Get("ETag")
 	if etag != `"`+clients.Hash()+`"` || resp.Header.Get("Cache-Control") != "public, no-cache" {
 		t.Fatalf("ETag %q, Cache-Control %q", etag, resp.Header.Get("Cache-Control"))
