@@ -88,6 +88,8 @@ func dispatch(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		return nil
 	case "bench":
 		return bench.Main(ctx, args, stdout, stderr)
+	case "codegen":
+		return codegenCommand(args, environ, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

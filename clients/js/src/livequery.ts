@@ -6,7 +6,7 @@ import { SwitchyardError, type ReplyPayload } from './errors';
 /** Options of a live query. */
 export interface LiveQueryOptions<T = any> {
   /** Equality on declared fields, as list's filter. */
-  filter?: Partial<T> | Record<string, unknown>;
+  filter?: Partial<T>;
   /** Keep rows sorted by these fields ("-field" descending); without it, new rows are appended. */
   ordering?: string | string[];
   /** The records' primary key (default: the client's pkField, else "pk" when records have one, else "id"). */
