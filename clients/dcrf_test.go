@@ -68,7 +68,7 @@ func TestDCRFClientCases(t *testing.T) {
 	jsDir := nodeDir(t)
 	dir, env := withSwitchyardClient(t, jsDir, "dcrf.test.js")
 	h := newHarness(t, testConfig, nil)
-	env = append(env, "SWITCHYARD_URL=ws://"+h.proxy.addr()+"/live")
+	env = append(env, "SWITCHYARD_URL=ws://"+h.proxy.Addr()+"/live")
 	out := runNode(t, dir, env, 2*60e9, "--test", "--test-reporter=spec", "dcrf.test.js")
 	// 12 cases × 2 streams, their 2 parents, and the queue-before-connect case.
 	summary(t, out, 27)
@@ -84,7 +84,7 @@ func TestDCRFClientReconnect(t *testing.T) {
 	h := newHarness(t, testConfig, nil)
 	cmd := exec.Command("node", "reconnect.js")
 	cmd.Dir = dir
-	cmd.Env = append(env, "SWITCHYARD_URL=ws://"+h.proxy.addr()+"/live")
+	cmd.Env = append(env, "SWITCHYARD_URL=ws://"+h.proxy.Addr()+"/live")
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -96,10 +96,10 @@ func TestDCRFClientReconnect(t *testing.T) {
 	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "SUBSCRIBED") {
 		t.Fatalf("client: %q", lines.Text())
 	}
-	h.proxy.setDown(true)
+	h.proxy.SetDown(true)
 	h.stop()
 	h.start()
-	h.proxy.setDown(false)
+	h.proxy.SetDown(false)
 	io.WriteString(stdin, "RESTARTED\n")
 	var out []string
 	for lines.Scan() {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/internal/tcpproxy"
 	"github.com/switchyardhq/switchyard/server"
 )
 
@@ -109,7 +109,7 @@ type harness struct {
 	yaml    string
 	mutate  func(*config.Config)
 	dataDir string
-	proxy   *proxy
+	proxy   *tcpproxy.Proxy
 
 	mu     sync.Mutex
 	srv    *server.Server
@@ -120,11 +120,15 @@ type harness struct {
 func newHarness(t *testing.T, yaml string, mutate func(*config.Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, yaml: yaml, mutate: mutate, dataDir: t.TempDir()}
-	h.proxy = newProxy(t)
+	p, err := tcpproxy.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.proxy = p
 	h.start()
 	t.Cleanup(func() {
 		h.stop()
-		h.proxy.close()
+		h.proxy.Close()
 	})
 	return h
 }
@@ -155,7 +159,7 @@ func (h *harness) start() {
 	h.mu.Lock()
 	h.srv, h.cancel, h.done = srv, cancel, done
 	h.mu.Unlock()
-	h.proxy.setBackend(srv.Addr().String())
+	h.proxy.SetBackend(srv.Addr().String())
 }
 
 // stop shuts the server down gracefully.
@@ -181,7 +185,7 @@ func (h *harness) direct() string {
 }
 
 // base returns the address clients use: the proxy's.
-func (h *harness) base() string { return "http://" + h.proxy.addr() }
+func (h *harness) base() string { return "http://" + h.proxy.Addr() }
 
 // control serves the Node tests' requests: POST /down (cut every client
 // connection and refuse new ones), /up, /restart (stop the server and start
@@ -191,18 +195,18 @@ func (h *harness) base() string { return "http://" + h.proxy.addr() }
 func (h *harness) control() string {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /down", func(w http.ResponseWriter, r *http.Request) {
-		h.proxy.setDown(true)
+		h.proxy.SetDown(true)
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /up", func(w http.ResponseWriter, r *http.Request) {
-		h.proxy.setDown(false)
+		h.proxy.SetDown(false)
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /direct", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]string{"direct": h.direct()})
 	})
 	mux.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) {
-		h.proxy.setDown(true)
+		h.proxy.SetDown(true)
 		h.stop()
 		h.start()
 		json.NewEncoder(w).Encode(map[string]string{"direct": h.direct()})
@@ -220,7 +224,7 @@ func (h *harness) control() string {
 // env returns the environment of the Node tests.
 func (h *harness) env() []string {
 	return append(os.Environ(),
-		"SWITCHYARD_URL=ws://"+h.proxy.addr()+"/live",
+		"SWITCHYARD_URL=ws://"+h.proxy.Addr()+"/live",
 		"SWITCHYARD_HTTP="+h.base(),
 		"SWITCHYARD_CONTROL="+h.control(),
 		"SWITCHYARD_JWT_SECRET="+jwtSecret,
@@ -243,108 +247,6 @@ func runNode(t *testing.T, dir string, env []string, timeout time.Duration, args
 		t.Fatalf("node %s: %v", strings.Join(args, " "), err)
 	}
 	return string(out)
-}
-
-// proxy forwards TCP connections to the server; setDown cuts them all and
-// refuses new ones until it is up again.
-type proxy struct {
-	t  testing.TB
-	ln net.Listener
-	wg sync.WaitGroup
-
-	mu      sync.Mutex
-	backend string
-	down    bool
-	conns   map[net.Conn]struct{}
-}
-
-func newProxy(t testing.TB) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{t: t, ln: ln, conns: map[net.Conn]struct{}{}}
-	p.wg.Go(p.serve)
-	return p
-}
-
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-func (p *proxy) setBackend(addr string) {
-	p.mu.Lock()
-	p.backend = addr
-	p.mu.Unlock()
-}
-
-func (p *proxy) setDown(down bool) {
-	p.mu.Lock()
-	p.down = down
-	var cut []net.Conn
-	if down {
-		for c := range p.conns {
-			cut = append(cut, c)
-		}
-	}
-	p.mu.Unlock()
-	for _, c := range cut {
-		c.Close()
-	}
-}
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down, backend := p.down, p.backend
-		p.mu.Unlock()
-		if down {
-			c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", backend)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		if !p.track(c, s) {
-			continue
-		}
-		p.wg.Go(func() { p.pipe(c, s) })
-	}
-}
-
-// track registers a connection pair, unless the proxy went down meanwhile.
-func (p *proxy) track(c, s net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.down {
-		c.Close()
-		s.Close()
-		return false
-	}
-	p.conns[c] = struct{}{}
-	p.conns[s] = struct{}{}
-	return true
-}
-
-func (p *proxy) pipe(c, s net.Conn) {
-	var wg sync.WaitGroup
-	wg.Go(func() { io.Copy(s, c); s.Close(); c.Close() })
-	wg.Go(func() { io.Copy(c, s); s.Close(); c.Close() })
-	wg.Wait()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, s)
-	p.mu.Unlock()
-}
-
-func (p *proxy) close() {
-	p.ln.Close()
-	p.setDown(true)
-	p.wg.Wait()
 }
 
 // summary checks node --test's closing lines: at least minPass passing
