@@ -164,15 +164,22 @@ export class LiveQuery<T = any> extends Emitter<LiveQueryEvents<T>> {
     const pk = this.pk(data);
     const prev = this.byPK.get(pk);
     this.byPK.set(pk, data);
-    const rows = prev === undefined ? this.rows.slice() : this.rows.filter((r) => r !== prev);
+    const rows = this.rows.slice();
+    const at = prev === undefined ? -1 : rows.indexOf(prev);
     if (this.ordering.length === 0) {
-      const i = prev === undefined ? -1 : this.rows.indexOf(prev);
-      if (i >= 0) rows.splice(i, 0, data);
+      if (at >= 0) rows[at] = data;
       else rows.push(data);
     } else {
-      let i = 0;
-      while (i < rows.length && this.compare(rows[i], data) <= 0) i++;
-      rows.splice(i, 0, data);
+      if (at >= 0) rows.splice(at, 1);
+      // Binary search: the first row that sorts after the new one.
+      let lo = 0;
+      let hi = rows.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.compare(rows[mid], data) <= 0) lo = mid + 1;
+        else hi = mid;
+      }
+      rows.splice(lo, 0, data);
     }
     this.rows = rows;
     if (prev === undefined) this.emit('enter', data);
