@@ -270,9 +270,9 @@ func TestNode(t *testing.T) {
 	dir := nodeDir(t)
 	h := newHarness(t, testConfig, nil)
 	// SWITCHYARD_CLIENT_TESTS=connection runs test/connection.test.mjs only.
-	pattern := "*"
+	pattern, minPass := "*", 23 // every suite: 23 pass, 2 skip until $signals and history reverse land
 	if only := os.Getenv("SWITCHYARD_CLIENT_TESTS"); only != "" {
-		pattern = only
+		pattern, minPass = only, 1
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "test", pattern+".test.mjs"))
 	if err != nil || len(files) == 0 {
@@ -280,5 +280,5 @@ func TestNode(t *testing.T) {
 	}
 	args := append([]string{"--test", "--test-concurrency=1", "--test-reporter=spec"}, files...)
 	out := runNode(t, dir, h.env(), 4*time.Minute, args...)
-	summary(t, out, 5)
+	summary(t, out, minPass)
 }
