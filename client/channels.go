@@ -261,6 +261,7 @@ func (c *Client) channelPush(p *payload) {
 	ch := c.channels[p.Channel]
 	c.mu.Unlock()
 	if ch == nil {
+		c.serverSidePush(p)
 		return
 	}
 	switch p.Action {
@@ -386,5 +387,30 @@ func (c *Client) signalPush(p *payload) {
 	c.mu.Unlock()
 	for _, fn := range fns {
 		fn(s)
+	}
+}
+
+// serverSidePush hands the messages of server-side subscriptions to
+// Options.OnMessage.
+func (c *Client) serverSidePush(p *payload) {
+	fn := c.opts.OnMessage
+	if fn == nil {
+		return
+	}
+	switch p.Action {
+	case "message":
+		pub := Publication{Channel: p.Channel, Offset: p.Offset, Epoch: p.Epoch, Data: p.Data}
+		if len(p.Info) > 0 && string(p.Info) != "null" {
+			var info ClientInfo
+			if json.Unmarshal(p.Info, &info) == nil {
+				pub.Info = &info
+			}
+		}
+		fn(pub)
+	case "subscribed":
+		for _, pub := range p.Publications {
+			pub.Channel = p.Channel
+			fn(pub)
+		}
 	}
 }

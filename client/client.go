@@ -102,6 +102,10 @@ type Options struct {
 	// OnState is called on each state change, from the client's event
 	// goroutine.
 	OnState func(State)
+	// OnMessage receives the messages of channels the server subscribed
+	// this connection to (the token's channels claim, the server API's
+	// subscribe), which have no Channel of their own.
+	OnMessage func(Publication)
 	// OnError receives errors that belong to no call: a refused
 	// resubscription, a failed token refresh.
 	OnError func(error)

@@ -412,6 +412,15 @@ func TestChannelRecovery(t *testing.T) {
 	}
 }
 
+func TestServerSideSubscription(t *testing.T) {
+	e := newEnv(t)
+	var got recorder[string]
+	e.dial(client.Options{Token: token(t, "pushed", time.Hour), OnMessage: func(p client.Publication) { got.add(p.Channel + " " + string(p.Data)) }})
+	e.direct("POST", "/api/server/subscribe", map[string]any{"user": "pushed", "channel": "chat:server-side"})
+	e.direct("POST", "/api/server/publish", map[string]any{"channel": "chat:server-side", "data": "hello"})
+	eventually(t, "the message of a server-side subscription", func() error { return want(got.get(), `chat:server-side "hello"`) })
+}
+
 func TestTimeoutsAndClose(t *testing.T) {
 	e := newEnv(t)
 	c := e.dial(client.Options{RequestTimeout: 200 * time.Millisecond})
