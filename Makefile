@@ -3,7 +3,7 @@ GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test lint bench bench-idle bench-fanout bench-longpoll bench-engines fuzz
+.PHONY: all build test lint bench bench-idle bench-fanout bench-longpoll bench-signals bench-engines fuzz dist
 
 all: lint test
 
@@ -42,6 +42,29 @@ js: clients/js/node_modules
 js-bundle: clients/js/node_modules
 	cd clients/js && node build.mjs --update-bundle
 
+## dist: static binaries (no cgo) for every platform in PLATFORMS, with the
+## version and commit stamped in (switchyard version prints them), and
+## SHA256SUMS, in DIST (dist/, beside dist/Dockerfile). Override any of them:
+##   make dist PLATFORMS=linux/amd64 VERSION=v1.2.0
+VERSION   ?= $(shell git describe --tags --dirty 2>/dev/null || echo 0.1.0-dev)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+DIST      ?= dist
+LDFLAGS   := -s -w -X github.com/switchyardhq/switchyard.Version=$(VERSION) -X github.com/switchyardhq/switchyard.Commit=$(COMMIT)
+
+dist:
+	@mkdir -p $(DIST)
+	@set -e; names=; \
+	for p in $(PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; ext=; [ "$$os" = windows ] && ext=.exe; \
+	  name=switchyard-$$os-$$arch$$ext; \
+	  echo "dist: $(DIST)/$$name ($(VERSION), $(COMMIT))"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/$$name ./cmd/switchyard; \
+	  names="$$names $$name"; \
+	done; \
+	cd $(DIST) && if command -v sha256sum >/dev/null; then sha256sum $$names; else shasum -a 256 $$names; fi > SHA256SUMS
+	@echo "dist: $(DIST)/SHA256SUMS"
+
 ## lint: gofmt, go vet and staticcheck
 lint:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -52,7 +75,7 @@ lint:
 ## bench: Go micro-benchmarks of the hot paths, then the idle-connection scenario
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(MAKE) bench-idle bench-fanout bench-longpoll
+	$(MAKE) bench-idle bench-fanout bench-longpoll bench-signals
 
 ## bench-idle: server memory per idle WebSocket connection (10,000 connections)
 bench-idle:
@@ -70,6 +93,12 @@ bench-longpoll:
 	$(GO) build -o bin/switchyard ./cmd/switchyard
 	./bin/switchyard bench longpoll --conns 10000 --rate 10 --duration 10s
 
+## bench-signals: call -> handler -> trigger back at 1,000 calls/s (Go handler, webhook,
+## sync), queue jobs/s, a trigger to a topic of 10,000 windows vs a channel publication
+bench-signals:
+	$(GO) build -o bin/switchyard ./cmd/switchyard
+	./bin/switchyard bench signals --rate 1000 --duration 10s --callers 50 --jobs 5000 --conns 10000 --fanouts 20 --fanout-rate 10
+
 ## bench-peer: idle and fanout against Switchyard and a Django Channels peer
 ## (bench/peers/django-channels, from Debian's packages), one table with the ratios
 .PHONY: bench-peer
@@ -86,3 +115,5 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFrameReader -fuzztime 30s ./ws
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./protocol/channelstream
 	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 30s ./protocol/channelstream
+	$(GO) test -run '^$$' -fuzz FuzzSignals -fuzztime 30s ./protocol/live
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./signal

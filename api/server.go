@@ -13,12 +13,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
+	"github.com/switchyardhq/switchyard/queue"
+	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -35,6 +38,11 @@ type ServerConfig struct {
 	// Started is when the server started (for uptime_seconds).
 	Started time.Time
 	Logger  *slog.Logger
+	// Signals adds trigger and windows (nil: not served).
+	Signals *signal.Service
+	// Queue adds queue_stats, queue_jobs, queue_retry and queue_discard
+	// (nil: not served).
+	Queue *queue.Queue
 }
 
 // Server is the server API handler.
@@ -65,6 +73,7 @@ func NewServer(cfg ServerConfig) *Server {
 		"channels":       s.channels,
 		"info":           s.info,
 	}
+	s.addSignalMethods()
 	return s
 }
 
@@ -80,9 +89,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, switchyard.Errorf(switchyard.CodeNotFound, "unknown server API method %q", name))
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "use POST"))
+	if r.Method != http.MethodPost && !(readOnly[name] && r.Method == http.MethodGet) {
+		allow, use := http.MethodPost, "use POST"
+		if readOnly[name] {
+			allow, use = "GET, POST", "use GET or POST"
+		}
+		w.Header().Set("Allow", allow)
+		writeError(w, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "%s", use))
 		return
 	}
 	d, err := readBody(w, r, s.cfg.MaxBody)
@@ -100,6 +113,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, res)
 }
+
+// readOnly are the methods that take no body and change nothing: they
+// answer GET as well as POST.
+var readOnly = map[string]bool{"channels": true, "info": true}
 
 // authorized compares the key with every configured key in constant time.
 func (s *Server) authorized(r *http.Request) bool {
@@ -136,7 +153,10 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) (*decoder, erro
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, switchyard.Errorf(switchyard.CodeTooLarge, "request body over %d bytes", max)
+			return nil, switchyard.Errorf(switchyard.CodeTooLarge, "request body over %d bytes (limits.max_request_body)", max)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, switchyard.Errorf(switchyard.CodeBadRequest, "request body not received in time (limits.read_timeout)")
 		}
 		return nil, switchyard.Errorf(switchyard.CodeBadRequest, "cannot read the request body")
 	}
@@ -184,7 +204,18 @@ func (d *decoder) channel() (string, error) {
 	if err := d.field("channel", &ch, true); err != nil {
 		return "", err
 	}
-	return ch, nil
+	return ch, notReserved(ch)
+}
+
+// notReserved refuses the server's own channels (403): "$resource:…"
+// and every other name starting with "$" carry events whose shape their
+// subscribers rely on, so the server API may not publish into them, nor
+// subscribe or unsubscribe users there behind the protocols' back.
+func notReserved(ch string) error {
+	if strings.HasPrefix(ch, "$") {
+		return switchyard.Errorf(switchyard.CodeForbidden, "channel %q is reserved for the server: channels starting with $ cannot be used through the server API", ch)
+	}
+	return nil
 }
 
 func (d *decoder) data() (json.RawMessage, error) {
@@ -226,6 +257,11 @@ func (s *Server) broadcast(r *http.Request, d *decoder) (any, error) {
 	}
 	if len(chans) == 0 {
 		return nil, switchyard.Errorf(switchyard.CodeBadRequest, "field %q must list at least one channel", "channels")
+	}
+	for _, ch := range chans {
+		if err := notReserved(ch); err != nil {
+			return nil, err // before publishing anything
+		}
 	}
 	data, err := d.data()
 	if err != nil {
@@ -269,7 +305,7 @@ func (s *Server) presenceStats(r *http.Request, d *decoder) (any, error) {
 }
 
 func (s *Server) history(r *http.Request, d *decoder) (any, error) {
-	if err := d.only("channel", "limit", "since"); err != nil {
+	if err := d.only("channel", "limit", "since", "reverse"); err != nil {
 		return nil, err
 	}
 	ch, err := d.channel()
@@ -287,7 +323,11 @@ func (s *Server) history(r *http.Request, d *decoder) (any, error) {
 	if err := d.field("since", &since, false); err != nil {
 		return nil, err
 	}
-	pubs, pos, err := s.cfg.Hub.History(r.Context(), nil, ch, limit, since)
+	var reverse bool
+	if err := d.field("reverse", &reverse, false); err != nil {
+		return nil, err
+	}
+	pubs, pos, err := s.cfg.Hub.History(r.Context(), nil, ch, limit, since, reverse)
 	if err != nil {
 		return nil, err
 	}
@@ -383,6 +423,7 @@ func (s *Server) info(r *http.Request, d *decoder) (any, error) {
 		"channels":       len(s.cfg.Hub.Channels()),
 		"uptime_seconds": int64(time.Since(s.cfg.Started).Seconds()),
 		"version":        switchyard.Version,
+		"commit":         switchyard.Commit,
 	}, nil
 }
 

@@ -24,62 +24,152 @@ import (
 	"time"
 )
 
-// Main runs `switchyard bench SCENARIO [flags]`.
+// Scenarios are the scenarios of `switchyard bench`, with what each
+// measures.
+var scenarios = []struct{ name, about string }{
+	{"idle", "server memory per idle WebSocket connection"},
+	{"fanout", "publish -> receive latency and deliveries per second over /live"},
+	{"resources", "resource writes per second and write -> subscriber event latency (--mode writes), or server CPU per resource event to live queries against a channel publication (--mode live-queries)"},
+	{"longpoll", "parked Channelstream /listen polls and their delivery latency"},
+	{"signals", "signal call -> handler -> trigger round trips, durable queue throughput, topic vs channel fan-out"},
+}
+
+const overview = `Usage: switchyard bench SCENARIO [flags]
+
+Measures a server it starts itself (a child process of this binary), or the
+one given with --target (loopback only). See docs/BENCHMARKS.md.
+
+Scenarios:
+`
+
+// Main runs `switchyard bench SCENARIO [flags]`. `bench --help` lists the
+// scenarios and `bench SCENARIO --help` the flags of one, on stdout.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: switchyard bench idle|fanout|resources|longpoll [--target URL] [--conns N] [--json] …")
+		return UsageError{errors.New("usage: switchyard bench idle|fanout|resources|longpoll|signals [flags] (switchyard bench --help lists them)")}
 	}
 	scenario, args := args[0], args[1:]
+	switch scenario {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, overview)
+		for _, sc := range scenarios {
+			fmt.Fprintf(stdout, "  %-10s %s\n", sc.name, sc.about)
+		}
+		fmt.Fprintln(stdout, "\nswitchyard bench SCENARIO --help shows the flags of a scenario.")
+		return nil
+	case "idle", "fanout", "resources", "longpoll", "signals":
+	default:
+		return UsageError{fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll, signals; see switchyard bench --help)", scenario)}
+	}
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	target := fs.String("target", "", "server to measure, e.g. http://127.0.0.1:8000 (default: start one)")
 	conns := fs.Int("conns", 10000, "connections to open (up to ~19,000 here: the process limit is 20,000 open files)")
-	settle := fs.Duration("settle", 5*time.Second, "wait before reading memory figures")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
-	channels := fs.Int("channels", 1, "fanout: channels (subscriber i joins channel i % channels)")
-	rate := fs.Int("rate", 100, "fanout: publications per second, over all channels")
-	duration := fs.Duration("duration", 10*time.Second, "fanout: how long to publish")
-	size := fs.Int("size", 64, "fanout: payload bytes")
-	apiKey := fs.String("api-key", "", "fanout with --target: a key of the server's api_keys")
-	writers := fs.Int("writers", 4, "resources: connections writing rows, one request in flight each")
-	secret := fs.String("secret", "", "longpoll with --target: the server's channelstream.secret")
-	targetPID := fs.Int("target-pid", 0, "with --target: the server's process id (idle: its RSS from /proc/PID/status, for servers without Switchyard's /metrics; resources --mode live-queries: its CPU time)")
-	mode := fs.String("mode", "writes", "resources: writes (writers create rows, every subscriber watches them) or live-queries (server CPU per resource event to owner-checked, filtered live queries, against a channel publication)")
-	jwtSecret := fs.String("jwt-secret", "", "resources --mode live-queries with --target: the server's auth.jwt.hmac_secret")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-
+	// Scenario flags: defined for every scenario (their defaults are
+	// read), registered on the flag set of those that use them.
+	settle := 5 * time.Second
+	channels, rate, duration, size, writers := 1, 100, 10*time.Second, 64, 4
+	apiKey, secret, targetPID, mode, jwtSecret := "", "", 0, "writes", ""
+	callers, jobs, fanouts, fanoutRate := 50, 5000, 20, 10
 	switch scenario {
-	case "idle", "fanout", "resources", "longpoll":
-	default:
-		return fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll)", scenario)
+	case "idle":
+		fs.DurationVar(&settle, "settle", settle, "wait before reading memory figures")
+		fs.IntVar(&targetPID, "target-pid", targetPID, "with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
+	case "fanout", "longpoll":
+		fs.IntVar(&channels, "channels", channels, "channels (subscriber i joins channel i % channels)")
+		fs.IntVar(&rate, "rate", rate, "publications per second, over all channels")
+		fs.DurationVar(&duration, "duration", duration, "how long to publish")
+		fs.IntVar(&size, "size", size, "payload bytes")
+		if scenario == "fanout" {
+			fs.StringVar(&apiKey, "api-key", apiKey, "with --target: a key of the server's api_keys")
+		} else {
+			fs.StringVar(&secret, "secret", secret, "with --target: the server's channelstream.secret")
+		}
+	case "signals":
+		fs.IntVar(&rate, "rate", rate, "signal calls per second, over all callers")
+		fs.DurationVar(&duration, "duration", duration, "how long to call")
+		fs.IntVar(&callers, "callers", callers, "connections calling signals (--rate calls/s over them)")
+		fs.IntVar(&jobs, "jobs", jobs, "jobs enqueued for the queue throughput figure")
+		fs.IntVar(&fanouts, "fanouts", fanouts, "triggers to the topic (then publications to the channel) of --conns windows")
+		fs.IntVar(&fanoutRate, "fanout-rate", fanoutRate, "those per second")
+	case "resources":
+		fs.StringVar(&mode, "mode", mode, "writes (writers create rows, every subscriber watches them) or live-queries (server CPU per resource event to owner-checked, filtered live queries, against a channel publication to the same subscribers)")
+		fs.IntVar(&writers, "writers", writers, "--mode writes: connections writing rows, one request in flight each")
+		fs.DurationVar(&duration, "duration", duration, "how long to write (--mode live-queries: each phase)")
+		fs.IntVar(&rate, "rate", rate, "--mode live-queries: events (then publications) per second")
+		fs.StringVar(&apiKey, "api-key", apiKey, "--mode live-queries with --target: a key of the server's api_keys")
+		fs.StringVar(&jwtSecret, "jwt-secret", jwtSecret, "--mode live-queries with --target: the server's auth.jwt.hmac_secret")
+		fs.IntVar(&targetPID, "target-pid", targetPID, "--mode live-queries with --target: the server's process id, for its CPU time")
 	}
-	if *writers < 1 || *writers > 1000 {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "Usage: switchyard bench %s [flags]\n\n", scenario)
+			for _, sc := range scenarios {
+				if sc.name == scenario {
+					fmt.Fprintf(stdout, "Measures %s.\n\nFlags:\n", sc.about)
+				}
+			}
+			fs.VisitAll(func(f *flag.Flag) {
+				kind, usage := flag.UnquoteUsage(f)
+				fmt.Fprintf(stdout, "  --%s\n      %s", strings.TrimSpace(f.Name+" "+kind), usage)
+				if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+					fmt.Fprintf(stdout, " (default %s)", f.DefValue)
+				}
+				fmt.Fprintln(stdout)
+			})
+			return nil
+		}
+		return UsageError{fmt.Errorf("bench %s: %w (see switchyard bench %s --help)", scenario, err, scenario)}
+	}
+	if fs.NArg() > 0 {
+		return UsageError{fmt.Errorf("bench %s: unexpected arguments: %s", scenario, strings.Join(fs.Args(), " "))}
+	}
+	if writers < 1 || writers > 1000 {
 		return fmt.Errorf("--writers must be between 1 and 1000")
 	}
 	if *conns < 1 || *conns > 19000 {
 		return fmt.Errorf("--conns must be between 1 and 19000 (the process limit is 20,000 open files)")
 	}
-	if *channels < 1 || *rate < 1 || *rate > 100000 || *duration <= 0 || *duration > 10*time.Minute || *size < 0 || *size > 1<<20 {
+	if channels < 1 || rate < 1 || rate > 100000 || duration <= 0 || duration > 10*time.Minute || size < 0 || size > 1<<20 {
 		return fmt.Errorf("want --channels >= 1, --rate 1..100000, --duration up to 10m, --size 0..1MiB")
 	}
-	liveQueries := scenario == "resources" && *mode == "live-queries"
-	if scenario == "resources" && *mode != "writes" && !liveQueries {
-		return fmt.Errorf("--mode %q: want writes or live-queries", *mode)
+	liveQueries := scenario == "resources" && mode == "live-queries"
+	if scenario == "resources" && mode != "writes" && !liveQueries {
+		return UsageError{fmt.Errorf("bench resources: --mode %q: want writes or live-queries", mode)}
 	}
-	if *targetPID != 0 {
-		if *target == "" || (scenario != "idle" && !liveQueries) {
-			return fmt.Errorf("--target-pid is for idle or resources --mode live-queries with --target (a server this run did not start)")
+	if targetPID != 0 {
+		if *target == "" {
+			return fmt.Errorf("--target-pid is for a server given with --target (one this run did not start)")
 		}
-		if _, err := procRSS(*targetPID); err != nil {
+		if _, err := procRSS(targetPID); err != nil {
 			return fmt.Errorf("--target-pid: %w", err)
 		}
 	}
-	base, key, csSecret, jwtKey, pid := *target, *apiKey, *secret, *jwtSecret, *targetPID
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	if scenario == "signals" {
+		if *target != "" {
+			return errSignalsTarget
+		}
+		if callers < 1 || callers > 1000 || jobs < 1 || jobs > 1000000 || fanouts < 1 || fanoutRate < 1 || fanoutRate > 1000 {
+			return fmt.Errorf("want --callers 1..1000, --jobs 1..1000000, --fanouts >= 1, --fanout-rate 1..1000")
+		}
+		res, err := Signals(ctx, SignalsConfig{Callers: callers, Rate: rate, Duration: duration, Jobs: jobs, Windows: *conns, Fanouts: fanouts, FanoutRate: fanoutRate, Progress: stderr})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(res)
+		}
+		res.WriteTable(stdout)
+		return nil
+	}
+
+	base, key, csSecret, jwtKey, pid := *target, apiKey, secret, jwtSecret, targetPID
 	if base == "" {
 		key, csSecret, jwtKey = rand.Text(), rand.Text(), rand.Text()
 		env := []string{"SWITCHYARD_API_KEYS=" + key, ResourceBenchConfig}
@@ -104,26 +194,26 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var res table
 	switch scenario {
 	case "idle":
-		res, err = Idle(ctx, IdleConfig{Target: u, TargetPID: *targetPID, Conns: *conns, Settle: *settle, Progress: stderr})
+		res, err = Idle(ctx, IdleConfig{Target: u, TargetPID: targetPID, Conns: *conns, Settle: settle, Progress: stderr})
 	case "fanout":
 		if key == "" {
 			return fmt.Errorf("fanout with --target needs --api-key (the server API publishes)")
 		}
-		res, err = Fanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: *channels, Rate: *rate, Duration: *duration, Size: *size, Progress: stderr})
+		res, err = Fanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: channels, Rate: rate, Duration: duration, Size: size, Progress: stderr})
 	case "resources":
 		if !liveQueries {
-			res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: *writers, Conns: *conns, Duration: *duration, Progress: stderr})
+			res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: writers, Conns: *conns, Duration: duration, Progress: stderr})
 			break
 		}
 		if key == "" || jwtKey == "" || pid == 0 {
 			return fmt.Errorf("resources --mode live-queries with --target needs --api-key, --jwt-secret and --target-pid")
 		}
-		res, err = LiveQueries(ctx, LiveQueriesConfig{Target: u, TargetPID: pid, APIKey: key, JWTSecret: jwtKey, Conns: *conns, Rate: *rate, Duration: *duration, Progress: stderr})
+		res, err = LiveQueries(ctx, LiveQueriesConfig{Target: u, TargetPID: pid, APIKey: key, JWTSecret: jwtKey, Conns: *conns, Rate: rate, Duration: duration, Progress: stderr})
 	case "longpoll":
 		if csSecret == "" {
 			return fmt.Errorf("longpoll with --target needs --secret (the scenario signs /connect and /message)")
 		}
-		res, err = Longpoll(ctx, LongpollConfig{Target: u, Secret: csSecret, Conns: *conns, Channels: *channels, Rate: *rate, Duration: *duration, Size: *size, Progress: stderr})
+		res, err = Longpoll(ctx, LongpollConfig{Target: u, Secret: csSecret, Conns: *conns, Channels: channels, Rate: rate, Duration: duration, Size: size, Progress: stderr})
 	}
 	if err != nil {
 		return err
@@ -134,6 +224,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res.WriteTable(stdout)
 	return nil
 }
+
+// UsageError is a mistake on the command line (an unknown scenario or
+// flag): cmd/switchyard exits 2 for it.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the mistake.
+func (e UsageError) Unwrap() error { return e.Err }
 
 // checkLoopback parses the target and refuses anything but loopback.
 func checkLoopback(target string) (*url.URL, error) {

@@ -15,6 +15,11 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// DataDir is the directory for the embedded store and other state.
 	DataDir string `yaml:"data_dir"`
+	// PublicURL is the URL clients reach the server at (scheme, host and
+	// an optional path prefix, such as https://api.example.com); links the
+	// server writes (REST next and previous pages) start with it. Empty:
+	// links are relative, never built from the request's Host header.
+	PublicURL string `yaml:"public_url"`
 	// Log configures the server log.
 	Log Log `yaml:"log"`
 	// Store selects the database.
@@ -35,8 +40,8 @@ type Config struct {
 	Resources []Resource `yaml:"resources" config:"map"`
 	// Channels configures pub/sub channels.
 	Channels Channels `yaml:"channels"`
-	// Signals are the signals clients may send, in declaration order.
-	Signals []Signal `yaml:"signals" config:"map"`
+	// Signals holds the signal settings and the declared signals.
+	Signals Signals `yaml:"signals"`
 	// Queues are the work queues, in declaration order. After Load or
 	// Parse it always holds a queue named "default".
 	Queues []Queue `yaml:"queues" config:"map"`
@@ -67,7 +72,31 @@ type Store struct {
 	// URL is the postgres:// or postgresql:// connection URL; it must be
 	// empty for sqlite, which lives in DataDir.
 	URL Secret `yaml:"url"`
+	// ChangeLog bounds the resource change log.
+	ChangeLog ChangeLog `yaml:"change_log"`
 }
+
+// ChangeLog bounds the resource change log: the record of every write that
+// lets a subscriber coming back (subscribe_instance with since) replay what
+// it missed. Changes older than MaxAge, and the oldest beyond MaxRows, are
+// trimmed in the background; a since before the trimmed part answers
+// recovered: false with the record as it is.
+type ChangeLog struct {
+	// MaxAge drops changes older than this; 0 keeps changes of any age.
+	MaxAge Duration `yaml:"max_age"`
+	// MaxRows keeps at most this many changes; 0 keeps any number.
+	MaxRows int `yaml:"max_rows"`
+	// MaxReplay is how many missed changes of one record a catch-up
+	// replays; past it the subscriber gets the record as it is.
+	MaxReplay int `yaml:"max_replay"`
+}
+
+// Defaults of the change log.
+const (
+	DefaultChangeLogMaxAge    = 7 * 24 * time.Hour
+	DefaultChangeLogMaxRows   = 1_000_000
+	DefaultChangeLogMaxReplay = 100
+)
 
 // Store drivers.
 const (
@@ -78,7 +107,8 @@ const (
 // LogValue implements slog.LogValuer, showing the URL without password or
 // query parameters.
 func (s Store) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("driver", s.Driver), slog.String("url", redactURL(string(s.URL))))
+	return slog.GroupValue(slog.String("driver", s.Driver), slog.String("url", redactURL(string(s.URL))),
+		slog.Group("change_log", "max_age", s.ChangeLog.MaxAge.String(), "max_rows", s.ChangeLog.MaxRows, "max_replay", s.ChangeLog.MaxReplay))
 }
 
 // Broker selects the pub/sub broker.
@@ -152,6 +182,11 @@ type JWT struct {
 	Issuer string `yaml:"issuer"`
 	// Audience, when set, must be in the token's aud claim.
 	Audience string `yaml:"audience"`
+	// UserClaim is the claim that holds the user id (default "sub"). Its
+	// value may be a string or an integer (Django REST framework's
+	// simplejwt issues {"user_id": 42}); an integer becomes its decimal
+	// string.
+	UserClaim string `yaml:"user_claim"`
 }
 
 // WebSocket configures WebSocket connections.
@@ -171,20 +206,56 @@ type WebSocket struct {
 	WriteTimeout Duration `yaml:"write_timeout"`
 }
 
-// Limits bounds sizes, rates and counts.
+// Limits bounds sizes, rates and counts. Every limit has a safe default
+// (Default), and every error a client gets for crossing one names its key.
 type Limits struct {
 	// MaxMessageSize is the largest WebSocket message accepted (1B..64MiB).
 	MaxMessageSize Size `yaml:"max_message_size"`
-	// MaxQueuedBytes bounds one session's outbox; at least MaxMessageSize.
+	// MaxQueuedBytes bounds how far a session's outbox may grow behind
+	// what its client reads; at least MaxMessageSize.
 	MaxQueuedBytes Size `yaml:"max_queued_bytes"`
+	// MaxOutgoingMessageSize is the largest single frame the server sends:
+	// one frame up to it is always accepted into an empty outbox, a reply
+	// over it is refused with 413 (paginate instead). 1KiB..1GiB.
+	MaxOutgoingMessageSize Size `yaml:"max_outgoing_message_size"`
 	// MaxRequestBody bounds HTTP request bodies.
 	MaxRequestBody Size `yaml:"max_request_body"`
-	// MaxConnections bounds concurrent connections; 0 is unlimited.
+	// ReadTimeout bounds reading an HTTP request's headers, and then its
+	// body; a client that trickles is cut off.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing one HTTP answer (from its first byte),
+	// long-poll answers included.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a keep-alive HTTP connection idle this long.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxConnections bounds the open client connections of every kind:
+	// HTTP requests, long-polls and WebSockets. 0 derives it from the
+	// process's open-file limit, keeping a reserve of descriptors so that
+	// /healthz and clean refusals keep working at the limit.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxSubscriptions bounds the subscriptions of one connection:
+	// channels, record subscriptions and live queries; 0 is unlimited.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxSubscriptionsPerUser bounds the subscriptions of one
+	// authenticated user across its connections on this process; 0 is
+	// unlimited.
+	MaxSubscriptionsPerUser int `yaml:"max_subscriptions_per_user"`
+	// MaxHistoryBytes bounds the history kept across all channels; past
+	// it, the history of the channels published to least recently is
+	// dropped first (their epoch changes). 0 is unlimited.
+	MaxHistoryBytes Size `yaml:"max_history_bytes"`
+	// MaxChannelsPerNamespace bounds how many channels of one namespace
+	// keep history at once; past it, the one published to least recently
+	// loses its history. 0 is unlimited.
+	MaxChannelsPerNamespace int `yaml:"max_channels_per_namespace"`
+	// MaxSearchLength bounds the search text of a resource list, in
+	// characters.
+	MaxSearchLength int `yaml:"max_search_length"`
 	// MessagesPerSecond bounds each connection's inbound rate; 0 is
 	// unlimited.
 	MessagesPerSecond int `yaml:"messages_per_second"`
-	// ShutdownTimeout is how long a graceful shutdown may take.
+	// ShutdownTimeout is how long a graceful shutdown may take; what is
+	// still open then is closed, and the shutdown still succeeds.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
 
@@ -233,6 +304,21 @@ type Channelstream struct {
 	// HistoryLimit caps every channel's history, whatever its
 	// history_size.
 	HistoryLimit int `yaml:"history_limit"`
+	// MaxClockSkew is how far in the future a signature's timestamp may
+	// be (the application server's clock may run ahead); later ones are
+	// refused while ValidateRequests is on.
+	MaxClockSkew Duration `yaml:"max_clock_skew"`
+	// SignInAttempts is how many admin sign-ins one address may try per
+	// SignInLockout; past it the address is locked out until the period
+	// ends. A success clears the address's count.
+	SignInAttempts int `yaml:"sign_in_attempts"`
+	// SignInAttemptsGlobal is how many failed admin sign-ins all
+	// addresses together may make per SignInLockout; past it every
+	// sign-in is refused until the period ends.
+	SignInAttemptsGlobal int `yaml:"sign_in_attempts_global"`
+	// SignInLockout is the period over which sign-in attempts are counted
+	// and how long a lockout lasts.
+	SignInLockout Duration `yaml:"sign_in_lockout"`
 }
 
 // How the Channelstream API treats keys it does not know.
@@ -412,19 +498,96 @@ type Namespace struct {
 	ChannelOptions `yaml:",inline"`
 }
 
-// Signal is a named signal that clients may send to the server.
+// Signals is the signals section: a few settings, and every other key is
+// a declared signal.
+type Signals struct {
+	// WebhookSecret signs the requests made to webhook handlers
+	// (Switchyard-Signature: t=...,v1=HMAC-SHA256); at least 16 bytes when
+	// a signal has a webhook.
+	WebhookSecret Secret `yaml:"webhook_secret"`
+	// MaxKwargsBytes bounds the JSON kwargs of one call or trigger
+	// (default 64 KiB).
+	MaxKwargsBytes Size `yaml:"max_kwargs_bytes"`
+	// CallsPerSecond bounds the signal calls of one connection (bursts of
+	// twice the rate); 0 is unlimited. Default 20.
+	CallsPerSecond int `yaml:"calls_per_second"`
+	// WindowTTL is how long topics set for a window key that is not
+	// connected are kept for when it connects (default 10 h, as
+	// df_websockets' WEBSOCKET_CACHE_EXPIRE).
+	WindowTTL Duration `yaml:"window_ttl"`
+	// Declared are the declared signals, in declaration order: every key
+	// of the section other than the settings above.
+	Declared []Signal `yaml:"declared,omitempty" config:"rest"`
+}
+
+// Signal is a named signal: who may call it from a browser, its
+// arguments, the queue it runs on and its handler.
 type Signal struct {
 	// Name is the signal's key in the signals map.
 	Name string `yaml:"-"`
-	// Queue is the queue that processes the signal: a declared queue or
+	// Queue is the queue that runs the signal's jobs: a declared queue or
 	// "default" (the default).
 	Queue string `yaml:"queue"`
-	// Allowed is who may send it: AccessAnyone, AccessAuthenticated (the
-	// default) or AccessNone.
+	// Allowed is who may call it from a browser: AccessAnyone,
+	// AccessAuthenticated, AccessAnonymous, AccessServerSide (the
+	// default: never from a browser), AccessClaimPrefix+name (a truthy
+	// claim of the session's token) or AccessPermPrefix+perm (listed in
+	// its perms claim).
 	Allowed string `yaml:"allowed"`
-	// Webhook, when set, is an http(s) URL the signal is POSTed to.
+	// Webhook, when set, is an http(s) URL the call is POSTed to.
 	Webhook string `yaml:"webhook"`
+	// Sync runs the handler during the call and answers its result
+	// instead of queueing a job.
+	Sync bool `yaml:"sync"`
+	// Args are the declared arguments, in declaration order.
+	Args []SignalArg `yaml:"args" config:"map"`
+	// ExtraArgs is SignalExtraReject (the default: an undeclared argument
+	// refuses the call) or SignalExtraAccept.
+	ExtraArgs string `yaml:"extra_args"`
 }
+
+// SignalArg is one declared argument of a signal.
+type SignalArg struct {
+	// Name is the argument's key in the args map.
+	Name string `yaml:"-"`
+	// Type is one of the Arg* constants; "" accepts any JSON value.
+	Type string `yaml:"type"`
+	// Required makes the argument mandatory.
+	Required bool `yaml:"required"`
+	// Choices, when set, are the only values accepted.
+	Choices []any `yaml:"choices"`
+	// Pattern is a regular expression (RE2) a string must match.
+	Pattern string `yaml:"pattern"`
+	// Min and Max bound numbers.
+	Min *float64 `yaml:"min"`
+	Max *float64 `yaml:"max"`
+	// MaxLength bounds strings (in characters) and arrays (in items).
+	MaxLength *int `yaml:"max_length"`
+}
+
+// Argument types.
+const (
+	ArgString = "string"
+	ArgInt    = "int"
+	ArgFloat  = "float"
+	ArgBool   = "bool"
+	ArgObject = "object"
+	ArgArray  = "array"
+)
+
+// What a signal does with undeclared arguments.
+const (
+	SignalExtraReject = "reject"
+	SignalExtraAccept = "accept"
+)
+
+// Signal access levels beyond AccessAnyone and AccessAuthenticated.
+const (
+	AccessAnonymous   = "anonymous"
+	AccessServerSide  = "server_side"
+	AccessClaimPrefix = "claim:"
+	AccessPermPrefix  = "perm:"
+)
 
 // Queue is a named work queue.
 type Queue struct {
@@ -432,6 +595,18 @@ type Queue struct {
 	Name string `yaml:"-"`
 	// Concurrency is how many jobs run at once; at least 1, default 4.
 	Concurrency int `yaml:"concurrency"`
+	// MaxAttempts is how many times a job runs before it is dead
+	// (discarded, kept and visible); 1..1000, default 10.
+	MaxAttempts int `yaml:"max_attempts"`
+	// Backoff is the delay before the first retry; each next retry waits
+	// twice as long (with jitter: between half and all of it), up to
+	// MaxBackoff. Default 1 s.
+	Backoff Duration `yaml:"backoff"`
+	// MaxBackoff caps the delay between retries (default 1 h).
+	MaxBackoff Duration `yaml:"max_backoff"`
+	// Timeout bounds one run of a job, a webhook call included (default
+	// 1 min).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // DefaultQueue is the name of the queue that always exists.
@@ -439,6 +614,23 @@ const DefaultQueue = "default"
 
 // defaultConcurrency is the concurrency of a queue that does not set one.
 const defaultConcurrency = 4
+
+// DefaultQueueConfig returns the settings of a queue that sets none.
+func DefaultQueueConfig(name string) Queue {
+	return Queue{
+		Name:        name,
+		Concurrency: defaultConcurrency,
+		MaxAttempts: 10,
+		Backoff:     Duration(time.Second),
+		MaxBackoff:  Duration(time.Hour),
+		Timeout:     Duration(time.Minute),
+	}
+}
+
+// DefaultSignal returns the settings of a declared signal that sets none.
+func DefaultSignal(name string) Signal {
+	return Signal{Name: name, Queue: DefaultQueue, Allowed: AccessServerSide, ExtraArgs: SignalExtraReject}
+}
 
 // Default returns the embedded default configuration, the one used when
 // there is no file and no SWITCHYARD_* variable. Each call returns a fresh
@@ -448,34 +640,56 @@ func Default() Config {
 		Listen:  "127.0.0.1:8000",
 		DataDir: "./switchyard-data",
 		Log:     Log{Format: LogFormatText, Level: LogLevelInfo},
-		Store:   Store{Driver: StoreSQLite},
-		Broker:  Broker{Driver: BrokerMemory},
-		Auth:    Auth{Anonymous: true, CookieName: "switchyard_token"},
+		Store: Store{Driver: StoreSQLite, ChangeLog: ChangeLog{
+			MaxAge:    Duration(DefaultChangeLogMaxAge),
+			MaxRows:   DefaultChangeLogMaxRows,
+			MaxReplay: DefaultChangeLogMaxReplay,
+		}},
+		Broker: Broker{Driver: BrokerMemory},
+		Auth:   Auth{Anonymous: true, CookieName: "switchyard_token", JWT: JWT{UserClaim: "sub"}},
 		WebSocket: WebSocket{
 			PingInterval: Duration(25 * time.Second),
 			ReadTimeout:  Duration(60 * time.Second),
 			WriteTimeout: Duration(10 * time.Second),
 		},
 		Limits: Limits{
-			MaxMessageSize:  64 * KiB,
-			MaxQueuedBytes:  1 * MiB,
-			MaxRequestBody:  1 * MiB,
-			ShutdownTimeout: Duration(10 * time.Second),
+			MaxMessageSize:          64 * KiB,
+			MaxQueuedBytes:          1 * MiB,
+			MaxOutgoingMessageSize:  4 * MiB,
+			MaxRequestBody:          1 * MiB,
+			ReadTimeout:             Duration(10 * time.Second),
+			WriteTimeout:            Duration(10 * time.Second),
+			IdleTimeout:             Duration(60 * time.Second),
+			MaxSubscriptions:        1000,
+			MaxSubscriptionsPerUser: 10000,
+			MaxHistoryBytes:         64 * MiB,
+			MaxChannelsPerNamespace: 10000,
+			MaxSearchLength:         256,
+			ShutdownTimeout:         Duration(10 * time.Second),
 		},
 		Channelstream: Channelstream{
-			Prefix:            "/",
-			AllowPostingFrom:  []string{"127.0.0.1"},
-			AdminUser:         "admin",
-			ConnectionGC:      Duration(15 * time.Second),
-			HeartbeatInterval: Duration(5 * time.Second),
-			UserGC:            Duration(24 * time.Hour),
-			Namespace:         "channelstream",
-			ValidateRequests:  true,
-			UnknownFields:     ChannelstreamUnknownReject,
-			HistoryLimit:      1000,
+			Prefix:               "/",
+			AllowPostingFrom:     []string{"127.0.0.1"},
+			AdminUser:            "admin",
+			ConnectionGC:         Duration(15 * time.Second),
+			HeartbeatInterval:    Duration(5 * time.Second),
+			UserGC:               Duration(24 * time.Hour),
+			Namespace:            "channelstream",
+			ValidateRequests:     true,
+			UnknownFields:        ChannelstreamUnknownReject,
+			HistoryLimit:         1000,
+			MaxClockSkew:         Duration(30 * time.Second),
+			SignInAttempts:       5,
+			SignInAttemptsGlobal: 50,
+			SignInLockout:        Duration(15 * time.Minute),
 		},
 		Channels: Channels{Default: DefaultChannelOptions()},
-		Queues:   []Queue{{Name: DefaultQueue, Concurrency: defaultConcurrency}},
+		Signals: Signals{
+			MaxKwargsBytes: 64 * KiB,
+			CallsPerSecond: 20,
+			WindowTTL:      Duration(10 * time.Hour),
+		},
+		Queues: []Queue{DefaultQueueConfig(DefaultQueue)},
 	}
 }
 
@@ -504,6 +718,7 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("listen", c.Listen),
 		slog.String("data_dir", c.DataDir),
+		slog.String("public_url", c.PublicURL),
 		slog.Group("log", "format", c.Log.Format, "level", c.Log.Level),
 		slog.Any("store", c.Store),
 		slog.Any("broker", c.Broker),
@@ -513,7 +728,8 @@ func (c Config) LogValue() slog.Value {
 				"hmac_secret", c.Auth.JWT.HMACSecret,
 				"public_key_file", c.Auth.JWT.PublicKeyFile,
 				"issuer", c.Auth.JWT.Issuer,
-				"audience", c.Auth.JWT.Audience),
+				"audience", c.Auth.JWT.Audience,
+				"user_claim", c.Auth.JWT.UserClaim),
 			"cookie_name", c.Auth.CookieName),
 		slog.Int("api_keys", len(c.APIKeys)),
 		slog.Group("websocket",
@@ -525,8 +741,17 @@ func (c Config) LogValue() slog.Value {
 		slog.Group("limits",
 			"max_message_size", c.Limits.MaxMessageSize.String(),
 			"max_queued_bytes", c.Limits.MaxQueuedBytes.String(),
+			"max_outgoing_message_size", c.Limits.MaxOutgoingMessageSize.String(),
 			"max_request_body", c.Limits.MaxRequestBody.String(),
+			"read_timeout", c.Limits.ReadTimeout.String(),
+			"write_timeout", c.Limits.WriteTimeout.String(),
+			"idle_timeout", c.Limits.IdleTimeout.String(),
 			"max_connections", c.Limits.MaxConnections,
+			"max_subscriptions", c.Limits.MaxSubscriptions,
+			"max_subscriptions_per_user", c.Limits.MaxSubscriptionsPerUser,
+			"max_history_bytes", c.Limits.MaxHistoryBytes.String(),
+			"max_channels_per_namespace", c.Limits.MaxChannelsPerNamespace,
+			"max_search_length", c.Limits.MaxSearchLength,
 			"messages_per_second", c.Limits.MessagesPerSecond,
 			"shutdown_timeout", c.Limits.ShutdownTimeout.String()),
 		slog.Group("channelstream",
@@ -540,7 +765,12 @@ func (c Config) LogValue() slog.Value {
 			"heartbeat_interval", c.Channelstream.HeartbeatInterval.String()),
 		slog.Any("resources", names(len(c.Resources), func(i int) string { return c.Resources[i].Name })),
 		slog.Any("channel_namespaces", names(len(c.Channels.Namespaces), func(i int) string { return c.Channels.Namespaces[i].Name })),
-		slog.Any("signals", names(len(c.Signals), func(i int) string { return c.Signals[i].Name })),
+		slog.Group("signals",
+			"webhook_secret", c.Signals.WebhookSecret,
+			"max_kwargs_bytes", c.Signals.MaxKwargsBytes.String(),
+			"calls_per_second", c.Signals.CallsPerSecond,
+			"window_ttl", c.Signals.WindowTTL.String(),
+			"declared", names(len(c.Signals.Declared), func(i int) string { return c.Signals.Declared[i].Name })),
 		slog.Any("queues", names(len(c.Queues), func(i int) string { return c.Queues[i].Name })),
 	)
 }

@@ -122,8 +122,17 @@ websocket:
 limits:
   max_message_size: 1MiB
   max_queued_bytes: 4MB
+  max_outgoing_message_size: 8MiB
   max_request_body: 2097152
+  read_timeout: 5s
+  write_timeout: 7s
+  idle_timeout: 2m
   max_connections: 10000
+  max_subscriptions: 100
+  max_subscriptions_per_user: 500
+  max_history_bytes: 16MiB
+  max_channels_per_namespace: 50
+  max_search_length: 80
   messages_per_second: 50
   shutdown_timeout: 1m
 channelstream:
@@ -160,12 +169,23 @@ channels:
     permissions: {subscribe: authenticated, publish: authenticated, presence: none, history: none}
   namespaces:
     chat: {presence: true, history_size: 100, history_ttl: 1h, recover: true, permissions: {subscribe: anyone, publish: authenticated, presence: anyone, history: anyone}}
-    news: {history_size: 5}
+    news: {history_size: 5, history_ttl: 10m}
 signals:
+  webhook_secret: "0123456789abcdef-secret"
+  max_kwargs_bytes: 8KiB
+  calls_per_second: 5
+  window_ttl: 1h
   myproject.first_signal: {queue: default, allowed: anyone, webhook: "http://127.0.0.1:9000/signals"}
-  myproject.second: {queue: mail}
+  myproject.second:
+    queue: mail
+    webhook: "https://app.internal/hooks/second"
+    sync: true
+    extra_args: accept
+    args:
+      n: {type: int, required: true, min: 1, max: 10}
+      color: {type: string, choices: [red, blue], pattern: "^[a-z]+$", max_length: 8}
 queues:
-  mail: {concurrency: 2}
+  mail: {concurrency: 2, max_attempts: 3, backoff: 2s, max_backoff: 1m, timeout: 5s}
   default: {concurrency: 8}
 `
 
@@ -187,11 +207,12 @@ func TestFullFile(t *testing.T) {
 		Listen:  "0.0.0.0:9000",
 		DataDir: "/var/lib/switchyard",
 		Log:     Log{Format: "json", Level: "debug"},
-		Store:   Store{Driver: "postgres", URL: "postgres://sy:pw@db.internal:5432/switchyard?sslmode=require"},
-		Broker:  Broker{Driver: "nats", URL: "nats://nats.internal:4222"},
+		Store: Store{Driver: "postgres", URL: "postgres://sy:pw@db.internal:5432/switchyard?sslmode=require",
+			ChangeLog: ChangeLog{MaxAge: Duration(DefaultChangeLogMaxAge), MaxRows: DefaultChangeLogMaxRows, MaxReplay: DefaultChangeLogMaxReplay}},
+		Broker: Broker{Driver: "nats", URL: "nats://nats.internal:4222"},
 		Auth: Auth{
 			Anonymous:  false,
-			JWT:        JWT{PublicKeyFile: pub, Issuer: "https://auth.example.com", Audience: "switchyard"},
+			JWT:        JWT{PublicKeyFile: pub, Issuer: "https://auth.example.com", Audience: "switchyard", UserClaim: "sub"},
 			CookieName: "sy_session",
 		},
 		APIKeys: []Secret{"aaaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbbb2"},
@@ -203,27 +224,40 @@ func TestFullFile(t *testing.T) {
 			WriteTimeout:   Duration(5 * time.Second),
 		},
 		Limits: Limits{
-			MaxMessageSize:    MiB,
-			MaxQueuedBytes:    4 * MB,
-			MaxRequestBody:    2 * MiB,
-			MaxConnections:    10000,
-			MessagesPerSecond: 50,
-			ShutdownTimeout:   Duration(time.Minute),
+			MaxMessageSize:          MiB,
+			MaxQueuedBytes:          4 * MB,
+			MaxOutgoingMessageSize:  8 * MiB,
+			MaxRequestBody:          2 * MiB,
+			ReadTimeout:             Duration(5 * time.Second),
+			WriteTimeout:            Duration(7 * time.Second),
+			IdleTimeout:             Duration(2 * time.Minute),
+			MaxConnections:          10000,
+			MaxSubscriptions:        100,
+			MaxSubscriptionsPerUser: 500,
+			MaxHistoryBytes:         16 * MiB,
+			MaxChannelsPerNamespace: 50,
+			MaxSearchLength:         80,
+			MessagesPerSecond:       50,
+			ShutdownTimeout:         Duration(time.Minute),
 		},
 		Channelstream: Channelstream{
-			Enabled:           true,
-			Secret:            "cs-secret",
-			Prefix:            "/cs",
-			AllowPostingFrom:  []string{"10.0.0.0/8", "::1"},
-			AdminUser:         "root",
-			AdminSecret:       "cs-admin",
-			ConnectionGC:      Duration(30 * time.Second),
-			HeartbeatInterval: Duration(2 * time.Second),
-			UserGC:            Duration(24 * time.Hour),
-			Namespace:         "channelstream",
-			ValidateRequests:  true,
-			UnknownFields:     ChannelstreamUnknownReject,
-			HistoryLimit:      1000,
+			Enabled:              true,
+			Secret:               "cs-secret",
+			Prefix:               "/cs",
+			AllowPostingFrom:     []string{"10.0.0.0/8", "::1"},
+			AdminUser:            "root",
+			AdminSecret:          "cs-admin",
+			ConnectionGC:         Duration(30 * time.Second),
+			HeartbeatInterval:    Duration(2 * time.Second),
+			UserGC:               Duration(24 * time.Hour),
+			Namespace:            "channelstream",
+			ValidateRequests:     true,
+			UnknownFields:        ChannelstreamUnknownReject,
+			HistoryLimit:         1000,
+			MaxClockSkew:         Duration(30 * time.Second),
+			SignInAttempts:       5,
+			SignInAttemptsGlobal: 50,
+			SignInLockout:        Duration(15 * time.Minute),
 		},
 		Resources: []Resource{{
 			Name: "todos",
@@ -255,16 +289,29 @@ func TestFullFile(t *testing.T) {
 				}},
 				// Keys left out take the built-in defaults, not channels.default.
 				{Name: "news", ChannelOptions: ChannelOptions{
-					HistorySize: 5,
+					HistorySize: 5, HistoryTTL: Duration(10 * time.Minute),
 					Permissions: ChannelPermissions{Subscribe: "anyone", Publish: "none", Presence: "anyone", History: "anyone"},
 				}},
 			},
 		},
-		Signals: []Signal{
-			{Name: "myproject.first_signal", Queue: "default", Allowed: "anyone", Webhook: "http://127.0.0.1:9000/signals"},
-			{Name: "myproject.second", Queue: "mail", Allowed: "authenticated"},
+		Signals: Signals{
+			WebhookSecret:  "0123456789abcdef-secret",
+			MaxKwargsBytes: 8 * KiB,
+			CallsPerSecond: 5,
+			WindowTTL:      Duration(time.Hour),
+			Declared: []Signal{
+				{Name: "myproject.first_signal", Queue: "default", Allowed: "anyone", Webhook: "http://127.0.0.1:9000/signals", ExtraArgs: "reject"},
+				{Name: "myproject.second", Queue: "mail", Allowed: "server_side", Webhook: "https://app.internal/hooks/second", Sync: true, ExtraArgs: "accept",
+					Args: []SignalArg{
+						{Name: "n", Type: "int", Required: true, Min: ptr(float64(1)), Max: ptr(float64(10))},
+						{Name: "color", Type: "string", Choices: []any{"red", "blue"}, Pattern: "^[a-z]+$", MaxLength: ptr(8)},
+					}},
+			},
 		},
-		Queues: []Queue{{Name: "mail", Concurrency: 2}, {Name: "default", Concurrency: 8}},
+		Queues: []Queue{
+			{Name: "mail", Concurrency: 2, MaxAttempts: 3, Backoff: Duration(2 * time.Second), MaxBackoff: Duration(time.Minute), Timeout: Duration(5 * time.Second)},
+			{Name: "default", Concurrency: 8, MaxAttempts: 10, Backoff: Duration(time.Second), MaxBackoff: Duration(time.Hour), Timeout: Duration(time.Minute)},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		g, _ := yaml.Marshal(got)
@@ -285,7 +332,7 @@ func TestExampleFileParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Resources) == 0 || len(cfg.Channels.Namespaces) == 0 || len(cfg.Signals) == 0 {
+	if len(cfg.Resources) == 0 || len(cfg.Channels.Namespaces) == 0 || len(cfg.Signals.Declared) == 0 {
 		t.Errorf("example declares too little: %+v", cfg)
 	}
 }
@@ -320,6 +367,22 @@ func TestErrors(t *testing.T) {
 		{"bad duration text", "websocket:\n  write_timeout: soon\n", 2, "websocket.write_timeout", `must be a duration like 15s, 1m30s or 1h (got "soon")`},
 		{"read timeout not above ping", "websocket:\n  ping_interval: 30s\n  read_timeout: 30s\n", 3, "websocket.read_timeout", "must be longer than websocket.ping_interval"},
 		{"bad listen", "log: {level: info}\nlisten: localhost\n", 2, "listen", "must be host:port"},
+		{"public_url with a query", "public_url: https://api.example.com/?x=1\n", 1, "public_url", "no query"},
+		{"public_url not http", "public_url: ftp://api.example.com\n", 1, "public_url", "http:// or https://"},
+		{"zero read timeout", "limits:\n  read_timeout: 0s\n", 2, "limits.read_timeout", "greater than 0"},
+		{"zero write timeout", "limits:\n  write_timeout: 0s\n", 2, "limits.write_timeout", "greater than 0"},
+		{"zero idle timeout", "limits:\n  idle_timeout: 0s\n", 2, "limits.idle_timeout", "greater than 0"},
+		{"outgoing message too small", "limits:\n  max_outgoing_message_size: 100B\n", 2, "limits.max_outgoing_message_size", "between 1KiB and 1GiB"},
+		{"negative subscriptions", "limits:\n  max_subscriptions: -1\n", 2, "limits.max_subscriptions", "0 is unlimited"},
+		{"negative user subscriptions", "limits:\n  max_subscriptions_per_user: -5\n", 2, "limits.max_subscriptions_per_user", "0 is unlimited"},
+		{"negative channels per namespace", "limits:\n  max_channels_per_namespace: -5\n", 2, "limits.max_channels_per_namespace", "0 is unlimited"},
+		{"negative history bytes", "limits:\n  max_history_bytes: -1\n", 2, "limits.max_history_bytes", "must not be negative"},
+		{"search length", "limits:\n  max_search_length: 0\n", 2, "limits.max_search_length", "between 1 and 10000"},
+		{"negative connections", "limits:\n  max_connections: -1\n", 2, "limits.max_connections", "open-file limit"},
+		{"negative clock skew", "channelstream:\n  max_clock_skew: -1s\n", 2, "channelstream.max_clock_skew", "must not be negative"},
+		{"no sign-in attempts", "channelstream:\n  sign_in_attempts: 0\n", 2, "channelstream.sign_in_attempts", "at least 1"},
+		{"no global sign-in attempts", "channelstream:\n  sign_in_attempts_global: 0\n", 2, "channelstream.sign_in_attempts_global", "at least 1"},
+		{"zero lockout", "channelstream:\n  sign_in_lockout: 0s\n", 2, "channelstream.sign_in_lockout", "greater than 0"},
 		{"bad listen port", "listen: 127.0.0.1:70000\n", 1, "listen", "port must be a number from 0 to 65535"},
 		{"jwt keys mutually exclusive", "auth:\n  jwt:\n    hmac_secret: 0123456789abcdef\n    public_key_file: PUBKEY\n", 3, "auth.jwt.hmac_secret", "mutually exclusive"},
 		{"short hmac secret", "auth:\n  jwt:\n    hmac_secret: short\n", 3, "auth.jwt.hmac_secret", "at least 16 bytes"},
@@ -354,9 +417,29 @@ func TestErrors(t *testing.T) {
 		{"bad ordering", "resources:\n  t:\n    fields: {a: {type: int}}\n    ordering: [-b]\n", 4, "resources.t.ordering[0]", `"b" is not a declared field`},
 		{"page size", "resources:\n  t:\n    fields: {a: {type: int}}\n    page_size: 5000\n", 4, "resources.t.page_size", "between 1 and 1000"},
 		{"bad namespace name", "channels:\n  namespaces:\n    Chat!: {}\n", 3, "channels.namespaces.Chat!", "must match"},
+		{"history kept forever", "channels:\n  namespaces:\n    news: {history_size: 5}\n", 3, "channels.namespaces.news.history_ttl", "would be kept forever"},
+		{"history kept forever by default", "channels:\n  default:\n    history_size: 5\n", 3, "channels.default.history_ttl", "history_ttl: 1h"},
+		{"user claim reserved", "auth:\n  jwt: {user_claim: exp}\n", 2, "auth.jwt.user_claim", "another purpose"},
+		{"user claim empty", "auth:\n  jwt:\n    user_claim: \"\"\n", 3, "auth.jwt.user_claim", "must be a claim name"},
+		{"change log rows", "store:\n  change_log: {max_rows: -1}\n", 2, "store.change_log.max_rows", "must not be negative"},
+		{"change log age", "store:\n  change_log:\n    max_age: 10s\n", 3, "store.change_log.max_age", "at least 1m"},
+		{"change log replay", "store:\n  change_log:\n    max_replay: 0\n", 3, "store.change_log.max_replay", "between 1 and 100000"},
 		{"negative history", "channels:\n  namespaces:\n    chat: {history_size: -1}\n", 3, "channels.namespaces.chat.history_size", "must not be negative"},
-		{"signal unknown queue", "signals:\n  s.one: {queue: mail}\n", 2, "signals.s.one.queue", `must name a queue declared under queues`},
+		{"signal unknown queue", "signals:\n  s.one: {queue: mail, webhook: 'http://x/'}\n", 2, "signals.s.one.queue", `must name a queue declared under queues`},
 		{"signal bad webhook", "signals:\n  s:\n    webhook: ftp://x/y\n", 3, "signals.s.webhook", "http:// or https://"},
+		{"signal no webhook", "signals:\n  s: {}\n", 2, "signals.s.webhook", "is required"},
+		{"signal bad name", "signals:\n  1s: {webhook: 'http://x/'}\n", 2, "signals.1s", "signal name must match"},
+		{"signal bad allowed", "signals:\n  s: {webhook: 'http://x/', allowed: staff}\n", 2, "signals.s.allowed", "must be one of"},
+		{"signal empty claim", "signals:\n  s: {webhook: 'http://x/', allowed: 'claim:'}\n", 2, "signals.s.allowed", "must name a claim"},
+		{"signal webhook needs secret", "signals:\n  s: {webhook: 'http://x/'}\n", 1, "signals.webhook_secret", "is required"},
+		{"signal extra args", "signals:\n  s: {webhook: 'http://x/', extra_args: maybe}\n", 2, "signals.s.extra_args", "must be one of"},
+		{"signal arg type", "signals:\n  s:\n    webhook: 'http://x/'\n    args: {a: {type: date}}\n", 4, "signals.s.args.a.type", "must be one of"},
+		{"signal arg pattern", "signals:\n  s:\n    webhook: 'http://x/'\n    args: {a: {type: string, pattern: '('}}\n", 4, "signals.s.args.a.pattern", "not a valid regular expression"},
+		{"signal arg min on string", "signals:\n  s:\n    webhook: 'http://x/'\n    args: {a: {type: string, min: 1}}\n", 4, "signals.s.args.a", "min and max apply"},
+		{"signal kwargs size", "signals: {max_kwargs_bytes: 0}\n", 1, "signals.max_kwargs_bytes", "at least 1B"},
+		{"queue attempts", "queues:\n  mail: {max_attempts: 0}\n", 2, "queues.mail.max_attempts", "from 1 to 1000"},
+		{"queue backoff", "queues:\n  mail: {backoff: 2h}\n", 2, "queues.mail.max_backoff", "at least"},
+		{"queue timeout", "queues:\n  mail: {timeout: 0s}\n", 2, "queues.mail.timeout", "greater than 0"},
 		{"queue concurrency", "queues:\n  mail: {concurrency: 0}\n", 2, "queues.mail.concurrency", "at least 1"},
 		{"channelstream without secret", "channelstream:\n  enabled: true\n", 2, "channelstream.secret", "required when channelstream.enabled"},
 		{"channelstream prefix", "channelstream:\n  prefix: cs\n", 2, "channelstream.prefix", `must start with "/"`},
@@ -542,15 +625,18 @@ func TestEnvOverrides(t *testing.T) {
 		{"map-valued JSON and block YAML", []string{
 			`SWITCHYARD_CHANNELS_NAMESPACES={"chat": {"history_size": 10, "history_ttl": "1m", "recover": true}}`,
 			"SWITCHYARD_QUEUES=mail:\n  concurrency: 2\n",
-			`SWITCHYARD_SIGNALS={"a.b": {"queue": "mail", "allowed": "none"}}`,
+			`SWITCHYARD_SIGNALS={"a.b": {"queue": "mail", "allowed": "none", "webhook": "http://127.0.0.1:1/"}}`,
+			"SWITCHYARD_SIGNALS_WEBHOOK_SECRET=0123456789abcdefghij",
 		}, func(t *testing.T, c Config) {
 			if len(c.Channels.Namespaces) != 1 || !c.Channels.Namespaces[0].Recover || c.Channels.Namespaces[0].Permissions.Publish != "none" {
 				t.Errorf("namespaces %+v", c.Channels.Namespaces)
 			}
-			if !reflect.DeepEqual(c.Queues, []Queue{{Name: "default", Concurrency: 4}, {Name: "mail", Concurrency: 2}}) {
+			mail := DefaultQueueConfig("mail")
+			mail.Concurrency = 2
+			if !reflect.DeepEqual(c.Queues, []Queue{DefaultQueueConfig("default"), mail}) {
 				t.Errorf("queues %+v", c.Queues)
 			}
-			if !reflect.DeepEqual(c.Signals, []Signal{{Name: "a.b", Queue: "mail", Allowed: "none"}}) {
+			if !reflect.DeepEqual(c.Signals.Declared, []Signal{{Name: "a.b", Queue: "mail", Allowed: "none", Webhook: "http://127.0.0.1:1/", ExtraArgs: "reject"}}) || c.Signals.WebhookSecret != "0123456789abcdefghij" {
 				t.Errorf("signals %+v", c.Signals)
 			}
 		}},
@@ -681,7 +767,7 @@ func TestDeclarationOrder(t *testing.T) {
   mango: {fields: {only: {type: bool}}}
 channels:
   namespaces: {z: {}, a: {}, m: {}}
-signals: {s.z: {}, s.a: {}}
+signals: {webhook_secret: 0123456789abcdefghij, s.z: {webhook: "http://x/"}, s.a: {webhook: "http://x/"}}
 queues: {zq: {concurrency: 1}, aq: {concurrency: 1}}
 `
 	c, err := Parse("order.yaml", []byte(src), nil)
@@ -699,7 +785,7 @@ queues: {zq: {concurrency: 1}, aq: {concurrency: 1}}
 	for _, n := range c.Channels.Namespaces {
 		got = append(got, "ns:"+n.Name)
 	}
-	for _, s := range c.Signals {
+	for _, s := range c.Signals.Declared {
 		got = append(got, "sig:"+s.Name)
 	}
 	for _, q := range c.Queues {

@@ -73,14 +73,27 @@ func (c *Config) Validate() error {
 }
 
 var (
+	// signalNameRE is df_websockets' signal path: dotted identifiers.
+	signalNameRE    = regexp.MustCompile(`^[_a-zA-Z]\w*(\.[_a-zA-Z]\w*)*$`)
 	resourceNameRE  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 	namespaceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
 	entryNameRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:-]*$`)
+	claimNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:/-]{0,63}$`)
 )
+
+// reservedClaims are the claims with a fixed meaning, which cannot hold the
+// user id.
+var reservedClaims = map[string]bool{"exp": true, "nbf": true, "iat": true, "iss": true, "aud": true, "jti": true, "info": true, "channels": true}
 
 func (c *Config) validate() []verr {
 	v := &validator{}
 	v.listen("listen", c.Listen)
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			v.add("public_url", "must be an http:// or https:// URL with a host and no query, like https://api.example.com (got %q)", c.PublicURL)
+		}
+	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		v.add("data_dir", "must not be empty")
 	}
@@ -91,6 +104,17 @@ func (c *Config) validate() []verr {
 		v.driverURL("store", c.Store.Driver, string(c.Store.URL), map[string][]string{
 			StorePostgres: {"postgres://", "postgresql://"},
 		})
+	}
+	cl := c.Store.ChangeLog
+	v.nonNegative("store.change_log.max_age", cl.MaxAge)
+	if cl.MaxAge > 0 && cl.MaxAge < Duration(time.Minute) {
+		v.add("store.change_log.max_age", "must be at least 1m, or 0 to keep changes of any age (got %s)", cl.MaxAge)
+	}
+	if cl.MaxRows < 0 {
+		v.add("store.change_log.max_rows", "must not be negative; 0 keeps any number of changes (got %d)", cl.MaxRows)
+	}
+	if cl.MaxReplay < 1 || cl.MaxReplay > 100000 {
+		v.add("store.change_log.max_replay", "must be between 1 and 100000 (got %d)", cl.MaxReplay)
 	}
 	if v.oneOf("broker.driver", c.Broker.Driver, BrokerMemory, BrokerRedis, BrokerNATS) {
 		v.driverURL("broker", c.Broker.Driver, string(c.Broker.URL), map[string][]string{
@@ -134,11 +158,35 @@ func (c *Config) validate() []verr {
 	if l.MaxQueuedBytes < l.MaxMessageSize {
 		v.addAt("limits.max_queued_bytes", "limits.max_message_size", "must be at least limits.max_message_size (%s) (got %s)", l.MaxMessageSize, l.MaxQueuedBytes)
 	}
+	if l.MaxOutgoingMessageSize < KiB || l.MaxOutgoingMessageSize > GiB {
+		v.add("limits.max_outgoing_message_size", "must be between 1KiB and 1GiB (got %s)", l.MaxOutgoingMessageSize)
+	}
 	if l.MaxRequestBody < 1 {
 		v.add("limits.max_request_body", "must be at least 1B (got %s)", l.MaxRequestBody)
 	}
+	v.positive("limits.read_timeout", l.ReadTimeout)
+	v.positive("limits.write_timeout", l.WriteTimeout)
+	v.positive("limits.idle_timeout", l.IdleTimeout)
 	if l.MaxConnections < 0 {
-		v.add("limits.max_connections", "must not be negative; 0 is unlimited (got %d)", l.MaxConnections)
+		v.add("limits.max_connections", "must not be negative; 0 derives it from the open-file limit (got %d)", l.MaxConnections)
+	}
+	for _, e := range []struct {
+		key string
+		n   int
+	}{
+		{"limits.max_subscriptions", l.MaxSubscriptions},
+		{"limits.max_subscriptions_per_user", l.MaxSubscriptionsPerUser},
+		{"limits.max_channels_per_namespace", l.MaxChannelsPerNamespace},
+	} {
+		if e.n < 0 {
+			v.add(e.key, "must not be negative; 0 is unlimited (got %d)", e.n)
+		}
+	}
+	if l.MaxHistoryBytes < 0 {
+		v.add("limits.max_history_bytes", "must not be negative; 0 is unlimited (got %s)", l.MaxHistoryBytes)
+	}
+	if l.MaxSearchLength < 1 || l.MaxSearchLength > 10000 {
+		v.add("limits.max_search_length", "must be between 1 and 10000 (got %d)", l.MaxSearchLength)
 	}
 	if l.MessagesPerSecond < 0 {
 		v.add("limits.messages_per_second", "must not be negative; 0 is unlimited (got %d)", l.MessagesPerSecond)
@@ -177,27 +225,16 @@ func (c *Config) validate() []verr {
 		if q.Concurrency < 1 {
 			v.add(key+".concurrency", "must be at least 1 (got %d)", q.Concurrency)
 		}
+		if q.MaxAttempts < 1 || q.MaxAttempts > 1000 {
+			v.add(key+".max_attempts", "must be from 1 to 1000 (got %d)", q.MaxAttempts)
+		}
+		v.positive(key+".backoff", q.Backoff)
+		if q.MaxBackoff < q.Backoff {
+			v.add(key+".max_backoff", "must be at least %s.backoff (%s) (got %s)", key, q.Backoff, q.MaxBackoff)
+		}
+		v.positive(key+".timeout", q.Timeout)
 	}
-	seenS := map[string]bool{}
-	for _, s := range c.Signals {
-		key := joinKey("signals", s.Name)
-		if !entryNameRE.MatchString(s.Name) {
-			v.add(key, "signal name must match %s", entryNameRE)
-		}
-		if seenS[s.Name] {
-			v.add(key, "duplicate signal")
-		}
-		seenS[s.Name] = true
-		if !queues[s.Queue] {
-			v.add(key+".queue", "must name a queue declared under queues, or %q (got %q)", DefaultQueue, s.Queue)
-		}
-		v.oneOf(key+".allowed", s.Allowed, AccessAnyone, AccessAuthenticated, AccessNone)
-		if s.Webhook != "" {
-			if u, err := url.Parse(s.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				v.add(key+".webhook", "must be an http:// or https:// URL (got %q)", s.Webhook)
-			}
-		}
-	}
+	c.validateSignals(v, queues)
 	return v.errs
 }
 
@@ -259,6 +296,11 @@ func (c *Config) validateAuth(v *validator) {
 		} else {
 			f.Close()
 		}
+	}
+	if !claimNameRE.MatchString(j.UserClaim) {
+		v.add("auth.jwt.user_claim", "must be a claim name such as sub or user_id (got %q)", j.UserClaim)
+	} else if reservedClaims[j.UserClaim] {
+		v.add("auth.jwt.user_claim", "%q is a claim Switchyard reads for another purpose; name the claim that holds the user id, such as sub or user_id", j.UserClaim)
 	}
 	if name := c.Auth.CookieName; name != "" && !isToken(name) {
 		v.add("auth.cookie_name", "must be a valid cookie name: letters, digits and !#$%%&'*+-.^_`|~ (got %q)", name)
@@ -368,6 +410,14 @@ func (c *Config) validateChannelstream(v *validator) {
 	if cs.HistoryLimit < 1 || cs.HistoryLimit > 100000 {
 		v.add("channelstream.history_limit", "must be between 1 and 100000 (got %d)", cs.HistoryLimit)
 	}
+	v.nonNegative("channelstream.max_clock_skew", cs.MaxClockSkew)
+	if cs.SignInAttempts < 1 {
+		v.add("channelstream.sign_in_attempts", "must be at least 1 (got %d)", cs.SignInAttempts)
+	}
+	if cs.SignInAttemptsGlobal < 1 {
+		v.add("channelstream.sign_in_attempts_global", "must be at least 1 (got %d)", cs.SignInAttemptsGlobal)
+	}
+	v.positive("channelstream.sign_in_lockout", cs.SignInLockout)
 	for i, o := range cs.AllowCORS {
 		if o == "" {
 			v.add(fmt.Sprintf("channelstream.allow_cors[%d]", i), "must not be empty")
@@ -380,6 +430,9 @@ func (v *validator) channelOptions(key string, o ChannelOptions) {
 		v.add(key+".history_size", "must not be negative (got %d)", o.HistorySize)
 	}
 	v.nonNegative(key+".history_ttl", o.HistoryTTL)
+	if o.HistorySize > 0 && o.HistoryTTL == 0 {
+		v.addAt(key+".history_ttl", key+".history_size", "must be greater than 0 when history_size is set, or the history would be kept forever: set how long kept messages live, e.g. history_ttl: 1h")
+	}
 	if o.Recover && (o.HistorySize <= 0 || o.HistoryTTL <= 0) {
 		v.add(key+".recover", "requires history_size > 0 and history_ttl > 0 (got history_size %d, history_ttl %s)", o.HistorySize, o.HistoryTTL)
 	}
@@ -611,4 +664,99 @@ func describeValue(x any) string {
 		return fmt.Sprintf("number %v", x)
 	}
 	return fmt.Sprintf("%T", x)
+}
+
+// validateSignals checks the signals section; queues are the declared
+// queue names.
+func (c *Config) validateSignals(v *validator, queues map[string]bool) {
+	sg := c.Signals
+	if sg.MaxKwargsBytes < 1 {
+		v.add("signals.max_kwargs_bytes", "must be at least 1B (got %s)", sg.MaxKwargsBytes)
+	}
+	if sg.CallsPerSecond < 0 {
+		v.add("signals.calls_per_second", "must not be negative (got %d)", sg.CallsPerSecond)
+	}
+	v.positive("signals.window_ttl", sg.WindowTTL)
+	webhooks := false
+	seen := map[string]bool{}
+	for i := range sg.Declared {
+		s := &sg.Declared[i]
+		key := joinKey("signals", s.Name)
+		if !signalNameRE.MatchString(s.Name) || len(s.Name) > 200 {
+			v.add(key, "signal name must match %s (at most 200 characters)", signalNameRE)
+		}
+		if seen[s.Name] {
+			v.add(key, "duplicate signal")
+		}
+		seen[s.Name] = true
+		if !queues[s.Queue] {
+			v.add(key+".queue", "must name a queue declared under queues, or %q (got %q)", DefaultQueue, s.Queue)
+		}
+		v.signalAccess(key+".allowed", s.Allowed)
+		if s.Webhook == "" {
+			v.add(key+".webhook", "is required: a signal declared in the file is handled by a webhook (Go handlers are registered in code)")
+		} else if u, err := url.Parse(s.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add(key+".webhook", "must be an http:// or https:// URL (got %q)", s.Webhook)
+		} else {
+			webhooks = true
+		}
+		v.oneOf(key+".extra_args", s.ExtraArgs, SignalExtraReject, SignalExtraAccept)
+		for j := range s.Args {
+			v.signalArg(joinKey(key+".args", s.Args[j].Name), &s.Args[j])
+		}
+	}
+	if webhooks && len(sg.WebhookSecret) < 16 {
+		v.add("signals.webhook_secret", "is required (at least 16 bytes) when a signal has a webhook: webhook requests are signed with it")
+	}
+}
+
+// signalAccess checks a signal's allowed value.
+func (v *validator) signalAccess(key, a string) {
+	if name, ok := strings.CutPrefix(a, AccessClaimPrefix); ok {
+		if name == "" {
+			v.add(key, "claim: must name a claim, like claim:is_staff")
+		}
+		return
+	}
+	if p, ok := strings.CutPrefix(a, AccessPermPrefix); ok {
+		if p == "" {
+			v.add(key, "perm: must name a permission, like perm:app.change_thing")
+		}
+		return
+	}
+	v.oneOf(key, a, AccessAnyone, AccessAuthenticated, AccessAnonymous, AccessServerSide, AccessNone,
+		AccessClaimPrefix+"<claim>", AccessPermPrefix+"<permission>")
+}
+
+// signalArg checks one declared argument.
+func (v *validator) signalArg(key string, a *SignalArg) {
+	if !signalNameRE.MatchString(a.Name) || strings.Contains(a.Name, ".") {
+		v.add(key, "argument name must be an identifier")
+	}
+	if a.Type != "" {
+		v.oneOf(key+".type", a.Type, ArgString, ArgInt, ArgFloat, ArgBool, ArgObject, ArgArray)
+	}
+	numeric := a.Type == "" || a.Type == ArgInt || a.Type == ArgFloat
+	if (a.Min != nil || a.Max != nil) && !numeric {
+		v.add(key, "min and max apply to int and float arguments (type is %s)", a.Type)
+	}
+	if a.Min != nil && a.Max != nil && *a.Min > *a.Max {
+		v.add(key+".max", "must be at least min (%v) (got %v)", *a.Min, *a.Max)
+	}
+	if a.MaxLength != nil {
+		if *a.MaxLength < 0 {
+			v.add(key+".max_length", "must not be negative (got %d)", *a.MaxLength)
+		}
+		if a.Type != "" && a.Type != ArgString && a.Type != ArgArray {
+			v.add(key+".max_length", "applies to string and array arguments (type is %s)", a.Type)
+		}
+	}
+	if a.Pattern != "" {
+		if a.Type != "" && a.Type != ArgString {
+			v.add(key+".pattern", "applies to string arguments (type is %s)", a.Type)
+		}
+		if _, err := regexp.Compile(a.Pattern); err != nil {
+			v.add(key+".pattern", "is not a valid regular expression: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		}
+	}
 }

@@ -115,18 +115,23 @@ func (h *Hub) Subscribe(ctx context.Context, s *Session, ch string, since *switc
 	if err != nil {
 		return err
 	}
-	return h.subscribe(ctx, s, ch, opts, since, encodeReply)
+	if err := s.Admit(1); err != nil {
+		return err
+	}
+	return h.subscribe(ctx, s, ch, opts, since, true, encodeReply)
 }
 
 // SubscribeSilent subscribes a session on the server's behalf without
 // telling the client (the protocol answers in its own terms, as DCRF's
-// subscribe_instance does). No permission applies.
+// subscribe_instance does). No permission applies, and the subscription
+// does not count against the limits: the protocol counts its own (see
+// SubscriptionCounter and Session.Admit).
 func (h *Hub) SubscribeSilent(ctx context.Context, s *Session, ch string) error {
 	opts, err := h.options(ch)
 	if err != nil {
 		return err
 	}
-	return h.subscribe(ctx, s, ch, opts, nil, func(SubscribeResult) []byte { return nil })
+	return h.subscribe(ctx, s, ch, opts, nil, false, func(SubscribeResult) []byte { return nil })
 }
 
 // SubscribeServer subscribes a session on the server's behalf (the server
@@ -138,11 +143,14 @@ func (h *Hub) SubscribeServer(ctx context.Context, s *Session, ch string) error 
 	if err != nil {
 		return err
 	}
-	return h.subscribe(ctx, s, ch, opts, nil, s.enc.EncodeSubscribed)
+	if err := s.Admit(1); err != nil {
+		return err
+	}
+	return h.subscribe(ctx, s, ch, opts, nil, true, s.enc.EncodeSubscribed)
 }
 
-func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.ChannelOptions, since *switchyard.StreamPosition, encodeReply func(SubscribeResult) []byte) error {
-	sub := &subscription{opts: opts}
+func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.ChannelOptions, since *switchyard.StreamPosition, counted bool, encodeReply func(SubscribeResult) []byte) error {
+	sub := &subscription{opts: opts, counted: counted}
 	sub.recovering.Store(true)
 	if err := h.addSubscriber(ctx, s, ch, sub); err != nil {
 		return err
@@ -242,6 +250,9 @@ func (h *Hub) addSubscriber(ctx context.Context, s *Session, ch string, sub *sub
 	sh.mu.Unlock()
 	s.mu.Lock()
 	s.subs[ch] = sub
+	if sub.counted {
+		s.counted++
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -255,6 +266,9 @@ func (h *Hub) removeSubscriber(ctx context.Context, s *Session, ch string) (*sub
 	s.mu.Lock()
 	sub, ok := s.subs[ch]
 	delete(s.subs, ch)
+	if ok && sub.counted {
+		s.counted--
+	}
 	s.mu.Unlock()
 	if !ok {
 		return nil, false
@@ -386,7 +400,11 @@ func (h *Hub) publish(ctx context.Context, s *Session, ch string, data json.RawM
 	if len(data) == 0 || !json.Valid(data) {
 		return switchyard.StreamPosition{}, switchyard.Errorf(switchyard.CodeBadRequest, "data must be a JSON value")
 	}
-	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration(), Audience: aud}
+	ns, _, _ := strings.Cut(ch, ":")
+	if ns == ch {
+		ns = "" // the default namespace
+	}
+	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration(), Audience: aud, Namespace: ns}
 	if s != nil {
 		info := s.ClientInfo()
 		po.Info = &info
@@ -429,8 +447,9 @@ func (h *Hub) PresenceStats(ctx context.Context, ch string) (broker.PresenceStat
 
 // History returns a channel's publications after since (all kept when
 // since is nil), oldest first, at most limit of them (limit <= 0: all),
-// and the channel's position.
-func (h *Hub) History(ctx context.Context, s *Session, ch string, limit int, since *switchyard.StreamPosition) ([]switchyard.Publication, switchyard.StreamPosition, error) {
+// and the channel's position. With reverse they come newest first: the
+// latest limit, or those before since (broker.HistoryOptions.Reverse).
+func (h *Hub) History(ctx context.Context, s *Session, ch string, limit int, since *switchyard.StreamPosition, reverse bool) ([]switchyard.Publication, switchyard.StreamPosition, error) {
 	opts, err := h.check(s, ch, func(p config.ChannelPermissions) string { return p.History }, "history")
 	if err != nil {
 		return nil, switchyard.StreamPosition{}, err
@@ -441,7 +460,7 @@ func (h *Hub) History(ctx context.Context, s *Session, ch string, limit int, sin
 	if limit <= 0 {
 		limit = -1
 	}
-	pubs, pos, err := h.cfg.Broker.History(ctx, ch, broker.HistoryOptions{Since: since, Limit: limit})
+	pubs, pos, err := h.cfg.Broker.History(ctx, ch, broker.HistoryOptions{Since: since, Limit: limit, Reverse: reverse})
 	if s != nil {
 		pubs = forUser(pubs, s.user)
 	}

@@ -91,6 +91,10 @@ func (s *Service) WatchInstance(ctx context.Context, name string, who Actor, pk 
 // Seq returns the position of the last change applied.
 func (w *InstanceWatch) Seq() int64 { return w.seq }
 
+// Ended reports whether the record became unreadable to the actor: the
+// watch was told with one Deleted and passes nothing more.
+func (w *InstanceWatch) Ended() bool { return w.ended }
+
 // Apply returns what the subscriber receives of an event of its record:
 // the change while the actor may read the record as the change left it; a
 // delete when it is deleted; when it becomes unreadable (its owner

@@ -77,8 +77,8 @@ func newMetrics(e *ws.Engine, started time.Time) *metrics {
 			Name: "switchyard_uptime_seconds", Help: "Seconds since the server started.",
 		}, func() float64 { return time.Since(started).Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "switchyard_build_info", Help: "Always 1; the version is a label.",
-			ConstLabels: prometheus.Labels{"version": switchyard.Version},
+			Name: "switchyard_build_info", Help: "Always 1; the version and commit are labels.",
+			ConstLabels: prometheus.Labels{"version": switchyard.Version, "commit": switchyard.Commit},
 		}, func() float64 { return 1 }),
 	)
 	return m
@@ -133,7 +133,13 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 				status = http.StatusSwitchingProtocols // hijacked by an upgrade
 			}
 			s.metrics.requests.WithLabelValues(strconv.Itoa(status)).Inc()
-			s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status)
+			if status == http.StatusInternalServerError {
+				// Every surface logs its cause; this line makes sure no
+				// 500 goes unnoticed, whatever answered it.
+				s.log.Error("HTTP request failed with 500", "method", r.Method, "path", r.URL.Path)
+			} else {
+				s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"reflect"
 	"strings"
@@ -23,42 +22,6 @@ import (
 // (docs/resources.md, "Who receives what") computes every expected frame;
 // each connection's frames are compared with it exactly, after a barrier
 // request proves that nothing more is on its way.
-
-// startServer is start, with the server itself (for the Go API).
-func startServer(t *testing.T, mutate func(*config.Config)) (*Server, string) {
-	t.Helper()
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Error(err)
-		}
-	})
-	base := "http://" + srv.Addr().String()
-	eventually(t, 5*time.Second, func() error {
-		code, _ := get(t, base+"/healthz")
-		if code != 200 {
-			return fmt.Errorf("healthz %d", code)
-		}
-		return nil
-	})
-	return srv, base
-}
 
 func notesConfig(read string) func(*config.Config) {
 	return func(c *config.Config) {
@@ -360,7 +323,7 @@ func (r *recorder) barrier(n int) {
 func TestResourceEventPermissionMatrix(t *testing.T) {
 	for _, perm := range []string{"anyone", "authenticated", "none", "owner:owner"} {
 		t.Run(strings.ReplaceAll(perm, ":", "_"), func(t *testing.T) {
-			srv, base := startServer(t, notesConfig(perm))
+			srv, base, _ := startServer(t, notesConfig(perm), Options{})
 			users := []string{"alice", "bob", ""}
 			name := func(u string) string {
 				if u == "" {
@@ -512,7 +475,7 @@ func TestResourceEventPermissionMatrix(t *testing.T) {
 // A live query's filter is checked as list checks it: the same 400s,
 // naming the field, on the same socket, which stays open.
 func TestLiveQueryFilterCheckedAsList(t *testing.T) {
-	_, base := startServer(t, notesConfig("anyone"))
+	_, base, _ := startServer(t, notesConfig("anyone"), Options{})
 	c := newLiveClientWith(t, base, token(t, "alice", time.Hour, nil))
 	for _, filter := range []map[string]any{{"tag": 5}, {"nope": "x"}, {"id": "one"}} {
 		l := c.request("notes", "list", map[string]any{"data": map[string]any{"filter": filter}})
@@ -529,7 +492,7 @@ func TestLiveQueryFilterCheckedAsList(t *testing.T) {
 // REST with an API key acts as the server: it reads every record and sets
 // owners; a wrong key is refused, never taken for an anonymous caller.
 func TestRESTWithAPIKeyActsAsTheServer(t *testing.T) {
-	_, base := startServer(t, notesConfig("owner:owner"))
+	_, base, _ := startServer(t, notesConfig("owner:owner"), Options{})
 	w := restWriter{base}
 	hers := w.create(t, "alice", `{"title": "hers"}`)
 	w.do(t, "POST", "", "apikey "+testAPIKey, `{"title": "for bob", "owner": "bob"}`, 201)
@@ -543,4 +506,34 @@ func TestRESTWithAPIKeyActsAsTheServer(t *testing.T) {
 	w.do(t, "GET", fmt.Sprintf("%v/", hers["id"]), "apikey wrong-key-0123456789", "", 401)
 	w.do(t, "POST", "", "apikey wrong-key-0123456789", `{"title": "x", "owner": "bob"}`, 401)
 	w.do(t, "POST", "", "Bearer "+token(t, "alice", time.Hour, nil), `{"title": "x", "owner": "bob"}`, 400)
+}
+
+// An instance subscription that ended when its record became unreadable
+// stays silent when the record comes back, until the client subscribes
+// again (the same request_id revives it).
+func TestInstanceSubscriptionEndsAndRevives(t *testing.T) {
+	srv, base, _ := startServer(t, notesConfig("owner:owner"), Options{})
+	g := goWriter{srv}
+	n := g.create(t, "alice", `{"title": "x"}`)
+	pk := int64(n["id"].(float64))
+	r := dialRecorder(t, base, "?token="+token(t, "alice", time.Hour, nil))
+	if reply := r.subscribe("notes", pk, "s", nil); reply.payload["response_status"] != 201.0 {
+		t.Fatal(reply.raw)
+	}
+	g.setOwner(t, pk, "bob")
+	g.setOwner(t, pk, "alice")
+	g.patch(t, "alice", pk, `{"title": "unheard"}`)
+	r.barrier(1)
+	got := r.of("s")[1:]
+	if len(got) != 1 || got[0].payload["action"] != "delete" || !reflect.DeepEqual(got[0].payload["data"], pkData(pk)) {
+		t.Fatalf("after the owner changed away and back: %s", raws(got))
+	}
+	if reply := r.subscribe("notes", pk, "s", nil); reply.payload["response_status"] != 201.0 {
+		t.Fatal(reply.raw)
+	}
+	g.patch(t, "alice", pk, `{"title": "heard"}`)
+	ev := r.waitFor("s", 4)[3]
+	if ev.payload["action"] != "update" || ev.payload["data"].(map[string]any)["title"] != "heard" {
+		t.Fatalf("after subscribing again: %s", ev.raw)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/internal/wiretest"
 	"github.com/switchyardhq/switchyard/resource"
 )
 
@@ -266,6 +267,9 @@ func rest(t *testing.T, method, url, body, bearer string) (int, map[string]any, 
 		rd = strings.NewReader(body)
 	}
 	req, _ := http.NewRequest(method, url, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
@@ -275,6 +279,7 @@ func rest(t *testing.T, method, url, body, bearer string) (int, map[string]any, 
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	wiretest.CheckNoNullCollections(t, method+" "+url, raw)
 	var m map[string]any
 	json.Unmarshal(raw, &m)
 	return resp.StatusCode, m, string(raw)

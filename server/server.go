@@ -29,14 +29,17 @@ import (
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
 	"github.com/switchyardhq/switchyard/protocol/live"
+	"github.com/switchyardhq/switchyard/queue"
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/store/sqlite"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
 // Options are the parts of a server that are not configuration.
 type Options struct {
-	// Logger receives the server's logs; nil discards them.
+	// Logger receives the server's logs; nil is slog.Default(), so that a
+	// panic in application code (a resource hook) is never silent.
 	Logger *slog.Logger
 	// Checks are extra readiness checks, run by /readyz after the store's
 	// and the broker's.
@@ -44,6 +47,9 @@ type Options struct {
 	// ResourceHooks are application code around the writes of resources,
 	// by resource name (validation, computed fields, side effects).
 	ResourceHooks map[string]resource.Hooks
+	// Signals registers the application's Go signal handlers (with
+	// signal.Service.Register) before the queues start.
+	Signals func(s *signal.Service) error
 }
 
 // Check is a named readiness check: /readyz answers 503 while one fails.
@@ -62,6 +68,9 @@ type Server struct {
 	db     *sqlite.DB
 	// resources is the resource service (the Go API: Resources).
 	resources *resource.Service
+	// jobs and signals: the durable queues and the signal service.
+	jobs    *queue.Queue
+	signals *signal.Service
 	// channelstream is the Channelstream API (nil when it is off).
 	channelstream *channelstream.Server
 	metrics       *metrics
@@ -69,6 +78,11 @@ type Server struct {
 	http          *http.Server
 	checks        []Check
 	started       time.Time
+	// gate bounds the client connections (limits.max_connections).
+	gate *gate
+	// inflight and active count the HTTP requests being handled.
+	inflight sync.WaitGroup
+	active   atomic.Int64
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -99,21 +113,15 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	}
 	log := o.Logger
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		log = slog.Default()
 	}
-	if cfg.Store.Driver != "sqlite" {
-		return nil, fmt.Errorf("server: store driver %q is not available in this build yet (sqlite is)", cfg.Store.Driver)
-	}
-	if cfg.Broker.Driver != "memory" {
-		return nil, fmt.Errorf("server: broker driver %q is not available in this build yet (memory is)", cfg.Broker.Driver)
+	if err := CheckConfig(cfg); err != nil {
+		return nil, err
 	}
 	// Sections this build parses and validates but does not serve yet:
 	// said once at start, never silently ignored.
 	if len(cfg.Resources) > 0 {
 		log.Info("serving resources over /live and /api/resources/", "count", len(cfg.Resources))
-	}
-	if len(cfg.Signals) > 0 {
-		log.Warn("signals are configured but not served by this build yet", "count", len(cfg.Signals))
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("server: data_dir: %w", err)
@@ -122,7 +130,12 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(cfg.DataDir, "switchyard.db")})
+	db, err := sqlite.Open(context.Background(), sqlite.Config{
+		Path:             filepath.Join(cfg.DataDir, "switchyard.db"),
+		ChangeLogMaxAge:  cfg.Store.ChangeLog.MaxAge.Duration(),
+		ChangeLogMaxRows: int64(cfg.Store.ChangeLog.MaxRows),
+		Logger:           log,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("server: store: %w", err)
 	}
@@ -131,14 +144,21 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	b := memory.New(memory.Config{})
+	b := memory.New(memory.Config{
+		MaxHistoryBytes:         int64(cfg.Limits.MaxHistoryBytes),
+		MaxChannelsPerNamespace: cfg.Limits.MaxChannelsPerNamespace,
+		Logger:                  log,
+	})
 	hb, err := hub.New(hub.Config{
-		Broker:         b,
-		Presence:       b,
-		Channels:       withChannelstreamNamespace(cfg),
-		Reserved:       map[string]config.ChannelOptions{resource.ChannelNamespace: {}},
-		MaxQueuedBytes: int64(cfg.Limits.MaxQueuedBytes),
-		Logger:         log,
+		Broker:               b,
+		Presence:             b,
+		Channels:             withChannelstreamNamespace(cfg),
+		Reserved:             map[string]config.ChannelOptions{resource.ChannelNamespace: {}},
+		MaxQueuedBytes:       int64(cfg.Limits.MaxQueuedBytes),
+		MaxFrameBytes:        int64(cfg.Limits.MaxOutgoingMessageSize),
+		MaxSubscriptions:     cfg.Limits.MaxSubscriptions,
+		MaxUserSubscriptions: cfg.Limits.MaxSubscriptionsPerUser,
+		Logger:               log,
 	})
 	if err != nil {
 		engine.Close()
@@ -167,6 +187,30 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	// Signals and their durable queues (docs/signals.md): jobs live in
+	// <data_dir>/queue.db, beside the store (docs/ARCHITECTURE.md says
+	// why not in it). Workers start with Run.
+	jobs, err := queue.Open(context.Background(), queue.Config{Path: filepath.Join(cfg.DataDir, "queue.db"), Queues: cfg.Queues, Logger: log})
+	if err != nil {
+		hb.Close()
+		engine.Close()
+		db.Close()
+		return nil, fmt.Errorf("server: queues: %w", err)
+	}
+	signals, err := signal.New(signal.Config{Queue: jobs, Signals: cfg.Signals, Logger: log})
+	if err == nil && o.Signals != nil {
+		err = o.Signals(signals)
+	}
+	if err != nil {
+		jobs.Close()
+		hb.Close()
+		engine.Close()
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if n := len(cfg.Signals.Declared); n > 0 {
+		log.Info("serving signals", "declared", n, "queues", len(cfg.Queues))
+	}
 	s := &Server{
 		cfg:       cfg,
 		log:       log,
@@ -175,12 +219,21 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		hub:       hb,
 		db:        db,
 		resources: resources,
+		jobs:      jobs,
+		signals:   signals,
 		mux:       http.NewServeMux(),
 		started:   time.Now(),
 	}
+	maxConns := maxConnections(cfg.Limits.MaxConnections)
+	if n := openFileLimit(); n > 0 && cfg.Limits.MaxConnections > n-descriptorReserve {
+		log.Warn("limits.max_connections is above what the open-file limit leaves for clients: descriptors may run out first (new connections are then refused with 503)",
+			"max_connections", cfg.Limits.MaxConnections, "open_file_limit", n)
+	}
+	s.gate = newGate(maxConns, engine.Len, log)
 	s.checks = append([]Check{
 		{Name: "store", Func: db.Ping},
 		{Name: "broker", Func: func(context.Context) error { return nil }}, // in-memory: always reachable
+		{Name: "queue", Func: jobs.Ping},
 	}, o.Checks...)
 	s.metrics = newMetrics(engine, s.started)
 
@@ -188,6 +241,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		ws.WithEngine(engine),
 		ws.WithLogger(log),
 		ws.AllowedOrigins(cfg.WebSocket.AllowedOrigins...),
+		ws.OriginConfigKey("websocket.allowed_origins"),
 		ws.MaxMessageSize(int64(cfg.Limits.MaxMessageSize)),
 		ws.PingInterval(time.Duration(cfg.WebSocket.PingInterval)),
 		ws.ReadTimeout(time.Duration(cfg.WebSocket.ReadTimeout)),
@@ -198,11 +252,15 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Engine:            engine,
 		Hub:               hb,
 		Resources:         resources,
+		Signals:           signals,
 		Verifier:          verifier,
 		Options:           wsOpts,
 		Logger:            log,
-		MaxConnections:    cfg.Limits.MaxConnections,
+		MaxConnections:    maxConns,
 		MessagesPerSecond: cfg.Limits.MessagesPerSecond,
+		MaxCatchUp:        cfg.Store.ChangeLog.MaxReplay,
+		MaxReplyBytes:     int(cfg.Limits.MaxOutgoingMessageSize),
+		MaxSearchLength:   cfg.Limits.MaxSearchLength,
 	}))
 	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
 		Hub:         hb,
@@ -211,41 +269,57 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Connections: engine.Len,
 		Started:     s.started,
 		Logger:      log,
+		Signals:     signals,
+		Queue:       jobs,
 	}))
 	s.mux.Handle("/api/resources/", api.NewResources(api.ResourcesConfig{
-		Service:  resources,
-		Verifier: verifier,
-		Keys:     cfg.APIKeys,
-		MaxBody:  int64(cfg.Limits.MaxRequestBody),
+		Service:         resources,
+		Verifier:        verifier,
+		Keys:            cfg.APIKeys,
+		CookieName:      cfg.Auth.CookieName,
+		AllowedOrigins:  cfg.WebSocket.AllowedOrigins,
+		PublicURL:       cfg.PublicURL,
+		MaxBody:         int64(cfg.Limits.MaxRequestBody),
+		MaxSearchLength: cfg.Limits.MaxSearchLength,
+		Logger:          log,
 	}))
 	if cs := cfg.Channelstream; cs.Enabled {
 		maxAge := time.Minute
 		if !cs.ValidateRequests {
 			maxAge = -1
 		}
+		skew := time.Duration(cs.MaxClockSkew)
+		if skew == 0 {
+			skew = -1 // none: channelstream reads 0 as its default
+		}
 		s.channelstream, err = channelstream.New(channelstream.Config{
-			Hub:               hb,
-			Engine:            engine,
-			WSOptions:         wsOpts,
-			Namespace:         cs.Namespace,
-			Secret:            string(cs.Secret),
-			Allowed:           cs.AllowedPrefixes(),
-			SignatureMaxAge:   maxAge,
-			AllowCORS:         cs.AllowCORS,
-			EnforceHTTPS:      cs.EnforceHTTPS,
-			StrictFields:      cs.UnknownFields == config.ChannelstreamUnknownReject,
-			Heartbeat:         time.Duration(cs.HeartbeatInterval),
-			ConnectionTimeout: time.Duration(cs.ConnectionGC),
-			UserTimeout:       time.Duration(cs.UserGC),
-			ChannelTimeout:    time.Duration(cs.ChannelGC),
-			HistoryLimit:      cs.HistoryLimit,
-			MaxBody:           int64(cfg.Limits.MaxRequestBody),
-			MaxQueued:         int(cfg.Limits.MaxQueuedBytes),
-			AdminUser:         cs.AdminUser,
-			AdminSecret:       string(cs.AdminSecret),
-			Logger:            log,
+			Hub:                  hb,
+			Engine:               engine,
+			WSOptions:            wsOpts,
+			Namespace:            cs.Namespace,
+			Secret:               string(cs.Secret),
+			Allowed:              cs.AllowedPrefixes(),
+			SignatureMaxAge:      maxAge,
+			MaxClockSkew:         skew,
+			AllowCORS:            cs.AllowCORS,
+			EnforceHTTPS:         cs.EnforceHTTPS,
+			StrictFields:         cs.UnknownFields == config.ChannelstreamUnknownReject,
+			Heartbeat:            time.Duration(cs.HeartbeatInterval),
+			ConnectionTimeout:    time.Duration(cs.ConnectionGC),
+			UserTimeout:          time.Duration(cs.UserGC),
+			ChannelTimeout:       time.Duration(cs.ChannelGC),
+			HistoryLimit:         cs.HistoryLimit,
+			MaxBody:              int64(cfg.Limits.MaxRequestBody),
+			MaxQueued:            int(cfg.Limits.MaxQueuedBytes),
+			AdminUser:            cs.AdminUser,
+			AdminSecret:          string(cs.AdminSecret),
+			SignInAttempts:       cs.SignInAttempts,
+			SignInAttemptsGlobal: cs.SignInAttemptsGlobal,
+			SignInLockout:        time.Duration(cs.SignInLockout),
+			Logger:               log,
 		})
 		if err != nil {
+			jobs.Close()
 			hb.Close()
 			engine.Close()
 			db.Close()
@@ -265,11 +339,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 
 	s.http = &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: time.Duration(cfg.Limits.ReadTimeout),
+		IdleTimeout:       time.Duration(cfg.Limits.IdleTimeout),
 		MaxHeaderBytes:    64 << 10,
+		ConnState:         s.gate.connState,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	log.Info("limits", "max_connections", maxConns, "read_timeout", cfg.Limits.ReadTimeout.String(), "write_timeout", cfg.Limits.WriteTimeout.String())
 	return s, nil
 }
 
@@ -294,9 +370,10 @@ func withChannelstreamNamespace(cfg config.Config) config.Channels {
 }
 
 // Handler returns the server's HTTP handler: every route, with panic
-// recovery and request metrics.
+// recovery, request metrics and the per-request time limits (the
+// connection limit applies only to what Run serves).
 func (s *Server) Handler() http.Handler {
-	return s.instrument(s.mux)
+	return s.instrument(s.limitRequests(s.mux))
 }
 
 // Resources returns the resource service: the Go API to the declared
@@ -305,6 +382,12 @@ func (s *Server) Handler() http.Handler {
 // to act for a user with the configured rules. Its writes reach
 // subscribers like any other.
 func (s *Server) Resources() *resource.Service { return s.resources }
+
+// Signals returns the signal service: triggers and handlers from Go.
+func (s *Server) Signals() *signal.Service { return s.signals }
+
+// Queue returns the durable job queues.
+func (s *Server) Queue() *queue.Queue { return s.jobs }
 
 // Registry returns the Prometheus registry behind /metrics, for embedding
 // programs that add their own collectors.
@@ -321,7 +404,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
-	s.ln = ln
+	s.ln = s.gate.listener(ln)
 	return nil
 }
 
@@ -335,13 +418,20 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// Run serves until ctx ends, then shuts down gracefully within the
-// configured shutdown timeout. It returns nil after a clean shutdown.
+// Run serves until ctx ends, then shuts down within the configured
+// shutdown timeout. It returns nil after a shutdown, including one that
+// had to close connections that did not finish in time: clients cannot
+// make a shutdown fail.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
 	}
 	s.log.Info("serving", "addr", s.Addr().String(), "data_dir", s.cfg.DataDir, "store", s.cfg.Store.Driver, "broker", s.cfg.Broker.Driver)
+	// Not ctx: River cancels running jobs when its start context ends;
+	// Shutdown drains them with Stop instead.
+	if err := s.jobs.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
 	select {
@@ -359,24 +449,58 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Shutdown stops accepting connections, closes WebSockets with 1001
-// ("going away"), waits for requests in flight, and releases everything,
-// giving up when ctx ends.
+// ("going away"), waits for requests in flight, and releases everything.
+// The graceful part ends a little before ctx does (a tenth of the time
+// left, at most a second, is kept for the rest): whatever is still open
+// then (a client trickling a body, a socket that never answers its close
+// frame) is closed. Such a forced close is logged, not returned: only a
+// failure to release the store or the broker is an error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.log.Info("shutting down", "connections", s.engine.Len())
+	s.log.Info("shutting down", "connections", s.engine.Len(), "http_connections", s.gate.http.Load())
+	gctx := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		margin := min(time.Until(dl)/10, time.Second)
+		var cancel context.CancelFunc
+		gctx, cancel = context.WithDeadline(ctx, dl.Add(-margin))
+		defer cancel()
+	}
 	if s.channelstream != nil {
 		s.channelstream.Close() // parked long-polls answer now
 	}
 	var wg sync.WaitGroup
-	var httpErr, wsErr error
-	wg.Go(func() { httpErr = s.http.Shutdown(ctx) })
-	wg.Go(func() { wsErr = s.engine.Shutdown(ctx) })
+	var httpErr, wsErr, jobsErr error
+	wg.Go(func() { httpErr = s.http.Shutdown(gctx) })
+	wg.Go(func() { wsErr = s.engine.Shutdown(gctx) })
+	// Running jobs may finish within the same deadline; the others stay
+	// queued for the next start.
+	wg.Go(func() { jobsErr = s.jobs.Stop(gctx) })
 	wg.Wait()
-	s.hub.Close()
-	brokerErr := s.broker.Close(ctx)
-	dbErr := s.db.Close()
-	if err := errors.Join(httpErr, wsErr, brokerErr, dbErr); err != nil {
+	if jobsErr != nil {
+		s.log.Warn("shutdown timeout reached with jobs running: they run again after the next start", "err", jobsErr)
+	}
+	if httpErr != nil || wsErr != nil {
+		s.log.Warn("shutdown timeout reached: closing what is left", "http_connections", s.gate.http.Load(), "http_err", httpErr, "websocket_err", wsErr)
 		s.http.Close()
+	}
+	// Handlers ended by the close return at once; wait for them so that
+	// nothing uses the store after it is closed.
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("shutdown: HTTP handlers still running at the deadline")
+	}
+	s.gate.close()
+	s.hub.Close()
+	// The broker and the store get their own second: a graceful part that
+	// used up ctx must not turn their release into a failure.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	brokerErr := s.broker.Close(cctx)
+	dbErr := s.db.Close()
+	if err := errors.Join(brokerErr, dbErr); err != nil {
 		return fmt.Errorf("server: shutdown: %w", err)
 	}
 	s.log.Info("stopped")

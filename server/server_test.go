@@ -29,13 +29,35 @@ func (w logWriter) Write(p []byte) (int, error) {
 // its base URL and the function that stops it (returning Run's error).
 func start(t *testing.T, mutate func(*config.Config), o Options) (string, func() error) {
 	t.Helper()
+	_, base, stop := startServer(t, mutate, o)
+	return base, stop
+}
+
+// startServer is start that also returns the server.
+func startServer(t *testing.T, mutate func(*config.Config), o Options) (*Server, string, func() error) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	o.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return runServer(t, cfg, o)
+}
+
+// run serves cfg with o as it is (a nil Logger stays nil).
+func run(t *testing.T, cfg config.Config, o Options) (string, func() error) {
+	t.Helper()
+	_, base, stop := runServer(t, cfg, o)
+	return base, stop
+}
+
+// runServer is run that also returns the server.
+func runServer(t *testing.T, cfg config.Config, o Options) (*Server, string, func() error) {
+	t.Helper()
 	srv, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +91,7 @@ func start(t *testing.T, mutate func(*config.Config), o Options) (string, func()
 		}
 		return nil
 	})
-	return base, stop
+	return srv, base, stop
 }
 
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
@@ -157,26 +179,31 @@ func TestHealthReadyMetrics(t *testing.T) {
 	c.WriteMessage(websocket.TextMessage, []byte(`{"stream":"nope","payload":{"action":"x","request_id":1}}`))
 	readFrame(t, c)
 
-	code, body := get(t, base+"/metrics")
-	if code != 200 {
-		t.Fatalf("metrics %d", code)
-	}
-	for _, want := range []string{
-		"switchyard_connections 1",
-		"switchyard_connections_accepted_total 1",
-		"switchyard_messages_received_total 1",
-		"switchyard_messages_sent_total 2",
-		"switchyard_bytes_received_total",
-		"switchyard_bytes_sent_total",
-		`switchyard_errors_total{kind="protocol"} 0`,
-		"go_goroutines",
-		"process_resident_memory_bytes",
-		`switchyard_build_info{version=`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %q", want)
+	// The sent counter moves after the write returns, which can be just
+	// after the client read the frame: wait for it.
+	eventually(t, 5*time.Second, func() error {
+		code, body := get(t, base+"/metrics")
+		if code != 200 {
+			return fmt.Errorf("metrics %d", code)
 		}
-	}
+		for _, want := range []string{
+			"switchyard_connections 1",
+			"switchyard_connections_accepted_total 1",
+			"switchyard_messages_received_total 1",
+			"switchyard_messages_sent_total 2",
+			"switchyard_bytes_received_total",
+			"switchyard_bytes_sent_total",
+			`switchyard_errors_total{kind="protocol"} 0`,
+			"go_goroutines",
+			"process_resident_memory_bytes",
+			`switchyard_build_info{commit=`,
+		} {
+			if !strings.Contains(body, want) {
+				return fmt.Errorf("metrics lack %q", want)
+			}
+		}
+		return nil
+	})
 	if code, body := get(t, base+"/no/such/path"); code != 404 || !strings.Contains(body, `"code":"not_found"`) {
 		t.Fatalf("unknown path: %d %s", code, body)
 	}

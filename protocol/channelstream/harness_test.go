@@ -19,6 +19,7 @@ import (
 	"github.com/switchyardhq/switchyard/broker/memory"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
+	"github.com/switchyardhq/switchyard/internal/wiretest"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -100,7 +101,8 @@ func (ts *testServer) do(method, path string, body any, sign bool, hdr ...string
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if sign {
-		req.Header.Set("X-Channelstream-Secret", Sign(testSecret, "channelstream", time.Now()))
+		// Signed by the server's clock, which tests may set far from now.
+		req.Header.Set("X-Channelstream-Secret", Sign(testSecret, "channelstream", ts.srv.now()))
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -111,6 +113,7 @@ func (ts *testServer) do(method, path string, body any, sign bool, hdr ...string
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
+	wiretest.CheckNoNullCollections(ts.t, method+" "+path, out)
 	return resp.StatusCode, resp.Header, out
 }
 
@@ -195,6 +198,7 @@ func (cl *client) read() {
 		if err := json.Unmarshal(data, &arr); err != nil {
 			cl.t.Errorf("frame %q is not a JSON array: %v", data, err)
 		}
+		wiretest.CheckNoNullCollections(cl.t, "/ws frame", data)
 		cl.mu.Lock()
 		cl.frames = append(cl.frames, arr)
 		cl.raw = append(cl.raw, string(data))

@@ -15,15 +15,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -35,6 +40,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// Resources serves the resource streams (nil: none).
 	Resources *resource.Service
+	// Signals serves the $signals stream and makes each connection a
+	// window (nil: none; see signals.go).
+	Signals *signal.Service
 	// Verifier identifies connections from their token (?token=, the
 	// cookie, or Authorization: Bearer) and verifies $session refresh
 	// tokens; nil makes every connection anonymous.
@@ -49,6 +57,14 @@ type Config struct {
 	// is answered 429 (on its stream, with its request_id) and dropped; the
 	// connection stays open.
 	MessagesPerSecond int
+	// MaxReplyBytes bounds one reply frame (default 4 MiB, as
+	// limits.max_outgoing_message_size): a bigger one (an unpaginated
+	// list of big records, a long history) is answered 413 instead, and
+	// the connection stays open.
+	MaxReplyBytes int
+	// MaxSearchLength bounds a list's search text, in characters (default
+	// 256; longer: 400 naming search).
+	MaxSearchLength int
 	// MaxCatchUp bounds how many missed changes of one record a
 	// subscribe_instance with since replays (default
 	// resource.DefaultCatchUpLimit, 100: a few tens of KB for typical
@@ -72,6 +88,12 @@ func New(cfg Config) *Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
+	if cfg.MaxReplyBytes <= 0 {
+		cfg.MaxReplyBytes = 4 << 20
+	}
+	if cfg.MaxSearchLength <= 0 {
+		cfg.MaxSearchLength = 256
+	}
 	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{svc: cfg.Resources, seq: resource.NewSequencer(0), log: cfg.Logger}}
 }
 
@@ -92,6 +114,36 @@ type session struct {
 	// run concurrently.
 	tokens float64
 	filled time.Time
+	// nsubs counts the entries of instances and lists: the subscriptions
+	// this protocol holds over the hub's silent channels, one per
+	// request_id (see hub.SubscriptionCounter).
+	nsubs atomic.Int64
+}
+
+// Subscriptions implements hub.SubscriptionCounter.
+func (s *session) Subscriptions() int { return int(s.nsubs.Load()) }
+
+// admit checks that the connection may add one resource subscription
+// (limits.max_subscriptions, limits.max_subscriptions_per_user).
+func (s *session) admit() error { return s.hs.Admit(1) }
+
+// sendReply queues a reply frame, or, when it is over MaxReplyBytes, the
+// 413 of tooBig in its place: one reply must not hold more than the
+// outgoing message limit.
+func (h *Handler) sendReply(sess *session, frame []byte, tooBig func(error)) {
+	if len(frame) > h.cfg.MaxReplyBytes {
+		tooBig(switchyard.Errorf(switchyard.CodeTooLarge, "the reply would be %d bytes, over the %d of limits.max_outgoing_message_size: ask for less (paginate with limit and offset)", len(frame), h.cfg.MaxReplyBytes))
+		return
+	}
+	sess.hs.Send(frame)
+}
+
+// checkSearch refuses a search text over MaxSearchLength characters.
+func (h *Handler) checkSearch(search string) error {
+	if utf8.RuneCountInString(search) > h.cfg.MaxSearchLength {
+		return &resource.ValidationError{Fields: map[string][]string{"search": {fmt.Sprintf("Ensure this value has at most %d characters (limits.max_search_length).", h.cfg.MaxSearchLength)}}}
+	}
+	return nil
 }
 
 // allow takes a token from the session's bucket.
@@ -116,7 +168,9 @@ func (s *session) allow(rate int, now time.Time) bool {
 // ServeHTTP authenticates and upgrades the request; plain HTTP gets 400.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.MaxConnections > 0 && h.cfg.Engine.Len() >= h.cfg.MaxConnections {
-		ws.WriteError(w, http.StatusServiceUnavailable, "too_many_connections", "the server is at its connection limit")
+		msg := fmt.Sprintf("the server is at its connection limit (%d, limits.max_connections)", h.cfg.MaxConnections)
+		h.log.Info("websocket refused", "status", http.StatusServiceUnavailable, "reason", msg, "key", "limits.max_connections", "path", r.URL.Path, "remote", r.RemoteAddr)
+		ws.WriteError(w, http.StatusServiceUnavailable, "too_many_connections", msg)
 		return
 	}
 	if !ws.IsUpgradeRequest(r) {
@@ -127,20 +181,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Verifier != nil {
 		var err error
 		if p, err = h.cfg.Verifier.FromRequest(r); err != nil {
-			// Refused before the upgrade: 401 with the reason (never the
-			// token).
+			// Refused before the upgrade: 401 with the reason, and the
+			// same in the log with the config key behind the check
+			// (never the token, nor the query that may carry it).
 			code := switchyard.ErrorCode(err)
+			h.log.Info("websocket refused", "status", switchyard.HTTPStatus(code), "reason", switchyard.ErrorMessage(err), "key", auth.ConfigKey(err), "path", r.URL.Path, "remote", r.RemoteAddr)
 			ws.WriteError(w, switchyard.HTTPStatus(code), string(code), switchyard.ErrorMessage(err))
 			return
 		}
 	}
-	ws.Upgrade(w, r, h.cfg.Engine, socket{h: h, p: p}, h.cfg.Options...)
+	ws.Upgrade(w, r, h.cfg.Engine, socket{h: h, p: p, remoteAddr: r.RemoteAddr, userAgent: r.UserAgent()}, h.cfg.Options...)
 }
 
 // socket adapts the handler to ws.Handler for one connection.
 type socket struct {
-	h *Handler
-	p auth.Principal
+	h                     *Handler
+	p                     auth.Principal
+	remoteAddr, userAgent string
 }
 
 func (s socket) OnOpen(c *ws.Conn) {
@@ -149,6 +206,7 @@ func (s socket) OnOpen(c *ws.Conn) {
 	sess := &session{hs: hs}
 	hs.SetValue(sess)
 	c.SetValue(sess)
+	s.h.attachSignals(sess, s)
 	hs.Send(encode("$session", map[string]any{"action": "connected", "client_id": hs.ID(), "user": hs.User()}))
 	// The token's channels are joined server-side; each is announced
 	// with a "subscribed" push (or an error frame for that channel).
@@ -183,6 +241,7 @@ func (s socket) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
 
 func (s socket) OnClose(c *ws.Conn, err error) {
 	if sess, ok := c.Value().(*session); ok {
+		s.h.detachSignals(sess)
 		s.h.cfg.Hub.Disconnect(sess.hs)
 	}
 }
@@ -216,6 +275,7 @@ type request struct {
 	Filter    map[string]json.RawMessage `json:"filter"`
 	Things    []int64                    `json:"things"`
 	Token     string                     `json:"token"`
+	Reverse   bool                       `json:"reverse"`
 }
 
 func (h *Handler) handle(sess *session, data []byte) {
@@ -251,15 +311,35 @@ func (h *Handler) handle(sess *session, data []byte) {
 		h.session(sess, req)
 	case "$channels":
 		h.channels(ctx, sess, req)
+	case signalsStream:
+		h.signals(ctx, sess, req, env.Payload)
 	default:
 		if h.cfg.Resources != nil {
 			if _, ok := h.cfg.Resources.Schema(env.Stream); ok {
-				h.resource(ctx, sess, env.Stream, req)
+				h.resourceRecovering(ctx, sess, env.Stream, req)
 				return
 			}
 		}
 		h.replyError(sess, env.Stream, req, switchyard.Errorf(switchyard.CodeNotFound, "unknown stream %q", env.Stream))
 	}
+}
+
+// resourceRecovering runs a resource action. A panic in application code
+// under it (a resource hook) answers the request with a 500 in the
+// envelope and is logged with its stack; the connection stays open.
+func (h *Handler) resourceRecovering(ctx context.Context, sess *session, stream string, req request) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("live: panic in a resource action", "stream", stream, "action", req.Action, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			sess.hs.Send(encode(stream, dcrfReply{
+				Errors:         []any{switchyard.ErrorMessage(nil)},
+				Action:         req.Action,
+				ResponseStatus: http.StatusInternalServerError,
+				RequestID:      requestID(req),
+			}))
+		}
+	}()
+	h.resource(ctx, sess, stream, req)
 }
 
 // session runs a $session action.
@@ -360,12 +440,12 @@ func (h *Handler) channels(ctx context.Context, sess *session, req request) {
 			h.replyError(sess, stream, req, err)
 			return
 		}
-		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, limit, since)
+		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, limit, since, req.Reverse)
 		if err != nil {
 			h.replyError(sess, stream, req, err)
 			return
 		}
-		sess.hs.Send(h.ok(stream, req, map[string]any{"publications": pubs, "offset": pos.Offset, "epoch": pos.Epoch}))
+		h.sendReply(sess, h.ok(stream, req, map[string]any{"publications": pubs, "offset": pos.Offset, "epoch": pos.Epoch}), func(err error) { h.replyError(sess, stream, req, err) })
 	default:
 		h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "unknown action %q on $channels", req.Action))
 	}
