@@ -20,6 +20,7 @@ import (
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/internal/tcpproxy"
 	"github.com/switchyardhq/switchyard/server"
+	"github.com/switchyardhq/switchyard/signal"
 )
 
 const (
@@ -89,7 +90,18 @@ func (e *env) start() {
 	}
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = e.dataDir
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.DiscardHandler)})
+	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.DiscardHandler), Signals: func(s *signal.Service) error {
+		err := s.Register("client_test.echo", func(ctx context.Context, c *signal.Call) (any, error) {
+			return map[string]json.RawMessage{"echo": c.Kwargs}, nil
+		}, signal.Options{Allowed: config.AccessAnyone, Sync: true, ExtraArgs: config.SignalExtraAccept})
+		if err != nil {
+			return err
+		}
+		return s.Register("client_test.ping_me", func(ctx context.Context, c *signal.Call) (any, error) {
+			_, err := c.Reply(ctx, "client_test.pong", c.Kwargs)
+			return nil, err
+		}, signal.Options{Allowed: config.AccessAnyone, ExtraArgs: config.SignalExtraAccept})
+	}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -542,4 +554,30 @@ func TestSignals(t *testing.T) {
 	if _, err := c.Call(context.Background(), "client_test.nope", nil); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("an unknown signal: %v", err)
 	}
+	// A sync signal answers its handler's result.
+	res, err := c.Call(context.Background(), "client_test.echo", map[string]int{"n": 2})
+	var echo struct {
+		Result struct {
+			Echo map[string]int `json:"echo"`
+		} `json:"result"`
+	}
+	if err != nil || json.Unmarshal(res, &echo) != nil || echo.Result.Echo["n"] != 2 {
+		t.Fatalf("sync call: %s %v", res, err)
+	}
+	// A queued one answers a job id; its handler signals back to this window.
+	var pongs recorder[client.Signal]
+	c.OnSignal("client_test.pong", pongs.add)
+	res, err = c.Call(context.Background(), "client_test.ping_me", map[string]int{"n": 3})
+	var job struct {
+		JobID int64 `json:"job_id"`
+	}
+	if err != nil || json.Unmarshal(res, &job) != nil || job.JobID == 0 {
+		t.Fatalf("queued call: %s %v", res, err)
+	}
+	eventually(t, "the handler's reply", func() error {
+		if p := pongs.get(); len(p) != 1 || string(p[0].Kwargs) != `{"n":3}` {
+			return fmt.Errorf("pongs %v", p)
+		}
+		return nil
+	})
 }

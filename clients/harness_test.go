@@ -18,6 +18,7 @@ import (
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/internal/tcpproxy"
 	"github.com/switchyardhq/switchyard/server"
+	"github.com/switchyardhq/switchyard/signal"
 )
 
 // The secrets of the test configuration; the Node tests mint their tokens
@@ -146,7 +147,7 @@ func (h *harness) start() {
 	if h.mutate != nil {
 		h.mutate(&cfg)
 	}
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(logWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(logWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn})), Signals: testSignals})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestNode(t *testing.T) {
 	dir := nodeDir(t)
 	h := newHarness(t, testConfig, nil)
 	// SWITCHYARD_CLIENT_TESTS=connection runs test/connection.test.mjs only.
-	pattern, minPass := "*", 23 // every suite: 23 pass, 2 skip until $signals and history reverse land
+	pattern, minPass := "*", 25 // every suite: 25 pass, 1 skips until history reverse lands
 	if only := os.Getenv("SWITCHYARD_CLIENT_TESTS"); only != "" {
 		pattern, minPass = only, 1
 	}
@@ -281,4 +282,20 @@ func TestNode(t *testing.T) {
 	args := append([]string{"--test", "--test-concurrency=1", "--test-reporter=spec"}, files...)
 	out := runNode(t, dir, h.env(), 4*time.Minute, args...)
 	summary(t, out, minPass)
+}
+
+// testSignals are the signals the client tests call: client_test.echo
+// answers its kwargs (sync), client_test.ping_me is queued and its handler
+// triggers client_test.pong back to the calling window.
+func testSignals(s *signal.Service) error {
+	err := s.Register("client_test.echo", func(ctx context.Context, c *signal.Call) (any, error) {
+		return map[string]json.RawMessage{"echo": c.Kwargs}, nil
+	}, signal.Options{Allowed: config.AccessAnyone, Sync: true, ExtraArgs: config.SignalExtraAccept})
+	if err != nil {
+		return err
+	}
+	return s.Register("client_test.ping_me", func(ctx context.Context, c *signal.Call) (any, error) {
+		_, err := c.Reply(ctx, "client_test.pong", c.Kwargs)
+		return nil, err
+	}, signal.Options{Allowed: config.AccessAnyone, ExtraArgs: config.SignalExtraAccept})
 }

@@ -31,3 +31,21 @@ test('signals: a push reaches on(name), an unknown signal is a typed 404', async
   assert.equal(got.length, 1, 'no call after off');
   await assert.rejects(sy.call('client_test.nope', {}), (e) => e.code === 'not_found' && e.status === 404);
 });
+
+test('signals: a sync call answers its result; a queued one its job, and its handler signals back', async (t) => {
+  const sy = await open(t);
+  if (!(await supported(sy))) {
+    t.skip('this server has no $signals stream yet (issue 15)');
+    return;
+  }
+  const sync = await sy.call('client_test.echo', { n: 2 });
+  assert.deepEqual(sync.result, { echo: { n: 2 } });
+  const pongs = [];
+  sy.signals.on('client_test.pong', (kwargs) => pongs.push(kwargs));
+  const queued = await sy.signals.call('client_test.ping_me', { n: 3 });
+  assert.ok(queued.job_id > 0, JSON.stringify(queued));
+  await eventually(() => assert.deepEqual(pongs, [{ n: 3 }]), "the handler's reply");
+  // Bad arguments are a typed 400; the socket stays open.
+  await assert.rejects(sy.call('client_test.echo', 'not an object'), (e) => e.code === 'bad_request');
+  assert.equal(sy.state, 'connected');
+});
