@@ -242,6 +242,7 @@ func runNode(t *testing.T, dir string, env []string, timeout time.Duration, args
 	cmd := exec.CommandContext(ctx, "node", args...)
 	cmd.Dir = dir
 	cmd.Env = env
+	ownGroup(cmd)
 	out, err := cmd.CombinedOutput()
 	t.Logf("node %s:\n%s", strings.Join(args, " "), out)
 	if err != nil {
