@@ -1,21 +1,11 @@
-// Signals ($signals): call → 202 {job_id} or 200 result; pushes. The server
-// side arrives with issue 15: until then this suite skips, saying why.
+// Signals ($signals): call → 202 {job_id} or 200 result; pushes.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { open, api, token, eventually, unique } from './helpers.mjs';
 
-async function supported(sy) {
-  const err = await sy.call('switchyard.client_test.probe', {}).catch((e) => e);
-  return !(err && err.code === 'not_found' && /unknown stream/.test(err.message));
-}
-
 test('signals: a push reaches on(name), an unknown signal is a typed 404', async (t) => {
   const user = unique('sig');
   const sy = await open(t, { token: token(user) });
-  if (!(await supported(sy))) {
-    t.skip('this server has no $signals stream yet (issue 15): the client side is ready, the test runs once it lands');
-    return;
-  }
   const got = [];
   const off = sy.onSignal('client_test.ping', (kwargs, msg) => got.push([kwargs, msg.signal_id]));
   const any = [];
@@ -34,10 +24,6 @@ test('signals: a push reaches on(name), an unknown signal is a typed 404', async
 
 test('signals: a sync call answers its result; a queued one its job, and its handler signals back', async (t) => {
   const sy = await open(t);
-  if (!(await supported(sy))) {
-    t.skip('this server has no $signals stream yet (issue 15)');
-    return;
-  }
   const sync = await sy.call('client_test.echo', { n: 2 });
   assert.deepEqual(sync.result, { echo: { n: 2 } });
   const pongs = [];
