@@ -12,7 +12,7 @@ build:
 
 ## test: every test, with the race detector (service-backed tests read
 ## SWITCHYARD_TEST_REDIS / SWITCHYARD_TEST_POSTGRES and skip visibly without them)
-test: tests/dcrf/node_modules tests/channelstream/node_modules tests/binding/node_modules
+test: tests/dcrf/node_modules tests/channelstream/node_modules tests/binding/node_modules js
 	$(GO) build ./...
 	$(GO) test -race -count=1 ./...
 
@@ -30,6 +30,22 @@ tests/channelstream/node_modules: tests/channelstream/package-lock.json
 tests/binding/node_modules: tests/binding/package-lock.json
 	cd tests/binding && npm ci --no-audit --no-fund
 	touch $@
+
+## @switchyard/client (clients/js): its build tools (esbuild, typescript) and
+## test dependency (ws), pinned by its package-lock.json
+clients/js/node_modules: clients/js/package-lock.json
+	cd clients/js && npm ci --no-audit --no-fund
+	touch $@
+
+## js: build the TypeScript client (dist/: ESM, CJS, .d.ts, the browser bundle);
+## the Go tests of ./clients run its Node and Chromium tests against a real server
+.PHONY: js js-bundle
+js: clients/js/node_modules
+	cd clients/js && node build.mjs
+
+## js-bundle: rebuild clients/switchyard.js, the bundle the server embeds (commit it)
+js-bundle: clients/js/node_modules
+	cd clients/js && node build.mjs --update-bundle
 
 ## dist: static binaries (no cgo) for every platform in PLATFORMS, with the
 ## version and commit stamped in (switchyard version prints them), and

@@ -212,6 +212,7 @@ func (c *Config) claims() []claim {
 		{path: "/healthz", what: "/healthz"},
 		{path: "/readyz", what: "/readyz"},
 		{path: "/metrics", what: "/metrics"},
+		{path: "/switchyard.js", what: "the browser client /switchyard.js"},
 	}
 	if cs := c.Channelstream; cs.Enabled {
 		prefix := cs.Prefix

@@ -34,6 +34,7 @@ func TestWireErrors(t *testing.T) {
 		{"stream twice", user + "    binding: {stream: app.User}\n  people:\n    fields: {name: {type: string}}\n    binding: {stream: app.User}\n", 7, "resources.people.binding.stream", "already the binding of resources.users"},
 		// Two wires on one path: refused, naming both keys.
 		{"binding on /live", "binding:\n  path: /live\n", 2, "binding.path", "binding.path (the channels-binding socket) claims /live, which the native /live socket (fixed) already serves"},
+		{"binding on the browser client", "binding:\n  path: /switchyard.js\n", 2, "binding.path", "which the browser client /switchyard.js (fixed) already serves"},
 		{"binding under /api/", "binding:\n  path: /api/binding\n", 2, "binding.path", "which the HTTP API (fixed) already serves"},
 		{"binding on Channelstream's /ws", "channelstream: {enabled: true, secret: s3cret}\nbinding:\n  path: /ws\n", 3, "binding.path", "binding.path (the channels-binding socket) claims /ws, which channelstream.prefix (Channelstream's /ws) already serves"},
 		{"binding under Channelstream's admin", "channelstream: {enabled: true, secret: s3cret, prefix: /cs}\nbinding:\n  path: /cs/admin/x\n", 3, "binding.path", "channelstream.prefix"},

@@ -24,6 +24,7 @@ import (
 	"github.com/switchyardhq/switchyard/api"
 	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/broker/memory"
+	"github.com/switchyardhq/switchyard/clients"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/binding"
@@ -348,6 +349,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
+	clients.Register(s.mux) // the browser client, /switchyard.js
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		ws.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
 	})

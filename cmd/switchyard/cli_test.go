@@ -28,6 +28,7 @@ var commands = [][]string{
 	{"serve"}, {"config", "check"}, {"config", "init"}, {"token"},
 	{"migrate", "drop-column"}, {"healthcheck"}, {"version"},
 	{"bench", "idle"}, {"bench", "fanout"}, {"bench", "resources"}, {"bench", "longpoll"},
+	{"codegen", "ts"},
 }
 
 // groups answer --help with the list of their subcommands.

@@ -44,6 +44,7 @@ const usage = `Usage:
   switchyard migrate drop-column RESOURCE FIELD [--config FILE] [--data-dir DIR] [--yes]
   switchyard healthcheck [--url URL] [--config FILE] [--timeout DURATION]
   switchyard version
+  switchyard codegen ts [--config FILE]   (TypeScript declarations of the resources, docs/clients.md)
   switchyard bench idle|fanout|resources|longpoll|signals [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
 
 Every command prints its flags with --help (switchyard bench fanout --help, ...).
@@ -122,6 +123,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.version(args)
 	case "bench":
 		return bench.Main(ctx, args, c.stdout, c.stderr)
+	case "codegen":
+		return c.codegen(args)
 	}
 	return errUsage{fmt.Errorf("unknown command %q\n\n%s", cmd, usage)}
 }
