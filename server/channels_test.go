@@ -275,7 +275,11 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	base, _ := start(t, func(c *config.Config) {
 		channelsConfig(c)
 		c.Limits.MaxMessageSize = 16 << 10
-		c.Limits.MaxQueuedBytes = 64 << 10
+		// Room for the fast client to fall 64 messages behind on a loaded
+		// machine (CI runs every package at once on 2 cores); the slow one
+		// still overflows it by far (16 MB against this and the kernel's
+		// buffers).
+		c.Limits.MaxQueuedBytes = 512 << 10
 		// The slow client resumes reading only after all 2,000 publications
 		// (several seconds under load): its stuck write must outlast that for
 		// the close frame to follow the data instead of the socket being cut.
