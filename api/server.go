@@ -6,6 +6,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -43,6 +44,9 @@ type ServerConfig struct {
 	// Queue adds queue_stats, queue_jobs, queue_retry and queue_discard
 	// (nil: not served).
 	Queue *queue.Queue
+	// NewWindow, when set, answers windows without a window: a new
+	// window key for a page (the df_websockets bootstrap, windows.go).
+	NewWindow func(ctx context.Context, req NewWindowRequest) (any, error)
 }
 
 // Server is the server API handler.

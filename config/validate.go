@@ -195,6 +195,8 @@ func (c *Config) validate() []verr {
 
 	c.validateChannelstream(v)
 	c.validateResources(v)
+	c.validateDFWebsockets(v) // dfws.go
+	c.validatePaths(v)        // paths.go
 
 	v.channelOptions("channels.default", c.Channels.Default)
 	seenNS := map[string]bool{}

@@ -261,6 +261,19 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		MaxReplyBytes:     int(cfg.Limits.MaxOutgoingMessageSize),
 		MaxSearchLength:   cfg.Limits.MaxSearchLength,
 	}))
+	// The df_websockets wire (dfws.go): its socket, and the server API's
+	// window bootstrap.
+	dfh, err := newDFWebsockets(cfg, engine, hb, signals, verifier, wsOpts, maxConns, log)
+	if err != nil {
+		jobs.Close()
+		hb.Close()
+		engine.Close()
+		db.Close()
+		return nil, err
+	}
+	if dfh != nil {
+		s.mux.Handle(dfwsPattern(cfg.DFWebsockets.Path), dfh)
+	}
 	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
 		Hub:         hb,
 		Keys:        cfg.APIKeys,
@@ -270,6 +283,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Logger:      log,
 		Signals:     signals,
 		Queue:       jobs,
+		NewWindow:   dfwsNewWindow(dfh),
 	}))
 	s.mux.Handle("/api/resources/", api.NewResources(api.ResourcesConfig{
 		Service:         resources,
