@@ -161,11 +161,11 @@ type Service struct {
 	rmu      sync.RWMutex
 	handlers map[string][]*handler
 
-	mu       sync.RWMutex
-	windows  map[string]*window              // by client id
-	byKey    map[string]map[*window]struct{} // by window key (when not the id)
-	byUser   map[string]map[*window]struct{}
-	byTopic  map[string]map[*window]struct{}
+	mu      sync.RWMutex
+	windows map[string]*window              // by client id
+	byKey   map[string]map[*window]struct{} // by window key (when not the id)
+	byUser  map[string]map[*window]struct{}
+	byTopic map[string]map[*window]struct{}
 	// gen counts the window updates applied here: Attach reads the store
 	// outside mu and retries when an update came in between.
 	gen uint64
