@@ -465,4 +465,3 @@ func TestDFWebsocketsRoutes(t *testing.T) {
 		t.Errorf("wire off: %d %v", status, out)
 	}
 }
-
