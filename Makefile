@@ -12,7 +12,7 @@ build:
 
 ## test: every test, with the race detector (service-backed tests read
 ## SWITCHYARD_TEST_REDIS / SWITCHYARD_TEST_POSTGRES and skip visibly without them)
-test: tests/dcrf/node_modules tests/channelstream/node_modules
+test: tests/dcrf/node_modules tests/channelstream/node_modules tests/dfws/node_modules
 	$(GO) build ./...
 	$(GO) test -race -count=1 ./...
 
@@ -24,6 +24,11 @@ tests/dcrf/node_modules: tests/dcrf/package-lock.json
 ## the Node ws package for the Channelstream client flows, pinned likewise
 tests/channelstream/node_modules: tests/channelstream/package-lock.json
 	cd tests/channelstream && npm ci --no-audit --no-fund
+	touch $@
+
+## the Node ws package for the df_websockets client flows, pinned likewise
+tests/dfws/node_modules: tests/dfws/package-lock.json
+	cd tests/dfws && npm ci --no-audit --no-fund
 	touch $@
 
 ## dist: static binaries (no cgo) for every platform in PLATFORMS, with the
@@ -101,3 +106,5 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 30s ./protocol/channelstream
 	$(GO) test -run '^$$' -fuzz FuzzSignals -fuzztime 30s ./protocol/live
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./signal
+	$(GO) test -run '^$$' -fuzz FuzzFrame -fuzztime 30s ./protocol/dfws
+	$(GO) test -run '^$$' -fuzz FuzzTopic -fuzztime 30s ./protocol/dfws

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"reflect"
 	"regexp"
 	"slices"
@@ -463,5 +465,41 @@ func TestDFWebsocketsRoutes(t *testing.T) {
 	}
 	if status, out := callAPI(t, off, testAPIKey, "windows", map[string]any{"topics": []any{"a"}}); status != 400 || !strings.Contains(fmt.Sprint(out), `"window" is required`) {
 		t.Errorf("wire off: %d %v", status, out)
+	}
+}
+
+// TestDFWebsocketsNodeClient runs the flows of df_websockets.min.js
+// (tests/dfws: an imitation of the unmodified client, which is not on
+// npm, over the Node ws package) against this server. CI installs the
+// ws package with npm ci; locally the test skips, visibly, until `cd
+// tests/dfws && npm ci`.
+func TestDFWebsocketsNodeClient(t *testing.T) {
+	dir := nodeTestDir(t, "dfws", "ws")
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is required for the df_websockets client flows")
+	}
+	register := func(s *signal.Service) error {
+		return s.Register("flow.echo", func(ctx context.Context, c *signal.Call) (any, error) {
+			_, err := c.Reply(ctx, "flow.echoed", c.Kwargs)
+			return nil, err
+		}, signal.Options{Allowed: "anyone", Sync: true, Args: []config.SignalArg{{Name: "n", Type: "int", Required: true}}})
+	}
+	base, _ := start(t, func(c *config.Config) {
+		authConfig(true)(c)
+		c.Channelstream.Enabled, c.Channelstream.Secret = true, "channelstream-secret"
+	}, Options{Signals: register})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "flow.test.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SWITCHYARD_URL="+base, "SWITCHYARD_API_KEY="+testAPIKey, "SWITCHYARD_JWT_SECRET="+testSecret)
+	out, err := cmd.CombinedOutput()
+	t.Logf("node --test:\n%s", out)
+	if err != nil {
+		t.Fatalf("df_websockets client flows failed: %v", err)
+	}
+	if !strings.Contains(string(out), "ℹ pass 6") || !strings.Contains(string(out), "ℹ fail 0") {
+		t.Fatal("unexpected summary: want 6 passing and none failing")
 	}
 }

@@ -150,8 +150,11 @@ func (h *Handler) NewWindow(ctx context.Context, req WindowRequest) (Window, err
 		}
 		topics = append(topics, t)
 	}
-	user := req.User
-	if _, err := h.cfg.Signals.SetWindow(ctx, signal.WindowUpdate{Window: key, Topics: topics, User: &user}); err != nil {
+	u := signal.WindowUpdate{Window: key, Topics: topics}
+	if req.User != "" {
+		u.User = &req.User // else the connection's own user, if any
+	}
+	if _, err := h.cfg.Signals.SetWindow(ctx, u); err != nil {
 		return Window{}, err
 	}
 	return Window{
