@@ -503,3 +503,27 @@ func TestDFWebsocketsNodeClient(t *testing.T) {
 		t.Fatal("unexpected summary: want 6 passing and none failing")
 	}
 }
+
+// The configuration of docs/django.md loads as written, and its
+// bootstrap answers the cookies the page shows.
+func TestDjangoDocDFWebsocketsConfig(t *testing.T) {
+	cfg, err := config.Parse("docs/django.md", yamlBlock(t, "../docs/django.md", "df_websockets:"), nil)
+	if err != nil {
+		t.Fatalf("the documented config does not load: %v", err)
+	}
+	cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
+	base, _ := run(t, cfg, Options{})
+	status, out := callAPI(t, base, "a-long-random-key-for-django", "windows", map[string]any{"topics": []any{"room1", 100, map[string]any{"model": "app.thing", "pk": 3}}, "user": 1})
+	if status != 200 {
+		t.Fatalf("%d %v", status, out)
+	}
+	key := out["window_key"].(string)
+	want := []any{
+		"dfwsurl=wss%3A%2F%2Fwww.example.com%2Fws%2F; Max-Age=86400; Path=/; SameSite=Lax; Secure",
+		"dfwskey=" + key + "; Max-Age=86400; Path=/; SameSite=Lax; Secure",
+	}
+	topics := []any{"-window." + key, "-broadcast", "-auth.user.1", "-str." + sha224hex("room1"), "-int.100", "-app.thing.3"}
+	if !reflect.DeepEqual(out["cookies"], want) || !reflect.DeepEqual(out["topics"], topics) {
+		t.Errorf("bootstrap %v", out)
+	}
+}
