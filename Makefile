@@ -12,7 +12,7 @@ build:
 
 ## test: every test, with the race detector (service-backed tests read
 ## SWITCHYARD_TEST_REDIS / SWITCHYARD_TEST_POSTGRES and skip visibly without them)
-test: tests/dcrf/node_modules tests/channelstream/node_modules tests/binding/node_modules js
+test: tests/dcrf/node_modules tests/channelstream/node_modules tests/binding/node_modules tests/dfws/node_modules js
 	$(GO) build ./...
 	$(GO) test -race -count=1 ./...
 
@@ -24,6 +24,11 @@ tests/dcrf/node_modules: tests/dcrf/package-lock.json
 ## the Node ws package for the Channelstream client flows, pinned likewise
 tests/channelstream/node_modules: tests/channelstream/package-lock.json
 	cd tests/channelstream && npm ci --no-audit --no-fund
+	touch $@
+
+## the Node ws package for the df_websockets client flows, pinned likewise
+tests/dfws/node_modules: tests/dfws/package-lock.json
+	cd tests/dfws && npm ci --no-audit --no-fund
 	touch $@
 
 ## the Node ws package for the channels-binding Consumer flows, pinned likewise
@@ -125,3 +130,5 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime 30s ./protocol/binding
 	$(GO) test -run '^$$' -fuzz FuzzPyInt -fuzztime 30s ./protocol/binding
 	$(GO) test -run '^$$' -fuzz FuzzVerifySignature -fuzztime 30s ./auth
+	$(GO) test -run '^$$' -fuzz FuzzFrame -fuzztime 30s ./protocol/dfws
+	$(GO) test -run '^$$' -fuzz FuzzTopic -fuzztime 30s ./protocol/dfws

@@ -6,6 +6,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,9 @@ type ServerConfig struct {
 	Queue *queue.Queue
 	// Binding enables binding_send (the channels-binding wire is on).
 	Binding bool
+	// NewWindow, when set, answers windows without a window: a new
+	// window key for a page (the df_websockets bootstrap, windows.go).
+	NewWindow func(ctx context.Context, req NewWindowRequest) (any, error)
 }
 
 // Server is the server API handler.

@@ -69,6 +69,9 @@ func (s *Server) trigger(r *http.Request, d *decoder) (any, error) {
 // this process>}; without ({window?, limit?}) lists this process's
 // windows → {windows: [...]}.
 func (s *Server) windows(r *http.Request, d *decoder) (any, error) {
+	if s.cfg.NewWindow != nil && isNewWindow(d) {
+		return s.newWindow(r, d) // windows.go
+	}
 	if err := d.only("window", "topics", "add", "remove", "user", "limit"); err != nil {
 		return nil, err
 	}

@@ -47,6 +47,8 @@ type Config struct {
 	// Queues are the work queues, in declaration order. After Load or
 	// Parse it always holds a queue named "default".
 	Queues []Queue `yaml:"queues" config:"map"`
+	// DFWebsockets configures the df_websockets wire (dfws.go).
+	DFWebsockets DFWebsockets `yaml:"df_websockets"`
 }
 
 // Log configures the server log.
@@ -698,7 +700,8 @@ func Default() Config {
 			CallsPerSecond: 20,
 			WindowTTL:      Duration(10 * time.Hour),
 		},
-		Queues: []Queue{DefaultQueueConfig(DefaultQueue)},
+		Queues:       []Queue{DefaultQueueConfig(DefaultQueue)},
+		DFWebsockets: defaultDFWebsockets(),
 	}
 }
 
@@ -783,5 +786,6 @@ func (c Config) LogValue() slog.Value {
 			"window_ttl", c.Signals.WindowTTL.String(),
 			"declared", names(len(c.Signals.Declared), func(i int) string { return c.Signals.Declared[i].Name })),
 		slog.Any("queues", names(len(c.Queues), func(i int) string { return c.Queues[i].Name })),
+		slog.Group("df_websockets", "path", c.DFWebsockets.Path, "url", c.DFWebsockets.URL),
 	)
 }

@@ -199,6 +199,13 @@ signals:
 queues:
   mail: {concurrency: 2, max_attempts: 3, backoff: 2s, max_backoff: 1m, timeout: 5s}
   default: {concurrency: 8}
+df_websockets:
+  path: /dfws/
+  url: wss://www.example.com/dfws/
+  cookie_domain: .example.com
+  cookie_path: /app
+  cookie_samesite: Strict
+  user_model: accounts.member
 `
 
 func TestFullFile(t *testing.T) {
@@ -328,6 +335,7 @@ func TestFullFile(t *testing.T) {
 			{Name: "mail", Concurrency: 2, MaxAttempts: 3, Backoff: Duration(2 * time.Second), MaxBackoff: Duration(time.Minute), Timeout: Duration(5 * time.Second)},
 			{Name: "default", Concurrency: 8, MaxAttempts: 10, Backoff: Duration(time.Second), MaxBackoff: Duration(time.Hour), Timeout: Duration(time.Minute)},
 		},
+		DFWebsockets: DFWebsockets{Path: "/dfws/", URL: "wss://www.example.com/dfws/", CookieDomain: ".example.com", CookiePath: "/app", CookieSameSite: "Strict", UserModel: "accounts.member"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		g, _ := yaml.Marshal(got)

@@ -195,7 +195,8 @@ func (c *Config) validate() []verr {
 
 	c.validateChannelstream(v)
 	c.validateResources(v)
-	c.validateWires(v) // wires.go
+	c.validateWires(v)        // wires.go
+	c.validateDFWebsockets(v) // dfws.go
 
 	v.channelOptions("channels.default", c.Channels.Default)
 	seenNS := map[string]bool{}

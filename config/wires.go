@@ -226,6 +226,9 @@ func (c *Config) claims() []claim {
 	if c.Binding.Path != "" {
 		out = append(out, claim{path: c.Binding.Path, key: "binding.path", what: "the channels-binding socket"})
 	}
+	if c.DFWebsockets.Path != "" {
+		out = append(out, claim{path: c.DFWebsockets.Path, key: "df_websockets.path", what: "the df_websockets socket"})
+	}
 	return out
 }
 
@@ -240,7 +243,8 @@ func (c *Config) validatePaths(v *validator) {
 			if cl[j].key == cl[i].key || !cl[i].overlaps(cl[j]) {
 				continue
 			}
-			v.add(cl[i].key, "%s claims %s, which %s already serves: give each wire its own path", cl[i].name(), cl[i].path, cl[j].name())
+			// Reported at the other key's line when this one is a default.
+			v.addAt(cl[i].key, cl[j].key, "%s claims %s, which %s already serves: give each wire its own path", cl[i].name(), cl[i].path, cl[j].name())
 			break
 		}
 	}

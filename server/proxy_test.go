@@ -320,3 +320,32 @@ func TestProxyTopicsAndClaimsReachSignals(t *testing.T) {
 		t.Fatalf("without the claim: %v", p)
 	}
 }
+
+// The df_websockets wire asks the application too: a Django session
+// cookie is all a page needs; without one the upgrade is refused with the
+// application's answer, and the user it vouched for receives triggers to
+// that user (and others do not).
+func TestProxyOnDFWebsockets(t *testing.T) {
+	app := newCookieApp(t)
+	app.set("s-alice", `{"user": 42}`)
+	app.set("s-bob", `{"user": 43}`)
+	_, base := startWith(t, proxyConfig(app), Options{})
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/ws/"
+	if _, resp, err := websocket.DefaultDialer.Dial(wsURL, nil); err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("no session: %v %v", err, resp)
+	}
+	alice := dialDFWS(t, base, "", cookie("s-alice"))
+	alice.quiet()
+	call, _, _ := app.lastCall()
+	if call["protocol"] != "df_websockets" || call["path"] != "/ws/" {
+		t.Errorf("the call's body: %v", call)
+	}
+	bob := dialDFWS(t, base, "", cookie("s-bob"))
+	bob.quiet()
+	code, res := callAPI(t, base, testAPIKey, "trigger", map[string]any{"signal": "hello", "to": map[string]any{"users": []string{"42"}}, "kwargs": map[string]any{"n": 1}})
+	if code != 200 || res["delivered"] != 1.0 {
+		t.Fatalf("trigger to user 42: %d %v", code, res)
+	}
+	alice.push("hello", map[string]any{"n": 1.0})
+	bob.quiet() // a heartbeat answered, and nothing before it
+}

@@ -278,6 +278,19 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if bh := bindingHandler(cfg, o, engine, hb, resources, verifier, proxy, wsOpts, maxConns, log); bh != nil { // wires.go
 		s.mux.Handle("GET "+cfg.Binding.Path, bh)
 	}
+	// The df_websockets wire (dfws.go): its socket, and the server API's
+	// window bootstrap.
+	dfh, err := newDFWebsockets(cfg, engine, hb, signals, verifier, proxy, wsOpts, maxConns, log)
+	if err != nil {
+		jobs.Close()
+		hb.Close()
+		engine.Close()
+		db.Close()
+		return nil, err
+	}
+	if dfh != nil {
+		s.mux.Handle(dfwsPattern(cfg.DFWebsockets.Path), dfh)
+	}
 	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
 		Hub:         hb,
 		Keys:        cfg.APIKeys,
@@ -288,6 +301,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Signals:     signals,
 		Queue:       jobs,
 		Binding:     cfg.Binding.Path != "",
+		NewWindow:   dfwsNewWindow(dfh),
 	}))
 	s.mux.Handle("/api/resources/", api.NewResources(api.ResourcesConfig{
 		Service:         resources,

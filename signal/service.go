@@ -52,6 +52,10 @@ type Config struct {
 	Signals config.Signals
 	// Bus reaches the other processes; nil: this process only.
 	Bus Bus
+	// Windows keeps what the application set for window keys until their
+	// windows connect (Signals.WindowTTL); nil: a MemoryWindows (this
+	// process only).
+	Windows WindowStore
 	// HTTPClient makes webhook calls (default: a client that does not
 	// follow redirects; a redirect is a failed attempt).
 	HTTPClient *http.Client
@@ -157,13 +161,14 @@ type Service struct {
 	rmu      sync.RWMutex
 	handlers map[string][]*handler
 
-	mu       sync.RWMutex
-	windows  map[string]*window              // by client id
-	byKey    map[string]map[*window]struct{} // by window key (when not the id)
-	byUser   map[string]map[*window]struct{}
-	byTopic  map[string]map[*window]struct{}
-	pending  map[string]pendingWindow // window keys not connected
-	lastTrim time.Time
+	mu      sync.RWMutex
+	windows map[string]*window              // by client id
+	byKey   map[string]map[*window]struct{} // by window key (when not the id)
+	byUser  map[string]map[*window]struct{}
+	byTopic map[string]map[*window]struct{}
+	// gen counts the window updates applied here: Attach reads the store
+	// outside mu and retries when an update came in between.
+	gen uint64
 }
 
 // New builds the service, registers the file's signals with their
@@ -193,7 +198,9 @@ func New(cfg Config) (*Service, error) {
 		byKey:    map[string]map[*window]struct{}{},
 		byUser:   map[string]map[*window]struct{}{},
 		byTopic:  map[string]map[*window]struct{}{},
-		pending:  map[string]pendingWindow{},
+	}
+	if cfg.Windows == nil {
+		s.cfg.Windows = NewMemoryWindows(cfg.Now)
 	}
 	if s.maxArgs <= 0 {
 		s.maxArgs = 64 << 10

@@ -140,7 +140,7 @@ func (f *fixture) attach(t *testing.T, w Window) *inbox {
 	t.Helper()
 	in := &inbox{}
 	w.Sender, w.Encoder = in, f.enc
-	if err := f.svc.Attach(w); err != nil {
+	if err := f.svc.Attach(context.Background(), w); err != nil {
 		t.Fatal(err)
 	}
 	return in
@@ -474,8 +474,8 @@ func TestBusReachesOtherProcessesOnce(t *testing.T) {
 	s1, e1 := mk()
 	s2, e2 := mk()
 	in1, in2 := &inbox{}, &inbox{}
-	s1.Attach(Window{ID: "p1", User: "u", Sender: in1, Encoder: e1})
-	s2.Attach(Window{ID: "p2", Key: "k2", Sender: in2, Encoder: e2})
+	s1.Attach(context.Background(), Window{ID: "p1", User: "u", Sender: in1, Encoder: e1})
+	s2.Attach(context.Background(), Window{ID: "p2", Key: "k2", Sender: in2, Encoder: e2})
 	ctx := context.Background()
 	if _, err := s1.SetWindow(ctx, WindowUpdate{Window: "k2", Add: []string{"room"}}); err != nil {
 		t.Fatal(err)

@@ -138,6 +138,11 @@ func (s *Service) Receive(msg []byte) {
 	case m.Push != nil && m.To != nil:
 		s.deliver(*m.Push, *m.To)
 	case m.Window != nil:
+		// A memory store is this process's own copy; a shared one was
+		// written by the process that made the change.
+		if mw, ok := s.cfg.Windows.(*MemoryWindows); ok {
+			mw.Update(context.Background(), m.Window.Window, s.ttl, m.Window.applyTo) // never blocks, never fails
+		}
 		s.applyWindow(*m.Window)
 	}
 }

@@ -78,14 +78,6 @@ type window struct {
 	filled int64 // unix ns of the last refill; 0: never
 }
 
-// pendingWindow is what the application set for a window key that is
-// not connected.
-type pendingWindow struct {
-	topics  []string
-	user    *string
-	expires time.Time
-}
-
 // addTopic adds a topic (the set is allocated on the first, so a window
 // without topics costs no map).
 func (w *window) addTopic(t string) {
@@ -198,9 +190,11 @@ func checkName(what, s string) error {
 }
 
 // Attach registers a connection as a window: it receives triggers for
-// its id, key, user and topics, and may Call. Topics the application set
-// for its key before it connected apply.
-func (s *Service) Attach(w Window) error {
+// its id, key, user and topics, and may Call. What the application set
+// for its key before it connected (SetWindow, kept in the WindowStore)
+// applies: those topics are added, and that user replaces w.User as the
+// one triggers "to users" reach it as (access rules keep w.User).
+func (s *Service) Attach(ctx context.Context, w Window) error {
 	if w.ID == "" || w.Sender == nil || w.Encoder == nil {
 		return fmt.Errorf("signal: Attach needs ID, Sender and Encoder")
 	}
@@ -217,18 +211,34 @@ func (s *Service) Attach(w Window) error {
 			win.addTopic(t)
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, dup := s.windows[w.ID]; dup {
-		return fmt.Errorf("signal: window %q already attached", w.ID)
-	}
-	if p, ok := s.pending[win.key]; ok && s.cfg.Now().Before(p.expires) {
-		for _, t := range p.topics {
-			win.addTopic(t)
+	// The store is read outside mu (it may be remote); an update applied
+	// meanwhile (gen moved) may have missed this window, so read again.
+	for try := 0; ; try++ {
+		s.mu.RLock()
+		gen := s.gen
+		s.mu.RUnlock()
+		stored, ok, err := s.cfg.Windows.Get(ctx, win.key)
+		if err != nil {
+			return fmt.Errorf("signal: window store: %w", err)
 		}
-		if p.user != nil {
-			win.user = *p.user
+		s.mu.Lock()
+		if s.gen != gen && try < 3 {
+			s.mu.Unlock()
+			continue
 		}
+		defer s.mu.Unlock()
+		if _, dup := s.windows[w.ID]; dup {
+			return fmt.Errorf("signal: window %q already attached", w.ID)
+		}
+		if ok {
+			for _, t := range stored.Topics {
+				win.addTopic(t)
+			}
+			if stored.User != nil {
+				win.user = *stored.User
+			}
+		}
+		break
 	}
 	s.windows[w.ID] = win
 	if win.key != w.ID {
@@ -318,6 +328,9 @@ func (s *Service) SetWindow(ctx context.Context, u WindowUpdate) (int, error) {
 	if u.Topics == nil && u.Add == nil && u.Remove == nil && u.User == nil {
 		return 0, switchyard.Errorf(switchyard.CodeBadRequest, "nothing to change: give topics, add, remove or user")
 	}
+	if err := s.cfg.Windows.Update(ctx, u.Window, s.ttl, u.applyTo); err != nil {
+		return 0, fmt.Errorf("signal: window store: %w", err)
+	}
 	n := s.applyWindow(u)
 	if s.cfg.Bus != nil {
 		if err := s.publish(ctx, busMessage{Window: &u}); err != nil {
@@ -327,10 +340,12 @@ func (s *Service) SetWindow(ctx context.Context, u WindowUpdate) (int, error) {
 	return n, nil
 }
 
+// applyWindow applies an update to the connected windows of this
+// process with that key or id; it returns how many.
 func (s *Service) applyWindow(u WindowUpdate) int {
-	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.gen++
 	var wins []*window
 	if w := s.windows[u.Window]; w != nil {
 		wins = append(wins, w)
@@ -363,45 +378,6 @@ func (s *Service) applyWindow(u WindowUpdate) int {
 			w.user = *u.User
 			if w.user != "" {
 				addTo(s.byUser, w.user, w)
-			}
-		}
-	}
-	// Kept for a window that connects later with this key: the topics it
-	// would have now.
-	p := s.pending[u.Window]
-	if now.After(p.expires) {
-		p = pendingWindow{}
-	}
-	set := map[string]bool{}
-	if u.Topics == nil {
-		for _, t := range p.topics {
-			set[t] = true
-		}
-	}
-	for _, t := range u.Topics {
-		set[t] = true
-	}
-	for _, t := range u.Add {
-		set[t] = true
-	}
-	for _, t := range u.Remove {
-		delete(set, t)
-	}
-	p.topics = p.topics[:0]
-	for t := range set {
-		p.topics = append(p.topics, t)
-	}
-	slices.Sort(p.topics)
-	if u.User != nil {
-		p.user = u.User
-	}
-	p.expires = now.Add(s.ttl)
-	s.pending[u.Window] = p
-	if now.Sub(s.lastTrim) > time.Minute {
-		s.lastTrim = now
-		for k, pw := range s.pending {
-			if now.After(pw.expires) {
-				delete(s.pending, k)
 			}
 		}
 	}

@@ -39,7 +39,9 @@ func (h *Handler) attachSignals(sess *session, s socket) {
 	if h.cfg.Signals == nil {
 		return
 	}
-	err := h.cfg.Signals.Attach(signal.Window{
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
+	defer cancel()
+	err := h.cfg.Signals.Attach(ctx, signal.Window{
 		ID: sess.hs.ID(), User: s.p.User, Info: s.p.Info, Transport: "live",
 		RemoteAddr: s.remoteAddr, UserAgent: s.userAgent,
 		Claims: s.p.Claims, Topics: s.p.Topics,
