@@ -348,19 +348,18 @@ func (h *Hub) Disconnect(s *Session) {
 	h.smu.Unlock()
 }
 
-// refreshPresence renews the session's presence entries.
-func (s *Session) refreshPresence(ctx context.Context) {
+// appendPresence appends the session's presence entries (its channels
+// with presence) to entries.
+func (s *Session) appendPresence(entries []broker.PresenceEntry) []broker.PresenceEntry {
+	info := s.ClientInfo()
 	s.mu.Lock()
-	var chans []string
+	defer s.mu.Unlock()
 	for ch, sub := range s.subs {
 		if sub.opts.Presence {
-			chans = append(chans, ch)
+			entries = append(entries, broker.PresenceEntry{Channel: ch, ClientID: s.id, Info: info})
 		}
 	}
-	s.mu.Unlock()
-	for _, ch := range chans {
-		s.h.cfg.Presence.AddPresence(ctx, ch, s.id, s.ClientInfo(), s.h.cfg.PresenceExpiry)
-	}
+	return entries
 }
 
 // Publish publishes data (a JSON value) to a channel. s is the publishing
