@@ -37,9 +37,22 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// Err is the condition behind the error, for callers that branch
+	// with errors.Is (a package's exported sentinel); it is never shown to
+	// clients.
+	Err error
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Unwrap returns Err, so errors.Is finds the sentinel behind a client
+// error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Wrap returns an *Error with a formatted message whose Err is cause.
+func Wrap(cause error, code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: cause}
+}
 
 // Errorf returns an *Error with a formatted message.
 func Errorf(code Code, format string, args ...any) *Error {

@@ -22,6 +22,10 @@ type ResourcesConfig struct {
 	// Verifier identifies callers (Authorization: Bearer, ?token=, the
 	// cookie); nil makes everyone anonymous.
 	Verifier *auth.Verifier
+	// Keys are the server API's keys: a request with
+	// "Authorization: apikey <key>" acts as the server (no permission
+	// applies, owner fields can be set), as the application's backend.
+	Keys []config.Secret
 	// MaxBody bounds request bodies (default 1 MiB; larger: 413).
 	MaxBody int64
 }
@@ -51,15 +55,9 @@ func (h *Resources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		detail(w, http.StatusNotFound, "Not found.")
 		return
 	}
-	user := ""
-	if h.cfg.Verifier != nil {
-		p, err := h.cfg.Verifier.FromRequest(r)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
-			detail(w, http.StatusUnauthorized, switchyard.ErrorMessage(err))
-			return
-		}
-		user = p.User
+	who, ok := h.actor(w, r)
+	if !ok {
+		return
 	}
 	ctx := r.Context()
 	svc := h.cfg.Service
@@ -71,7 +69,7 @@ func (h *Resources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				h.fail(w, err)
 				return
 			}
-			res, err := svc.List(ctx, name, user, q)
+			res, err := svc.List(ctx, name, who, q)
 			if err != nil {
 				h.fail(w, err)
 				return
@@ -83,7 +81,7 @@ func (h *Resources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				h.fail(w, err)
 				return
 			}
-			out, err := svc.Create(ctx, name, user, body)
+			out, err := svc.Create(ctx, name, who, body)
 			if err != nil {
 				h.fail(w, err)
 				return
@@ -102,7 +100,7 @@ func (h *Resources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		out, err := svc.Retrieve(ctx, name, user, pk)
+		out, err := svc.Retrieve(ctx, name, who, pk)
 		if err != nil {
 			h.fail(w, err)
 			return
@@ -118,14 +116,14 @@ func (h *Resources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPatch {
 			mode = resource.Patch
 		}
-		out, err := svc.Write(ctx, name, user, pk, body, mode)
+		out, err := svc.Write(ctx, name, who, pk, body, mode)
 		if err != nil {
 			h.fail(w, err)
 			return
 		}
 		writeRaw(w, http.StatusOK, out)
 	case http.MethodDelete:
-		if err := svc.Delete(ctx, name, user, pk); err != nil {
+		if err := svc.Delete(ctx, name, who, pk); err != nil {
 			h.fail(w, err)
 			return
 		}
@@ -134,6 +132,30 @@ func (h *Resources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, PUT, PATCH, DELETE")
 		detail(w, http.StatusMethodNotAllowed, fmt.Sprintf("Method %q not allowed.", r.Method))
 	}
+}
+
+// actor identifies the caller: the server with a valid API key (a wrong
+// one is 401, never anonymous), otherwise the token's user. It answers
+// and returns false when the request is refused.
+func (h *Resources) actor(w http.ResponseWriter, r *http.Request) (resource.Actor, bool) {
+	if key, ok := apiKey(r); ok {
+		if !validKey(h.cfg.Keys, key) {
+			w.Header().Set("WWW-Authenticate", `apikey realm="switchyard"`)
+			detail(w, http.StatusUnauthorized, "Invalid API key.")
+			return resource.Actor{}, false
+		}
+		return resource.AsServer(), true
+	}
+	if h.cfg.Verifier == nil {
+		return resource.As(""), true
+	}
+	p, err := h.cfg.Verifier.FromRequest(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
+		detail(w, http.StatusUnauthorized, switchyard.ErrorMessage(err))
+		return resource.Actor{}, false
+	}
+	return resource.As(p.User), true
 }
 
 // fail writes DRF's error bodies.

@@ -103,13 +103,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authorized compares the key with every configured key in constant time.
 func (s *Server) authorized(r *http.Request) bool {
+	key, ok := apiKey(r)
+	return ok && validKey(s.cfg.Keys, key)
+}
+
+// apiKey returns the key of an "Authorization: apikey <key>" header.
+func apiKey(r *http.Request) (string, bool) {
 	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	key = strings.TrimSpace(key)
 	if !ok || !strings.EqualFold(scheme, "apikey") || key == "" {
-		return false
+		return "", false
 	}
+	return key, true
+}
+
+// validKey compares a key with every configured key in constant time.
+func validKey(keys []config.Secret, key string) bool {
 	match := 0
-	for _, k := range s.cfg.Keys {
-		match |= subtle.ConstantTimeCompare([]byte(k), []byte(strings.TrimSpace(key)))
+	for _, k := range keys {
+		match |= subtle.ConstantTimeCompare([]byte(k), []byte(key))
 	}
 	return match == 1
 }
@@ -310,7 +322,7 @@ func (s *Server) subscribe(r *http.Request, d *decoder) (any, error) {
 		switch {
 		case err == nil:
 			n++
-		case switchyard.ErrorCode(err) == switchyard.CodeBadRequest && strings.HasPrefix(switchyard.ErrorMessage(err), "already subscribed"):
+		case errors.Is(err, hub.ErrAlreadySubscribed):
 		default:
 			return nil, err
 		}

@@ -334,6 +334,8 @@ func TestErrors(t *testing.T) {
 		{"search on an unknown field", "resources:\n  todos:\n    fields: {a: {type: string}}\n    search:\n      - a\n      - b\n", 6, "resources.todos.search[1]", `"b" is not a declared field`},
 		{"owner unknown field", "resources:\n  todos:\n    fields: {title: {type: string}}\n    permissions:\n      update: owner:author\n", 5, "resources.todos.permissions.update", "owner:author names no declared field"},
 		{"owner non-string field", "resources:\n  todos:\n    fields: {n: {type: int}}\n    permissions: {delete: \"owner:n\"}\n", 4, "resources.todos.permissions.delete", "must name a string field"},
+		{"owned records created anonymously", "resources:\n  todos:\n    fields: {title: {type: string}, owner: {type: string}}\n    permissions:\n      create: anyone\n      update: owner:owner\n", 5, "resources.todos.permissions.create", "create: anyone lets anonymous users create records, which would have no owner, so nobody could read or edit them under update: owner:owner; set create: authenticated"},
+		{"owned records created anonymously by default", "resources:\n  todos:\n    fields: {title: {type: string}, owner: {type: string}}\n    permissions: {read: owner:owner}\n", 4, "resources.todos.permissions.create", "under read: owner:owner"},
 		{"default of the wrong type", "resources:\n  todos:\n    fields:\n      n: {type: int, default: five}\n", 4, "resources.todos.fields.n.default", `must match the field's type int (got string "five")`},
 		{"string default on bool", "resources:\n  t:\n    fields:\n      b:\n        type: bool\n        default: \"true\"\n", 6, "resources.t.fields.b.default", "must match the field's type bool"},
 		{"float default on int", "resources:\n  t:\n    fields:\n      n: {type: int, default: 1.5}\n", 4, "resources.t.fields.n.default", "must match the field's type int"},
@@ -400,6 +402,22 @@ func TestErrors(t *testing.T) {
 				t.Errorf("Errors.Error() = %q lacks %q", err.Error(), prefix)
 			}
 		})
+	}
+}
+
+// The same owner rules are fine when every client is authenticated, or
+// when creating needs a user.
+func TestOwnershipRulesThatWork(t *testing.T) {
+	for _, y := range []string{
+		"auth: {anonymous: false}\nresources:\n  todos:\n    fields: {owner: {type: string}}\n    permissions: {create: anyone, update: owner:owner}\n",
+		"resources:\n  todos:\n    fields: {owner: {type: string}}\n    permissions: {create: authenticated, update: owner:owner, read: owner:owner}\n",
+		"resources:\n  todos:\n    fields: {owner: {type: string}}\n    permissions: {create: none, update: owner:owner}\n",
+	} {
+		path := filepath.Join(t.TempDir(), "switchyard.yaml")
+		os.WriteFile(path, []byte(y), 0o600)
+		if _, err := Load(path, nil); err != nil {
+			t.Errorf("%s: %v", y, err)
+		}
 	}
 }
 

@@ -460,7 +460,27 @@ func (c *Config) validateResources(v *validator) {
 				v.add(pkey, "must be one of anyone, authenticated, none, owner:<field> (got %q)", e.val)
 			}
 		}
+		c.validateOwnership(v, key, p)
 	}
+}
+
+// validateOwnership refuses rules that make records nobody can edit: with
+// an owner:<field> rule, a record gets its owner from the user who
+// creates it, so an anonymous create would make a record without one —
+// invisible (read: owner) or frozen (update/delete: owner) for everyone.
+func (c *Config) validateOwnership(v *validator, key string, p ResourcePermissions) {
+	var owned []string
+	for _, e := range []struct{ name, val string }{
+		{"read", p.Read}, {"update", p.Update}, {"delete", p.Delete}, {"create", p.Create},
+	} {
+		if _, ok := OwnerField(e.val); ok {
+			owned = append(owned, e.name+": "+e.val)
+		}
+	}
+	if len(owned) == 0 || p.Create != AccessAnyone || !c.Auth.Anonymous {
+		return
+	}
+	v.add(key+".permissions.create", "create: anyone lets anonymous users create records, which would have no owner, so nobody could read or edit them under %s; set create: authenticated (or auth.anonymous: false)", strings.Join(owned, ", "))
 }
 
 // field checks the options of one resource field.

@@ -142,7 +142,8 @@ func (h *Hub) SubscribeServer(ctx context.Context, s *Session, ch string) error 
 }
 
 func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.ChannelOptions, since *switchyard.StreamPosition, encodeReply func(SubscribeResult) []byte) error {
-	sub := &subscription{opts: opts, recovering: true}
+	sub := &subscription{opts: opts}
+	sub.recovering.Store(true)
 	if err := h.addSubscriber(ctx, s, ch, sub); err != nil {
 		return err
 	}
@@ -180,7 +181,7 @@ func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.
 		}
 	}
 	sub.pending = nil
-	sub.recovering = false
+	sub.recovering.Store(false)
 	s.mu.Unlock()
 
 	if opts.Presence {
@@ -218,10 +219,10 @@ func (h *Hub) addSubscriber(ctx context.Context, s *Session, ch string, sub *sub
 	closed := s.closed
 	s.mu.Unlock()
 	if dup {
-		return switchyard.Errorf(switchyard.CodeBadRequest, "already subscribed to %q", ch)
+		return switchyard.Wrap(ErrAlreadySubscribed, switchyard.CodeBadRequest, "already subscribed to %q", ch)
 	}
 	if closed {
-		return switchyard.Errorf(switchyard.CodeUnavailable, "connection is closing")
+		return switchyard.Wrap(ErrClosing, switchyard.CodeUnavailable, "connection is closing")
 	}
 	sh.mu.RLock()
 	c := sh.channels[ch]
@@ -299,7 +300,7 @@ func (h *Hub) unsubscribe(ctx context.Context, s *Session, ch string, notify boo
 	}
 	sub, ok := h.removeSubscriber(ctx, s, ch)
 	if !ok {
-		return switchyard.Errorf(switchyard.CodeBadRequest, "not subscribed to %q", ch)
+		return switchyard.Wrap(ErrNotSubscribed, switchyard.CodeBadRequest, "not subscribed to %q", ch)
 	}
 	if notify {
 		s.Send(s.enc.EncodeUnsubscribed(ch))

@@ -45,12 +45,48 @@ func (e *event) encode(enc Encoder) []byte {
 	return enc.EncodePublication(e.channel, e.pub, e.sp)
 }
 
-// encodeCache holds the frames of one event, one per protocol met.
+// encodeCache holds the frames of one event, one per protocol met, and
+// what session encoders prepared of it. It belongs to one broadcast (one
+// goroutine).
 type encodeCache struct {
 	n      int
 	encs   [4]Encoder
 	frames [4][]byte
 	more   map[Encoder][]byte
+	// The session encoder's prepared value (one per broadcast in
+	// practice: one protocol makes per-session frames).
+	penc    SessionEncoder
+	pval    any
+	pok     bool
+	pmore   map[SessionEncoder]prepared
+	scratch [][]byte // the frames of the session being delivered to
+}
+
+type prepared struct {
+	val any
+	ok  bool
+}
+
+// prepare returns what a session encoder prepared of the event, preparing
+// it on first use.
+func (c *encodeCache) prepare(ev *event, se SessionEncoder) (any, bool) {
+	switch {
+	case c.penc == se:
+		return c.pval, c.pok
+	case c.penc == nil:
+		c.penc = se
+		c.pval, c.pok = se.Prepare(ev.channel, ev.pub)
+		return c.pval, c.pok
+	}
+	if p, ok := c.pmore[se]; ok {
+		return p.val, p.ok
+	}
+	if c.pmore == nil {
+		c.pmore = map[SessionEncoder]prepared{}
+	}
+	v, ok := se.Prepare(ev.channel, ev.pub)
+	c.pmore[se] = prepared{v, ok}
+	return v, ok
 }
 
 func (c *encodeCache) get(ev *event, enc Encoder) []byte {

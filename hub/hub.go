@@ -37,6 +37,17 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Conditions callers branch on, behind the *switchyard.Error the hub
+// returns (test with errors.Is).
+var (
+	// ErrAlreadySubscribed: the session is subscribed to the channel.
+	ErrAlreadySubscribed = errors.New("hub: already subscribed")
+	// ErrNotSubscribed: the session is not subscribed to the channel.
+	ErrNotSubscribed = errors.New("hub: not subscribed")
+	// ErrClosing: the session is closing.
+	ErrClosing = errors.New("hub: connection is closing")
+)
+
 // Close codes the hub closes sessions with.
 const (
 	CloseSlowConsumer = 4008 // the outbox overflowed

@@ -56,8 +56,10 @@ type Session struct {
 type subscription struct {
 	opts config.ChannelOptions
 	// recovering holds live events back while the subscribe reply (and
-	// the history it recovers) is being prepared.
-	recovering bool
+	// the history it recovers) is being prepared. It is written under the
+	// session's mu, and only from true to false, so a broadcast that reads
+	// it false may encode without the lock.
+	recovering atomic.Bool
 	pending    []event
 	// upTo and epoch are the position the subscribe reply covered: a
 	// publication at or below it that arrives late (its broadcast raced
@@ -138,12 +140,17 @@ func (s *Session) Close(code int, reason string) {
 // deliver queues a broadcast event, or holds it while the subscription
 // recovers. The frame comes from the broadcast's cache: encoding happens
 // once per protocol, outside the session's lock.
+//
+// A recovering subscription's events are held unencoded (a session
+// encoder's frames may change the session's state, so an event is encoded
+// exactly once, when it is sent).
 func (s *Session) deliver(sub *subscription, ev *event, cache *encodeCache) {
+	if sub.recovering.Load() && s.pend(sub, ev) {
+		return
+	}
 	frames := s.frames(ev, cache)
 	s.mu.Lock()
 	switch {
-	case sub.recovering:
-		sub.pending = append(sub.pending, *ev)
 	case sub.covered(ev):
 	default:
 		for _, f := range frames {
@@ -153,24 +160,48 @@ func (s *Session) deliver(sub *subscription, ev *event, cache *encodeCache) {
 	s.mu.Unlock()
 }
 
+// pend holds an event of a recovering subscription; false when the
+// subscription stopped recovering meanwhile.
+func (s *Session) pend(sub *subscription, ev *event) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !sub.recovering.Load() {
+		return false
+	}
+	sub.pending = append(sub.pending, *ev)
+	return true
+}
+
 // frames encodes an event for this session: the shared frame of its
 // protocol, or the session's own for the server's "$" channels when the
-// encoder makes those.
+// encoder makes those. The slice returned is the cache's scratch space,
+// valid until the next call with the same cache.
 func (s *Session) frames(ev *event, cache *encodeCache) [][]byte {
 	if se, ok := s.enc.(SessionEncoder); ok && ev.kind == eventPublication && strings.HasPrefix(ev.channel, "$") {
-		if frames, ok := se.EncodeForSession(s, ev.channel, ev.pub); ok {
-			return frames
+		if prepared, ok := cache.prepare(ev, se); ok {
+			cache.scratch = se.EncodeForSession(s, ev.channel, prepared, cache.scratch[:0])
+			return cache.scratch
 		}
 	}
-	return [][]byte{cache.get(ev, s.enc)}
+	cache.scratch = append(cache.scratch[:0], cache.get(ev, s.enc))
+	return cache.scratch
 }
 
 // SessionEncoder is implemented by an Encoder whose frames for the
 // server's "$" channels depend on the session (DCRF events carry the
-// request_id of each of the session's subscriptions). EncodeForSession
-// returns the frames for one session, or false to use the shared frame.
+// request_id of each of the session's subscriptions, and the resource
+// service decides per session what each may receive).
+//
+// Prepare runs once per broadcast (not per session) and decodes the
+// publication into whatever EncodeForSession needs; false means the
+// publication is not one of the encoder's, and the shared frame is used.
+// EncodeForSession appends the session's frames to frames and returns it
+// (none: the session receives nothing). Calls with one prepared value come
+// from one goroutine at a time, so a prepared value may cache what its
+// sessions share without locking.
 type SessionEncoder interface {
-	EncodeForSession(s *Session, channel string, pub switchyard.Publication) ([][]byte, bool)
+	Prepare(channel string, pub switchyard.Publication) (prepared any, ok bool)
+	EncodeForSession(s *Session, channel string, prepared any, frames [][]byte) [][]byte
 }
 
 // SetValue attaches the protocol's state to the session.

@@ -33,6 +33,9 @@ type CatchUp struct {
 	// Current, when not Recovered, is the record as it is at Seq; nil when
 	// it no longer exists.
 	Current json.RawMessage
+	// Watch is the subscription's live side, at Seq: live events go
+	// through its Apply (those at or below Seq are Skip).
+	Watch *InstanceWatch
 }
 
 // CatchUp returns the changes of a record after since, a Seq of the
@@ -48,13 +51,13 @@ type CatchUp struct {
 // at since is 404, as for a plain subscribe. At most limit changes are
 // replayed (limit <= 0: DefaultCatchUpLimit); when more are missing the
 // result is not Recovered.
-func (s *Service) CatchUp(ctx context.Context, name, user string, pk, since int64, limit int) (CatchUp, error) {
+func (s *Service) CatchUp(ctx context.Context, name string, who Actor, pk, since int64, limit int) (CatchUp, error) {
 	sc, err := s.schema(name)
 	if err != nil {
 		return CatchUp{}, err
 	}
-	if !sc.Allowed("read", user, nil) {
-		return CatchUp{}, errForbidden
+	if !sc.allowed("read", who, nil) {
+		return CatchUp{}, ErrForbidden
 	}
 	if since < 0 {
 		return CatchUp{}, &ValidationError{Fields: map[string][]string{"since": {"Ensure this value is greater than or equal to 0."}}}
@@ -75,10 +78,10 @@ func (s *Service) CatchUp(ctx context.Context, name, user string, pk, since int6
 	if gone {
 		state = rl.LastRow
 	}
-	if !sc.readable(user, state) {
-		return CatchUp{}, errNotFound
+	if !sc.readable(who, state) {
+		return CatchUp{}, ErrNotFound
 	}
-	out := CatchUp{Seq: rl.Last}
+	out := CatchUp{Seq: rl.Last, Watch: &InstanceWatch{sc: sc, who: who, pk: pk, seq: rl.Last}}
 	out.Recovered = since == 0 || (since >= rl.Trimmed && since <= rl.Last && len(rl.Changes) <= limit)
 	if !out.Recovered {
 		if !gone {
@@ -92,7 +95,7 @@ func (s *Service) CatchUp(ctx context.Context, name, user string, pk, since int6
 		if ch.Op == store.OpDelete {
 			deleted = true
 		} else {
-			if !sc.readable(user, ch.Row) {
+			if !sc.readable(who, ch.Row) {
 				continue
 			}
 			ev.Data = sc.Encode(ch.Row)
@@ -100,7 +103,7 @@ func (s *Service) CatchUp(ctx context.Context, name, user string, pk, since int6
 		out.Events = append(out.Events, ev)
 	}
 	if gone && !deleted {
-		return CatchUp{}, errNotFound // gone before since: nothing to tell
+		return CatchUp{}, ErrNotFound // gone before since: nothing to tell
 	}
 	return out, nil
 }

@@ -20,7 +20,7 @@ import (
 func TestEventsInCommitOrder(t *testing.T) {
 	svc, ev := service(t, config.ResourcePermissions{})
 	ctx := context.Background()
-	out, _ := svc.Create(ctx, "things", "", json.RawMessage(`{"name": "raced"}`))
+	out, _ := svc.Create(ctx, "things", As(""), json.RawMessage(`{"name": "raced"}`))
 	pk := int64(decode(t, out)["pk"].(float64))
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -29,11 +29,11 @@ func TestEventsInCommitOrder(t *testing.T) {
 				var err error
 				switch i % 3 {
 				case 0:
-					_, err = svc.Write(ctx, "things", "", pk, json.RawMessage(fmt.Sprintf(`{"counter": %d}`, i)), Patch)
+					_, err = svc.Write(ctx, "things", As(""), pk, json.RawMessage(fmt.Sprintf(`{"counter": %d}`, i)), Patch)
 				case 1:
-					_, err = svc.Create(ctx, "things", "", json.RawMessage(fmt.Sprintf(`{"name": "w%d-%d"}`, w, i)))
+					_, err = svc.Create(ctx, "things", As(""), json.RawMessage(fmt.Sprintf(`{"name": "w%d-%d"}`, w, i)))
 				default:
-					_, err = svc.Write(ctx, "things", "", pk, json.RawMessage(fmt.Sprintf(`{"name": "w%d-%d"}`, w, i)), Update)
+					_, err = svc.Write(ctx, "things", As(""), pk, json.RawMessage(fmt.Sprintf(`{"name": "w%d-%d"}`, w, i)), Update)
 				}
 				if err != nil {
 					t.Error(err)
@@ -68,7 +68,7 @@ func TestHookWritesToItsOwnResource(t *testing.T) {
 		Resources: []config.Resource{{Name: "things", PKField: "pk", Fields: []config.Field{{Name: "name", Type: config.FieldString}}}},
 		Hooks: map[string]Hooks{"things": {AfterWrite: func(ctx context.Context, e Event) {
 			if e.Op == store.OpCreate && e.PK == 1 {
-				if _, err := svc.Create(ctx, "things", "", json.RawMessage(`{"name": "audit"}`)); err != nil {
+				if _, err := svc.Create(ctx, "things", As(""), json.RawMessage(`{"name": "audit"}`)); err != nil {
 					t.Error(err)
 				}
 			}
@@ -77,7 +77,7 @@ func TestHookWritesToItsOwnResource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Create(context.Background(), "things", "", json.RawMessage(`{"name": "first"}`)); err != nil {
+	if _, err := svc.Create(context.Background(), "things", As(""), json.RawMessage(`{"name": "first"}`)); err != nil {
 		t.Fatal(err)
 	}
 	ev.mu.Lock()
@@ -101,7 +101,7 @@ func TestHooksWritingAcrossResources(t *testing.T) {
 	mirror := func(to string) Hooks {
 		return Hooks{AfterWrite: func(ctx context.Context, e Event) {
 			if e.Op == store.OpCreate && strings.Contains(string(e.Data), `"top"`) {
-				if _, err := svc.Create(ctx, to, "", json.RawMessage(`{"name": "mirrored"}`)); err != nil {
+				if _, err := svc.Create(ctx, to, As(""), json.RawMessage(`{"name": "mirrored"}`)); err != nil {
 					t.Error(err)
 				}
 			}
@@ -119,7 +119,7 @@ func TestHooksWritingAcrossResources(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for range 25 {
-				if _, err := svc.Create(context.Background(), []string{"a", "b"}[w%2], "", json.RawMessage(`{"name": "top"}`)); err != nil {
+				if _, err := svc.Create(context.Background(), []string{"a", "b"}[w%2], As(""), json.RawMessage(`{"name": "top"}`)); err != nil {
 					t.Error(err)
 				}
 			}
@@ -166,11 +166,11 @@ func TestPanickingHookReleasesTheTurn(t *testing.T) {
 				t.Error("the hook's panic did not reach the write")
 			}
 		}()
-		svc.Create(context.Background(), "things", "", json.RawMessage(`{"name": "boom"}`))
+		svc.Create(context.Background(), "things", As(""), json.RawMessage(`{"name": "boom"}`))
 	}()
 	done := make(chan error, 1)
 	go func() {
-		_, err := svc.Create(context.Background(), "things", "", json.RawMessage(`{"name": "fine"}`))
+		_, err := svc.Create(context.Background(), "things", As(""), json.RawMessage(`{"name": "fine"}`))
 		done <- err
 	}()
 	select {

@@ -75,12 +75,16 @@ type Schema struct {
 	r     config.Resource
 	pk    string
 	owner map[string]string // action → owner field, for owner:<field> permissions
+	// ownerFields are the fields any owner:<field> rule names: a create by
+	// a user fills them with that user, and clients cannot set or change
+	// them (the server can).
+	ownerFields map[string]bool
 }
 
 // NewSchema checks a resource declaration (the config package already
 // validated files; this guards the Go API) and returns its schema.
 func NewSchema(r config.Resource) (*Schema, error) {
-	s := &Schema{r: r, pk: r.PKField, owner: map[string]string{}}
+	s := &Schema{r: r, pk: r.PKField, owner: map[string]string{}, ownerFields: map[string]bool{}}
 	if s.pk == "" {
 		s.pk = "id"
 	}
@@ -98,6 +102,7 @@ func NewSchema(r config.Resource) (*Schema, error) {
 				return nil, fmt.Errorf("resource %s: permission %s %q needs a declared string field", r.Name, action, perm)
 			}
 			s.owner[action] = field
+			s.ownerFields[field] = true
 		}
 	}
 	return s, nil
@@ -136,13 +141,29 @@ func (s *Schema) Table() store.Table {
 	return t
 }
 
-// Decode validates a JSON object sent by a client for a write and returns
-// the row to store. user is the writer ("" when anonymous): with an
-// owner:<field> create permission, a create fills that field with it.
-// Read-only fields and the primary key are ignored when sent, as DRF
-// does; undeclared fields are refused (DRF ignores them, which hides
-// typos).
-func (s *Schema) Decode(body json.RawMessage, mode Mode, user string) (store.Row, error) {
+// OwnerFields returns the fields that owner:<field> permissions name
+// (sorted; none when the resource has no owner rule).
+func (s *Schema) OwnerFields() []string {
+	out := make([]string, 0, len(s.ownerFields))
+	for f := range s.ownerFields {
+		out = append(out, f)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Decode validates a JSON object sent for a write and returns the row to
+// store.
+//
+// Owner fields (those an owner:<field> permission names) belong to the
+// server: a create by a user fills them with that user, whatever the
+// create permission, and a user who sends one is refused (400, "This
+// field is read-only."); an anonymous user cannot create a record that
+// needs an owner. The server (who.Server) sets them like any field, and
+// may write read-only fields. Other read-only fields and the primary key
+// are ignored when a user sends them, as DRF does; undeclared fields are
+// refused (DRF ignores them, which hides typos).
+func (s *Schema) Decode(body json.RawMessage, mode Mode, who Actor) (store.Row, error) {
 	verr := &ValidationError{}
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || string(trimmed) == "null" {
@@ -164,12 +185,14 @@ func (s *Schema) Decode(body json.RawMessage, mode Mode, user string) (store.Row
 		}
 		if _, ok := s.r.Field(name); !ok {
 			verr.add(name, "Unknown field.")
+		} else if s.ownerFields[name] && !who.Server {
+			verr.add(name, "This field is read-only.")
 		}
 	}
 	for i := range s.r.Fields {
 		f := &s.r.Fields[i]
 		raw, present := in[f.Name]
-		if f.ReadOnly {
+		if (f.ReadOnly || s.ownerFields[f.Name]) && !who.Server {
 			continue
 		}
 		if !present {
@@ -181,7 +204,7 @@ func (s *Schema) Decode(body json.RawMessage, mode Mode, user string) (store.Row
 					return nil, fmt.Errorf("resource %s: default of %s: %w", s.r.Name, f.Name, err)
 				}
 				row[f.Name] = v
-			case f.Required && !(mode == Create && s.owner["create"] == f.Name):
+			case f.Required && !s.ownerFields[f.Name]:
 				verr.add(f.Name, "This field is required.")
 			}
 			continue
@@ -193,12 +216,12 @@ func (s *Schema) Decode(body json.RawMessage, mode Mode, user string) (store.Row
 		}
 		row[f.Name] = v
 	}
-	if mode == Create {
-		if field, ok := s.owner["create"]; ok {
-			if user == "" {
+	if mode == Create && !who.Server {
+		for _, field := range s.OwnerFields() {
+			if who.User == "" {
 				verr.add(field, "An authenticated user is required to own this record.")
-			} else {
-				row[field] = user
+			} else if _, sent := in[field]; !sent {
+				row[field] = who.User
 			}
 		}
 	}
@@ -365,6 +388,15 @@ func (s *Schema) Encode(row store.Row) json.RawMessage {
 // permissions, to the record (nil before it is loaded: then any
 // authenticated user passes, and the record decides).
 func (s *Schema) Allowed(action, user string, row store.Row) bool {
+	return s.allowed(action, As(user), row)
+}
+
+// allowed is Allowed for an actor: the server may do anything.
+func (s *Schema) allowed(action string, who Actor, row store.Row) bool {
+	if who.Server {
+		return true
+	}
+	user := who.User
 	var perm string
 	switch action {
 	case "read":
@@ -399,23 +431,23 @@ func (s *Schema) Allowed(action, user string, row store.Row) bool {
 	return owner == user
 }
 
-// readable reports whether a user may read a record as row holds it. A
-// nil row (a state the change log no longer keeps) is readable only when
-// reading is not limited to owners.
-func (s *Schema) readable(user string, row store.Row) bool {
-	if _, owned := s.owner["read"]; owned && row == nil {
+// readable reports whether an actor may read a record as row holds it. A
+// nil row (a state the change log no longer keeps, or no record) is
+// readable only when reading is not limited to owners.
+func (s *Schema) readable(who Actor, row store.Row) bool {
+	if _, owned := s.owner["read"]; owned && row == nil && !who.Server {
 		return false
 	}
-	return s.Allowed("read", user, row)
+	return s.allowed("read", who, row)
 }
 
-// OwnerFilter returns the condition that limits a list to the user's
+// OwnerFilter returns the condition that limits a list to the actor's
 // records when reading is owner:<field>, and false when reading is not
-// owner-limited.
-func (s *Schema) OwnerFilter(user string) (store.Cond, bool) {
+// owner-limited (or the actor is the server).
+func (s *Schema) OwnerFilter(who Actor) (store.Cond, bool) {
 	field, ok := s.owner["read"]
-	if !ok {
+	if !ok || who.Server {
 		return store.Cond{}, false
 	}
-	return store.Cond{Column: field, Value: user}, true
+	return store.Cond{Column: field, Value: who.User}, true
 }

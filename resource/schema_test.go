@@ -47,7 +47,7 @@ func fields(t *testing.T, err error) map[string][]string {
 
 func TestDecodeValid(t *testing.T) {
 	s := todos(t, config.ResourcePermissions{})
-	row, err := s.Decode(json.RawMessage(`{"pk": 99, "title": "Milk", "rank": 3, "score": 1.5, "due": "2026-11-23T10:00:00+01:00", "meta": {"a": [1]}, "created_by": "ignored"}`), Create, "")
+	row, err := s.Decode(json.RawMessage(`{"pk": 99, "title": "Milk", "rank": 3, "score": 1.5, "due": "2026-11-23T10:00:00+01:00", "meta": {"a": [1]}, "created_by": "ignored"}`), Create, As(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +64,11 @@ func TestDecodeValid(t *testing.T) {
 		t.Fatal("the primary key was taken from the client")
 	}
 	// A patch takes only what it names; an update needs required fields.
-	row, err = s.Decode(json.RawMessage(`{"rank": 4}`), Patch, "")
+	row, err = s.Decode(json.RawMessage(`{"rank": 4}`), Patch, As(""))
 	if err != nil || len(row) != 1 || row["rank"] != int64(4) {
 		t.Fatalf("patch %v %v", row, err)
 	}
-	if f := fields(t, func() error { _, err := s.Decode(json.RawMessage(`{"rank": 4}`), Update, ""); return err }()); f["title"][0] != "This field is required." {
+	if f := fields(t, func() error { _, err := s.Decode(json.RawMessage(`{"rank": 4}`), Update, As("")); return err }()); f["title"][0] != "This field is required." {
 		t.Fatalf("update without a required field: %v", f)
 	}
 }
@@ -95,19 +95,19 @@ func TestDecodeErrorsAreDRFShaped(t *testing.T) {
 		{`{nope`, "non_field_errors", "Invalid data. Expected a dictionary, but got malformed JSON."},
 	}
 	for _, tc := range cases {
-		_, err := s.Decode(json.RawMessage(tc.body), Create, "")
+		_, err := s.Decode(json.RawMessage(tc.body), Create, As(""))
 		f := fields(t, err)
 		if len(f[tc.field]) == 0 || f[tc.field][0] != tc.msg {
 			t.Errorf("%s: got %v, want %s: %s", tc.body, f, tc.field, tc.msg)
 		}
 	}
 	// Several problems at once.
-	_, err := s.Decode(json.RawMessage(`{"rank": 99, "done": 3}`), Create, "")
+	_, err := s.Decode(json.RawMessage(`{"rank": 99, "done": 3}`), Create, As(""))
 	if f := fields(t, err); len(f) != 3 {
 		t.Fatalf("want title, rank and done: %v", f)
 	}
 	// SQL metacharacters are just text.
-	row, err := s.Decode(json.RawMessage(`{"title": "a'; --"}`), Create, "")
+	row, err := s.Decode(json.RawMessage(`{"title": "a'; --"}`), Create, As(""))
 	if err != nil || row["title"] != "a'; --" {
 		t.Fatalf("%v %v", row, err)
 	}
@@ -152,19 +152,41 @@ func TestPermissions(t *testing.T) {
 			t.Errorf("%s by %q: %v", tc.action, tc.user, got)
 		}
 	}
-	// Create fills the owner with the writer, whatever the body says.
-	row, err := s.Decode(json.RawMessage(`{"title": "x", "owner": "mallory"}`), Create, "alice")
+	// Create fills the owner with the writer; a user cannot set it (400
+	// naming the field), on create, update or patch; the server can.
+	row, err := s.Decode(json.RawMessage(`{"title": "x"}`), Create, As("alice"))
 	if err != nil || row["owner"] != "alice" {
 		t.Fatalf("%v %v", row, err)
 	}
-	if c, ok := s.OwnerFilter("alice"); !ok || c.Column != "owner" || c.Value != "alice" {
+	for _, m := range []Mode{Create, Update, Patch} {
+		row, err = s.Decode(json.RawMessage(`{"title": "x", "owner": "mallory"}`), m, As("alice"))
+		if f := fields(t, err); row != nil || len(f) != 1 || f["owner"][0] != "This field is read-only." {
+			t.Fatalf("mode %d: a user sets the owner: %v %v", m, row, err)
+		}
+	}
+	if _, err := s.Decode(json.RawMessage(`{"title": "x"}`), Create, As("")); fields(t, err)["owner"] == nil {
+		t.Fatalf("an anonymous create of an owned record: %v", err)
+	}
+	row, err = s.Decode(json.RawMessage(`{"title": "x", "owner": "mallory"}`), Create, AsServer())
+	if err != nil || row["owner"] != "mallory" {
+		t.Fatalf("the server sets the owner: %v %v", row, err)
+	}
+	if row, err = s.Decode(json.RawMessage(`{"title": "x"}`), Create, AsServer()); err != nil || row["owner"] != nil {
+		t.Fatalf("the server's create is nobody's unless it says: %v %v", row, err)
+	}
+	// Any owner rule makes the field the owner's, whatever create says.
+	upd := todos(t, config.ResourcePermissions{Read: "anyone", Create: "authenticated", Update: "owner:owner", Delete: "owner:owner"})
+	if row, err = upd.Decode(json.RawMessage(`{"title": "x"}`), Create, As("bob")); err != nil || row["owner"] != "bob" {
+		t.Fatalf("create: authenticated with update: owner:owner: %v %v", row, err)
+	}
+	if c, ok := s.OwnerFilter(As("alice")); !ok || c.Column != "owner" || c.Value != "alice" {
 		t.Fatalf("owner filter %v %v", c, ok)
 	}
 	open := todos(t, config.ResourcePermissions{Read: "anyone", Create: "authenticated"})
 	if !open.Allowed("read", "", nil) || open.Allowed("create", "", nil) || !open.Allowed("create", "bob", nil) {
 		t.Fatal("anyone/authenticated")
 	}
-	if _, ok := open.OwnerFilter("x"); ok {
+	if _, ok := open.OwnerFilter(As("x")); ok {
 		t.Fatal("owner filter without an owner permission")
 	}
 	if _, err := NewSchema(config.Resource{Name: "x", Fields: []config.Field{{Name: "id", Type: "int"}}}); err == nil || !strings.Contains(err.Error(), "primary key") {
@@ -184,7 +206,7 @@ func FuzzDecode(f *testing.F) {
 	}})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, m := range []Mode{Create, Update, Patch} {
-			row, err := s.Decode(body, m, "u")
+			row, err := s.Decode(body, m, As("u"))
 			if err == nil {
 				if !json.Valid(s.Encode(row)) {
 					t.Fatalf("a decoded row encodes to invalid JSON: %q", body)

@@ -13,27 +13,15 @@ import (
 	"github.com/switchyardhq/switchyard/store"
 )
 
-// Event is a committed change, as subscribers see it.
-type Event struct {
-	Resource string
-	PK       int64
-	Op       store.Op
-	// Data is the record as clients see it (Schema.Encode); nil for a
-	// delete.
-	Data json.RawMessage
-	// Before is the record before an update or delete (nil for a
-	// create), so live queries can tell a row that left their filter.
-	Before json.RawMessage
-	// Seq is the change's place in the store's change log.
-	Seq int64
-}
-
 // Write is a write about to happen, as hooks see it.
 type Write struct {
 	Resource string
-	User     string // "" when anonymous
-	Op       store.Op
-	PK       int64 // 0 on create
+	User     string // "" when anonymous or the server
+	// Server is true for a write by the server itself (the Go API, or the
+	// REST API called with an API key): no permission applied.
+	Server bool
+	Op     store.Op
+	PK     int64 // 0 on create
 	// Row holds the validated values to store (all fields on create and
 	// update, those sent on patch); BeforeWrite may change it.
 	Row store.Row
@@ -216,15 +204,39 @@ func (s *Service) Schema(name string) (*Schema, bool) {
 	return sc, ok
 }
 
+// Conditions callers branch on (with errors.Is); each is a
+// *switchyard.Error with DRF's message, so adapters show it as is.
 var (
-	errForbidden = switchyard.Errorf(switchyard.CodeForbidden, "You do not have permission to perform this action.")
-	errNotFound  = switchyard.Errorf(switchyard.CodeNotFound, "Not found.")
+	// ErrForbidden: the caller may not perform the action (403).
+	ErrForbidden = switchyard.Errorf(switchyard.CodeForbidden, "You do not have permission to perform this action.")
+	// ErrNotFound: no such record for this caller (404): missing, or
+	// another owner's.
+	ErrNotFound = switchyard.Errorf(switchyard.CodeNotFound, "Not found.")
+	// ErrUnknownResource: no resource of that name (404).
+	ErrUnknownResource = errors.New("resource: unknown resource")
 )
+
+// Actor is who performs an operation: a user of a connection or request,
+// or the server itself.
+type Actor struct {
+	// User is the authenticated user ("" when anonymous).
+	User string
+	// Server is the application's own code (the Go API, the REST API
+	// called with an API key): no permission applies to it, and it may
+	// set and change owner fields.
+	Server bool
+}
+
+// As returns the actor of a user ("" for an anonymous one).
+func As(user string) Actor { return Actor{User: user} }
+
+// AsServer returns the actor of the application's own code.
+func AsServer() Actor { return Actor{Server: true} }
 
 func (s *Service) schema(name string) (*Schema, error) {
 	sc, ok := s.schemas[name]
 	if !ok {
-		return nil, switchyard.Errorf(switchyard.CodeNotFound, "unknown resource %q", name)
+		return nil, switchyard.Wrap(ErrUnknownResource, switchyard.CodeNotFound, "unknown resource %q", name)
 	}
 	return sc, nil
 }
@@ -234,7 +246,7 @@ func (s *Service) storeError(sc *Schema, err error) error {
 	var ce *store.ConflictError
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return errNotFound
+		return ErrNotFound
 	case errors.As(err, &ce):
 		return &ValidationError{Fields: map[string][]string{ce.Column: {fmt.Sprintf("%s with this %s already exists.", sc.Name(), ce.Column)}}}
 	}
@@ -260,7 +272,7 @@ func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change, before 
 	if s.onChange == nil && h.AfterWrite == nil {
 		return
 	}
-	ev := Event{Resource: sc.Name(), PK: ch.ID, Op: ch.Op, Seq: ch.Seq}
+	ev := Event{Resource: sc.Name(), PK: ch.ID, Op: ch.Op, Seq: ch.Seq, Row: ch.Row, BeforeRow: before}
 	if ch.Row != nil {
 		ev.Data = sc.Encode(ch.Row)
 	}
@@ -276,19 +288,19 @@ func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change, before 
 }
 
 // Create validates and stores a new record and returns it.
-func (s *Service) Create(ctx context.Context, name, user string, body json.RawMessage) (json.RawMessage, error) {
+func (s *Service) Create(ctx context.Context, name string, who Actor, body json.RawMessage) (json.RawMessage, error) {
 	sc, err := s.schema(name)
 	if err != nil {
 		return nil, err
 	}
-	if !sc.Allowed("create", user, nil) {
-		return nil, errForbidden
+	if !sc.allowed("create", who, nil) {
+		return nil, ErrForbidden
 	}
-	row, err := sc.Decode(body, Create, user)
+	row, err := sc.Decode(body, Create, who)
 	if err != nil {
 		return nil, err
 	}
-	w := Write{Resource: name, User: user, Op: store.OpCreate, Row: row}
+	w := Write{Resource: name, User: who.User, Server: who.Server, Op: store.OpCreate, Row: row}
 	if err := s.before(ctx, &w); err != nil {
 		return nil, err
 	}
@@ -302,49 +314,59 @@ func (s *Service) Create(ctx context.Context, name, user string, body json.RawMe
 }
 
 // Retrieve returns one record.
-func (s *Service) Retrieve(ctx context.Context, name, user string, pk int64) (json.RawMessage, error) {
-	sc, err := s.schema(name)
+func (s *Service) Retrieve(ctx context.Context, name string, who Actor, pk int64) (json.RawMessage, error) {
+	sc, row, err := s.readable(ctx, name, who, pk)
 	if err != nil {
 		return nil, err
-	}
-	if !sc.Allowed("read", user, nil) {
-		return nil, errForbidden
-	}
-	row, err := s.st.Get(ctx, name, pk)
-	if err != nil {
-		return nil, s.storeError(sc, err)
-	}
-	if !sc.Allowed("read", user, row) {
-		return nil, errNotFound // another user's record does not exist for this one
 	}
 	return sc.Encode(row), nil
 }
 
+// readable loads a record the actor may read: 403 when it may read none
+// of the resource, 404 when the record does not exist for it.
+func (s *Service) readable(ctx context.Context, name string, who Actor, pk int64) (*Schema, store.Row, error) {
+	sc, err := s.schema(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !sc.allowed("read", who, nil) {
+		return nil, nil, ErrForbidden
+	}
+	row, err := s.st.Get(ctx, name, pk)
+	if err != nil {
+		return nil, nil, s.storeError(sc, err)
+	}
+	if !sc.allowed("read", who, row) {
+		return nil, nil, ErrNotFound // another user's record does not exist for this one
+	}
+	return sc, row, nil
+}
+
 // Write changes a record: update (all writable fields) or patch (those
 // sent).
-func (s *Service) Write(ctx context.Context, name, user string, pk int64, body json.RawMessage, mode Mode) (json.RawMessage, error) {
+func (s *Service) Write(ctx context.Context, name string, who Actor, pk int64, body json.RawMessage, mode Mode) (json.RawMessage, error) {
 	sc, err := s.schema(name)
 	if err != nil {
 		return nil, err
 	}
-	if !sc.Allowed("update", user, nil) {
-		return nil, errForbidden
+	if !sc.allowed("update", who, nil) {
+		return nil, ErrForbidden
 	}
 	current, err := s.st.Get(ctx, name, pk)
 	if err != nil {
 		return nil, s.storeError(sc, err)
 	}
-	if !sc.Allowed("update", user, current) {
-		if sc.Allowed("read", user, current) {
-			return nil, errForbidden
+	if !sc.allowed("update", who, current) {
+		if sc.allowed("read", who, current) {
+			return nil, ErrForbidden
 		}
-		return nil, errNotFound
+		return nil, ErrNotFound
 	}
-	set, err := sc.Decode(body, mode, user)
+	set, err := sc.Decode(body, mode, who)
 	if err != nil {
 		return nil, err
 	}
-	w := Write{Resource: name, User: user, Op: store.OpUpdate, PK: pk, Row: set, Current: current}
+	w := Write{Resource: name, User: who.User, Server: who.Server, Op: store.OpUpdate, PK: pk, Row: set, Current: current}
 	if err := s.before(ctx, &w); err != nil {
 		return nil, err
 	}
@@ -358,25 +380,25 @@ func (s *Service) Write(ctx context.Context, name, user string, pk int64, body j
 }
 
 // Delete removes a record.
-func (s *Service) Delete(ctx context.Context, name, user string, pk int64) error {
+func (s *Service) Delete(ctx context.Context, name string, who Actor, pk int64) error {
 	sc, err := s.schema(name)
 	if err != nil {
 		return err
 	}
-	if !sc.Allowed("delete", user, nil) {
-		return errForbidden
+	if !sc.allowed("delete", who, nil) {
+		return ErrForbidden
 	}
 	current, err := s.st.Get(ctx, name, pk)
 	if err != nil {
 		return s.storeError(sc, err)
 	}
-	if !sc.Allowed("delete", user, current) {
-		if sc.Allowed("read", user, current) {
-			return errForbidden
+	if !sc.allowed("delete", who, current) {
+		if sc.allowed("read", who, current) {
+			return ErrForbidden
 		}
-		return errNotFound
+		return ErrNotFound
 	}
-	w := Write{Resource: name, User: user, Op: store.OpDelete, PK: pk, Current: current}
+	w := Write{Resource: name, User: who.User, Server: who.Server, Op: store.OpDelete, PK: pk, Current: current}
 	if err := s.before(ctx, &w); err != nil {
 		return err
 	}
@@ -407,42 +429,21 @@ type ListResult struct {
 	Results []json.RawMessage
 }
 
-// List returns the records a user may read that match q. Filters,
+// List returns the records an actor may read that match q. Filters,
 // ordering and search on undeclared fields are refused (400) before any
 // query runs.
-func (s *Service) List(ctx context.Context, name, user string, q ListQuery) (ListResult, error) {
+func (s *Service) List(ctx context.Context, name string, who Actor, q ListQuery) (ListResult, error) {
 	sc, err := s.schema(name)
 	if err != nil {
 		return ListResult{}, err
 	}
-	if !sc.Allowed("read", user, nil) {
-		return ListResult{}, errForbidden
+	if !sc.allowed("read", who, nil) {
+		return ListResult{}, ErrForbidden
 	}
 	sq := store.Query{Limit: q.Limit, Offset: q.Offset}
 	verr := &ValidationError{}
-	for field, raw := range q.Filter {
-		if field == sc.PK() {
-			var id int64
-			if json.Unmarshal(raw, &id) != nil {
-				verr.add(field, "A valid integer is required.")
-				continue
-			}
-			sq.Where = append(sq.Where, store.Cond{Column: "id", Value: id})
-			continue
-		}
-		f, ok := sc.r.Field(field)
-		if !ok {
-			verr.add(field, "Unknown field to filter on.")
-			continue
-		}
-		v, msg := decodeValue(&config.Field{Name: f.Name, Type: f.Type}, raw)
-		if msg != "" {
-			verr.add(field, msg)
-			continue
-		}
-		sq.Where = append(sq.Where, store.Cond{Column: field, Value: v})
-	}
-	if cond, ok := sc.OwnerFilter(user); ok {
+	sq.Where = sc.filter(q.Filter, verr)
+	if cond, ok := sc.OwnerFilter(who); ok {
 		sq.Where = append(sq.Where, cond)
 	}
 	if q.Search != "" {

@@ -72,7 +72,7 @@ func decode(t *testing.T, b json.RawMessage) map[string]any {
 func TestServiceCRUDAndEvents(t *testing.T) {
 	svc, ev := service(t, config.ResourcePermissions{})
 	ctx := context.Background()
-	out, err := svc.Create(ctx, "things", "", json.RawMessage(`{"name": "Ma Thing", "slug": "a"}`))
+	out, err := svc.Create(ctx, "things", As(""), json.RawMessage(`{"name": "Ma Thing", "slug": "a"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,22 +81,22 @@ func TestServiceCRUDAndEvents(t *testing.T) {
 	if m["name"] != "Ma Thing" || m["counter"] != 0.0 {
 		t.Fatalf("created %v", m)
 	}
-	if out, err = svc.Retrieve(ctx, "things", "", pk); err != nil || decode(t, out)["slug"] != "a" {
+	if out, err = svc.Retrieve(ctx, "things", As(""), pk); err != nil || decode(t, out)["slug"] != "a" {
 		t.Fatalf("retrieve %s %v", out, err)
 	}
-	if out, err = svc.Write(ctx, "things", "", pk, json.RawMessage(`{"counter": 5}`), Patch); err != nil || decode(t, out)["counter"] != 5.0 || decode(t, out)["name"] != "Ma Thing" {
+	if out, err = svc.Write(ctx, "things", As(""), pk, json.RawMessage(`{"counter": 5}`), Patch); err != nil || decode(t, out)["counter"] != 5.0 || decode(t, out)["name"] != "Ma Thing" {
 		t.Fatalf("patch %s %v", out, err)
 	}
-	if _, err = svc.Write(ctx, "things", "", pk, json.RawMessage(`{"counter": 6}`), Update); switchyard.ErrorCode(err) != switchyard.CodeBadRequest {
+	if _, err = svc.Write(ctx, "things", As(""), pk, json.RawMessage(`{"counter": 6}`), Update); switchyard.ErrorCode(err) != switchyard.CodeBadRequest {
 		t.Fatalf("update without the required name: %v", err)
 	}
-	if err := svc.Delete(ctx, "things", "", pk); err != nil {
+	if err := svc.Delete(ctx, "things", As(""), pk); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Retrieve(ctx, "things", "", pk); switchyard.ErrorCode(err) != switchyard.CodeNotFound || switchyard.ErrorMessage(err) != "Not found." {
+	if _, err := svc.Retrieve(ctx, "things", As(""), pk); switchyard.ErrorCode(err) != switchyard.CodeNotFound || switchyard.ErrorMessage(err) != "Not found." {
 		t.Fatalf("retrieve deleted: %v", err)
 	}
-	if err := svc.Delete(ctx, "things", "", pk); switchyard.ErrorCode(err) != switchyard.CodeNotFound {
+	if err := svc.Delete(ctx, "things", As(""), pk); switchyard.ErrorCode(err) != switchyard.CodeNotFound {
 		t.Fatalf("delete twice: %v", err)
 	}
 	// One event per committed write, in order, none for the failed ones.
@@ -115,20 +115,20 @@ func TestServiceCRUDAndEvents(t *testing.T) {
 func TestServiceValidationAndConflicts(t *testing.T) {
 	svc, ev := service(t, config.ResourcePermissions{})
 	ctx := context.Background()
-	_, err := svc.Create(ctx, "things", "", json.RawMessage(`{"nam": "typo"}`))
+	_, err := svc.Create(ctx, "things", As(""), json.RawMessage(`{"nam": "typo"}`))
 	var ve *ValidationError
 	if !errors.As(err, &ve) || ve.Fields["nam"] == nil || ve.Fields["name"] == nil || switchyard.ErrorCode(err) != switchyard.CodeBadRequest {
 		t.Fatalf("typo: %v", err)
 	}
-	svc.Create(ctx, "things", "", json.RawMessage(`{"name": "x", "slug": "dup"}`))
-	_, err = svc.Create(ctx, "things", "", json.RawMessage(`{"name": "y", "slug": "dup"}`))
+	svc.Create(ctx, "things", As(""), json.RawMessage(`{"name": "x", "slug": "dup"}`))
+	_, err = svc.Create(ctx, "things", As(""), json.RawMessage(`{"name": "y", "slug": "dup"}`))
 	if !errors.As(err, &ve) || ve.Fields["slug"][0] != "things with this slug already exists." {
 		t.Fatalf("unique: %v", err)
 	}
 	if len(ev.got) != 1 {
 		t.Fatalf("%d events after one successful write", len(ev.got))
 	}
-	if _, err := svc.Create(ctx, "nope", "", json.RawMessage(`{}`)); switchyard.ErrorCode(err) != switchyard.CodeNotFound {
+	if _, err := svc.Create(ctx, "nope", As(""), json.RawMessage(`{}`)); switchyard.ErrorCode(err) != switchyard.CodeNotFound {
 		t.Fatalf("unknown resource: %v", err)
 	}
 }
@@ -137,21 +137,21 @@ func TestServiceList(t *testing.T) {
 	svc, _ := service(t, config.ResourcePermissions{})
 	ctx := context.Background()
 	for _, n := range []string{"apple", "banana", "apricot", "cherry"} {
-		svc.Create(ctx, "things", "", json.RawMessage(`{"name": "`+n+`", "counter": `+map[string]string{"apple": "1", "banana": "2", "apricot": "1", "cherry": "3"}[n]+`}`))
+		svc.Create(ctx, "things", As(""), json.RawMessage(`{"name": "`+n+`", "counter": `+map[string]string{"apple": "1", "banana": "2", "apricot": "1", "cherry": "3"}[n]+`}`))
 	}
-	res, err := svc.List(ctx, "things", "", ListQuery{})
+	res, err := svc.List(ctx, "things", As(""), ListQuery{})
 	if err != nil || res.Count != 4 || decode(t, res.Results[0])["name"] != "cherry" {
 		t.Fatalf("default ordering -pk: %v %v", res, err)
 	}
-	res, _ = svc.List(ctx, "things", "", ListQuery{Search: "AP", Ordering: []string{"name"}})
+	res, _ = svc.List(ctx, "things", As(""), ListQuery{Search: "AP", Ordering: []string{"name"}})
 	if res.Count != 2 || decode(t, res.Results[0])["name"] != "apple" {
 		t.Fatalf("search: %+v", res)
 	}
-	res, _ = svc.List(ctx, "things", "", ListQuery{Filter: map[string]json.RawMessage{"counter": json.RawMessage("1")}})
+	res, _ = svc.List(ctx, "things", As(""), ListQuery{Filter: map[string]json.RawMessage{"counter": json.RawMessage("1")}})
 	if res.Count != 2 {
 		t.Fatalf("filter: %+v", res)
 	}
-	res, _ = svc.List(ctx, "things", "", ListQuery{Limit: 2, Offset: 1, Ordering: []string{"pk"}})
+	res, _ = svc.List(ctx, "things", As(""), ListQuery{Limit: 2, Offset: 1, Ordering: []string{"pk"}})
 	if res.Count != 4 || len(res.Results) != 2 || decode(t, res.Results[0])["name"] != "banana" {
 		t.Fatalf("page: %+v", res)
 	}
@@ -161,7 +161,7 @@ func TestServiceList(t *testing.T) {
 		{Filter: map[string]json.RawMessage{"counter": json.RawMessage(`"one"`)}},
 		{Limit: -1},
 	} {
-		if _, err := svc.List(ctx, "things", "", q); switchyard.ErrorCode(err) != switchyard.CodeBadRequest {
+		if _, err := svc.List(ctx, "things", As(""), q); switchyard.ErrorCode(err) != switchyard.CodeBadRequest {
 			t.Errorf("%+v: %v", q, err)
 		}
 	}
@@ -170,29 +170,32 @@ func TestServiceList(t *testing.T) {
 func TestServiceOwnerPermissions(t *testing.T) {
 	svc, _ := service(t, config.ResourcePermissions{Read: "owner:owner", Create: "owner:owner", Update: "owner:owner", Delete: "owner:owner"})
 	ctx := context.Background()
-	if _, err := svc.Create(ctx, "things", "", json.RawMessage(`{"name": "x"}`)); switchyard.ErrorCode(err) != switchyard.CodeForbidden {
+	if _, err := svc.Create(ctx, "things", As(""), json.RawMessage(`{"name": "x"}`)); switchyard.ErrorCode(err) != switchyard.CodeForbidden {
 		t.Fatalf("anonymous create: %v", err)
 	}
-	out, err := svc.Create(ctx, "things", "alice", json.RawMessage(`{"name": "hers", "owner": "mallory"}`))
+	if _, err := svc.Create(ctx, "things", As("alice"), json.RawMessage(`{"name": "hers", "owner": "mallory"}`)); switchyard.ErrorCode(err) != switchyard.CodeBadRequest {
+		t.Fatalf("a user sets the owner: %v", err)
+	}
+	out, err := svc.Create(ctx, "things", As("alice"), json.RawMessage(`{"name": "hers"}`))
 	if err != nil || decode(t, out)["owner"] != "alice" {
 		t.Fatalf("owner filled from the user: %s %v", out, err)
 	}
 	pk := int64(decode(t, out)["pk"].(float64))
-	svc.Create(ctx, "things", "bob", json.RawMessage(`{"name": "his"}`))
-	res, _ := svc.List(ctx, "things", "alice", ListQuery{})
+	svc.Create(ctx, "things", As("bob"), json.RawMessage(`{"name": "his"}`))
+	res, _ := svc.List(ctx, "things", As("alice"), ListQuery{})
 	if res.Count != 1 || decode(t, res.Results[0])["name"] != "hers" {
 		t.Fatalf("alice sees %+v", res)
 	}
-	if _, err := svc.Retrieve(ctx, "things", "bob", pk); switchyard.ErrorCode(err) != switchyard.CodeNotFound {
+	if _, err := svc.Retrieve(ctx, "things", As("bob"), pk); switchyard.ErrorCode(err) != switchyard.CodeNotFound {
 		t.Fatalf("bob retrieves alice's: %v", err)
 	}
-	if _, err := svc.Write(ctx, "things", "bob", pk, json.RawMessage(`{"name": "mine now"}`), Patch); switchyard.ErrorCode(err) != switchyard.CodeNotFound {
+	if _, err := svc.Write(ctx, "things", As("bob"), pk, json.RawMessage(`{"name": "mine now"}`), Patch); switchyard.ErrorCode(err) != switchyard.CodeNotFound {
 		t.Fatalf("bob patches alice's: %v", err)
 	}
-	if err := svc.Delete(ctx, "things", "bob", pk); switchyard.ErrorCode(err) != switchyard.CodeNotFound {
+	if err := svc.Delete(ctx, "things", As("bob"), pk); switchyard.ErrorCode(err) != switchyard.CodeNotFound {
 		t.Fatalf("bob deletes alice's: %v", err)
 	}
-	if err := svc.Delete(ctx, "things", "alice", pk); err != nil {
+	if err := svc.Delete(ctx, "things", As("alice"), pk); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -229,18 +232,18 @@ func TestServiceHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	out, err := svc.Create(ctx, "posts", "bob", json.RawMessage(`{"title": "Hello World", "slug": "ignored"}`))
+	out, err := svc.Create(ctx, "posts", As("bob"), json.RawMessage(`{"title": "Hello World", "slug": "ignored"}`))
 	if err != nil || decode(t, out)["slug"] != "hello-world" {
 		t.Fatalf("computed field: %s %v", out, err)
 	}
 	pk := int64(decode(t, out)["id"].(float64))
-	if _, err := svc.Create(ctx, "posts", "bob", json.RawMessage(`{"title": "buy spam"}`)); err == nil || !strings.Contains(err.Error(), "No spam.") {
+	if _, err := svc.Create(ctx, "posts", As("bob"), json.RawMessage(`{"title": "buy spam"}`)); err == nil || !strings.Contains(err.Error(), "No spam.") {
 		t.Fatalf("validate hook: %v", err)
 	}
-	if err := svc.Delete(ctx, "posts", "bob", pk); switchyard.ErrorCode(err) != switchyard.CodeForbidden {
+	if err := svc.Delete(ctx, "posts", As("bob"), pk); switchyard.ErrorCode(err) != switchyard.CodeForbidden {
 		t.Fatalf("delete refused by the hook: %v", err)
 	}
-	if err := svc.Delete(ctx, "posts", "admin", pk); err != nil {
+	if err := svc.Delete(ctx, "posts", As("admin"), pk); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(after, ",") != "create,delete" {

@@ -8,7 +8,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +59,8 @@ type Server struct {
 	broker *memory.Broker
 	hub    *hub.Hub
 	db     *sqlite.DB
+	// resources is the resource service (the Go API: Resources).
+	resources *resource.Service
 	// channelstream is the Channelstream API (nil when it is off).
 	channelstream *channelstream.Server
 	metrics       *metrics
@@ -134,7 +135,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Broker:         b,
 		Presence:       b,
 		Channels:       withChannelstreamNamespace(cfg),
-		Reserved:       map[string]config.ChannelOptions{"$resource": {}},
+		Reserved:       map[string]config.ChannelOptions{resource.ChannelNamespace: {}},
 		MaxQueuedBytes: int64(cfg.Limits.MaxQueuedBytes),
 		Logger:         log,
 	})
@@ -150,9 +151,9 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Resources: cfg.Resources,
 		Hooks:     o.ResourceHooks,
 		OnChange: func(ctx context.Context, ev resource.Event) {
-			data, _ := json.Marshal(live.ResourceEvent{Op: string(ev.Op), PK: ev.PK, Seq: ev.Seq, Data: ev.Data, Before: ev.Before})
+			data := ev.Payload()
 			ctx = context.WithoutCancel(ctx)
-			for _, ch := range []string{live.InstanceChannel(ev.Resource, ev.PK), live.CollectionChannel(ev.Resource)} {
+			for _, ch := range ev.Channels() {
 				if _, err := hb.Publish(ctx, nil, ch, data); err != nil {
 					log.Error("resource event not published", "resource", ev.Resource, "channel", ch, "err", err)
 				}
@@ -166,14 +167,15 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     log,
-		engine:  engine,
-		broker:  b,
-		hub:     hb,
-		db:      db,
-		mux:     http.NewServeMux(),
-		started: time.Now(),
+		cfg:       cfg,
+		log:       log,
+		engine:    engine,
+		broker:    b,
+		hub:       hb,
+		db:        db,
+		resources: resources,
+		mux:       http.NewServeMux(),
+		started:   time.Now(),
 	}
 	s.checks = append([]Check{
 		{Name: "store", Func: db.Ping},
@@ -212,6 +214,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s.mux.Handle("/api/resources/", api.NewResources(api.ResourcesConfig{
 		Service:  resources,
 		Verifier: verifier,
+		Keys:     cfg.APIKeys,
 		MaxBody:  int64(cfg.Limits.MaxRequestBody),
 	}))
 	if cs := cfg.Channelstream; cs.Enabled {
@@ -293,6 +296,13 @@ func withChannelstreamNamespace(cfg config.Config) config.Channels {
 func (s *Server) Handler() http.Handler {
 	return s.instrument(s.mux)
 }
+
+// Resources returns the resource service: the Go API to the declared
+// resources. Call it with resource.AsServer() to act as the application
+// (no permission applies, owner fields can be set), or resource.As(user)
+// to act for a user with the configured rules. Its writes reach
+// subscribers like any other.
+func (s *Server) Resources() *resource.Service { return s.resources }
 
 // Registry returns the Prometheus registry behind /metrics, for embedding
 // programs that add their own collectors.

@@ -5,31 +5,21 @@ import (
 	"encoding/json"
 
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/store"
 )
 
-// instanceSub is one request_id's subscription to a record.
+// instanceSub is one request_id's subscription to a record: the
+// resource service's InstanceWatch decides what it receives.
 type instanceSub struct {
 	rid json.RawMessage
-	// seq: made with since. Its events carry their change's seq, and a
-	// live event at or below after was already in the catch-up.
-	seq   bool
-	after int64
+	w   *resource.InstanceWatch // nil while holding
+	// seq: made with since; its events carry their change's seq.
+	seq bool
 	// holding: the catch-up is being built; the record's live events wait
-	// in held until it is sent.
+	// in held until it is sent, then go through w (which skips those the
+	// catch-up covered).
 	holding bool
-	held    []ResourceEvent
-}
-
-// hold keeps a live event for after the catch-up. The hub may encode one
-// event twice while its own subscribe holds events (once when it arrives,
-// once when it is released), so an event already held is not held again.
-func (is *instanceSub) hold(ev ResourceEvent) {
-	for i := range is.held {
-		if is.held[i].Seq == ev.Seq {
-			return
-		}
-	}
-	is.held = append(is.held, ev)
+	held    []*resource.Event
 }
 
 // parseSince reads subscribe_instance's since: absent (or null) for a
@@ -82,7 +72,7 @@ func (h *Handler) subscribeSince(ctx context.Context, sess *session, stream, ch 
 			return
 		}
 	}
-	cu, err := h.cfg.Resources.CatchUp(ctx, stream, sess.hs.User(), pk, since, h.cfg.MaxCatchUp)
+	cu, err := h.cfg.Resources.CatchUp(ctx, stream, resource.As(sess.hs.User()), pk, since, h.cfg.MaxCatchUp)
 	if err != nil {
 		sess.removeInstance(ch, req.RequestID)
 		if sess.instanceCount(ch) == 0 {
@@ -95,14 +85,21 @@ func (h *Handler) subscribeSince(ctx context.Context, sess *session, stream, ch 
 	switch {
 	case cu.Recovered:
 		for _, ev := range cu.Events {
-			frames = append(frames, instanceFrame(stream, req.RequestID, ResourceEvent{Op: string(ev.Op), PK: ev.PK, Seq: ev.Seq, Data: ev.Data}, true))
+			d := resource.Delivery{Action: resource.Updated, PK: ev.PK, Seq: ev.Seq, Record: ev.Data}
+			switch ev.Op {
+			case store.OpCreate:
+				d.Action = resource.Created
+			case store.OpDelete:
+				d.Action, d.Record = resource.Deleted, nil
+			}
+			frames = append(frames, instanceFrame(stream, req.RequestID, d, true))
 		}
 	case cu.Current != nil: // the record as it is, in place of the changes the log no longer holds
-		frames = append(frames, instanceFrame(stream, req.RequestID, ResourceEvent{Op: "update", PK: pk, Seq: cu.Seq, Data: cu.Current}, true))
+		frames = append(frames, instanceFrame(stream, req.RequestID, resource.Delivery{Action: resource.Updated, PK: pk, Seq: cu.Seq, Record: cu.Current}, true))
 	default: // gone meanwhile
-		frames = append(frames, instanceFrame(stream, req.RequestID, ResourceEvent{Op: "delete", PK: pk, Seq: cu.Seq}, true))
+		frames = append(frames, instanceFrame(stream, req.RequestID, resource.Delivery{Action: resource.Deleted, PK: pk, Seq: cu.Seq}, true))
 	}
-	sess.release(stream, is, cu.Seq, frames)
+	sess.release(stream, is, cu.Watch, frames)
 }
 
 // holdInstance registers a request_id's subscription made with since, or
@@ -117,7 +114,7 @@ func (s *session) holdInstance(ch string, rid json.RawMessage) (is *instanceSub,
 	}
 	for _, is := range s.instances[ch] {
 		if string(is.rid) == string(rid) {
-			is.seq, is.after, is.holding, is.held = true, 0, true, nil
+			is.seq, is.holding, is.held = true, true, nil
 			return is, false
 		}
 	}
@@ -128,27 +125,28 @@ func (s *session) holdInstance(ch string, rid json.RawMessage) (is *instanceSub,
 }
 
 // release sends the reply and catch-up frames, then the events held
-// meanwhile that are after upTo, and lets live events through. Frames go
-// out before the subscription stops holding, so no live event can be
-// queued ahead of them: the last round finds nothing held and flips the
+// meanwhile that the watch lets through (it skips those at or below the
+// catch-up's position), and lets live events through. Frames go out
+// before the subscription stops holding, so no live event can be queued
+// ahead of them: the last round finds nothing held and flips the
 // subscription to live under the lock that every event takes.
-func (s *session) release(stream string, is *instanceSub, upTo int64, frames [][]byte) {
+func (s *session) release(stream string, is *instanceSub, w *resource.InstanceWatch, frames [][]byte) {
 	s.smu.Lock()
-	is.after = upTo
+	is.w = w
 	for {
 		held := is.held
 		is.held = nil
-		if len(frames) == 0 && len(held) == 0 {
+		for _, ev := range held {
+			if d := w.Apply(ev); d.Action != resource.Skip {
+				frames = append(frames, instanceFrame(stream, is.rid, d, true))
+			}
+		}
+		if len(frames) == 0 {
 			is.holding = false
 			s.smu.Unlock()
 			return
 		}
 		s.smu.Unlock()
-		for _, ev := range held {
-			if ev.Seq > upTo {
-				frames = append(frames, instanceFrame(stream, is.rid, ev, true))
-			}
-		}
 		for _, f := range frames {
 			s.hs.Send(f)
 		}

@@ -72,7 +72,7 @@ func New(cfg Config) *Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{}}
+	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{svc: cfg.Resources, log: cfg.Logger}}
 }
 
 // session is the state of one connection.
@@ -86,7 +86,7 @@ type session struct {
 	// holding smu.
 	smu       sync.Mutex
 	instances map[string][]*instanceSub
-	lists     map[string][]listSub // collection channel → live queries
+	lists     map[string][]*listSub // collection channel → live queries
 	// A token bucket for MessagesPerSecond: tokens left and when they were
 	// counted. Touched only by the connection's handler calls, which never
 	// run concurrently.
@@ -427,8 +427,12 @@ func encode(stream string, payload any) []byte {
 	return b
 }
 
-// encoder is the hub.Encoder of /live; one value serves every session.
-type encoder struct{}
+// encoder is the hub.Encoder (and hub.SessionEncoder, for resource
+// events) of /live; one value serves every session.
+type encoder struct {
+	svc *resource.Service // nil: no resources
+	log *slog.Logger
+}
 
 type pushMessage struct {
 	Action  string                 `json:"action"`

@@ -61,7 +61,7 @@ func testHandler(tb testing.TB) (*Handler, *session, *frames) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := svc.Create(context.Background(), "todos", "", json.RawMessage(`{"title": "one"}`)); err != nil {
+	if _, err := svc.Create(context.Background(), "todos", resource.As(""), json.RawMessage(`{"title": "one"}`)); err != nil {
 		tb.Fatal(err)
 	}
 	h := New(Config{Hub: hb, Resources: svc})

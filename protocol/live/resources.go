@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"reflect"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -17,7 +17,7 @@ import (
 // create 201, retrieve/list/update/patch 200, delete 204 with data null.
 func (h *Handler) resource(ctx context.Context, sess *session, stream string, req request) {
 	svc := h.cfg.Resources
-	user := sess.hs.User()
+	who := resource.As(sess.hs.User())
 	reply := func(status int, data any) {
 		sess.hs.Send(encode(stream, dcrfReply{Errors: []any{}, Data: data, Action: req.Action, ResponseStatus: status, RequestID: requestID(req)}))
 	}
@@ -28,7 +28,7 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 	}
 	switch req.Action {
 	case "create":
-		out, err := svc.Create(ctx, stream, user, req.Data)
+		out, err := svc.Create(ctx, stream, who, req.Data)
 		if err != nil {
 			fail(err)
 			return
@@ -42,7 +42,7 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 		}
 		switch req.Action {
 		case "retrieve":
-			out, err := svc.Retrieve(ctx, stream, user, pk)
+			out, err := svc.Retrieve(ctx, stream, who, pk)
 			if err != nil {
 				fail(err)
 				return
@@ -53,14 +53,14 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			if req.Action == "patch" {
 				mode = resource.Patch
 			}
-			out, err := svc.Write(ctx, stream, user, pk, req.Data, mode)
+			out, err := svc.Write(ctx, stream, who, pk, req.Data, mode)
 			if err != nil {
 				fail(err)
 				return
 			}
 			reply(200, out)
 		case "delete":
-			if err := svc.Delete(ctx, stream, user, pk); err != nil {
+			if err := svc.Delete(ctx, stream, who, pk); err != nil {
 				fail(err)
 				return
 			}
@@ -77,7 +77,7 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 		if paginated && req.Limit == nil {
 			q.Limit = sc.PageSize()
 		}
-		res, err := svc.List(ctx, stream, user, q)
+		res, err := svc.List(ctx, stream, who, q)
 		if err != nil {
 			fail(err)
 			return
@@ -97,7 +97,7 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			fail(&resource.ValidationError{Fields: map[string][]string{"request_id": {"This field is required."}}})
 			return
 		}
-		ch := InstanceChannel(stream, pk)
+		ch := resource.InstanceChannel(stream, pk)
 		if req.Action == "unsubscribe_instance" {
 			if !sess.removeInstance(ch, req.RequestID) {
 				fail(switchyard.Errorf(switchyard.CodeNotFound, "Subscription not found"))
@@ -118,11 +118,12 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			h.subscribeSince(ctx, sess, stream, ch, pk, since, req)
 			return
 		}
-		if _, err := svc.Retrieve(ctx, stream, user, pk); err != nil {
+		w, err := svc.WatchInstance(ctx, stream, who, pk)
+		if err != nil {
 			fail(err)
 			return
 		}
-		if n, added := sess.addInstance(ch, req.RequestID); added && n == 1 {
+		if n, added := sess.addInstance(ch, req.RequestID, w); added && n == 1 {
 			if err := h.cfg.Hub.SubscribeSilent(ctx, sess.hs, ch); err != nil {
 				sess.removeInstance(ch, req.RequestID)
 				fail(err)
@@ -136,29 +137,10 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			return
 		}
 		sc, _ := svc.Schema(stream)
-		ls := listSub{rid: req.RequestID, many: req.Action == "subscribe_many"}
-		verr := &resource.ValidationError{Fields: map[string][]string{}}
-		for field, raw := range req.Filter {
-			if _, ok := sc.Field(field); !ok && field != sc.PK() {
-				verr.Fields[field] = append(verr.Fields[field], "Unknown field to filter on.")
-				continue
-			}
-			var v any
-			json.Unmarshal(raw, &v)
-			if ls.filter == nil {
-				ls.filter = map[string]any{}
-			}
-			ls.filter[field] = v
-		}
-		if len(verr.Fields) > 0 {
-			fail(verr)
-			return
-		}
+		var f resource.LiveFilter
+		f.Filter = req.Filter
 		if req.Things != nil {
-			ls.pks = map[int64]bool{}
-			for _, pk := range req.Things {
-				ls.pks[pk] = true
-			}
+			f.PKs = req.Things
 		}
 		// dcrf-client 1.x sends a custom subscription to one record with
 		// the pk under pkField: {"action": "subscribe_many", "id": 5}.
@@ -172,10 +154,15 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 				fail(err)
 				return
 			}
-			ls.pks = map[int64]bool{pk: true}
+			f.PKs = []int64{pk}
 		}
-		ch := CollectionChannel(stream)
-		if sess.addList(ch, ls) == 1 {
+		q, err := svc.LiveQuery(stream, who, f)
+		if err != nil {
+			fail(err)
+			return
+		}
+		ch := resource.CollectionChannel(stream)
+		if sess.addList(ch, &listSub{rid: req.RequestID, q: q, many: req.Action == "subscribe_many"}) == 1 {
 			if err := h.cfg.Hub.SubscribeSilent(ctx, sess.hs, ch); err != nil {
 				sess.removeList(ch, req.RequestID)
 				fail(err)
@@ -184,7 +171,7 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 		}
 		reply(201, nil)
 	case "unsubscribe_list", "unsubscribe_many":
-		ch := CollectionChannel(stream)
+		ch := resource.CollectionChannel(stream)
 		if !sess.removeList(ch, req.RequestID) {
 			fail(switchyard.Errorf(switchyard.CodeNotFound, "Subscription not found"))
 			return
@@ -198,39 +185,19 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 	}
 }
 
-// listSub is a live query: the rows of a resource matching filter (and,
-// for subscribe_many with things, one of pks).
+// listSub is a live query of one request_id: the resource service's
+// LiveQuery decides what it receives.
 type listSub struct {
-	rid    json.RawMessage
-	filter map[string]any
-	pks    map[int64]bool
-	many   bool // subscribe_many: a delete carries the whole record, as dcrf-client's test app sends it
+	rid  json.RawMessage
+	q    *resource.LiveQuery
+	many bool // subscribe_many: a delete carries the whole record, as dcrf-client's test app sends it
 }
 
-// matches reports whether a record (decoded JSON) belongs to the query.
-func (l *listSub) matches(pk int64, rec map[string]any) bool {
-	if rec == nil {
-		return false
-	}
-	if l.pks != nil && !l.pks[pk] {
-		return false
-	}
-	for k, v := range l.filter {
-		if !reflect.DeepEqual(rec[k], v) {
-			return false
-		}
-	}
-	return true
-}
-
-// CollectionChannel is the hub channel of every change of a resource.
-func CollectionChannel(resourceName string) string { return "$resource:" + resourceName }
-
-func (s *session) addList(ch string, ls listSub) int {
+func (s *session) addList(ch string, ls *listSub) int {
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	if s.lists == nil {
-		s.lists = map[string][]listSub{}
+		s.lists = map[string][]*listSub{}
 	}
 	subs := s.lists[ch]
 	for i := range subs {
@@ -265,16 +232,11 @@ func (s *session) listCount(ch string) int {
 	return len(s.lists[ch])
 }
 
-// InstanceChannel is the hub channel of one record's changes.
-func InstanceChannel(resourceName string, pk int64) string {
-	return "$resource:" + resourceName + ":" + strconv.FormatInt(pk, 10)
-}
-
 // addInstance records a plain subscription and returns how many the
 // channel now has on this connection, and whether this request_id is new
 // (a repeated subscribe with the same request_id changes nothing, as in
 // DCRF).
-func (s *session) addInstance(ch string, rid json.RawMessage) (int, bool) {
+func (s *session) addInstance(ch string, rid json.RawMessage, w *resource.InstanceWatch) (int, bool) {
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	if s.instances == nil {
@@ -285,7 +247,7 @@ func (s *session) addInstance(ch string, rid json.RawMessage) (int, bool) {
 			return len(s.instances[ch]), false
 		}
 	}
-	s.instances[ch] = append(s.instances[ch], &instanceSub{rid: rid})
+	s.instances[ch] = append(s.instances[ch], &instanceSub{rid: rid, w: w})
 	return len(s.instances[ch]), true
 }
 
@@ -311,75 +273,142 @@ func (s *session) instanceCount(ch string) int {
 	return len(s.instances[ch])
 }
 
-// ResourceEvent is what the server publishes on a record's and a
-// resource's hub channels.
-type ResourceEvent struct {
-	Op     string          `json:"op"` // create, update, delete
-	PK     int64           `json:"pk"`
-	Seq    int64           `json:"seq"`              // the change's place in the store's change log
-	Data   json.RawMessage `json:"data,omitempty"`   // the record; absent for a delete
-	Before json.RawMessage `json:"before,omitempty"` // the record before an update or delete
-}
-
-// EncodeForSession implements hub.SessionEncoder: a record's change goes
-// to this connection once per request_id that subscribed to it, as DCRF
-// sends it — update with the record and status 200, delete with
-// {"pk": …} and status 204 — plus its seq for subscriptions made with
-// since. A subscription whose catch-up is being built holds the event
-// instead (see subscribeSince).
-func (*encoder) EncodeForSession(hs *hub.Session, ch string, pub switchyard.Publication) ([][]byte, bool) {
-	rest, ok := strings.CutPrefix(ch, "$resource:")
-	if !ok {
+// Prepare implements hub.SessionEncoder: a resource event is decoded once
+// per broadcast, and EncodeForSession hands the decoded event to each
+// subscription of the session.
+func (e *encoder) Prepare(ch string, pub switchyard.Publication) (any, bool) {
+	name, _, instance, ok := resource.ParseChannel(ch)
+	if !ok || e.svc == nil {
 		return nil, false
 	}
-	sess, ok := hs.Value().(*session)
-	if !ok {
-		return nil, true
+	ev, err := e.svc.DecodeEvent(pub.Data)
+	if err != nil || ev.Resource != name {
+		// Nobody receives what the service cannot read: a publish that
+		// bypassed it (the server API refuses those) or a bug.
+		e.log.Error("live: resource event dropped", "channel", ch, "err", err)
+		return (*prepared)(nil), true
 	}
-	var ev ResourceEvent
-	if json.Unmarshal(pub.Data, &ev) != nil {
-		return nil, true
-	}
-	if !strings.Contains(rest, ":") {
-		return sess.listFrames(ch, rest, ev), true
-	}
-	stream := rest[:strings.LastIndexByte(rest, ':')]
-	type target struct {
-		rid     json.RawMessage
-		withSeq bool
-	}
-	sess.smu.Lock()
-	subs := sess.instances[ch]
-	targets := make([]target, 0, len(subs))
-	for _, is := range subs {
-		switch {
-		case is.holding:
-			is.hold(ev)
-		case !is.seq:
-			targets = append(targets, target{rid: is.rid})
-		case ev.Seq > is.after: // at or below: the catch-up had it
-			targets = append(targets, target{rid: is.rid, withSeq: true})
-		}
-	}
-	sess.smu.Unlock()
-	frames := make([][]byte, 0, len(targets))
-	for _, t := range targets {
-		frames = append(frames, instanceFrame(stream, t.rid, ev, t.withSeq))
-	}
-	return frames, true
+	return &prepared{ev: ev, instance: instance, stream: mustJSON(name)}, true
 }
 
-// instanceFrame is a record's change as an instance subscription's event:
-// DCRF's five keys, and seq after them when withSeq.
-func instanceFrame(stream string, rid json.RawMessage, ev ResourceEvent, withSeq bool) []byte {
-	r := dcrfReply{Errors: []any{}, Data: ev.Data, Action: ev.Op, ResponseStatus: 200, RequestID: rid}
-	if ev.Op == "delete" {
-		r.Data, r.ResponseStatus = map[string]int64{"pk": ev.PK}, 204
+// EncodeForSession implements hub.SessionEncoder: the frames of one
+// session's subscriptions to the event's channel, one per request_id that
+// the resource service lets the event through to. A subscription whose
+// catch-up is being built holds the event instead (see subscribeSince).
+func (e *encoder) EncodeForSession(hs *hub.Session, ch string, p any, frames [][]byte) [][]byte {
+	pe, _ := p.(*prepared)
+	sess, _ := hs.Value().(*session)
+	if pe == nil || sess == nil {
+		return frames
 	}
-	if !withSeq {
-		return encode(stream, r)
+	sess.smu.Lock()
+	defer sess.smu.Unlock()
+	if pe.instance {
+		for _, is := range sess.instances[ch] {
+			if is.holding {
+				is.held = append(is.held, pe.ev)
+				continue
+			}
+			if d := is.w.Apply(pe.ev); d.Action != resource.Skip {
+				frames = append(frames, pe.frame(d, is.rid, is.seq, false))
+			}
+		}
+		return frames
 	}
-	return encode(stream, seqReply{dcrfReply: r, Seq: ev.Seq})
+	for _, l := range sess.lists[ch] {
+		if d := l.q.Apply(pe.ev); d.Action != resource.Skip {
+			frames = append(frames, pe.frame(d, l.rid, false, l.many))
+		}
+	}
+	return frames
+}
+
+// prepared is a resource event decoded once per broadcast, with the
+// frame heads its subscribers share (the frames differ only by
+// request_id and seq, at their end).
+type prepared struct {
+	ev       *resource.Event
+	instance bool
+	stream   []byte // the stream's name as JSON
+	heads    [4][3][]byte
+}
+
+// Kinds of data an event frame carries.
+const (
+	dataRecord = iota // the record
+	dataPK            // {"pk": …}
+	dataBefore        // the record before the change (subscribe_many deletes)
+)
+
+// frame is one subscription's event: DCRF's five keys, and seq after them
+// when withSeq. An instance delete carries {"pk": …}, a live query's too
+// except subscribe_many's, which carries the record as it was when the
+// service lets the subscriber read it.
+func (p *prepared) frame(d resource.Delivery, rid json.RawMessage, withSeq, many bool) []byte {
+	kind := dataRecord
+	if d.Action == resource.Deleted {
+		kind = dataPK
+		if many && d.Record != nil {
+			kind = dataBefore
+		}
+	}
+	head := p.heads[d.Action][kind]
+	if head == nil {
+		var data []byte
+		switch kind {
+		case dataRecord, dataBefore:
+			data = d.Record
+		default:
+			data = fmt.Appendf(nil, `{"pk":%d}`, d.PK)
+		}
+		head = eventHead(p.stream, d.Action, data)
+		p.heads[d.Action][kind] = head
+	}
+	return eventFrame(head, rid, d.Seq, withSeq)
+}
+
+// eventHead is the start of an event frame, up to its request_id:
+// {"stream":S,"payload":{"errors":[],"data":D,"action":A,"response_status":N,"request_id":
+func eventHead(stream []byte, a resource.Action, data []byte) []byte {
+	status := 200
+	if a == resource.Deleted {
+		status = 204
+	}
+	b := make([]byte, 0, len(stream)+len(data)+96)
+	b = append(b, `{"stream":`...)
+	b = append(b, stream...)
+	b = append(b, `,"payload":{"errors":[],"data":`...)
+	b = append(b, data...)
+	b = append(b, `,"action":"`...)
+	b = append(b, a.String()...)
+	b = append(b, `","response_status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `,"request_id":`...)
+	return b
+}
+
+// eventFrame completes a frame head with the request_id (and the seq).
+func eventFrame(head []byte, rid json.RawMessage, seq int64, withSeq bool) []byte {
+	b := make([]byte, 0, len(head)+len(rid)+32)
+	b = append(b, head...)
+	b = append(b, rid...)
+	if withSeq {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendInt(b, seq, 10)
+	}
+	return append(b, "}}"...)
+}
+
+// instanceFrame is a record's change as an instance subscription's event,
+// outside a broadcast (catch-up).
+func instanceFrame(stream string, rid json.RawMessage, d resource.Delivery, withSeq bool) []byte {
+	p := prepared{stream: mustJSON(stream)}
+	return p.frame(d, rid, withSeq, false)
+}
+
+func mustJSON(s string) []byte {
+	b, _ := json.Marshal(s) // a string always encodes
+	return b
 }
 
 // dcrfReply is a DCRF response payload, for every stream: the keys and
@@ -410,7 +439,7 @@ func (h *Handler) dcrfError(sess *session, stream string, req request, err error
 	switch {
 	case errors.As(err, &ve):
 		errs = []any{ve.Fields}
-	case code == switchyard.CodeNotFound && switchyard.ErrorMessage(err) == "Not found.":
+	case errors.Is(err, resource.ErrNotFound):
 		errs = []any{"Not found"}
 	case code == switchyard.CodeInternal:
 		h.log.Error("live: resource request failed", "resource", stream, "action", req.Action, "err", err)
@@ -482,47 +511,4 @@ func listQuery(req request) (resource.ListQuery, error) {
 		q.Ordering = many
 	}
 	return q, nil
-}
-
-// listFrames turns a resource's change into the events of this
-// connection's live queries: update while the row matches, create when it
-// starts matching, delete when it stops.
-func (s *session) listFrames(ch, stream string, ev ResourceEvent) [][]byte {
-	s.smu.Lock()
-	subs := append([]listSub(nil), s.lists[ch]...)
-	s.smu.Unlock()
-	if len(subs) == 0 {
-		return nil
-	}
-	var before, after map[string]any
-	if len(ev.Before) > 0 {
-		json.Unmarshal(ev.Before, &before)
-	}
-	if len(ev.Data) > 0 {
-		json.Unmarshal(ev.Data, &after)
-	}
-	var frames [][]byte
-	for i := range subs {
-		l := &subs[i]
-		was, is := l.matches(ev.PK, before), l.matches(ev.PK, after)
-		var action string
-		status := 200
-		var data any = ev.Data
-		switch {
-		case was && is:
-			action = "update"
-		case is:
-			action = "create"
-		case was:
-			action, status = "delete", 204
-			data = map[string]int64{"pk": ev.PK}
-			if l.many {
-				data = ev.Before
-			}
-		default:
-			continue
-		}
-		frames = append(frames, encode(stream, dcrfReply{Errors: []any{}, Data: data, Action: action, ResponseStatus: status, RequestID: l.rid}))
-	}
-	return frames
 }
