@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,13 +22,13 @@ import (
 
 	"github.com/switchyardhq/switchyard/api"
 	"github.com/switchyardhq/switchyard/auth"
-	"github.com/switchyardhq/switchyard/broker/memory"
+	"github.com/switchyardhq/switchyard/broker"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
 	"github.com/switchyardhq/switchyard/protocol/live"
 	"github.com/switchyardhq/switchyard/resource"
-	"github.com/switchyardhq/switchyard/store/sqlite"
+	"github.com/switchyardhq/switchyard/store"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -56,9 +55,9 @@ type Server struct {
 	cfg    config.Config
 	log    *slog.Logger
 	engine *ws.Engine
-	broker *memory.Broker
+	broker broker.Broker
 	hub    *hub.Hub
-	db     *sqlite.DB
+	db     store.Store
 	// resources is the resource service (the Go API: Resources).
 	resources *resource.Service
 	// channelstream is the Channelstream API (nil when it is off).
@@ -100,12 +99,6 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Store.Driver != "sqlite" {
-		return nil, fmt.Errorf("server: store driver %q is not available in this build yet (sqlite is)", cfg.Store.Driver)
-	}
-	if cfg.Broker.Driver != "memory" {
-		return nil, fmt.Errorf("server: broker driver %q is not available in this build yet (memory is)", cfg.Broker.Driver)
-	}
 	// Sections this build parses and validates but does not serve yet:
 	// said once at start, never silently ignored.
 	if len(cfg.Resources) > 0 {
@@ -121,26 +114,33 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	db, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(cfg.DataDir, "switchyard.db")})
+	db, err := openStore(context.Background(), cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("server: store: %w", err)
+		return nil, err
+	}
+	b, err := openBroker(context.Background(), cfg, log)
+	if err != nil {
+		db.Close()
+		return nil, err
 	}
 	engine, err := ws.NewEngine(ws.EngineConfig{Logger: log})
 	if err != nil {
+		b.Close(context.Background())
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	b := memory.New(memory.Config{})
 	hb, err := hub.New(hub.Config{
 		Broker:         b,
 		Presence:       b,
 		Channels:       withChannelstreamNamespace(cfg),
 		Reserved:       map[string]config.ChannelOptions{resource.ChannelNamespace: {}},
 		MaxQueuedBytes: int64(cfg.Limits.MaxQueuedBytes),
+		PresenceExpiry: time.Duration(cfg.Broker.PresenceTTL),
 		Logger:         log,
 	})
 	if err != nil {
 		engine.Close()
+		b.Close(context.Background())
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -163,6 +163,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		hb.Close()
 		engine.Close()
+		b.Close(context.Background())
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -179,7 +180,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	}
 	s.checks = append([]Check{
 		{Name: "store", Func: db.Ping},
-		{Name: "broker", Func: func(context.Context) error { return nil }}, // in-memory: always reachable
+		{Name: "broker", Func: brokerCheck(b)},
 	}, o.Checks...)
 	s.metrics = newMetrics(engine, s.started)
 
@@ -247,6 +248,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		if err != nil {
 			hb.Close()
 			engine.Close()
+			b.Close(context.Background())
 			db.Close()
 			return nil, fmt.Errorf("server: %w", err)
 		}

@@ -17,51 +17,18 @@ import (
 	"github.com/switchyardhq/switchyard/internal/testenv"
 )
 
-// newTestBroker returns a broker under a prefix of its own; its keys are
-// deleted when the test ends (never anything else).
+// newTestBroker returns a broker under a prefix of its own (or the one
+// given); its keys are deleted when the test ends (never anything else).
 func newTestBroker(t testing.TB, prefix string) *Broker {
 	t.Helper()
-	url := testenv.RedisURL(t)
 	if prefix == "" {
-		prefix = testenv.Prefix(t)
-		t.Cleanup(func() { deletePrefix(t, url, prefix) })
+		prefix = testenv.RedisPrefix(t)
 	}
-	b, err := New(context.Background(), Config{URL: url, Prefix: prefix, PubSubShards: 2})
+	b, err := New(context.Background(), Config{URL: testenv.RedisURL(t), Prefix: prefix, PubSubShards: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// deletePrefix deletes the keys under prefix, and only those.
-func deletePrefix(t testing.TB, url, prefix string) {
-	opt, err := rueidis.ParseURL(url)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	opt.DisableCache = true
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer c.Close()
-	ctx := context.Background()
-	var cursor uint64
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+":*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		if len(e.Elements) > 0 {
-			c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build())
-		}
-		if cursor = e.Cursor; cursor == 0 {
-			return
-		}
-	}
 }
 
 func TestContract(t *testing.T) {
@@ -123,9 +90,7 @@ func eventually(t testing.TB, timeout time.Duration, f func() error) {
 // reaches both, once each, with the same position, and history and
 // presence are shared.
 func TestTwoProcesses(t *testing.T) {
-	url := testenv.RedisURL(t)
-	prefix := testenv.Prefix(t)
-	t.Cleanup(func() { deletePrefix(t, url, prefix) })
+	prefix := testenv.RedisPrefix(t)
 	a, b := newTestBroker(t, prefix), newTestBroker(t, prefix)
 	ra, rb := newRecorder(), newRecorder()
 	if err := a.Run(ra); err != nil {
@@ -179,21 +144,7 @@ func TestTwoProcesses(t *testing.T) {
 	}
 }
 
-// adminClient is a plain client for what the tests do behind the
-// broker's back (CLIENT KILL, deleting one key).
-func adminClient(t testing.TB) rueidis.Client {
-	opt, err := rueidis.ParseURL(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache = true
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
+func adminClient(t testing.TB) rueidis.Client { return testenv.RedisClient(t) }
 
 // After Redis kills the broker's connections, its subscriptions are
 // restored and deliveries resume; the publications made while they were

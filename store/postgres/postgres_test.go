@@ -15,41 +15,7 @@ import (
 	"github.com/switchyardhq/switchyard/store/storetest"
 )
 
-// testSchema creates a schema of its own for t and returns a URL whose
-// search_path is it; the schema (and only it) is dropped at the end.
-func testSchema(t testing.TB) string {
-	t.Helper()
-	base := testenv.Postgres(t)
-	schema := testenv.Prefix(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+quote(schema)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP SCHEMA "+quote(schema)+" CASCADE"); err != nil {
-			t.Error(err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func testSchema(t testing.TB) string { return testenv.PostgresSchema(t) }
 
 func openTest(t testing.TB, u string) *DB {
 	t.Helper()
