@@ -141,6 +141,14 @@ func (h *Hub) SubscribeServer(ctx context.Context, s *Session, ch string) error 
 	return h.subscribe(ctx, s, ch, opts, nil, s.enc.EncodeSubscribed)
 }
 
+// CheckServerChannel reports whether the server may subscribe sessions to
+// a channel: a valid name in a configured namespace (the error says why
+// not).
+func (h *Hub) CheckServerChannel(ch string) error {
+	_, err := h.check(nil, ch, nil, "subscribe")
+	return err
+}
+
 func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.ChannelOptions, since *switchyard.StreamPosition, encodeReply func(SubscribeResult) []byte) error {
 	sub := &subscription{opts: opts}
 	sub.recovering.Store(true)

@@ -23,6 +23,7 @@ import (
 	"github.com/switchyardhq/switchyard/api"
 	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/broker"
+	"github.com/switchyardhq/switchyard/cluster"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
@@ -56,6 +57,7 @@ type Server struct {
 	log    *slog.Logger
 	engine *ws.Engine
 	broker broker.Broker
+	node   *cluster.Node
 	hub    *hub.Hub
 	db     store.Store
 	// resources is the resource service (the Go API: Resources).
@@ -129,8 +131,22 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	host, _ := os.Hostname()
+	node, err := cluster.New(cluster.Config{
+		Broker:   b,
+		Presence: b,
+		Name:     fmt.Sprintf("%s-%d", host, os.Getpid()),
+		TTL:      time.Duration(cfg.Broker.PresenceTTL),
+		Logger:   log,
+	})
+	if err != nil {
+		engine.Close()
+		b.Close(context.Background())
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	hb, err := hub.New(hub.Config{
-		Broker:         b,
+		Broker:         node,
 		Presence:       b,
 		Channels:       withChannelstreamNamespace(cfg),
 		Reserved:       map[string]config.ChannelOptions{resource.ChannelNamespace: {}},
@@ -139,6 +155,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Logger:         log,
 	})
 	if err != nil {
+		engine.Close()
+		b.Close(context.Background())
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := node.Start(context.Background()); err != nil {
+		hb.Close()
 		engine.Close()
 		b.Close(context.Background())
 		db.Close()
@@ -163,6 +186,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		hb.Close()
 		engine.Close()
+		node.Stop(context.Background())
 		b.Close(context.Background())
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
@@ -172,6 +196,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		log:       log,
 		engine:    engine,
 		broker:    b,
+		node:      node,
 		hub:       hb,
 		db:        db,
 		resources: resources,
@@ -206,6 +231,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	}))
 	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
 		Hub:         hb,
+		Cluster:     node,
 		Keys:        cfg.APIKeys,
 		MaxBody:     int64(cfg.Limits.MaxRequestBody),
 		Connections: engine.Len,
@@ -248,6 +274,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		if err != nil {
 			hb.Close()
 			engine.Close()
+			node.Stop(context.Background())
 			b.Close(context.Background())
 			db.Close()
 			return nil, fmt.Errorf("server: %w", err)
@@ -373,6 +400,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Go(func() { wsErr = s.engine.Shutdown(ctx) })
 	wg.Wait()
 	s.hub.Close()
+	s.node.Stop(ctx)
 	brokerErr := s.broker.Close(ctx)
 	dbErr := s.db.Close()
 	if err := errors.Join(httpErr, wsErr, brokerErr, dbErr); err != nil {
