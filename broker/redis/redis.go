@@ -108,6 +108,9 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	addr := redactedAddr(cfg.URL, opt)
 	opt.DisableCache = true
+	if opt.ClientName == "" {
+		opt.ClientName = cfg.Prefix // CLIENT LIST shows whose connections these are
+	}
 	opt.Dialer.Timeout = cfg.ConnectTimeout
 	opt.ConnWriteTimeout = max(cfg.ConnectTimeout, 3*time.Second)
 	opt.DisableRetry = true // a publication is never sent twice
