@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyardhq/switchyard"
@@ -81,6 +82,7 @@ type Node struct {
 	info NodeInfo
 
 	handler broker.Handler // the hub
+	peers   atomic.Int32   // live nodes at the last heartbeat, this one included
 
 	mu       sync.Mutex
 	handlers map[string]Handler
@@ -203,8 +205,20 @@ func (n *Node) Stop(ctx context.Context) {
 
 func (n *Node) beat(ctx context.Context) error {
 	raw, _ := json.Marshal(n.info)
-	return n.cfg.Presence.AddPresence(ctx, NodesChannel, n.id, switchyard.ClientInfo{ClientID: n.id, Info: raw}, n.cfg.TTL)
+	if err := n.cfg.Presence.AddPresence(ctx, NodesChannel, n.id, switchyard.ClientInfo{ClientID: n.id, Info: raw}, n.cfg.TTL); err != nil {
+		return err
+	}
+	nodes, err := n.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	n.peers.Store(int32(len(nodes)))
+	return nil
 }
+
+// Peers returns how many nodes were live at the last heartbeat, this one
+// included (at least 1). It reads memory only.
+func (n *Node) Peers() int { return max(int(n.peers.Load()), 1) }
 
 func (n *Node) heartbeat() {
 	t := time.NewTicker(n.cfg.TTL / 3)

@@ -251,6 +251,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		}
 		s.channelstream, err = channelstream.New(channelstream.Config{
 			Hub:               hb,
+			Clustered:         func(context.Context) bool { return node.Peers() > 1 },
 			Engine:            engine,
 			WSOptions:         wsOpts,
 			Namespace:         cs.Namespace,

@@ -23,11 +23,14 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchyardhq/switchyard/internal/testenv"
+	"github.com/switchyardhq/switchyard/protocol/channelstream"
 )
 
 const (
 	clusterAPIKey = "cluster-test-api-key-0123456789"
 	clusterSecret = "cluster-test-hmac-secret-0123456789"
+	// clusterCSSecret signs the Channelstream API calls.
+	clusterCSSecret = "cluster-test-channelstream-secret"
 	// clusterPresenceTTL is broker.presence_ttl of the cluster: a killed
 	// process's clients leave presence within it.
 	clusterPresenceTTL = 3 * time.Second
@@ -42,6 +45,7 @@ store: {driver: postgres, url: %q}
 broker: {driver: redis, url: %q, prefix: %s, presence_ttl: %s, connect_timeout: 5s}
 auth: {anonymous: true, jwt: {hmac_secret: %s}}
 api_keys: [%s]
+channelstream: {enabled: true, secret: %s}
 channels:
   namespaces:
     chat:
@@ -55,7 +59,7 @@ resources:
     fields:
       name: {type: string, required: true}
     permissions: {read: anyone, create: anyone, update: anyone, delete: anyone}
-`, testenv.PostgresSchema(t), testenv.RedisURL(t), testenv.RedisPrefix(t), clusterPresenceTTL, clusterSecret, clusterAPIKey))
+`, testenv.PostgresSchema(t), testenv.RedisURL(t), testenv.RedisPrefix(t), clusterPresenceTTL, clusterSecret, clusterAPIKey, clusterCSSecret))
 }
 
 func userToken(t *testing.T, user string) string {
@@ -432,6 +436,47 @@ func TestCluster(t *testing.T) {
 		chans, _ := res["channels"].(map[string]any)
 		if code != 200 || chans["chat:extra"] == nil || chans[room] == nil {
 			t.Fatalf("channels: %d %v", code, res)
+		}
+	})
+
+	t.Run("channelstream: a connection made on A is refused on B with a clear error (sticky routing)", func(t *testing.T) {
+		body := strings.NewReader(`{"username": "cs-user", "channels": ["lobby"]}`)
+		req, _ := http.NewRequest("POST", a+"/connect", body)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Channelstream-Secret", channelstream.Sign(clusterCSSecret, "channelstream", time.Now()))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conn map[string]any
+		json.NewDecoder(resp.Body).Decode(&conn)
+		resp.Body.Close()
+		id, _ := conn["conn_id"].(string)
+		if resp.StatusCode != 200 || id == "" {
+			t.Fatalf("/connect on A: %d %v", resp.StatusCode, conn)
+		}
+		// The registry must know the other processes before B can say so.
+		eventuallyCluster(t, clusterPresenceTTL+2*time.Second, func() error {
+			resp, err := http.Get(b + "/listen?conn_id=" + id)
+			if err != nil {
+				return err
+			}
+			msg, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 401 || !strings.Contains(string(msg), "sticky routing") {
+				return fmt.Errorf("/listen on B: %d %s", resp.StatusCode, msg)
+			}
+			return nil
+		})
+		ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(b, "http")+"/ws?conn_id="+id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		_, _, err = ws.ReadMessage()
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || !strings.Contains(ce.Text, "sticky") {
+			t.Fatalf("/ws on B: %v, want a close saying to route sticky", err)
 		}
 	})
 
