@@ -28,12 +28,12 @@ type FanoutConfig struct {
 	// deliveries cross the broker. Empty: all on Target.
 	Subscribe []*url.URL
 	APIKey    string
-	Conns    int           // subscribers
-	Channels int           // channels; subscriber i joins channel i % Channels
-	Rate     int           // publications per second, over all channels
-	Duration time.Duration // how long to publish
-	Size     int           // payload bytes
-	Progress io.Writer
+	Conns     int           // subscribers
+	Channels  int           // channels; subscriber i joins channel i % Channels
+	Rate      int           // publications per second, over all channels
+	Duration  time.Duration // how long to publish
+	Size      int           // payload bytes
+	Progress  io.Writer
 }
 
 // Latency holds percentiles in milliseconds.
