@@ -3,7 +3,7 @@ GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test lint bench bench-idle bench-fanout bench-longpoll bench-engines fuzz
+.PHONY: all build test lint bench bench-idle bench-fanout bench-longpoll bench-engines fuzz dist
 
 all: lint test
 
@@ -25,6 +25,29 @@ tests/dcrf/node_modules: tests/dcrf/package-lock.json
 tests/channelstream/node_modules: tests/channelstream/package-lock.json
 	cd tests/channelstream && npm ci --no-audit --no-fund
 	touch $@
+
+## dist: static binaries (no cgo) for every platform in PLATFORMS, with the
+## version and commit stamped in (switchyard version prints them), and
+## SHA256SUMS, in DIST (dist/, beside dist/Dockerfile). Override any of them:
+##   make dist PLATFORMS=linux/amd64 VERSION=v1.2.0
+VERSION   ?= $(shell git describe --tags --dirty 2>/dev/null || echo 0.1.0-dev)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+DIST      ?= dist
+LDFLAGS   := -s -w -X github.com/switchyardhq/switchyard.Version=$(VERSION) -X github.com/switchyardhq/switchyard.Commit=$(COMMIT)
+
+dist:
+	@mkdir -p $(DIST)
+	@set -e; names=; \
+	for p in $(PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; ext=; [ "$$os" = windows ] && ext=.exe; \
+	  name=switchyard-$$os-$$arch$$ext; \
+	  echo "dist: $(DIST)/$$name ($(VERSION), $(COMMIT))"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/$$name ./cmd/switchyard; \
+	  names="$$names $$name"; \
+	done; \
+	cd $(DIST) && if command -v sha256sum >/dev/null; then sha256sum $$names; else shasum -a 256 $$names; fi > SHA256SUMS
+	@echo "dist: $(DIST)/SHA256SUMS"
 
 ## lint: gofmt, go vet and staticcheck
 lint:

@@ -10,8 +10,18 @@ import (
 	"fmt"
 )
 
-// Version is the release of this build.
-const Version = "0.1.0-dev"
+// Version is the release of this build, and Commit the revision of the
+// source it was built from ("" when unknown). Release builds stamp both at
+// link time (`make dist`):
+//
+//	go build -ldflags "-X github.com/switchyardhq/switchyard.Version=v1.2.0 -X github.com/switchyardhq/switchyard.Commit=3f2c1ab" ./cmd/switchyard
+//
+// They are variables only so that the linker can set them; nothing assigns
+// them at run time.
+var (
+	Version = "0.1.0-dev"
+	Commit  = ""
+)
 
 // Code is a stable, client-facing error code. Each protocol maps codes to
 // its wire (a DCRF response_status, an HTTP status and JSON body, a close

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"errors"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/switchyardhq/switchyard"
@@ -58,7 +58,7 @@ func (s *Server) handleLocal() {
 			switch {
 			case err == nil:
 				n++
-			case switchyard.ErrorCode(err) == switchyard.CodeBadRequest && strings.HasPrefix(switchyard.ErrorMessage(err), "already subscribed"):
+			case errors.Is(err, hub.ErrAlreadySubscribed):
 			default:
 				return nil, err
 			}
@@ -258,6 +258,7 @@ func (s *Server) info(r *http.Request, d *decoder) (any, error) {
 		"channels":       len(chans.(map[string]any)["channels"].(map[string]map[string]int)),
 		"uptime_seconds": int64(time.Since(s.cfg.Started).Seconds()),
 		"version":        switchyard.Version,
+		"commit":         switchyard.Commit,
 		"nodes":          nodes,
 	}, nil
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -28,6 +30,9 @@ type ResourcesConfig struct {
 	Keys []config.Secret
 	// MaxBody bounds request bodies (default 1 MiB; larger: 413).
 	MaxBody int64
+	// Logger receives refused requests (info) and panics in hooks (error,
+	// with the stack); nil is slog.Default(), so a panic is never silent.
+	Logger *slog.Logger
 }
 
 // Resources serves /api/resources/<name>/ and /api/resources/<name>/<pk>/
@@ -44,10 +49,51 @@ func NewResources(cfg ResourcesConfig) *Resources {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	return &Resources{cfg: cfg}
 }
 
+// ServeHTTP serves one request. A panic below it (in a resource hook, say)
+// answers 500 in DRF's shape, {"detail": "A server error occurred."}, and is
+// logged with its stack; the server goes on.
 func (h *Resources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &startedWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.cfg.Logger.Error("panic serving a resource request", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			if !sw.started {
+				detail(sw, http.StatusInternalServerError, "A server error occurred.")
+			}
+		}
+	}()
+	h.serve(sw, r)
+}
+
+// startedWriter records whether a response was started.
+type startedWriter struct {
+	http.ResponseWriter
+	started bool
+}
+
+func (w *startedWriter) WriteHeader(code int) {
+	w.started = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *startedWriter) Write(b []byte) (int, error) {
+	w.started = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (h *Resources) serve(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/resources/"), "/"), "/")
 	name := parts[0]
 	sc, ok := h.cfg.Service.Schema(name)
@@ -140,6 +186,7 @@ func (h *Resources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Resources) actor(w http.ResponseWriter, r *http.Request) (resource.Actor, bool) {
 	if key, ok := apiKey(r); ok {
 		if !validKey(h.cfg.Keys, key) {
+			h.cfg.Logger.Info("request refused", "status", http.StatusUnauthorized, "reason", "invalid API key", "key", "api_keys", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `apikey realm="switchyard"`)
 			detail(w, http.StatusUnauthorized, "Invalid API key.")
 			return resource.Actor{}, false
@@ -151,6 +198,7 @@ func (h *Resources) actor(w http.ResponseWriter, r *http.Request) (resource.Acto
 	}
 	p, err := h.cfg.Verifier.FromRequest(r)
 	if err != nil {
+		h.cfg.Logger.Info("request refused", "status", http.StatusUnauthorized, "reason", switchyard.ErrorMessage(err), "key", auth.ConfigKey(err), "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
 		detail(w, http.StatusUnauthorized, switchyard.ErrorMessage(err))
 		return resource.Actor{}, false

@@ -86,9 +86,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, switchyard.Errorf(switchyard.CodeNotFound, "unknown server API method %q", name))
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "use POST"))
+	if r.Method != http.MethodPost && !(readOnly[name] && r.Method == http.MethodGet) {
+		allow, use := http.MethodPost, "use POST"
+		if readOnly[name] {
+			allow, use = "GET, POST", "use GET or POST"
+		}
+		w.Header().Set("Allow", allow)
+		writeError(w, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "%s", use))
 		return
 	}
 	d, err := readBody(w, r, s.cfg.MaxBody)
@@ -106,6 +110,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, res)
 }
+
+// readOnly are the methods that take no body and change nothing: they
+// answer GET as well as POST.
+var readOnly = map[string]bool{"channels": true, "info": true}
 
 // authorized compares the key with every configured key in constant time.
 func (s *Server) authorized(r *http.Request) bool {
@@ -275,7 +283,7 @@ func (s *Server) presenceStats(r *http.Request, d *decoder) (any, error) {
 }
 
 func (s *Server) history(r *http.Request, d *decoder) (any, error) {
-	if err := d.only("channel", "limit", "since"); err != nil {
+	if err := d.only("channel", "limit", "since", "reverse"); err != nil {
 		return nil, err
 	}
 	ch, err := d.channel()
@@ -293,7 +301,11 @@ func (s *Server) history(r *http.Request, d *decoder) (any, error) {
 	if err := d.field("since", &since, false); err != nil {
 		return nil, err
 	}
-	pubs, pos, err := s.cfg.Hub.History(r.Context(), nil, ch, limit, since)
+	var reverse bool
+	if err := d.field("reverse", &reverse, false); err != nil {
+		return nil, err
+	}
+	pubs, pos, err := s.cfg.Hub.History(r.Context(), nil, ch, limit, since, reverse)
 	if err != nil {
 		return nil, err
 	}

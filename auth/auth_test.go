@@ -278,7 +278,11 @@ func TestVerifyRejects(t *testing.T) {
 		{"three dots", hs, "a.b.c", "malformed token"},
 		{"four parts", hs, valid + ".x", "malformed token"},
 		{"payload not JSON", hs, signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256"}`, `not json`), "malformed token"},
-		{"sub not a string", hs, signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256"}`, `{"sub":42}`), "malformed token"},
+		{"sub an object", hs, signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256"}`, `{"sub":{"id":42}}`), `claim "sub" must be a string or an integer`},
+		{"sub a fraction", hs, signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256"}`, `{"sub":4.2}`), `claim "sub" must be a string or an integer`},
+		{"sub an exponent", hs, signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256"}`, `{"sub":4e2}`), `claim "sub" must be a string or an integer`},
+		{"sub a boolean", hs, signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256"}`, `{"sub":true}`), `claim "sub" must be a string or an integer`},
+		{"payload a list", hs, signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256"}`, `["sub"]`), "malformed token"},
 		{"exp not a number", hs, signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256"}`, `{"exp":"tomorrow"}`), "malformed token"},
 		{"channels not a list", hs, signRaw(t, jwt.SigningMethodHS256, secret, `{"alg":"HS256"}`, `{"channels":"news"}`), "malformed token"},
 		{"too large", hs, sign(t, jwt.SigningMethodHS256, secret, tokenClaims{Info: json.RawMessage(`"` + strings.Repeat("x", MaxTokenSize) + `"`)}), "malformed token"},
@@ -586,6 +590,7 @@ func TestFromRequest(t *testing.T) {
 	})
 	bob := sign(t, jwt.SigningMethodHS256, secret, claims("bob"))
 	guest := sign(t, jwt.SigningMethodHS256, secret, tokenClaims{Info: json.RawMessage(`"guest"`)})
+	emptySub := sign(t, jwt.SigningMethodHS256, secret, claims(""))
 	expired := sign(t, jwt.SigningMethodHS256, secret, jwt.RegisteredClaims{Subject: "alice", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Hour))})
 	wrong := sign(t, jwt.SigningMethodHS256, []byte("some-other-secret-16b"), claims("alice"))
 
@@ -607,7 +612,9 @@ func TestFromRequest(t *testing.T) {
 		{name: "bearer", v: closed, bearer: alice, user: "alice"},
 		{name: "query wins", v: closed, query: alice, cookie: bob, bearer: bob, user: "alice"},
 		{name: "cookie wins over header", v: closed, cookie: bob, bearer: alice, user: "bob"},
-		{name: "token without sub, anonymous refused", v: closed, bearer: guest, anon: true},
+		{name: "token without sub, anonymous refused", v: closed, bearer: guest, msg: `token has no "sub" claim (the user id)`, leaked: guest},
+		{name: "token with empty sub, anonymous refused", v: closed, bearer: emptySub, msg: `token has no "sub" claim (the user id)`, leaked: emptySub},
+		{name: "token without sub, anonymous allowed", v: open, bearer: guest, anon: true},
 		{name: "invalid token, anonymous allowed", v: open, query: wrong, msg: "invalid token signature", leaked: wrong},
 		{name: "expired token, anonymous allowed", v: open, cookie: expired, msg: "token expired", leaked: expired},
 		{name: "garbage token, anonymous allowed", v: open, bearer: "garbage-token-value", msg: "malformed token", leaked: "garbage-token-value"},
@@ -803,4 +810,99 @@ func FuzzVerify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestUserClaim: the user id comes from the configured claim, as a string
+// or an integer (Django REST framework's simplejwt issues {"user_id": 42}).
+func TestUserClaim(t *testing.T) {
+	secret := []byte(testSecret)
+	header := `{"alg":"HS256","typ":"JWT"}`
+	simplejwt := newVerifier(t, config.Auth{JWT: config.JWT{HMACSecret: testSecret, UserClaim: "user_id"}})
+	sub := newVerifier(t, config.Auth{JWT: config.JWT{HMACSecret: testSecret, UserClaim: "sub"}})
+	for _, tt := range []struct {
+		name    string
+		v       *Verifier
+		payload string
+		user    string
+		msg     string // "" = accepted
+	}{
+		{"simplejwt access token", simplejwt, `{"token_type":"access","exp":4102444800,"iat":1700000000,"jti":"a1b2","user_id":42}`, "42", ""},
+		{"string user_id", simplejwt, `{"user_id":"alice"}`, "alice", ""},
+		{"big integer kept exactly", simplejwt, `{"user_id":123456789012345678901234567890}`, "123456789012345678901234567890", ""},
+		{"negative integer", simplejwt, `{"user_id":-7}`, "-7", ""},
+		{"sub ignored when user_id is the claim", simplejwt, `{"sub":"mallory","user_id":7}`, "7", ""},
+		{"sub of any type ignored when user_id is the claim", simplejwt, `{"sub":{"x":1},"user_id":7}`, "7", ""},
+		{"only sub, user_id configured", simplejwt, `{"sub":"alice"}`, "", `token has no "user_id" claim (the user id)`},
+		{"null user_id", simplejwt, `{"user_id":null}`, "", `token has no "user_id" claim (the user id)`},
+		{"float user_id", simplejwt, `{"user_id":42.0}`, "", `claim "user_id" must be a string or an integer`},
+		{"numeric sub", sub, `{"sub":42}`, "42", ""},
+		{"numeric sub zero", sub, `{"sub":0}`, "0", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := signRaw(t, jwt.SigningMethodHS256, secret, header, tt.payload)
+			c, err := tt.v.Verify(tok)
+			if tt.msg != "" {
+				wantUnauthorized(t, err, tt.msg, tok)
+				if got := ConfigKey(err); got != "auth.jwt.user_claim" {
+					t.Errorf("ConfigKey = %q, want auth.jwt.user_claim", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if c.User != tt.user {
+				t.Errorf("User = %q, want %q", c.User, tt.user)
+			}
+		})
+	}
+}
+
+// TestRejectionKeys: every refusal names the configuration key that
+// governs it, for the operator's log (and none for a token at fault).
+func TestRejectionKeys(t *testing.T) {
+	secret := []byte(testSecret)
+	k := testKeys()
+	hs := newVerifier(t, config.Auth{JWT: config.JWT{HMACSecret: testSecret, Issuer: "https://auth.example.com", Audience: "sy"}})
+	rs := keyVerifier(t, &k.rsa.PublicKey)
+	none := newVerifier(t, config.Auth{})
+	good := func(c jwt.RegisteredClaims) jwt.RegisteredClaims {
+		c.Issuer, c.Audience = "https://auth.example.com", jwt.ClaimStrings{"sy"}
+		return c
+	}
+	expired := good(claims("alice"))
+	expired.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Hour))
+	wrongIss := good(claims("alice"))
+	wrongIss.Issuer = "https://evil.example.com"
+	wrongAud := good(claims("alice"))
+	wrongAud.Audience = jwt.ClaimStrings{"other"}
+	for _, tt := range []struct {
+		name, token string
+		v           *Verifier
+		key         string
+	}{
+		{"wrong secret", sign(t, jwt.SigningMethodHS256, []byte("another-secret-0123"), good(claims("alice"))), hs, "auth.jwt.hmac_secret"},
+		{"wrong algorithm for the HMAC key", sign(t, jwt.SigningMethodRS256, k.rsa, good(claims("alice"))), hs, "auth.jwt.hmac_secret"},
+		{"wrong algorithm for the public key", sign(t, jwt.SigningMethodHS256, secret, claims("alice")), rs, "auth.jwt.public_key_file"},
+		{"no key configured", sign(t, jwt.SigningMethodHS256, secret, claims("alice")), none, "auth.jwt.hmac_secret"},
+		{"issuer", sign(t, jwt.SigningMethodHS256, secret, wrongIss), hs, "auth.jwt.issuer"},
+		{"audience", sign(t, jwt.SigningMethodHS256, secret, wrongAud), hs, "auth.jwt.audience"},
+		{"expired: the token's fault", sign(t, jwt.SigningMethodHS256, secret, expired), hs, ""},
+		{"malformed: the token's fault", "not-a-token", hs, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.v.Verify(tt.token)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if got := ConfigKey(err); got != tt.key {
+				t.Errorf("ConfigKey(%v) = %q, want %q", err, got, tt.key)
+			}
+		})
+	}
+	closed := newVerifier(t, config.Auth{JWT: config.JWT{HMACSecret: testSecret}})
+	_, err := closed.FromRequest(httptest.NewRequest(http.MethodGet, "/live", nil))
+	if ConfigKey(err) != "auth.anonymous" || switchyard.ErrorMessage(err) != "authentication required" {
+		t.Errorf("no token, anonymous refused: %v, key %q", err, ConfigKey(err))
+	}
 }

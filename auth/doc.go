@@ -13,12 +13,14 @@
 // token cannot pick its own verification (no "alg" confusion, no "none").
 // With neither key configured every token is rejected.
 //
-// The claims used are sub (the user; empty or absent is an anonymous user),
-// exp, nbf and iat (checked with a leeway of [Leeway] for clock skew), iss
-// and aud (checked only when config.JWT.Issuer or config.JWT.Audience is
-// set), info (any JSON value, passed through raw to presence) and channels
-// (channel names the connection joins at connect). Other claims are
-// ignored.
+// The claims used are the user claim (config.JWT.UserClaim, sub by
+// default: the user id, a string or an integer such as simplejwt's
+// user_id 42, which becomes "42"; empty or absent is an anonymous user,
+// refused unless config.Auth.Anonymous), exp, nbf and iat (checked with a
+// leeway of [Leeway] for clock skew), iss and aud (checked only when
+// config.JWT.Issuer or config.JWT.Audience is set), info (any JSON value,
+// passed through raw to presence) and channels (channel names the
+// connection joins at connect). Other claims are ignored.
 //
 // # Requests
 //
@@ -29,11 +31,13 @@
 //
 // # Errors and logs
 //
-// Every rejection is a *switchyard.Error with code
+// Every rejection is a [*Rejection]: a *switchyard.Error with code
 // switchyard.CodeUnauthorized and a short fixed message ("token expired",
 // "invalid token signature", "malformed token", …) that is safe to send to
-// the client: it never contains the token or a piece of it. Tokens travel
-// in URLs, so log request URLs through [RedactURL].
+// the client, since it never contains the token or a piece of it, and the
+// configuration key that governs the failed check ([ConfigKey]) for the
+// operator's log. Tokens travel in URLs, so log request URLs through
+// [RedactURL].
 //
 // # Concurrency
 //

@@ -19,7 +19,8 @@ const (
 // token, or anonymous. Its zero value is an anonymous principal without a
 // token.
 type Principal struct {
-	// User is the token's sub claim; "" for an anonymous principal.
+	// User is the token's user claim (config.JWT.UserClaim); "" for an
+	// anonymous principal.
 	User string
 	// Info is the token's info claim as raw JSON, nil when absent.
 	Info json.RawMessage
@@ -28,10 +29,9 @@ type Principal struct {
 	Expires time.Time
 	// Channels are the channels the connection joins at connect.
 	Channels []string
-	// Anonymous reports that User is empty: there was no token (allowed by
-	// config.Auth.Anonymous), or a valid token without a sub claim, which
-	// the application issued on purpose and which is accepted whatever
-	// config.Auth.Anonymous says.
+	// Anonymous reports that User is empty: there was no token, or a valid
+	// token without the user claim. Both are accepted only when
+	// config.Auth.Anonymous is set.
 	Anonymous bool
 }
 
@@ -40,15 +40,16 @@ type Principal struct {
 // found is the only one used) and returns the principal it stands for.
 // Without a token the principal is anonymous when config.Auth.Anonymous
 // is set, and otherwise the error is CodeUnauthorized "authentication
-// required". A token that is present but invalid is always an error from
-// Verify, never an anonymous principal. Callers answer an error with
+// required" (a *Rejection governed by auth.anonymous). A token that is
+// present but invalid is always an error from Verify, never an anonymous
+// principal. Callers answer an error with
 // switchyard.HTTPStatus(switchyard.ErrorCode(err)) before any WebSocket
 // upgrade.
 func (v *Verifier) FromRequest(r *http.Request) (Principal, error) {
 	token, _ := TokenFromRequest(r, v.cfg.CookieName)
 	if token == "" {
 		if !v.cfg.Anonymous {
-			return Principal{}, unauthorized(msgAuthRequired)
+			return Principal{}, v.reject(msgAuthRequired, "auth.anonymous")
 		}
 		return Principal{Anonymous: true}, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -50,13 +51,44 @@ const (
 	msgInvalid        = "invalid token"
 )
 
+// Rejection is a refused token or request: a client-safe *switchyard.Error
+// with code switchyard.CodeUnauthorized (errors.As reaches it), and the
+// configuration key that governs the check that failed, for the operator's
+// log. Verify and FromRequest return their errors as a *Rejection.
+type Rejection struct {
+	// Err is what the client is told: code unauthorized and a short
+	// message that never contains the token.
+	Err *switchyard.Error
+	// Key is the configuration key whose value decided the refusal
+	// ("auth.anonymous", "auth.jwt.hmac_secret", "auth.jwt.user_claim",
+	// …), or "" when the token itself is at fault (expired, malformed).
+	Key string
+}
+
+func (r *Rejection) Error() string { return r.Err.Error() }
+
+// Unwrap returns the client-facing error.
+func (r *Rejection) Unwrap() error { return r.Err }
+
+// ConfigKey returns the configuration key that governs the check behind a
+// refusal returned by Verify or FromRequest, or "" when there is none.
+func ConfigKey(err error) string {
+	var r *Rejection
+	if errors.As(err, &r) {
+		return r.Key
+	}
+	return ""
+}
+
 // Verifier checks tokens against the key of a config.Auth. Build it once
 // at start-up with NewVerifier; it is safe for concurrent use.
 type Verifier struct {
 	cfg     config.Auth
 	key     any      // []byte, *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey; nil = no JWT accepted
+	keyName string   // the config key of key
 	methods []string // the algorithms of key
 	parser  *jwt.Parser
+	claim   string // the claim holding the user id
 }
 
 // NewVerifier returns a Verifier for cfg. It reads and parses
@@ -67,7 +99,10 @@ type Verifier struct {
 // clients (when cfg.Anonymous) get in. An empty cfg.CookieName disables
 // the cookie (config.Default sets "switchyard_token").
 func NewVerifier(cfg config.Auth) (*Verifier, error) {
-	v := &Verifier{cfg: cfg}
+	v := &Verifier{cfg: cfg, claim: cfg.JWT.UserClaim, keyName: "auth.jwt.hmac_secret"}
+	if v.claim == "" {
+		v.claim = "sub"
+	}
 	j := cfg.JWT
 	switch {
 	case j.HMACSecret != "" && j.PublicKeyFile != "":
@@ -83,7 +118,7 @@ func NewVerifier(cfg config.Auth) (*Verifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("auth: auth.jwt.public_key_file %q: %w", j.PublicKeyFile, err)
 		}
-		v.key, v.methods = key, methods
+		v.key, v.methods, v.keyName = key, methods, "auth.jwt.public_key_file"
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(v.methods),
@@ -165,7 +200,10 @@ func loadPublicKey(path string) (any, []string, error) {
 
 // Claims are the claims of a valid token that Switchyard uses.
 type Claims struct {
-	// User is the sub claim; "" (absent or empty) is an anonymous user.
+	// User is the user claim (config.JWT.UserClaim, "sub" by default) as
+	// a string: an integer claim is its decimal form ("42"). "" (absent,
+	// null or empty) is an anonymous user, accepted only when
+	// config.Auth.Anonymous is set.
 	User string
 	// Expires is the exp claim; the zero time means the token never
 	// expires.
@@ -191,30 +229,92 @@ type tokenClaims struct {
 	jwt.RegisteredClaims
 	Info     json.RawMessage `json:"info"`
 	Channels []string        `json:"channels"`
+
+	// userClaim names the claim that holds the user id; user is its raw
+	// JSON value (nil when absent). Set by UnmarshalJSON only.
+	userClaim string
+	user      json.RawMessage
+}
+
+// UnmarshalJSON reads a token's payload. The user claim is kept raw, to
+// accept integers as well as strings, and sub is never decoded as the
+// registered string claim: many issuers put a number there.
+func (tc *tokenClaims) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	if m == nil {
+		return errors.New("claims must be a JSON object")
+	}
+	tc.user = m[tc.userClaim]
+	tc.Info = m["info"]
+	tc.Channels = nil
+	if raw, ok := m["channels"]; ok {
+		if err := json.Unmarshal(raw, &tc.Channels); err != nil {
+			return fmt.Errorf("channels: %w", err)
+		}
+	}
+	for _, name := range []string{"sub", "info", "channels", tc.userClaim} {
+		delete(m, name)
+	}
+	rest, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tc.RegisteredClaims = jwt.RegisteredClaims{}
+	return json.Unmarshal(rest, &tc.RegisteredClaims)
+}
+
+// userID reads a user claim's raw value: a string, or an integer written
+// without fraction or exponent. ok is false for any other JSON value.
+func userID(raw json.RawMessage) (user string, ok bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", true
+	}
+	if raw[0] == '"' {
+		return user, json.Unmarshal(raw, &user) == nil
+	}
+	digits := strings.TrimPrefix(string(raw), "-")
+	if digits == "" || len(digits) > 64 || strings.TrimLeft(digits, "0123456789") != "" {
+		return "", false
+	}
+	return string(raw), true
 }
 
 // Verify checks token and returns its claims. It accepts only the
 // algorithms of the configured key, checks the signature, exp, nbf and iat
-// (each with Leeway), and iss and aud when configured. Any failure is a
-// *switchyard.Error with code switchyard.CodeUnauthorized and one of a
-// fixed set of client-safe messages: "malformed token", "token algorithm
-// not accepted", "invalid token signature", "token expired", "token not
-// valid yet", "token issued in the future", "invalid token issuer",
-// "invalid token audience", "invalid token", or "tokens are not accepted"
-// when no key is configured. The message never contains the token.
+// (each with Leeway), iss and aud when configured, and that the user claim
+// is a string or an integer, present unless anonymous clients are allowed.
+// Any failure is a *Rejection whose *switchyard.Error has code
+// switchyard.CodeUnauthorized and one of a fixed set of client-safe
+// messages: "malformed token", "token algorithm not accepted", "invalid
+// token signature", "token expired", "token not valid yet", "token issued
+// in the future", "invalid token issuer", "invalid token audience",
+// "invalid token", `token has no "sub" claim (the user id)`, `claim "sub"
+// must be a string or an integer`, or "tokens are not accepted" when no
+// key is configured. The message never contains the token.
 func (v *Verifier) Verify(token string) (*Claims, error) {
 	if v.key == nil {
-		return nil, unauthorized(msgNotAccepted)
+		return nil, v.reject(msgNotAccepted, "auth.jwt.hmac_secret")
 	}
 	if token == "" || len(token) > MaxTokenSize {
-		return nil, unauthorized(msgMalformed)
+		return nil, v.reject(msgMalformed, "")
 	}
-	var tc tokenClaims
+	tc := tokenClaims{userClaim: v.claim}
 	t, err := v.parser.ParseWithClaims(token, &tc, v.keyFunc)
 	if err != nil {
-		return nil, unauthorized(v.message(err, t, &tc))
+		msg, key := v.message(err, t, &tc)
+		return nil, v.reject(msg, key)
 	}
-	c := &Claims{User: tc.Subject, Channels: tc.Channels}
+	user, ok := userID(tc.user)
+	if !ok {
+		return nil, v.reject(fmt.Sprintf("claim %q must be a string or an integer", v.claim), "auth.jwt.user_claim")
+	}
+	if user == "" && !v.cfg.Anonymous {
+		return nil, v.reject(fmt.Sprintf("token has no %q claim (the user id)", v.claim), "auth.jwt.user_claim")
+	}
+	c := &Claims{User: user, Channels: tc.Channels}
 	if tc.ExpiresAt != nil {
 		c.Expires = tc.ExpiresAt.Time
 	}
@@ -228,42 +328,43 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 // the token's alg is one of v.methods, so the key always fits it.
 func (v *Verifier) keyFunc(*jwt.Token) (any, error) { return v.key, nil }
 
-// message maps a jwt error to a client-safe message. Checks go from the
-// token's shape to its claims, so the most basic fault is reported.
-func (v *Verifier) message(err error, t *jwt.Token, tc *tokenClaims) string {
+// message maps a jwt error to a client-safe message and the config key
+// governing the check. Checks go from the token's shape to its claims, so
+// the most basic fault is reported.
+func (v *Verifier) message(err error, t *jwt.Token, tc *tokenClaims) (msg, key string) {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return msgMalformed
+		return msgMalformed, ""
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		// no alg, or an alg the library does not know
-		return msgAlgorithm
+		return msgAlgorithm, v.keyName
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		if t == nil || t.Method == nil || !slices.Contains(v.methods, t.Method.Alg()) {
 			// WithValidMethods refused the alg before any verification
-			return msgAlgorithm
+			return msgAlgorithm, v.keyName
 		}
-		return msgSignature
+		return msgSignature, v.keyName
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return msgExpired
+		return msgExpired, ""
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return msgNotValidYet
+		return msgNotValidYet, ""
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return msgIssuedInFuture
+		return msgIssuedInFuture, ""
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return msgIssuer
+		return msgIssuer, "auth.jwt.issuer"
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return msgAudience
+		return msgAudience, "auth.jwt.audience"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		// iss or aud is configured and the token lacks it
 		if v.cfg.JWT.Issuer != "" && tc.Issuer == "" {
-			return msgIssuer
+			return msgIssuer, "auth.jwt.issuer"
 		}
-		return msgAudience
+		return msgAudience, "auth.jwt.audience"
 	}
-	return msgInvalid
+	return msgInvalid, ""
 }
 
-// unauthorized returns a CodeUnauthorized error with message msg.
-func unauthorized(msg string) *switchyard.Error {
-	return &switchyard.Error{Code: switchyard.CodeUnauthorized, Message: msg}
+// reject returns a refusal with message msg, governed by config key key.
+func (v *Verifier) reject(msg, key string) *Rejection {
+	return &Rejection{Err: &switchyard.Error{Code: switchyard.CodeUnauthorized, Message: msg}, Key: key}
 }

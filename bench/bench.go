@@ -24,68 +24,140 @@ import (
 	"time"
 )
 
-// Main runs `switchyard bench SCENARIO [flags]`.
+// Scenarios are the scenarios of `switchyard bench`, with what each
+// measures.
+var scenarios = []struct{ name, about string }{
+	{"idle", "server memory per idle WebSocket connection"},
+	{"fanout", "publish -> receive latency and deliveries per second over /live"},
+	{"resources", "resource writes per second and write -> subscriber event latency (--mode writes), or server CPU per resource event to live queries against a channel publication (--mode live-queries)"},
+	{"longpoll", "parked Channelstream /listen polls and their delivery latency"},
+}
+
+const overview = `Usage: switchyard bench SCENARIO [flags]
+
+Measures a server it starts itself (a child process of this binary), or the
+one given with --target (loopback only). See docs/BENCHMARKS.md.
+
+Scenarios:
+`
+
+// Main runs `switchyard bench SCENARIO [flags]`. `bench --help` lists the
+// scenarios and `bench SCENARIO --help` the flags of one, on stdout.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: switchyard bench idle|fanout|resources|longpoll [--target URL] [--conns N] [--json] …")
+		return UsageError{errors.New("usage: switchyard bench idle|fanout|resources|longpoll [flags] (switchyard bench --help lists them)")}
 	}
 	scenario, args := args[0], args[1:]
-	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	target := fs.String("target", "", "server to measure, e.g. http://127.0.0.1:8000 (default: start one); fanout takes several, comma-separated: subscribers are spread over them and the first publishes")
-	conns := fs.Int("conns", 10000, "connections to open (up to ~19,000 here: the process limit is 20,000 open files)")
-	settle := fs.Duration("settle", 5*time.Second, "wait before reading memory figures")
-	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
-	channels := fs.Int("channels", 1, "fanout: channels (subscriber i joins channel i % channels)")
-	rate := fs.Int("rate", 100, "fanout: publications per second, over all channels")
-	duration := fs.Duration("duration", 10*time.Second, "fanout: how long to publish")
-	size := fs.Int("size", 64, "fanout: payload bytes")
-	apiKey := fs.String("api-key", "", "fanout with --target: a key of the server's api_keys")
-	writers := fs.Int("writers", 4, "resources: connections writing rows, one request in flight each")
-	secret := fs.String("secret", "", "longpoll with --target: the server's channelstream.secret")
-	targetPID := fs.Int("target-pid", 0, "idle with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-
 	switch scenario {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, overview)
+		for _, sc := range scenarios {
+			fmt.Fprintf(stdout, "  %-10s %s\n", sc.name, sc.about)
+		}
+		fmt.Fprintln(stdout, "\nswitchyard bench SCENARIO --help shows the flags of a scenario.")
+		return nil
 	case "idle", "fanout", "resources", "longpoll":
 	default:
-		return fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll)", scenario)
+		return UsageError{fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll; see switchyard bench --help)", scenario)}
 	}
-	if *writers < 1 || *writers > 1000 {
+	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	target := fs.String("target", "", "server to measure, e.g. http://127.0.0.1:8000 (default: start one); fanout takes several, comma-separated: subscribers are spread over them, the first publishes")
+	conns := fs.Int("conns", 10000, "connections to open (up to ~19,000 here: the process limit is 20,000 open files)")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	// Scenario flags: defined for every scenario (their defaults are
+	// read), registered on the flag set of those that use them.
+	settle := 5 * time.Second
+	channels, rate, duration, size, writers := 1, 100, 10*time.Second, 64, 4
+	apiKey, secret, targetPID, mode, jwtSecret := "", "", 0, "writes", ""
+	switch scenario {
+	case "idle":
+		fs.DurationVar(&settle, "settle", settle, "wait before reading memory figures")
+		fs.IntVar(&targetPID, "target-pid", targetPID, "with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
+	case "fanout", "longpoll":
+		fs.IntVar(&channels, "channels", channels, "channels (subscriber i joins channel i % channels)")
+		fs.IntVar(&rate, "rate", rate, "publications per second, over all channels")
+		fs.DurationVar(&duration, "duration", duration, "how long to publish")
+		fs.IntVar(&size, "size", size, "payload bytes")
+		if scenario == "fanout" {
+			fs.StringVar(&apiKey, "api-key", apiKey, "with --target: a key of the server's api_keys")
+		} else {
+			fs.StringVar(&secret, "secret", secret, "with --target: the server's channelstream.secret")
+		}
+	case "resources":
+		fs.StringVar(&mode, "mode", mode, "writes (writers create rows, every subscriber watches them) or live-queries (server CPU per resource event to owner-checked, filtered live queries, against a channel publication to the same subscribers)")
+		fs.IntVar(&writers, "writers", writers, "--mode writes: connections writing rows, one request in flight each")
+		fs.DurationVar(&duration, "duration", duration, "how long to write (--mode live-queries: each phase)")
+		fs.IntVar(&rate, "rate", rate, "--mode live-queries: events (then publications) per second")
+		fs.StringVar(&apiKey, "api-key", apiKey, "--mode live-queries with --target: a key of the server's api_keys")
+		fs.StringVar(&jwtSecret, "jwt-secret", jwtSecret, "--mode live-queries with --target: the server's auth.jwt.hmac_secret")
+		fs.IntVar(&targetPID, "target-pid", targetPID, "--mode live-queries with --target: the server's process id, for its CPU time")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "Usage: switchyard bench %s [flags]\n\n", scenario)
+			for _, sc := range scenarios {
+				if sc.name == scenario {
+					fmt.Fprintf(stdout, "Measures %s.\n\nFlags:\n", sc.about)
+				}
+			}
+			fs.VisitAll(func(f *flag.Flag) {
+				kind, usage := flag.UnquoteUsage(f)
+				fmt.Fprintf(stdout, "  --%s\n      %s", strings.TrimSpace(f.Name+" "+kind), usage)
+				if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+					fmt.Fprintf(stdout, " (default %s)", f.DefValue)
+				}
+				fmt.Fprintln(stdout)
+			})
+			return nil
+		}
+		return UsageError{fmt.Errorf("bench %s: %w (see switchyard bench %s --help)", scenario, err, scenario)}
+	}
+	if fs.NArg() > 0 {
+		return UsageError{fmt.Errorf("bench %s: unexpected arguments: %s", scenario, strings.Join(fs.Args(), " "))}
+	}
+	if writers < 1 || writers > 1000 {
 		return fmt.Errorf("--writers must be between 1 and 1000")
 	}
 	if *conns < 1 || *conns > 19000 {
 		return fmt.Errorf("--conns must be between 1 and 19000 (the process limit is 20,000 open files)")
 	}
-	if *channels < 1 || *rate < 1 || *rate > 100000 || *duration <= 0 || *duration > 10*time.Minute || *size < 0 || *size > 1<<20 {
+	if channels < 1 || rate < 1 || rate > 100000 || duration <= 0 || duration > 10*time.Minute || size < 0 || size > 1<<20 {
 		return fmt.Errorf("want --channels >= 1, --rate 1..100000, --duration up to 10m, --size 0..1MiB")
 	}
-	if *targetPID != 0 {
-		if *target == "" || scenario != "idle" {
-			return fmt.Errorf("--target-pid is for idle with --target (a server this run did not start)")
+	liveQueries := scenario == "resources" && mode == "live-queries"
+	if scenario == "resources" && mode != "writes" && !liveQueries {
+		return UsageError{fmt.Errorf("bench resources: --mode %q: want writes or live-queries", mode)}
+	}
+	if targetPID != 0 {
+		if *target == "" {
+			return fmt.Errorf("--target-pid is for a server given with --target (one this run did not start)")
 		}
-		if _, err := procRSS(*targetPID); err != nil {
+		if _, err := procRSS(targetPID); err != nil {
 			return fmt.Errorf("--target-pid: %w", err)
 		}
 	}
-	base, key, csSecret := *target, *apiKey, *secret
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	base, key, csSecret, jwtKey, pid := *target, apiKey, secret, jwtSecret, targetPID
 	if base == "" {
-		key, csSecret = rand.Text(), rand.Text()
+		key, csSecret, jwtKey = rand.Text(), rand.Text(), rand.Text()
 		env := []string{"SWITCHYARD_API_KEYS=" + key, ResourceBenchConfig}
-		if scenario == "longpoll" {
+		switch {
+		case scenario == "longpoll":
 			env = append(env, "SWITCHYARD_CHANNELSTREAM_ENABLED=true", "SWITCHYARD_CHANNELSTREAM_SECRET="+csSecret)
+		case liveQueries:
+			env = []string{"SWITCHYARD_API_KEYS=" + key, LiveQueryBenchConfig, "SWITCHYARD_AUTH_JWT_HMAC_SECRET=" + jwtKey}
 		}
 		srv, err := startServer(ctx, stderr, env...)
 		if err != nil {
 			return err
 		}
 		defer srv.stop()
-		base = srv.url
+		base, pid = srv.url, srv.cmd.Process.Pid
 	}
 	var targets []*url.URL
 	for _, t := range strings.Split(base, ",") {
@@ -104,19 +176,26 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var res table
 	switch scenario {
 	case "idle":
-		res, err = Idle(ctx, IdleConfig{Target: u, TargetPID: *targetPID, Conns: *conns, Settle: *settle, Progress: stderr})
+		res, err = Idle(ctx, IdleConfig{Target: u, TargetPID: targetPID, Conns: *conns, Settle: settle, Progress: stderr})
 	case "fanout":
 		if key == "" {
 			return fmt.Errorf("fanout with --target needs --api-key (the server API publishes)")
 		}
-		res, err = Fanout(ctx, FanoutConfig{Target: u, Subscribe: targets, APIKey: key, Conns: *conns, Channels: *channels, Rate: *rate, Duration: *duration, Size: *size, Progress: stderr})
+		res, err = Fanout(ctx, FanoutConfig{Target: u, Subscribe: targets, APIKey: key, Conns: *conns, Channels: channels, Rate: rate, Duration: duration, Size: size, Progress: stderr})
 	case "resources":
-		res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: *writers, Conns: *conns, Duration: *duration, Progress: stderr})
+		if !liveQueries {
+			res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: writers, Conns: *conns, Duration: duration, Progress: stderr})
+			break
+		}
+		if key == "" || jwtKey == "" || pid == 0 {
+			return fmt.Errorf("resources --mode live-queries with --target needs --api-key, --jwt-secret and --target-pid")
+		}
+		res, err = LiveQueries(ctx, LiveQueriesConfig{Target: u, TargetPID: pid, APIKey: key, JWTSecret: jwtKey, Conns: *conns, Rate: rate, Duration: duration, Progress: stderr})
 	case "longpoll":
 		if csSecret == "" {
 			return fmt.Errorf("longpoll with --target needs --secret (the scenario signs /connect and /message)")
 		}
-		res, err = Longpoll(ctx, LongpollConfig{Target: u, Secret: csSecret, Conns: *conns, Channels: *channels, Rate: *rate, Duration: *duration, Size: *size, Progress: stderr})
+		res, err = Longpoll(ctx, LongpollConfig{Target: u, Secret: csSecret, Conns: *conns, Channels: channels, Rate: rate, Duration: duration, Size: size, Progress: stderr})
 	}
 	if err != nil {
 		return err
@@ -127,6 +206,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res.WriteTable(stdout)
 	return nil
 }
+
+// UsageError is a mistake on the command line (an unknown scenario or
+// flag): cmd/switchyard exits 2 for it.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the mistake.
+func (e UsageError) Unwrap() error { return e.Err }
 
 // checkLoopback parses the target and refuses anything but loopback.
 func checkLoopback(target string) (*url.URL, error) {

@@ -118,7 +118,8 @@ func TestTargetPIDNeedsIdleWithTarget(t *testing.T) {
 		{"fanout", "--target", "http://127.0.0.1:1", "--api-key", "k", "--target-pid", pid, "--conns", "1"},
 		{"idle", "--target", "http://127.0.0.1:1", "--target-pid", "999999999", "--conns", "1"},
 	} {
-		if err := Main(context.Background(), args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--target-pid") {
+		// fanout has no --target-pid at all: a usage error naming it.
+		if err := Main(context.Background(), args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "target-pid") {
 			t.Fatalf("%v: %v", args, err)
 		}
 	}
@@ -155,5 +156,42 @@ func TestLongpollMeasuresEveryDelivery(t *testing.T) {
 	// A poll answers a batching window (250 ms) after its first message.
 	if l := res.LatencyMS; !(l.P50 > 0 && l.P50 <= l.P99 && l.Max < 2000) {
 		t.Fatalf("latency %+v", l)
+	}
+}
+
+// The live-queries mode: a quarter of the subscribers receive each
+// resource event and the rest receive none (a leak would be counted),
+// every subscriber receives each channel publication, and the server's
+// CPU is read for both phases.
+func TestLiveQueriesMode(t *testing.T) {
+	const secret = "live-queries-secret-0123456789"
+	u := startTestServer(t, func(cfg *config.Config) {
+		cfg.Auth.JWT.HMACSecret = secret
+		cfg.Resources = []config.Resource{{Name: LiveQueryBenchName, PKField: "id", PageSize: 25,
+			Fields:      []config.Field{{Name: "title", Type: "string"}, {Name: "tag", Type: "string"}, {Name: "owner", Type: "string"}, {Name: "t", Type: "int"}},
+			Permissions: config.ResourcePermissions{Read: "owner:owner", Create: "authenticated", Update: "owner:owner", Delete: "owner:owner"}}}
+	})
+	res, err := LiveQueries(context.Background(), LiveQueriesConfig{Target: u, TargetPID: os.Getpid(), APIKey: benchKey, JWTSecret: secret, Conns: 8, Rate: 50, Duration: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, c := res.Resource, res.Channel
+	if r.Events < 5 || r.Deliveries != r.Expected || r.Expected != 2*r.Events || r.Leaked != 0 {
+		t.Fatalf("resource phase %+v", r)
+	}
+	if c.Events < 5 || c.Deliveries != c.Expected || c.Expected != 8*c.Events || c.Leaked != 0 {
+		t.Fatalf("channel phase %+v", c)
+	}
+	if r.CPUSeconds <= 0 || c.CPUSeconds <= 0 || res.RatioPerSubscriber <= 0 {
+		t.Fatalf("CPU not measured: %+v", res)
+	}
+}
+
+func TestProcCPU(t *testing.T) {
+	if v, err := procCPU(os.Getpid()); err != nil || v <= 0 {
+		t.Fatalf("%v %v", v, err)
+	}
+	if _, err := procCPU(-1); err == nil {
+		t.Fatal("no error for a missing process")
 	}
 }

@@ -222,8 +222,12 @@ func handshake(ctx context.Context, base *url.URL) (net.Conn, *bufio.Reader, err
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	var key [16]byte
 	rand.Read(key[:])
-	fmt.Fprintf(c, "GET /live HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
-		base.Host, base64.StdEncoding.EncodeToString(key[:]))
+	path := "/live"
+	if base.RawQuery != "" {
+		path += "?" + base.RawQuery
+	}
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
+		path, base.Host, base64.StdEncoding.EncodeToString(key[:]))
 	br := bufio.NewReaderSize(c, 512)
 	status, err := br.ReadString('\n')
 	if err != nil {

@@ -54,6 +54,12 @@ type HistoryOptions struct {
 	// publication returned has an offset above Since.Offset+1: the caller
 	// sees the gap.
 	Limit int
+	// Reverse returns the newest publications first: without Since, the
+	// last Limit kept ("the latest 20 messages" in one call); with Since,
+	// those with an offset below Since.Offset, newest first, to page
+	// backwards from a publication already seen. Limit and the epoch
+	// check apply as above.
+	Reverse bool
 }
 
 // Broker carries publications between the hubs of all processes and keeps

@@ -72,7 +72,31 @@ type Store struct {
 	ConnectTimeout Duration `yaml:"connect_timeout"`
 	// MaxConnections is the size of the connection pool (postgres).
 	MaxConnections int `yaml:"max_connections"`
+	// ChangeLog bounds the resource change log.
+	ChangeLog ChangeLog `yaml:"change_log"`
 }
+
+// ChangeLog bounds the resource change log: the record of every write that
+// lets a subscriber coming back (subscribe_instance with since) replay what
+// it missed. Changes older than MaxAge, and the oldest beyond MaxRows, are
+// trimmed in the background; a since before the trimmed part answers
+// recovered: false with the record as it is.
+type ChangeLog struct {
+	// MaxAge drops changes older than this; 0 keeps changes of any age.
+	MaxAge Duration `yaml:"max_age"`
+	// MaxRows keeps at most this many changes; 0 keeps any number.
+	MaxRows int `yaml:"max_rows"`
+	// MaxReplay is how many missed changes of one record a catch-up
+	// replays; past it the subscriber gets the record as it is.
+	MaxReplay int `yaml:"max_replay"`
+}
+
+// Defaults of the change log.
+const (
+	DefaultChangeLogMaxAge    = 7 * 24 * time.Hour
+	DefaultChangeLogMaxRows   = 1_000_000
+	DefaultChangeLogMaxReplay = 100
+)
 
 // Store drivers.
 const (
@@ -83,7 +107,8 @@ const (
 // LogValue implements slog.LogValuer, showing the URL without password or
 // query parameters.
 func (s Store) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("driver", s.Driver), slog.String("url", redactURL(string(s.URL))))
+	return slog.GroupValue(slog.String("driver", s.Driver), slog.String("url", redactURL(string(s.URL))),
+		slog.Group("change_log", "max_age", s.ChangeLog.MaxAge.String(), "max_rows", s.ChangeLog.MaxRows, "max_replay", s.ChangeLog.MaxReplay))
 }
 
 // Broker selects the pub/sub broker.
@@ -170,6 +195,11 @@ type JWT struct {
 	Issuer string `yaml:"issuer"`
 	// Audience, when set, must be in the token's aud claim.
 	Audience string `yaml:"audience"`
+	// UserClaim is the claim that holds the user id (default "sub"). Its
+	// value may be a string or an integer (Django REST framework's
+	// simplejwt issues {"user_id": 42}); an integer becomes its decimal
+	// string.
+	UserClaim string `yaml:"user_claim"`
 }
 
 // WebSocket configures WebSocket connections.
@@ -466,10 +496,14 @@ func Default() Config {
 		Listen:  "127.0.0.1:8000",
 		DataDir: "./switchyard-data",
 		Log:     Log{Format: LogFormatText, Level: LogLevelInfo},
-		Store:   Store{Driver: StoreSQLite, ConnectTimeout: Duration(5 * time.Second), MaxConnections: 16},
+		Store: Store{Driver: StoreSQLite, ConnectTimeout: Duration(5 * time.Second), MaxConnections: 16, ChangeLog: ChangeLog{
+			MaxAge:    Duration(DefaultChangeLogMaxAge),
+			MaxRows:   DefaultChangeLogMaxRows,
+			MaxReplay: DefaultChangeLogMaxReplay,
+		}},
 		Broker: Broker{Driver: BrokerMemory, Prefix: "switchyard", ConnectTimeout: Duration(5 * time.Second),
 			PubSubConnections: 4, PresenceTTL: Duration(time.Minute)},
-		Auth: Auth{Anonymous: true, CookieName: "switchyard_token"},
+		Auth: Auth{Anonymous: true, CookieName: "switchyard_token", JWT: JWT{UserClaim: "sub"}},
 		WebSocket: WebSocket{
 			PingInterval: Duration(25 * time.Second),
 			ReadTimeout:  Duration(60 * time.Second),
@@ -532,7 +566,8 @@ func (c Config) LogValue() slog.Value {
 				"hmac_secret", c.Auth.JWT.HMACSecret,
 				"public_key_file", c.Auth.JWT.PublicKeyFile,
 				"issuer", c.Auth.JWT.Issuer,
-				"audience", c.Auth.JWT.Audience),
+				"audience", c.Auth.JWT.Audience,
+				"user_claim", c.Auth.JWT.UserClaim),
 			"cookie_name", c.Auth.CookieName),
 		slog.Int("api_keys", len(c.APIKeys)),
 		slog.Group("websocket",

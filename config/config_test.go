@@ -160,7 +160,7 @@ channels:
     permissions: {subscribe: authenticated, publish: authenticated, presence: none, history: none}
   namespaces:
     chat: {presence: true, history_size: 100, history_ttl: 1h, recover: true, permissions: {subscribe: anyone, publish: authenticated, presence: anyone, history: anyone}}
-    news: {history_size: 5}
+    news: {history_size: 5, history_ttl: 10m}
 signals:
   myproject.first_signal: {queue: default, allowed: anyone, webhook: "http://127.0.0.1:9000/signals"}
   myproject.second: {queue: mail}
@@ -188,12 +188,13 @@ func TestFullFile(t *testing.T) {
 		DataDir: "/var/lib/switchyard",
 		Log:     Log{Format: "json", Level: "debug"},
 		Store: Store{Driver: "postgres", URL: "postgres://sy:pw@db.internal:5432/switchyard?sslmode=require",
-			ConnectTimeout: Duration(5 * time.Second), MaxConnections: 16},
+			ConnectTimeout: Duration(5 * time.Second), MaxConnections: 16,
+			ChangeLog: ChangeLog{MaxAge: Duration(DefaultChangeLogMaxAge), MaxRows: DefaultChangeLogMaxRows, MaxReplay: DefaultChangeLogMaxReplay}},
 		Broker: Broker{Driver: "nats", URL: "nats://nats.internal:4222", Prefix: "switchyard",
 			ConnectTimeout: Duration(5 * time.Second), PubSubConnections: 4, PresenceTTL: Duration(time.Minute)},
 		Auth: Auth{
 			Anonymous:  false,
-			JWT:        JWT{PublicKeyFile: pub, Issuer: "https://auth.example.com", Audience: "switchyard"},
+			JWT:        JWT{PublicKeyFile: pub, Issuer: "https://auth.example.com", Audience: "switchyard", UserClaim: "sub"},
 			CookieName: "sy_session",
 		},
 		APIKeys: []Secret{"aaaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbbb2"},
@@ -257,7 +258,7 @@ func TestFullFile(t *testing.T) {
 				}},
 				// Keys left out take the built-in defaults, not channels.default.
 				{Name: "news", ChannelOptions: ChannelOptions{
-					HistorySize: 5,
+					HistorySize: 5, HistoryTTL: Duration(10 * time.Minute),
 					Permissions: ChannelPermissions{Subscribe: "anyone", Publish: "none", Presence: "anyone", History: "anyone"},
 				}},
 			},
@@ -356,6 +357,13 @@ func TestErrors(t *testing.T) {
 		{"bad ordering", "resources:\n  t:\n    fields: {a: {type: int}}\n    ordering: [-b]\n", 4, "resources.t.ordering[0]", `"b" is not a declared field`},
 		{"page size", "resources:\n  t:\n    fields: {a: {type: int}}\n    page_size: 5000\n", 4, "resources.t.page_size", "between 1 and 1000"},
 		{"bad namespace name", "channels:\n  namespaces:\n    Chat!: {}\n", 3, "channels.namespaces.Chat!", "must match"},
+		{"history kept forever", "channels:\n  namespaces:\n    news: {history_size: 5}\n", 3, "channels.namespaces.news.history_ttl", "would be kept forever"},
+		{"history kept forever by default", "channels:\n  default:\n    history_size: 5\n", 3, "channels.default.history_ttl", "history_ttl: 1h"},
+		{"user claim reserved", "auth:\n  jwt: {user_claim: exp}\n", 2, "auth.jwt.user_claim", "another purpose"},
+		{"user claim empty", "auth:\n  jwt:\n    user_claim: \"\"\n", 3, "auth.jwt.user_claim", "must be a claim name"},
+		{"change log rows", "store:\n  change_log: {max_rows: -1}\n", 2, "store.change_log.max_rows", "must not be negative"},
+		{"change log age", "store:\n  change_log:\n    max_age: 10s\n", 3, "store.change_log.max_age", "at least 1m"},
+		{"change log replay", "store:\n  change_log:\n    max_replay: 0\n", 3, "store.change_log.max_replay", "between 1 and 100000"},
 		{"negative history", "channels:\n  namespaces:\n    chat: {history_size: -1}\n", 3, "channels.namespaces.chat.history_size", "must not be negative"},
 		{"signal unknown queue", "signals:\n  s.one: {queue: mail}\n", 2, "signals.s.one.queue", `must name a queue declared under queues`},
 		{"signal bad webhook", "signals:\n  s:\n    webhook: ftp://x/y\n", 3, "signals.s.webhook", "http:// or https://"},

@@ -77,7 +77,12 @@ var (
 	namespaceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
 	brokerPrefixRE  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	entryNameRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:-]*$`)
+	claimNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:/-]{0,63}$`)
 )
+
+// reservedClaims are the claims with a fixed meaning, which cannot hold the
+// user id.
+var reservedClaims = map[string]bool{"exp": true, "nbf": true, "iat": true, "iss": true, "aud": true, "jti": true, "info": true, "channels": true}
 
 func (c *Config) validate() []verr {
 	v := &validator{}
@@ -96,6 +101,17 @@ func (c *Config) validate() []verr {
 	v.positive("store.connect_timeout", c.Store.ConnectTimeout)
 	if c.Store.MaxConnections < 1 || c.Store.MaxConnections > 1000 {
 		v.add("store.max_connections", "must be between 1 and 1000 (got %d)", c.Store.MaxConnections)
+	}
+	cl := c.Store.ChangeLog
+	v.nonNegative("store.change_log.max_age", cl.MaxAge)
+	if cl.MaxAge > 0 && cl.MaxAge < Duration(time.Minute) {
+		v.add("store.change_log.max_age", "must be at least 1m, or 0 to keep changes of any age (got %s)", cl.MaxAge)
+	}
+	if cl.MaxRows < 0 {
+		v.add("store.change_log.max_rows", "must not be negative; 0 keeps any number of changes (got %d)", cl.MaxRows)
+	}
+	if cl.MaxReplay < 1 || cl.MaxReplay > 100000 {
+		v.add("store.change_log.max_replay", "must be between 1 and 100000 (got %d)", cl.MaxReplay)
 	}
 	if v.oneOf("broker.driver", c.Broker.Driver, BrokerMemory, BrokerRedis, BrokerNATS) {
 		v.driverURL("broker", c.Broker.Driver, string(c.Broker.URL), map[string][]string{
@@ -275,6 +291,11 @@ func (c *Config) validateAuth(v *validator) {
 			f.Close()
 		}
 	}
+	if !claimNameRE.MatchString(j.UserClaim) {
+		v.add("auth.jwt.user_claim", "must be a claim name such as sub or user_id (got %q)", j.UserClaim)
+	} else if reservedClaims[j.UserClaim] {
+		v.add("auth.jwt.user_claim", "%q is a claim Switchyard reads for another purpose; name the claim that holds the user id, such as sub or user_id", j.UserClaim)
+	}
 	if name := c.Auth.CookieName; name != "" && !isToken(name) {
 		v.add("auth.cookie_name", "must be a valid cookie name: letters, digits and !#$%%&'*+-.^_`|~ (got %q)", name)
 	}
@@ -395,6 +416,9 @@ func (v *validator) channelOptions(key string, o ChannelOptions) {
 		v.add(key+".history_size", "must not be negative (got %d)", o.HistorySize)
 	}
 	v.nonNegative(key+".history_ttl", o.HistoryTTL)
+	if o.HistorySize > 0 && o.HistoryTTL == 0 {
+		v.addAt(key+".history_ttl", key+".history_size", "must be greater than 0 when history_size is set, or the history would be kept forever: set how long kept messages live, e.g. history_ttl: 1h")
+	}
 	if o.Recover && (o.HistorySize <= 0 || o.HistoryTTL <= 0) {
 		v.add(key+".recover", "requires history_size > 0 and history_ttl > 0 (got history_size %d, history_ttl %s)", o.HistorySize, o.HistoryTTL)
 	}

@@ -436,8 +436,9 @@ func (h *Hub) PresenceStats(ctx context.Context, ch string) (broker.PresenceStat
 
 // History returns a channel's publications after since (all kept when
 // since is nil), oldest first, at most limit of them (limit <= 0: all),
-// and the channel's position.
-func (h *Hub) History(ctx context.Context, s *Session, ch string, limit int, since *switchyard.StreamPosition) ([]switchyard.Publication, switchyard.StreamPosition, error) {
+// and the channel's position. With reverse they come newest first: the
+// latest limit, or those before since (broker.HistoryOptions.Reverse).
+func (h *Hub) History(ctx context.Context, s *Session, ch string, limit int, since *switchyard.StreamPosition, reverse bool) ([]switchyard.Publication, switchyard.StreamPosition, error) {
 	opts, err := h.check(s, ch, func(p config.ChannelPermissions) string { return p.History }, "history")
 	if err != nil {
 		return nil, switchyard.StreamPosition{}, err
@@ -448,7 +449,7 @@ func (h *Hub) History(ctx context.Context, s *Session, ch string, limit int, sin
 	if limit <= 0 {
 		limit = -1
 	}
-	pubs, pos, err := h.cfg.Broker.History(ctx, ch, broker.HistoryOptions{Since: since, Limit: limit})
+	pubs, pos, err := h.cfg.Broker.History(ctx, ch, broker.HistoryOptions{Since: since, Limit: limit, Reverse: reverse})
 	if s != nil {
 		pubs = forUser(pubs, s.user)
 	}

@@ -82,7 +82,7 @@ func TestSubscribeRecoveryHasNoGapOrDuplicate(t *testing.T) {
 		for range 10 {
 			h.Publish(ctx, nil, "h:x", json.RawMessage(`1`))
 		}
-		_, pos, _ := h.History(ctx, nil, "h:x", 0, nil)
+		_, pos, _ := h.History(ctx, nil, "h:x", 0, nil, false)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Go(func() {
@@ -323,14 +323,14 @@ func TestPublishAudience(t *testing.T) {
 		}
 		return out
 	}
-	if pubs, _, err := h.History(ctx, sessions["cat"], "h:room", 0, nil); err != nil || fmt.Sprint(offsets(pubs)) != "[1 3]" {
+	if pubs, _, err := h.History(ctx, sessions["cat"], "h:room", 0, nil, false); err != nil || fmt.Sprint(offsets(pubs)) != "[1 3]" {
 		t.Errorf("cat's history %v %v, want [1 3]", offsets(pubs), err)
 	}
-	if pubs, _, err := h.History(ctx, nil, "h:room", 0, nil); err != nil || fmt.Sprint(offsets(pubs)) != "[1 2 3 4]" {
+	if pubs, _, err := h.History(ctx, nil, "h:room", 0, nil, false); err != nil || fmt.Sprint(offsets(pubs)) != "[1 2 3 4]" {
 		t.Errorf("server history %v %v, want [1 2 3 4]", offsets(pubs), err)
 	}
 	// Recovery: bob resubscribes from offset 0 of the same epoch.
-	_, pos, _ := h.History(ctx, nil, "h:room", 0, nil)
+	_, pos, _ := h.History(ctx, nil, "h:room", 0, nil, false)
 	w := &recordWriter{}
 	s := h.Connect("c-bob2", Principal{User: "bob"}, w, offsetEncoder{})
 	var got []uint64

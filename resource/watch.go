@@ -3,6 +3,11 @@ package resource
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"unique"
 
 	"github.com/switchyardhq/switchyard/store"
 )
@@ -86,6 +91,10 @@ func (s *Service) WatchInstance(ctx context.Context, name string, who Actor, pk 
 // Seq returns the position of the last change applied.
 func (w *InstanceWatch) Seq() int64 { return w.seq }
 
+// Ended reports whether the record became unreadable to the actor: the
+// watch was told with one Deleted and passes nothing more.
+func (w *InstanceWatch) Ended() bool { return w.ended }
+
 // Apply returns what the subscriber receives of an event of its record:
 // the change while the actor may read the record as the change left it; a
 // delete when it is deleted; when it becomes unreadable (its owner
@@ -126,15 +135,28 @@ type LiveFilter struct {
 }
 
 // LiveQuery is a subscription to the records of a resource that match a
-// filter and that its actor may read. Apply is not safe for concurrent
-// use: the caller serialises it (one connection's lock).
+// filter and that its actor may read. It keeps no state: Apply is safe
+// for concurrent use.
 type LiveQuery struct {
-	sc     *Schema
-	who    Actor
-	conds  []store.Cond
-	pks    map[int64]bool
-	recent recent
+	sc    *Schema
+	who   Actor
+	read  readRule
+	conds []store.Cond
+	pks   map[int64]bool
+	// shape identifies the filter (conds and pks): live queries with the
+	// same shape select the same records, so a broadcast evaluates each
+	// shape once (View).
+	shape unique.Handle[string]
 }
+
+// readRule is the read permission of a live query's actor, resolved at
+// subscribe time: only an owner rule depends on the record.
+type readRule uint8
+
+const (
+	readAll   readRule = iota // anyone, authenticated (with a user), the server
+	readOwner                 // owner:<field>: the record's field must be the actor's user
+)
 
 // LiveQuery subscribes an actor to a resource's records with list's
 // checks: ErrForbidden when it may not list the resource (read none, or
@@ -154,55 +176,129 @@ func (s *Service) LiveQuery(name string, who Actor, f LiveFilter) (*LiveQuery, e
 		return nil, verr
 	}
 	q := &LiveQuery{sc: sc, who: who, conds: conds}
+	switch _, owned := sc.owner["read"]; {
+	case who.Server || !owned:
+		q.read = readAll // allowed above, and nothing of the record decides
+	default:
+		q.read = readOwner
+	}
+	key := make([]byte, 0, 64)
+	for _, c := range conds {
+		key = fmt.Appendf(key, "%q=%T:%v;", c.Column, c.Value, c.Value)
+	}
 	if f.PKs != nil {
-		q.pks = make(map[int64]bool, len(f.PKs))
-		for _, pk := range f.PKs {
+		pks := append([]int64(nil), f.PKs...)
+		slices.Sort(pks)
+		pks = slices.Compact(pks)
+		q.pks = make(map[int64]bool, len(pks))
+		key = append(key, "pks:"...)
+		for _, pk := range pks {
 			q.pks[pk] = true
+			key = strconv.AppendInt(append(key, ','), pk, 10)
 		}
 	}
+	q.shape = unique.Make(string(key))
 	return q, nil
 }
 
-// visible reports whether a record (nil: none) is in the query for its
-// actor.
-func (q *LiveQuery) visible(row store.Row) bool {
-	if row == nil {
-		return false
+// View is an event as the live queries of one broadcast evaluate it: what
+// every subscriber shares (the owner of the record before and after the
+// change, each filter's verdict) is worked out once. Build one per event
+// with NewView; it is not safe for concurrent use (a broadcast runs on one
+// goroutine).
+type View struct {
+	ev *Event
+	sc *Schema // the schema the owners below were read with
+	// owner of the record before [0] and after [1] the change, for an
+	// owner:<field> read rule; ok false when there is no such record or
+	// the field is not a string.
+	owner   [2]string
+	ownerOK [2]bool
+	memo    []verdict
+}
+
+// verdict is whether the records before and after the change meet one
+// filter shape.
+type verdict struct {
+	shape   unique.Handle[string]
+	matches [2]bool
+}
+
+// NewView returns the view of an event for its live queries.
+func NewView(ev *Event) *View { return &View{ev: ev} }
+
+// Event returns the viewed event.
+func (v *View) Event() *Event { return v.ev }
+
+func (v *View) owners(sc *Schema) {
+	if v.sc == sc {
+		return
 	}
-	if q.pks != nil {
-		id, _ := row["id"].(int64)
-		if !q.pks[id] {
-			return false
+	v.sc = sc
+	field := sc.owner["read"]
+	for i, row := range [2]store.Row{v.ev.BeforeRow, v.ev.Row} {
+		v.owner[i], v.ownerOK[i] = "", false
+		if row != nil && field != "" {
+			v.owner[i], v.ownerOK[i] = row[field].(string)
 		}
 	}
-	return matches(row, q.conds) && q.sc.allowed("read", q.who, row)
 }
+
+// filtered returns whether the records before and after the change meet
+// the query's filter, once per shape.
+func (v *View) filtered(q *LiveQuery) [2]bool {
+	for i := range v.memo {
+		if v.memo[i].shape == q.shape {
+			return v.memo[i].matches
+		}
+	}
+	var m [2]bool
+	for i, row := range [2]store.Row{v.ev.BeforeRow, v.ev.Row} {
+		if row == nil {
+			continue
+		}
+		if q.pks != nil {
+			id, _ := row["id"].(int64)
+			if !q.pks[id] {
+				continue
+			}
+		}
+		m[i] = matches(row, q.conds)
+	}
+	if len(v.memo) < maxVerdicts {
+		v.memo = append(v.memo, verdict{q.shape, m})
+	}
+	return m
+}
+
+// maxVerdicts bounds a view's memo: past it (many distinct filters on one
+// collection) each filter is evaluated per subscriber.
+const maxVerdicts = 16
 
 // Apply returns what the subscriber receives of an event of its
 // resource: Updated while the record stays in the query, Created when it
 // enters, Deleted when it leaves (deleted, out of the filter, or no longer
-// readable by the actor) — each exactly once — and Skip otherwise.
-//
-// Whether the record was in the query is what the subscriber was last
-// told of it when that is remembered (the most recently changed records),
-// and otherwise the record before the change; an event at or below the
-// last one applied to its record is Skip. So events that reach a process
-// out of order (two processes publishing changes of one record) never
-// take a subscriber back in time.
-func (q *LiveQuery) Apply(ev *Event) Delivery {
+// readable by the actor), Skip otherwise. Whether the record was in the
+// query is decided on the event's record before the change, which a
+// Sequencer makes the state the process last delivered: pass a
+// collection's events through one first.
+func (q *LiveQuery) Apply(v *View) Delivery {
+	ev := v.ev
 	if ev.Resource != q.sc.Name() {
 		return Delivery{}
 	}
-	last, known := q.recent.get(ev.PK)
-	if known && ev.Seq != 0 && ev.Seq <= last.seq {
-		return Delivery{}
+	m := v.filtered(q)
+	var readable [2]bool
+	switch q.read {
+	case readAll:
+		readable = [2]bool{ev.BeforeRow != nil, ev.Row != nil}
+	case readOwner:
+		v.owners(q.sc)
+		for i := range readable {
+			readable[i] = v.ownerOK[i] && v.owner[i] == q.who.User
+		}
 	}
-	was := q.visible(ev.BeforeRow)
-	if known {
-		was = last.visible
-	}
-	is := q.visible(ev.Row)
-	q.recent.put(ev.PK, ev.Seq, is)
+	was, is := m[0] && readable[0], m[1] && readable[1]
 	d := Delivery{PK: ev.PK, Seq: ev.Seq}
 	switch {
 	case was && is:
@@ -211,49 +307,86 @@ func (q *LiveQuery) Apply(ev *Event) Delivery {
 		d.Action, d.Record = Created, ev.Data
 	case was:
 		d.Action = Deleted
-		if ev.BeforeRow != nil && q.sc.allowed("read", q.who, ev.BeforeRow) {
+		if readable[0] {
 			d.Record = ev.Before
 		}
 	}
 	return d
 }
 
-// recentSize bounds how many records a live query remembers: enough to
-// cover events reordered between processes (milliseconds apart), small
-// enough to cost little per subscription.
-const recentSize = 32
+// DefaultSequencerSize is how many records a Sequencer remembers by
+// default.
+const DefaultSequencerSize = 4096
 
-// recent remembers, for the records a subscription heard of last, the
-// seq of the last change applied and whether the record was in the
-// subscription after it. The oldest entry makes room for a new one.
-type recent struct {
-	m    map[int64]seen
-	ring []int64
+// Sequencer keeps one wire's resource events of collections in per-record
+// commit order on this process. Events of one record published by
+// different processes (several servers on one PostgreSQL) may reach a
+// process out of order; Admit drops an event at or below the last seq
+// delivered for its record, and gives a later one, as its record before
+// the change, the state the process last delivered, so live queries
+// decide entering and leaving against what their subscribers were last
+// told. It remembers the most recently changed records (a bounded
+// number: the oldest is forgotten first, and its next event's own record
+// before the change is used). Each wire (each hub encoder) owns one, and
+// passes each collection broadcast through it once. It is safe for
+// concurrent use.
+type Sequencer struct {
+	mu   sync.Mutex
+	size int
+	last map[recordKey]lastState
+	ring []recordKey
 	next int
 }
 
-type seen struct {
-	seq     int64
-	visible bool
+type recordKey struct {
+	resource string
+	pk       int64
 }
 
-func (r *recent) get(pk int64) (seen, bool) {
-	s, ok := r.m[pk]
-	return s, ok
+type lastState struct {
+	seq  int64
+	row  store.Row
+	data json.RawMessage
 }
 
-func (r *recent) put(pk, seq int64, visible bool) {
-	if r.m == nil {
-		r.m = make(map[int64]seen, 4)
+// NewSequencer returns a Sequencer remembering up to size records (<= 0:
+// DefaultSequencerSize).
+func NewSequencer(size int) *Sequencer {
+	if size <= 0 {
+		size = DefaultSequencerSize
 	}
-	if _, ok := r.m[pk]; !ok {
-		if len(r.ring) < recentSize {
-			r.ring = append(r.ring, pk)
+	return &Sequencer{size: size, last: make(map[recordKey]lastState)}
+}
+
+// Admit returns the event as this process's subscribers see it, or false
+// when it is late (its record had a later change delivered already) or a
+// duplicate.
+func (q *Sequencer) Admit(ev *Event) (*Event, bool) {
+	k := recordKey{ev.Resource, ev.PK}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	prev, known := q.last[k]
+	if known && ev.Seq <= prev.seq {
+		return nil, false
+	}
+	if !known {
+		if len(q.ring) < q.size {
+			q.ring = append(q.ring, k)
 		} else {
-			delete(r.m, r.ring[r.next])
-			r.ring[r.next] = pk
-			r.next = (r.next + 1) % recentSize
+			delete(q.last, q.ring[q.next])
+			q.ring[q.next] = k
+			q.next = (q.next + 1) % q.size
 		}
 	}
-	r.m[pk] = seen{seq: seq, visible: visible}
+	q.last[k] = lastState{seq: ev.Seq, row: ev.Row, data: ev.Data}
+	if known && prev.seq != ev.Seq && !sameState(prev.data, ev.Before) {
+		out := *ev
+		out.BeforeRow, out.Before = prev.row, prev.data
+		return &out, true
+	}
+	return ev, true
 }
+
+// sameState compares two encodings of a record (Schema.Encode is
+// deterministic).
+func sameState(a, b json.RawMessage) bool { return string(a) == string(b) }

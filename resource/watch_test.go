@@ -93,7 +93,7 @@ func TestLiveQuerySelectsWhatListSelects(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if d := q.Apply(dec); d.Action == Created {
+					if d := q.Apply(NewView(dec)); d.Action == Created {
 						entered = append(entered, d.PK)
 					}
 				}
@@ -151,21 +151,23 @@ func ev(seq int64, op store.Op, before, after store.Row) *Event {
 }
 
 // Events that reach a process out of order (two processes publishing
-// changes of one record) never take a subscriber back: a late event is
-// skipped, and whether the record was in the query is what the
-// subscriber was last told.
-func TestLiveQueryOrdersBySeq(t *testing.T) {
+// changes of one record) never take a subscriber back: the Sequencer drops
+// a late event, and gives a later one the state last delivered as its
+// record before the change, so entering and leaving are decided against
+// what subscribers were last told.
+func TestSequencerKeepsCommitOrder(t *testing.T) {
 	svc, _ := typed(t, "owner:owner")
 	q, err := svc.LiveQuery("items", As("alice"), LiveFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	seq := NewSequencer(4)
 	hers := store.Row{"id": int64(1), "owner": "alice"}
 	his := store.Row{"id": int64(1), "owner": "bob"}
 	hisToo := store.Row{"id": int64(1), "owner": "bob", "name": "x"}
 	steps := []struct {
 		ev   *Event
-		want Action
+		want Action // Skip also for an event the sequencer drops
 	}{
 		{ev(1, store.OpCreate, nil, hers), Created},
 		{ev(1, store.OpCreate, nil, hers), Skip}, // a duplicate
@@ -176,21 +178,32 @@ func TestLiveQueryOrdersBySeq(t *testing.T) {
 		{ev(4, store.OpUpdate, hisToo, hers), Created},
 	}
 	for i, s := range steps {
-		d := q.Apply(s.ev)
-		if d.Action != s.want {
-			t.Fatalf("step %d (seq %d): %v, want %v", i, s.ev.Seq, d.Action, s.want)
+		e, ok := seq.Admit(s.ev)
+		got := Skip
+		var d Delivery
+		if ok {
+			d = q.Apply(NewView(e))
+			got = d.Action
 		}
-		if d.Action == Deleted && d.Record != nil {
-			t.Fatalf("step %d: a leave shows bob's record to alice: %s", i, d.Record)
+		if got != s.want {
+			t.Fatalf("step %d (seq %d): %v, want %v", i, s.ev.Seq, got, s.want)
+		}
+		if d.Action == Deleted && string(d.Record) != `{"seq":1}` {
+			t.Fatalf("step %d: a leave shows %s, not the state alice last had (seq 1)", i, d.Record)
 		}
 	}
-	// Bounded memory: many records later, the first is forgotten and its
-	// before-state decides again.
-	for pk := int64(2); pk < 2+2*recentSize; pk++ {
-		q.Apply(&Event{Resource: "items", PK: pk, Op: store.OpCreate, Seq: 10 + pk, Row: store.Row{"id": pk, "owner": "alice"}})
+	// Bounded memory: other records push the first out; its next event's
+	// own before-state decides again, and nothing is dropped.
+	for pk := int64(2); pk < 10; pk++ {
+		if _, ok := seq.Admit(&Event{Resource: "items", PK: pk, Op: store.OpCreate, Seq: 10 + pk, Row: store.Row{"id": pk}}); !ok {
+			t.Fatal("a new record dropped")
+		}
 	}
-	if len(q.recent.m) != recentSize || len(q.recent.ring) != recentSize {
-		t.Fatalf("recent holds %d/%d entries", len(q.recent.m), len(q.recent.ring))
+	if len(seq.last) != 4 || len(seq.ring) != 4 {
+		t.Fatalf("remembers %d/%d records", len(seq.last), len(seq.ring))
+	}
+	if _, ok := seq.Admit(ev(2, store.OpUpdate, hers, his)); !ok {
+		t.Fatal("a forgotten record's event dropped")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/internal/wiretest"
 )
 
 const testSecret = "a-test-secret-of-at-least-16-bytes"
@@ -207,8 +208,10 @@ func callAPI(t *testing.T, base, key, method string, body any) (int, map[string]
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	wiretest.CheckNoNullCollections(t, "server API "+method, raw)
 	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
+	json.Unmarshal(raw, &out)
 	return resp.StatusCode, out
 }
 
@@ -329,7 +332,8 @@ func TestServerAPIBadInput(t *testing.T) {
 			}
 		})
 	}
-	req, _ := http.NewRequest("GET", base+"/api/server/info", nil)
+	// GET is for the methods that take no body (info, channels) only.
+	req, _ := http.NewRequest("GET", base+"/api/server/publish", nil)
 	req.Header.Set("Authorization", "apikey "+testAPIKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

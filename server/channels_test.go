@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/internal/wiretest"
 )
 
 // channelsConfig declares the namespaces the channel tests use.
@@ -61,6 +62,7 @@ func (lc *liveClient) readLoop() {
 		if json.Unmarshal(data, &m) != nil {
 			m = map[string]any{"raw": string(data)}
 		}
+		wiretest.CheckNoNullCollections(lc.t, "/live frame", data)
 		lc.in = append(lc.in, m)
 		lc.mu.Unlock()
 		lc.signal()

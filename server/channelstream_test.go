@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/internal/wiretest"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
 )
 
@@ -33,6 +34,7 @@ func csCall(t *testing.T, base, method, path string, body any) (int, []byte) {
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
+	wiretest.CheckNoNullCollections(t, method+" "+path, out)
 	return resp.StatusCode, out
 }
 
@@ -67,6 +69,7 @@ func csSocket(t *testing.T, base, connID string) (<-chan []map[string]any, *webs
 			}
 			var f []map[string]any
 			json.Unmarshal(data, &f)
+			wiretest.CheckNoNullCollections(t, "/ws frame", data)
 			ch <- f
 		}
 	}()

@@ -17,7 +17,8 @@ import (
 )
 
 // Drivers lists the store and broker drivers this build serves; a
-// configuration naming another is refused at start.
+// configuration naming another is refused by CheckConfig (and so by New
+// and `switchyard config check`).
 var Drivers = struct{ Store, Broker []string }{
 	Store:  []string{config.StoreSQLite, config.StorePostgres},
 	Broker: []string{config.BrokerMemory, config.BrokerRedis},
@@ -29,17 +30,24 @@ var Drivers = struct{ Store, Broker []string }{
 func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
 	switch cfg.Store.Driver {
 	case config.StoreSQLite:
-		db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.DataDir, "switchyard.db")})
+		db, err := sqlite.Open(ctx, sqlite.Config{
+			Path:             filepath.Join(cfg.DataDir, "switchyard.db"),
+			ChangeLogMaxAge:  cfg.Store.ChangeLog.MaxAge.Duration(),
+			ChangeLogMaxRows: int64(cfg.Store.ChangeLog.MaxRows),
+			Logger:           log,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("server: store: %w", err)
 		}
 		return db, nil
 	case config.StorePostgres:
 		db, err := postgres.Open(ctx, postgres.Config{
-			URL:            string(cfg.Store.URL),
-			MaxConns:       cfg.Store.MaxConnections,
-			ConnectTimeout: time.Duration(cfg.Store.ConnectTimeout),
-			Logger:         log.With("store", "postgres"),
+			URL:              string(cfg.Store.URL),
+			MaxConns:         cfg.Store.MaxConnections,
+			ConnectTimeout:   time.Duration(cfg.Store.ConnectTimeout),
+			ChangeLogMaxAge:  cfg.Store.ChangeLog.MaxAge.Duration(),
+			ChangeLogMaxRows: int64(cfg.Store.ChangeLog.MaxRows),
+			Logger:           log.With("store", "postgres"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("server: store: %w", err)

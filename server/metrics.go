@@ -77,8 +77,8 @@ func newMetrics(e *ws.Engine, started time.Time) *metrics {
 			Name: "switchyard_uptime_seconds", Help: "Seconds since the server started.",
 		}, func() float64 { return time.Since(started).Seconds() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "switchyard_build_info", Help: "Always 1; the version is a label.",
-			ConstLabels: prometheus.Labels{"version": switchyard.Version},
+			Name: "switchyard_build_info", Help: "Always 1; the version and commit are labels.",
+			ConstLabels: prometheus.Labels{"version": switchyard.Version, "commit": switchyard.Commit},
 		}, func() float64 { return 1 }),
 	)
 	return m

@@ -508,3 +508,69 @@ func TestResourceEventPermissionMatrix(t *testing.T) {
 		})
 	}
 }
+
+// A live query's filter is checked as list checks it: the same 400s,
+// naming the field, on the same socket, which stays open.
+func TestLiveQueryFilterCheckedAsList(t *testing.T) {
+	_, base := startServer(t, notesConfig("anyone"))
+	c := newLiveClientWith(t, base, token(t, "alice", time.Hour, nil))
+	for _, filter := range []map[string]any{{"tag": 5}, {"nope": "x"}, {"id": "one"}} {
+		l := c.request("notes", "list", map[string]any{"data": map[string]any{"filter": filter}})
+		s := c.request("notes", "subscribe_list", map[string]any{"filter": filter})
+		if l["response_status"] != 400.0 || s["response_status"] != 400.0 || !reflect.DeepEqual(l["errors"], s["errors"]) {
+			t.Errorf("filter %v: list %v, subscribe_list %v", filter, l, s)
+		}
+	}
+	if p := c.request("notes", "subscribe_list", map[string]any{"filter": map[string]any{"tag": "a"}}); p["response_status"] != 201.0 {
+		t.Fatalf("a good filter after bad ones: %v", p)
+	}
+}
+
+// REST with an API key acts as the server: it reads every record and sets
+// owners; a wrong key is refused, never taken for an anonymous caller.
+func TestRESTWithAPIKeyActsAsTheServer(t *testing.T) {
+	_, base := startServer(t, notesConfig("owner:owner"))
+	w := restWriter{base}
+	hers := w.create(t, "alice", `{"title": "hers"}`)
+	w.do(t, "POST", "", "apikey "+testAPIKey, `{"title": "for bob", "owner": "bob"}`, 201)
+	all := w.do(t, "GET", "", "apikey "+testAPIKey, "", 200)
+	if all["count"] != 2.0 {
+		t.Fatalf("the server lists %v", all)
+	}
+	if bobs := w.do(t, "GET", "", "Bearer "+token(t, "bob", time.Hour, nil), "", 200); bobs["count"] != 1.0 {
+		t.Fatalf("bob lists %v", bobs)
+	}
+	w.do(t, "GET", fmt.Sprintf("%v/", hers["id"]), "apikey wrong-key-0123456789", "", 401)
+	w.do(t, "POST", "", "apikey wrong-key-0123456789", `{"title": "x", "owner": "bob"}`, 401)
+	w.do(t, "POST", "", "Bearer "+token(t, "alice", time.Hour, nil), `{"title": "x", "owner": "bob"}`, 400)
+}
+
+// An instance subscription that ended when its record became unreadable
+// stays silent when the record comes back, until the client subscribes
+// again (the same request_id revives it).
+func TestInstanceSubscriptionEndsAndRevives(t *testing.T) {
+	srv, base := startServer(t, notesConfig("owner:owner"))
+	g := goWriter{srv}
+	n := g.create(t, "alice", `{"title": "x"}`)
+	pk := int64(n["id"].(float64))
+	r := dialRecorder(t, base, "?token="+token(t, "alice", time.Hour, nil))
+	if reply := r.subscribe("notes", pk, "s", nil); reply.payload["response_status"] != 201.0 {
+		t.Fatal(reply.raw)
+	}
+	g.setOwner(t, pk, "bob")
+	g.setOwner(t, pk, "alice")
+	g.patch(t, "alice", pk, `{"title": "unheard"}`)
+	r.barrier(1)
+	got := r.of("s")[1:]
+	if len(got) != 1 || got[0].payload["action"] != "delete" || !reflect.DeepEqual(got[0].payload["data"], pkData(pk)) {
+		t.Fatalf("after the owner changed away and back: %s", raws(got))
+	}
+	if reply := r.subscribe("notes", pk, "s", nil); reply.payload["response_status"] != 201.0 {
+		t.Fatal(reply.raw)
+	}
+	g.patch(t, "alice", pk, `{"title": "heard"}`)
+	ev := r.waitFor("s", 4)[3]
+	if ev.payload["action"] != "update" || ev.payload["data"].(map[string]any)["title"] != "heard" {
+		t.Fatalf("after subscribing again: %s", ev.raw)
+	}
+}

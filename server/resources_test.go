@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/internal/wiretest"
 	"github.com/switchyardhq/switchyard/resource"
 )
 
@@ -275,6 +276,7 @@ func rest(t *testing.T, method, url, body, bearer string) (int, map[string]any, 
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	wiretest.CheckNoNullCollections(t, method+" "+url, raw)
 	var m map[string]any
 	json.Unmarshal(raw, &m)
 	return resp.StatusCode, m, string(raw)

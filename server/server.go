@@ -35,7 +35,8 @@ import (
 
 // Options are the parts of a server that are not configuration.
 type Options struct {
-	// Logger receives the server's logs; nil discards them.
+	// Logger receives the server's logs; nil is slog.Default(), so that a
+	// panic in application code (a resource hook) is never silent.
 	Logger *slog.Logger
 	// Checks are extra readiness checks, run by /readyz after the store's
 	// and the broker's.
@@ -99,7 +100,10 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	}
 	log := o.Logger
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		log = slog.Default()
+	}
+	if err := CheckConfig(cfg); err != nil {
+		return nil, err
 	}
 	// Sections this build parses and validates but does not serve yet:
 	// said once at start, never silently ignored.
@@ -213,6 +217,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		ws.WithEngine(engine),
 		ws.WithLogger(log),
 		ws.AllowedOrigins(cfg.WebSocket.AllowedOrigins...),
+		ws.OriginConfigKey("websocket.allowed_origins"),
 		ws.MaxMessageSize(int64(cfg.Limits.MaxMessageSize)),
 		ws.PingInterval(time.Duration(cfg.WebSocket.PingInterval)),
 		ws.ReadTimeout(time.Duration(cfg.WebSocket.ReadTimeout)),
@@ -228,6 +233,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Logger:            log,
 		MaxConnections:    cfg.Limits.MaxConnections,
 		MessagesPerSecond: cfg.Limits.MessagesPerSecond,
+		MaxCatchUp:        cfg.Store.ChangeLog.MaxReplay,
 	}))
 	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
 		Hub:         hb,
@@ -243,6 +249,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Verifier: verifier,
 		Keys:     cfg.APIKeys,
 		MaxBody:  int64(cfg.Limits.MaxRequestBody),
+		Logger:   log,
 	}))
 	if cs := cfg.Channelstream; cs.Enabled {
 		maxAge := time.Minute

@@ -35,7 +35,15 @@ func start(t *testing.T, mutate func(*config.Config), o Options) (string, func()
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	o.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return run(t, cfg, o)
+}
+
+// run serves cfg with o as it is (a nil Logger stays nil).
+func run(t *testing.T, cfg config.Config, o Options) (string, func() error) {
+	t.Helper()
 	srv, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +179,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 		`switchyard_errors_total{kind="protocol"} 0`,
 		"go_goroutines",
 		"process_resident_memory_bytes",
-		`switchyard_build_info{version=`,
+		`switchyard_build_info{commit=`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
@@ -287,7 +295,7 @@ func TestNewRefusesDriversNotBuilt(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.Broker.Driver = "nats"
 	cfg.Broker.URL = "nats://127.0.0.1:4222"
-	if _, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), `"nats" is not available`) {
+	if _, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "broker.driver: nats is not available in this build") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/internal/wiretest"
 	"github.com/switchyardhq/switchyard/store/sqlite"
 )
 
@@ -63,6 +64,7 @@ func dialRecorder(t *testing.T, base, query string) *recorder {
 				Payload map[string]any `json:"payload"`
 			}
 			json.Unmarshal(data, &env)
+			wiretest.CheckNoNullCollections(t, "/live frame", data)
 			r.frames = append(r.frames, recorded{raw: data, payload: env.Payload})
 			r.mu.Unlock()
 			r.signal()

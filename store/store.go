@@ -149,8 +149,9 @@ type Store interface {
 	RowChanges(ctx context.Context, table string, id, after int64, limit int) (RowLog, error)
 	// TrimChanges drops the changes with Seq <= upTo from the log (the
 	// oldest ones); RowLog.Trimmed is upTo afterwards, or Last when upTo
-	// is beyond it. Nothing calls it on its own yet: the log keeps every
-	// change until a retention is configured (next).
+	// is beyond it. Implementations also trim by themselves to the
+	// retention they are configured with (store.change_log.max_age and
+	// max_rows), from the oldest end, so Trimmed stays exact.
 	TrimChanges(ctx context.Context, upTo int64) error
 	Ping(ctx context.Context) error
 	Close() error
@@ -183,6 +184,9 @@ type MigrationError struct {
 	Table, Column string
 	Problem       string // what would be lost
 	Fix           string // how to proceed
+	// Drop reports that the column was removed from the schema, so that
+	// dropping it (switchyard migrate drop-column) is a way forward.
+	Drop bool
 }
 
 func (e *MigrationError) Error() string {

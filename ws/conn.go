@@ -159,6 +159,17 @@ func (c *Conn) Wait(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// WaitTimeout is Wait for at most d (dwebsocket's wait() with a time
+// limit): the next message, or context.DeadlineExceeded when none came in
+// time, which leaves the connection open. Like Wait it returns io.EOF once
+// the peer closed and every message was taken. With d <= 0 it takes a
+// message that has already arrived, or returns at once.
+func (c *Conn) WaitTimeout(d time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return c.Wait(ctx)
+}
+
 // Read returns the next message if one has arrived, without blocking.
 func (c *Conn) Read() ([]byte, bool) {
 	c.mu.Lock()

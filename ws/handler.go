@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -75,7 +76,16 @@ func sweepFor(o *options) time.Duration {
 	return max(d, 10*time.Millisecond)
 }
 
+// AcceptsWebSocket implements Acceptor.
+func (a *connHandler) AcceptsWebSocket() bool { return true }
+
 func (a *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if FromRequest(r) != nil {
+		// Already upgraded above (AcceptAll around a handler that could
+		// not be looked into): serve the connection.
+		a.h.ServeHTTP(w, r)
+		return
+	}
 	if !IsUpgradeRequest(r) {
 		if a.require {
 			WriteError(w, http.StatusBadRequest, "websocket_required", "this endpoint only accepts WebSocket connections")
@@ -138,6 +148,14 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 		if he.code == "unsupported_version" {
 			w.Header().Set("Sec-WebSocket-Version", "13")
 		}
+		// A refused origin is an operator's matter (a missing entry in the
+		// allowed list) and is logged at info; malformed upgrades are the
+		// client's and stay at debug.
+		level := slog.LevelDebug
+		if he.status == http.StatusForbidden {
+			level = slog.LevelInfo
+		}
+		o.logger.Log(r.Context(), level, "websocket refused", "status", he.status, "reason", he.msg, "key", he.key, "path", r.URL.Path, "remote", r.RemoteAddr)
 		WriteError(w, he.status, he.code, he.msg)
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package ws
 import (
 	"crypto/sha1"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -43,6 +44,7 @@ type handshakeError struct {
 	status int
 	code   string
 	msg    string
+	key    string // the application setting that governs the refusal, if any
 }
 
 func (e *handshakeError) Error() string { return "ws: " + e.msg }
@@ -50,26 +52,30 @@ func (e *handshakeError) Error() string { return "ws: " + e.msg }
 // checkRequest validates an upgrade request and returns the client key.
 func checkRequest(r *http.Request, o *options) (string, error) {
 	if r.ProtoMajor != 1 {
-		return "", &handshakeError{http.StatusBadRequest, "unsupported_protocol", "WebSocket upgrades need HTTP/1.1"}
+		return "", &handshakeError{status: http.StatusBadRequest, code: "unsupported_protocol", msg: "WebSocket upgrades need HTTP/1.1"}
 	}
 	if r.Method != http.MethodGet {
-		return "", &handshakeError{http.StatusBadRequest, "bad_method", "WebSocket upgrade must use GET"}
+		return "", &handshakeError{status: http.StatusBadRequest, code: "bad_method", msg: "WebSocket upgrade must use GET"}
 	}
 	if !headerHasToken(r.Header, "Upgrade", "websocket") {
-		return "", &handshakeError{http.StatusBadRequest, "bad_upgrade", "missing Upgrade: websocket"}
+		return "", &handshakeError{status: http.StatusBadRequest, code: "bad_upgrade", msg: "missing Upgrade: websocket"}
 	}
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
-		return "", &handshakeError{http.StatusBadRequest, "bad_upgrade", "missing Connection: Upgrade"}
+		return "", &handshakeError{status: http.StatusBadRequest, code: "bad_upgrade", msg: "missing Connection: Upgrade"}
 	}
 	if v := r.Header.Get("Sec-WebSocket-Version"); v != "13" {
-		return "", &handshakeError{http.StatusBadRequest, "unsupported_version", "unsupported Sec-WebSocket-Version (want 13)"}
+		return "", &handshakeError{status: http.StatusBadRequest, code: "unsupported_version", msg: "unsupported Sec-WebSocket-Version (want 13)"}
 	}
 	key := strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key"))
 	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 16 {
-		return "", &handshakeError{http.StatusBadRequest, "bad_key", "invalid Sec-WebSocket-Key"}
+		return "", &handshakeError{status: http.StatusBadRequest, code: "bad_key", msg: "invalid Sec-WebSocket-Key"}
 	}
 	if !o.originAllowed(r) {
-		return "", &handshakeError{http.StatusForbidden, "origin_not_allowed", "origin not allowed"}
+		he := &handshakeError{status: http.StatusForbidden, code: "origin_not_allowed", msg: fmt.Sprintf("origin %q is not allowed", r.Header.Get("Origin")), key: o.originKey}
+		if o.originKey != "" && o.checkOrigin == nil {
+			he.msg += ": add it to " + o.originKey
+		}
+		return "", he
 	}
 	return key, nil
 }

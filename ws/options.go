@@ -23,6 +23,7 @@ type Option func(*options)
 
 type options struct {
 	origins      []string
+	originKey    string
 	checkOrigin  func(*http.Request) bool
 	maxMessage   int64
 	maxQueued    int64
@@ -71,6 +72,16 @@ func resolve(opts []Option) *options {
 // Origin header, which browsers always send) are accepted; others get 403.
 func AllowedOrigins(patterns ...string) Option {
 	return func(o *options) { o.origins = append(o.origins, patterns...) }
+}
+
+// OriginConfigKey names the application setting that lists the allowed
+// origins (Switchyard passes "websocket.allowed_origins"). A refused origin
+// is then answered 403 with a message that tells what to change, like
+// `origin "https://app.example.com" is not allowed: add it to
+// websocket.allowed_origins`, and logged at info level with the same
+// reason and key.
+func OriginConfigKey(key string) Option {
+	return func(o *options) { o.originKey = key }
 }
 
 // CheckOrigin replaces the origin policy with fn.

@@ -31,6 +31,7 @@ func Run(t *testing.T, newBroker func(t *testing.T) broker.Broker) {
 		{"NeverPublished", testNeverPublished},
 		{"HistoryLimit", testHistoryLimit},
 		{"HistorySince", testHistorySince},
+		{"HistoryReverse", testHistoryReverse},
 		{"HistoryTrimmedToSize", testHistoryTrimmed},
 		{"HistoryTTLExpiry", testHistoryTTL},
 		{"HistoryTTLRefreshedByPublish", testHistoryTTLRefresh},
@@ -290,6 +291,46 @@ func testHistorySince(t *testing.T, b broker.Broker, _ *recorder) {
 		if sp != last {
 			t.Fatalf("%s: position %+v, want %+v", tc.name, sp, last)
 		}
+	}
+}
+
+// testHistoryReverse: newest first; without Since the last Limit, with
+// Since those below Since.Offset (paging backwards), in the current epoch
+// only, over a trimmed history too.
+func testHistoryReverse(t *testing.T, b broker.Broker, _ *recorder) {
+	ch := channelName(t, "a")
+	var last switchyard.StreamPosition
+	for i := 1; i <= 12; i++ {
+		last = publish(t, b, ch, data(i), withHistory(10)) // keeps 3..12
+	}
+	e := last.Epoch
+	rev := func(o broker.HistoryOptions) broker.HistoryOptions { o.Reverse = true; return o }
+	for _, tc := range []struct {
+		name string
+		opts broker.HistoryOptions
+		want []uint64
+	}{
+		{"latest 3", rev(broker.HistoryOptions{Limit: 3}), []uint64{12, 11, 10}},
+		{"all", rev(all), []uint64{12, 11, 10, 9, 8, 7, 6, 5, 4, 3}},
+		{"limit 0", rev(broker.HistoryOptions{}), nil},
+		{"limit above size", rev(broker.HistoryOptions{Limit: 50}), []uint64{12, 11, 10, 9, 8, 7, 6, 5, 4, 3}},
+		{"page before 10", rev(since(10, e, 3)), []uint64{9, 8, 7}},
+		{"page before 5", rev(since(5, e, 3)), []uint64{4, 3}},
+		{"before the oldest kept", rev(since(3, e, -1)), nil},
+		{"before a trimmed offset", rev(since(2, e, -1)), nil},
+		{"before 0", rev(since(0, e, -1)), nil},
+		{"before top+1: everything", rev(since(13, e, 2)), []uint64{12, 11}},
+		{"before far ahead", rev(since(1000, e, 2)), []uint64{12, 11}},
+		{"other epoch", rev(since(10, e+"x", -1)), nil},
+	} {
+		pubs, sp := history(t, b, ch, tc.opts)
+		checkPubs(t, tc.name, pubs, tc.want...)
+		if sp != last {
+			t.Fatalf("%s: position %+v, want %+v", tc.name, sp, last)
+		}
+	}
+	if pubs, _ := history(t, b, channelName(t, "never"), rev(all)); len(pubs) != 0 {
+		t.Fatalf("never published: %d publications", len(pubs))
 	}
 }
 

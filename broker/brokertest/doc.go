@@ -23,6 +23,9 @@
 //   - With Since, the publications returned are those still kept with an
 //     offset above Since.Offset; if some were trimmed, the first returned
 //     offset is above Since.Offset+1 and the caller sees the gap.
+//   - With Reverse, publications come newest first: the last Limit kept
+//     without Since, those below Since.Offset with it (none below offset
+//     0 or in another epoch).
 //   - A publication with HistorySize 0 gets offset 0 and leaves the
 //     channel's history and position unchanged.
 //   - A history lost to HistoryTTL or RemoveHistory restarts at offset 1

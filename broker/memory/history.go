@@ -91,6 +91,34 @@ func (h *history) after(since uint64, limit int) []switchyard.Publication {
 	return out
 }
 
+// before returns, newest first, the kept publications with an offset
+// below until (all kept when until is 0): the first limit of them, or all
+// when limit is negative.
+func (h *history) before(until uint64, limit int) []switchyard.Publication {
+	n := len(h.pubs)
+	if limit == 0 || n == 0 {
+		return nil
+	}
+	oldest := h.top - uint64(n) + 1
+	newest := h.top // the offset of the first publication returned
+	if until != 0 {
+		if until <= oldest {
+			return nil
+		}
+		newest = min(h.top, until-1)
+	}
+	count := int(newest - oldest + 1)
+	if limit > 0 && limit < count {
+		count = limit
+	}
+	out := make([]switchyard.Publication, count)
+	for i := range out {
+		idx := int(newest-oldest) - i // position in age order, 0 = oldest
+		out[i] = h.pubs[(h.head+idx)%n]
+	}
+	return out
+}
+
 // lose drops the publications and starts a new epoch, keeping the history
 // as a tombstone.
 func (h *history) lose() {
@@ -175,7 +203,8 @@ func (b *Broker) Publish(ctx context.Context, ch string, data []byte, opts broke
 // position. With opts.Since it returns those with an offset above
 // Since.Offset, or none if Since.Epoch is not the current epoch. A
 // positive opts.Limit returns the first (oldest) Limit of the selected
-// publications, 0 none, a negative Limit all of them. The returned slice is
+// publications, 0 none, a negative Limit all of them. With opts.Reverse
+// the order is newest first, and Since selects the offsets below it. The returned slice is
 // the caller's; the Data and Info it points to are shared and must not be
 // modified.
 func (b *Broker) History(ctx context.Context, ch string, opts broker.HistoryOptions) ([]switchyard.Publication, switchyard.StreamPosition, error) {
@@ -195,7 +224,16 @@ func (b *Broker) History(ctx context.Context, ch string, opts broker.HistoryOpti
 	var pubs []switchyard.Publication
 	if c != nil && c.hist != nil {
 		since := uint64(0)
-		if opts.Since == nil || opts.Since.Epoch == sp.Epoch {
+		switch {
+		case opts.Since != nil && opts.Since.Epoch != sp.Epoch:
+		case opts.Reverse && opts.Since != nil && opts.Since.Offset == 0:
+			// nothing is older than offset 0
+		case opts.Reverse:
+			if opts.Since != nil {
+				since = opts.Since.Offset
+			}
+			pubs = c.hist.before(since, opts.Limit)
+		default:
 			if opts.Since != nil {
 				since = opts.Since.Offset
 			}

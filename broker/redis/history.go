@@ -53,8 +53,9 @@ func (b *Broker) Publish(ctx context.Context, ch string, data []byte, opts broke
 	return switchyard.StreamPosition{Offset: uint64(top), Epoch: epoch}, nil
 }
 
-// History returns kept publications, oldest first, and the channel's
-// position; see broker.Broker and broker.HistoryOptions.
+// History returns kept publications, oldest first (newest first with
+// Reverse), and the channel's position; see broker.Broker and
+// broker.HistoryOptions.
 func (b *Broker) History(ctx context.Context, ch string, opts broker.HistoryOptions) ([]switchyard.Publication, switchyard.StreamPosition, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, switchyard.StreamPosition{}, err
@@ -70,9 +71,13 @@ func (b *Broker) History(ctx context.Context, ch string, opts broker.HistoryOpti
 	if limit < 0 {
 		limit = -1
 	}
+	reverse := "0"
+	if opts.Reverse {
+		reverse = "1"
+	}
 	res, err := b.history.Exec(ctx, b.client,
 		[]string{b.key("s", ch), b.key("m", ch)},
-		[]string{sinceOffset, sinceEpoch, strconv.Itoa(limit), newEpoch(), ms(emptyEpochTTL)},
+		[]string{sinceOffset, sinceEpoch, strconv.Itoa(limit), newEpoch(), ms(emptyEpochTTL), reverse},
 	).ToArray()
 	if err != nil {
 		return nil, switchyard.StreamPosition{}, b.fail(ctx, "history", err)

@@ -1,11 +1,16 @@
 // Command switchyard runs the Switchyard server and its tools.
 //
-//	switchyard [serve] [flags]        run the server (the default)
-//	switchyard config check FILE      validate a configuration file
-//	switchyard version                print the version
-//	switchyard bench SCENARIO [flags] measure a server (see docs/BENCHMARKS.md)
+//	switchyard [serve] [flags]                  run the server (the default)
+//	switchyard config check FILE                validate a file against this build
+//	switchyard config init [FILE]               write a commented starting configuration with new secrets
+//	switchyard token --user ID [flags]          mint an HS256 token for development
+//	switchyard migrate drop-column RES FIELD    drop a field removed from the configuration, with its data
+//	switchyard healthcheck [flags]              GET /healthz of the configured server (container HEALTHCHECK)
+//	switchyard version | --version              print the version and commit
+//	switchyard bench SCENARIO [flags]           measure a server (see docs/BENCHMARKS.md)
 //
-// Exit codes: 0 success, 1 failure at run time, 2 bad usage or
+// Every command and subcommand prints its flags with -h or --help and
+// exits 0. Exit codes: 0 success, 1 failure at run time, 2 bad usage or
 // configuration.
 package main
 
@@ -15,16 +20,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
-	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/bench"
 	"github.com/switchyardhq/switchyard/config"
-	"github.com/switchyardhq/switchyard/server"
 )
 
 func main() {
@@ -37,9 +39,14 @@ func main() {
 const usage = `Usage:
   switchyard [serve] [--config FILE] [--listen ADDR] [--data-dir DIR] [--log-format text|json] [--log-level LEVEL]
   switchyard config check FILE
+  switchyard config init [FILE] [--force]
+  switchyard token --user ID [--info JSON] [--ttl DURATION] [--channels A,B] [--config FILE]
+  switchyard migrate drop-column RESOURCE FIELD [--config FILE] [--data-dir DIR] [--yes]
+  switchyard healthcheck [--url URL] [--config FILE] [--timeout DURATION]
   switchyard version
-  switchyard bench idle|fanout|resources|longpoll [--target URL] [--conns N] [--channels N]
-                   [--rate N] [--duration D] [--size N] [--json]   (docs/BENCHMARKS.md)
+  switchyard bench idle|fanout|resources|longpoll [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
+
+Every command prints its flags with --help (switchyard bench fanout --help, ...).
 
 With no configuration file (no --config, no SWITCHYARD_CONFIG, no ./switchyard.yaml),
 serve runs on the embedded default: SQLite under ./switchyard-data/, the in-memory
@@ -53,46 +60,111 @@ type errUsage struct{ err error }
 func (e errUsage) Error() string { return e.err.Error() }
 func (e errUsage) Unwrap() error { return e.err }
 
+// cli is what every command runs with: the environment, the output
+// streams and the name the binary was run as (for commands it prints).
+type cli struct {
+	environ        []string
+	stdout, stderr io.Writer
+	self           string
+}
+
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
-	err := dispatch(ctx, args, environ, stdout, stderr)
-	if err == nil {
+	self := "switchyard"
+	if len(os.Args) > 0 && os.Args[0] != "" {
+		self = os.Args[0]
+	}
+	c := &cli{environ: environ, stdout: stdout, stderr: stderr, self: self}
+	err := c.dispatch(ctx, args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+	var f fatal
+	if errors.As(err, &f) {
+		f.report()
+	} else {
+		fmt.Fprintln(stderr, "switchyard:", err)
 	}
-	fmt.Fprintln(stderr, "switchyard:", err)
 	var ue errUsage
+	var be bench.UsageError
 	var ce config.Errors
-	if errors.As(err, &ue) || errors.As(err, &ce) {
+	if errors.As(err, &ue) || errors.As(err, &be) || errors.As(err, &ce) {
 		return 2
 	}
 	return 1
 }
 
-func dispatch(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+func (c *cli) dispatch(ctx context.Context, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			fmt.Fprint(c.stdout, usage)
+			return nil
+		case "-version", "--version":
+			return c.version(args[1:])
+		}
+	}
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
 	case "serve":
-		return serve(ctx, args, environ, stderr)
+		return c.serve(ctx, args)
 	case "config":
-		if len(args) != 2 || args[0] != "check" {
-			return errUsage{errors.New("usage: switchyard config check FILE")}
-		}
-		return configCheck(args[1], environ, stdout)
+		return c.configCmd(args)
+	case "token":
+		return c.token(args)
+	case "migrate":
+		return c.migrate(ctx, args)
+	case "healthcheck":
+		return c.healthcheck(ctx, args)
 	case "version":
-		fmt.Fprintln(stdout, "switchyard", switchyard.Version)
-		return nil
+		return c.version(args)
 	case "bench":
-		return bench.Main(ctx, args, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+		return bench.Main(ctx, args, c.stdout, c.stderr)
 	}
 	return errUsage{fmt.Errorf("unknown command %q\n\n%s", cmd, usage)}
+}
+
+// parse parses args with fs, flags and positional arguments in any order
+// ("--" ends the flags), and returns the positional ones. -h or --help
+// prints the command's help (synopsis, about, flags) on stdout and returns
+// flag.ErrHelp, which exits 0.
+func (c *cli) parse(fs *flag.FlagSet, synopsis, about string, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var pos, rest []string
+	for i, a := range args {
+		if a == "--" {
+			args, rest = args[:i], args[i+1:]
+			break
+		}
+	}
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(c.stdout, "Usage: %s\n\n%s\n", synopsis, about)
+				if hasFlags(fs) {
+					fmt.Fprintln(c.stdout, "\nFlags:")
+					printFlags(c.stdout, fs)
+				}
+				return nil, flag.ErrHelp
+			}
+			return nil, errUsage{fmt.Errorf("%s: %w (see switchyard %s --help)", fs.Name(), err, fs.Name())}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	return append(pos, rest...), nil
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
 }
 
 // configPath finds the configuration file: --config, then
@@ -112,75 +184,18 @@ func configPath(flagValue string, environ []string) string {
 	return ""
 }
 
-func serve(ctx context.Context, args, environ []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	cfgFile := fs.String("config", "", "configuration file (YAML)")
-	listen := fs.String("listen", "", "address to listen on, host:port (config key listen)")
-	dataDir := fs.String("data-dir", "", "directory for the embedded store (config key data_dir)")
-	logFormat := fs.String("log-format", "", "log format: text or json (config key log.format)")
-	logLevel := fs.String("log-level", "", "log level: debug, info, warn or error (config key log.level)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+// printFlags lists fs's flags the way the docs write them (--name).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if kind != "" {
+			line += " " + kind
 		}
-		return errUsage{err}
-	}
-	if fs.NArg() > 0 {
-		return errUsage{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
-	}
-	path := configPath(*cfgFile, environ)
-	cfg, err := config.Load(path, environ)
-	if err != nil {
-		return err
-	}
-	// Flags come last: defaults < file < environment < flags.
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
-	}
-	if *logFormat != "" {
-		cfg.Log.Format = *logFormat
-	}
-	if *logLevel != "" {
-		cfg.Log.Level = *logLevel
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	log := newLogger(cfg.Log, stderr)
-	if path == "" {
-		log.Info("no configuration file: running on the embedded default")
-	} else {
-		log.Info("configuration loaded", "file", path)
-	}
-	srv, err := server.New(cfg, server.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	return srv.Run(ctx)
-}
-
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(c.Level)) // validated by config
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-func configCheck(path string, environ []string, stdout io.Writer) error {
-	if _, err := os.Stat(path); err != nil {
-		return errUsage{fmt.Errorf("config check: %w", err)}
-	}
-	if _, err := config.Load(path, environ); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: ok\n", path)
-	return nil
+		fmt.Fprintf(w, "%s\n      %s", line, usage)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }

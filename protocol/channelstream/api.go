@@ -137,6 +137,9 @@ func (s *Server) connect(ctx context.Context, body json.RawMessage) (any, fieldE
 	if publicKeys == nil {
 		publicKeys = []string{} // always replaced, as in Channelstream
 	}
+	if channels == nil {
+		channels = []string{} // the reply lists them: [] for none, never null
+	}
 	sort.Strings(channels)
 
 	s.mu.Lock()

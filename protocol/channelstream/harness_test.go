@@ -19,6 +19,7 @@ import (
 	"github.com/switchyardhq/switchyard/broker/memory"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
+	"github.com/switchyardhq/switchyard/internal/wiretest"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -111,6 +112,7 @@ func (ts *testServer) do(method, path string, body any, sign bool, hdr ...string
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
+	wiretest.CheckNoNullCollections(ts.t, method+" "+path, out)
 	return resp.StatusCode, resp.Header, out
 }
 
@@ -195,6 +197,7 @@ func (cl *client) read() {
 		if err := json.Unmarshal(data, &arr); err != nil {
 			cl.t.Errorf("frame %q is not a JSON array: %v", data, err)
 		}
+		wiretest.CheckNoNullCollections(cl.t, "/ws frame", data)
 		cl.mu.Lock()
 		cl.frames = append(cl.frames, arr)
 		cl.raw = append(cl.raw, string(data))

@@ -38,13 +38,6 @@ func parseSince(raw json.RawMessage) (since int64, ok bool, err error) {
 	return since, true, nil
 }
 
-// seqReply is an event of a subscription made with since: DCRF's keys,
-// then the change's seq.
-type seqReply struct {
-	dcrfReply
-	Seq int64 `json:"seq"`
-}
-
 // position is the data of the reply to a subscribe_instance with since.
 type position struct {
 	Seq       int64 `json:"seq"`

@@ -15,8 +15,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -72,7 +74,7 @@ func New(cfg Config) *Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{svc: cfg.Resources, log: cfg.Logger}}
+	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{svc: cfg.Resources, seq: resource.NewSequencer(0), log: cfg.Logger}}
 }
 
 // session is the state of one connection.
@@ -116,7 +118,9 @@ func (s *session) allow(rate int, now time.Time) bool {
 // ServeHTTP authenticates and upgrades the request; plain HTTP gets 400.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.MaxConnections > 0 && h.cfg.Engine.Len() >= h.cfg.MaxConnections {
-		ws.WriteError(w, http.StatusServiceUnavailable, "too_many_connections", "the server is at its connection limit")
+		msg := fmt.Sprintf("the server is at its connection limit (%d, limits.max_connections)", h.cfg.MaxConnections)
+		h.log.Info("websocket refused", "status", http.StatusServiceUnavailable, "reason", msg, "key", "limits.max_connections", "path", r.URL.Path, "remote", r.RemoteAddr)
+		ws.WriteError(w, http.StatusServiceUnavailable, "too_many_connections", msg)
 		return
 	}
 	if !ws.IsUpgradeRequest(r) {
@@ -127,9 +131,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Verifier != nil {
 		var err error
 		if p, err = h.cfg.Verifier.FromRequest(r); err != nil {
-			// Refused before the upgrade: 401 with the reason (never the
-			// token).
+			// Refused before the upgrade: 401 with the reason, and the
+			// same in the log with the config key behind the check
+			// (never the token, nor the query that may carry it).
 			code := switchyard.ErrorCode(err)
+			h.log.Info("websocket refused", "status", switchyard.HTTPStatus(code), "reason", switchyard.ErrorMessage(err), "key", auth.ConfigKey(err), "path", r.URL.Path, "remote", r.RemoteAddr)
 			ws.WriteError(w, switchyard.HTTPStatus(code), string(code), switchyard.ErrorMessage(err))
 			return
 		}
@@ -216,6 +222,7 @@ type request struct {
 	Filter    map[string]json.RawMessage `json:"filter"`
 	Things    []int64                    `json:"things"`
 	Token     string                     `json:"token"`
+	Reverse   bool                       `json:"reverse"`
 }
 
 func (h *Handler) handle(sess *session, data []byte) {
@@ -254,12 +261,30 @@ func (h *Handler) handle(sess *session, data []byte) {
 	default:
 		if h.cfg.Resources != nil {
 			if _, ok := h.cfg.Resources.Schema(env.Stream); ok {
-				h.resource(ctx, sess, env.Stream, req)
+				h.resourceRecovering(ctx, sess, env.Stream, req)
 				return
 			}
 		}
 		h.replyError(sess, env.Stream, req, switchyard.Errorf(switchyard.CodeNotFound, "unknown stream %q", env.Stream))
 	}
+}
+
+// resourceRecovering runs a resource action. A panic in application code
+// under it (a resource hook) answers the request with a 500 in the
+// envelope and is logged with its stack; the connection stays open.
+func (h *Handler) resourceRecovering(ctx context.Context, sess *session, stream string, req request) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("live: panic in a resource action", "stream", stream, "action", req.Action, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			sess.hs.Send(encode(stream, dcrfReply{
+				Errors:         []any{switchyard.ErrorMessage(nil)},
+				Action:         req.Action,
+				ResponseStatus: http.StatusInternalServerError,
+				RequestID:      requestID(req),
+			}))
+		}
+	}()
+	h.resource(ctx, sess, stream, req)
 }
 
 // session runs a $session action.
@@ -360,7 +385,7 @@ func (h *Handler) channels(ctx context.Context, sess *session, req request) {
 			h.replyError(sess, stream, req, err)
 			return
 		}
-		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, limit, since)
+		pubs, pos, err := hb.History(ctx, sess.hs, req.Channel, limit, since, req.Reverse)
 		if err != nil {
 			h.replyError(sess, stream, req, err)
 			return
@@ -431,6 +456,7 @@ func encode(stream string, payload any) []byte {
 // events) of /live; one value serves every session.
 type encoder struct {
 	svc *resource.Service // nil: no resources
+	seq *resource.Sequencer
 	log *slog.Logger
 }
 

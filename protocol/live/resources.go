@@ -235,7 +235,8 @@ func (s *session) listCount(ch string) int {
 // addInstance records a plain subscription and returns how many the
 // channel now has on this connection, and whether this request_id is new
 // (a repeated subscribe with the same request_id changes nothing, as in
-// DCRF).
+// DCRF — except that it revives a subscription that ended when the record
+// became unreadable, since the caller checked it is readable again).
 func (s *session) addInstance(ch string, rid json.RawMessage, w *resource.InstanceWatch) (int, bool) {
 	s.smu.Lock()
 	defer s.smu.Unlock()
@@ -244,6 +245,9 @@ func (s *session) addInstance(ch string, rid json.RawMessage, w *resource.Instan
 	}
 	for _, is := range s.instances[ch] {
 		if string(is.rid) == string(rid) {
+			if !is.holding && is.w.Ended() {
+				is.w, is.seq = w, false
+			}
 			return len(s.instances[ch]), false
 		}
 	}
@@ -288,7 +292,14 @@ func (e *encoder) Prepare(ch string, pub switchyard.Publication) (any, bool) {
 		e.log.Error("live: resource event dropped", "channel", ch, "err", err)
 		return (*prepared)(nil), true
 	}
-	return &prepared{ev: ev, instance: instance, stream: mustJSON(name)}, true
+	if !instance {
+		// A collection's events in per-record commit order (an instance
+		// watch orders its own record's).
+		if ev, ok = e.seq.Admit(ev); !ok {
+			return (*prepared)(nil), true
+		}
+	}
+	return &prepared{ev: ev, view: resource.NewView(ev), instance: instance, stream: mustJSON(name)}, true
 }
 
 // EncodeForSession implements hub.SessionEncoder: the frames of one
@@ -316,7 +327,7 @@ func (e *encoder) EncodeForSession(hs *hub.Session, ch string, p any, frames [][
 		return frames
 	}
 	for _, l := range sess.lists[ch] {
-		if d := l.q.Apply(pe.ev); d.Action != resource.Skip {
+		if d := l.q.Apply(pe.view); d.Action != resource.Skip {
 			frames = append(frames, pe.frame(d, l.rid, false, l.many))
 		}
 	}
@@ -328,6 +339,7 @@ func (e *encoder) EncodeForSession(hs *hub.Session, ch string, p any, frames [][
 // request_id and seq, at their end).
 type prepared struct {
 	ev       *resource.Event
+	view     *resource.View // what the live queries share of it
 	instance bool
 	stream   []byte // the stream's name as JSON
 	heads    [4][3][]byte

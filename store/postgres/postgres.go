@@ -36,9 +36,11 @@
 // per write (autovacuum freezes more often), and a change that another
 // process read in the instant between the commit and the flush is lost
 // if PostgreSQL crashes in that instant (its sequence number is then
-// given again); no client was told it succeeded. TrimChanges records how
-// far it trimmed (the trim mark), so RowChanges tells a trimmed log from
-// a sparse one without relying on consecutive numbers.
+// given again); no client was told it succeeded. TrimChanges and the
+// retention trimmer record how far they trimmed (the trim mark, a row of
+// its own so that trimming never waits for the writers' counter row), so
+// RowChanges tells a trimmed log from a sparse one without relying on
+// consecutive numbers.
 //
 // # Failures
 //
@@ -79,6 +81,15 @@ type Config struct {
 	// connection (default 5 s). Open fails after it, naming the address,
 	// when the database cannot be reached.
 	ConnectTimeout time.Duration
+	// ChangeLogMaxAge trims changes older than this from the change log
+	// (0: any age); ChangeLogMaxRows keeps at most this many (0: any
+	// number). With neither, no trimmer runs.
+	ChangeLogMaxAge  time.Duration
+	ChangeLogMaxRows int64
+	// TrimInterval is how often the trimmer runs (default 1 min); TrimBatch
+	// bounds the changes one trim transaction drops (default 500).
+	TrimInterval time.Duration
+	TrimBatch    int64
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -86,9 +97,13 @@ type Config struct {
 // DB is the PostgreSQL store. It is safe for concurrent use.
 type DB struct {
 	pool *pgxpool.Pool
+	cfg  Config
 	log  *slog.Logger
 	addr string
 	down atomic.Bool
+
+	stopTrim func()        // stops the trimmer; nil when none runs
+	trimDone chan struct{} // closed when the trimmer returned
 
 	mu     sync.RWMutex
 	tables map[string]*store.Table
@@ -113,6 +128,15 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.ChangeLogMaxAge < 0 || cfg.ChangeLogMaxRows < 0 {
+		return nil, errors.New("store/postgres: ChangeLogMaxAge and ChangeLogMaxRows must be >= 0")
+	}
+	if cfg.TrimInterval <= 0 {
+		cfg.TrimInterval = time.Minute
+	}
+	if cfg.TrimBatch <= 0 {
+		cfg.TrimBatch = 500
+	}
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("store/postgres: url: %s", redactParseError(err))
@@ -128,7 +152,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store/postgres: %w", err)
 	}
-	db := &DB{pool: pool, log: cfg.Logger, addr: addr, tables: map[string]*store.Table{}}
+	db := &DB{pool: pool, cfg: cfg, log: cfg.Logger, addr: addr, tables: map[string]*store.Table{}}
 	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	for {
@@ -145,6 +169,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err := db.bootstrap(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if cfg.ChangeLogMaxAge > 0 || cfg.ChangeLogMaxRows > 0 {
+		tctx, stop := context.WithCancel(context.Background())
+		db.stopTrim, db.trimDone = stop, make(chan struct{})
+		go db.trimmer(tctx)
 	}
 	return db, nil
 }
@@ -174,8 +203,10 @@ func (db *DB) bootstrap(ctx context.Context) error {
 		CREATE TABLE IF NOT EXISTS _switchyard_columns (tbl TEXT NOT NULL, col TEXT NOT NULL, type TEXT NOT NULL, uniq BOOLEAN NOT NULL, PRIMARY KEY (tbl, col));
 		CREATE TABLE IF NOT EXISTS _switchyard_changes (seq BIGINT PRIMARY KEY, tbl TEXT NOT NULL, row_id BIGINT NOT NULL, op TEXT NOT NULL, row JSON, at TIMESTAMPTZ NOT NULL);
 		CREATE INDEX IF NOT EXISTS _switchyard_changes_row ON _switchyard_changes (tbl, row_id, seq);
-		CREATE TABLE IF NOT EXISTS _switchyard_log (id INT PRIMARY KEY CHECK (id = 1), last BIGINT NOT NULL, trimmed BIGINT NOT NULL);
-		INSERT INTO _switchyard_log (id, last, trimmed) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING;`); err != nil {
+		CREATE TABLE IF NOT EXISTS _switchyard_log (id INT PRIMARY KEY CHECK (id = 1), last BIGINT NOT NULL);
+		INSERT INTO _switchyard_log (id, last) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+		CREATE TABLE IF NOT EXISTS _switchyard_trim (id INT PRIMARY KEY CHECK (id = 1), trimmed BIGINT NOT NULL);
+		INSERT INTO _switchyard_trim (id, trimmed) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;`); err != nil {
 		return db.fail(ctx, "open", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -184,8 +215,12 @@ func (db *DB) bootstrap(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the pool.
+// Close stops the trimmer and closes the pool.
 func (db *DB) Close() error {
+	if db.stopTrim != nil {
+		db.stopTrim()
+		<-db.trimDone
+	}
 	db.pool.Close()
 	return nil
 }

@@ -224,3 +224,67 @@ func BenchmarkInsert8(b *testing.B) {
 		}
 	})
 }
+
+// The trimmer keeps the newest MaxRows changes, in small batches, and the
+// trim mark says how far it went.
+func TestRetentionMaxRows(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Config{URL: testSchema(t), MaxConns: 4, ChangeLogMaxRows: 50, TrimInterval: 10 * time.Millisecond, TrimBatch: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx, []store.Table{storetest.Todos}); err != nil {
+		t.Fatal(err)
+	}
+	var lastID int64
+	for i := range 120 {
+		row, _, err := db.Insert(ctx, "todos", store.Row{"rank": int64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lastID = row["id"].(int64)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rl, err := db.RowChanges(ctx, "todos", lastID, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chs, _ := db.Changes(ctx, 0, 1000)
+		if rl.Trimmed == rl.Last-50 && len(chs) == 50 && chs[0].Seq == rl.Trimmed+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: trimmed to %d of %d, %d changes kept", rl.Trimmed, rl.Last, len(chs))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// MaxAge drops the changes older than it, and only those.
+func TestRetentionMaxAge(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, Config{URL: testSchema(t), MaxConns: 4, ChangeLogMaxAge: time.Hour, TrimInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx, []store.Table{storetest.Todos}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		db.Insert(ctx, "todos", store.Row{"rank": int64(i)})
+	}
+	// Age the first four changes by two hours, behind the store's back.
+	if _, err := db.pool.Exec(ctx, "UPDATE _switchyard_changes SET at = at - interval '2 hours' WHERE seq <= 4"); err != nil {
+		t.Fatal(err)
+	}
+	n, upTo, err := db.trimPass(ctx)
+	if err != nil || n != 4 || upTo != 4 {
+		t.Fatalf("trim pass: %d dropped up to %d, %v; want 4 up to 4", n, upTo, err)
+	}
+	if chs, _ := db.Changes(ctx, 0, 100); len(chs) != 6 || chs[0].Seq != 5 {
+		t.Fatalf("kept %d changes", len(chs))
+	}
+}

@@ -502,7 +502,7 @@ func (db *DB) RowChanges(ctx context.Context, table string, id, after int64, lim
 	}
 	defer tx.Rollback(ctx)
 	var out store.RowLog
-	if err := tx.QueryRow(ctx, "SELECT last, trimmed FROM _switchyard_log WHERE id = 1").Scan(&out.Last, &out.Trimmed); err != nil {
+	if err := tx.QueryRow(ctx, "SELECT l.last, t.trimmed FROM _switchyard_log l, _switchyard_trim t").Scan(&out.Last, &out.Trimmed); err != nil {
 		return fail(err)
 	}
 	var raw []byte
@@ -555,21 +555,30 @@ func (db *DB) RowChanges(ctx context.Context, table string, id, after int64, lim
 // TrimChanges drops the oldest changes and records how far; see
 // store.Store.
 func (db *DB) TrimChanges(ctx context.Context, upTo int64) error {
+	_, err := db.trim(ctx, upTo)
+	return err
+}
+
+// trim drops the changes with seq <= upTo (at most the last committed)
+// and raises the trim mark, in one transaction; it returns how many
+// changes it dropped.
+func (db *DB) trim(ctx context.Context, upTo int64) (int64, error) {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
-		return db.fail(ctx, "trim changes", err)
+		return 0, db.fail(ctx, "trim changes", err)
 	}
 	defer tx.Rollback(ctx)
 	var mark int64
-	if err := tx.QueryRow(ctx, "UPDATE _switchyard_log SET trimmed = GREATEST(trimmed, LEAST($1::bigint, last)) WHERE id = 1 RETURNING trimmed", upTo).Scan(&mark); err != nil {
-		return db.fail(ctx, "trim changes", err)
+	if err := tx.QueryRow(ctx, "UPDATE _switchyard_trim SET trimmed = GREATEST(trimmed, LEAST($1::bigint, (SELECT last FROM _switchyard_log))) WHERE id = 1 RETURNING trimmed", upTo).Scan(&mark); err != nil {
+		return 0, db.fail(ctx, "trim changes", err)
 	}
-	if _, err := tx.Exec(ctx, "DELETE FROM _switchyard_changes WHERE seq <= $1", mark); err != nil {
-		return db.fail(ctx, "trim changes", err)
+	tag, err := tx.Exec(ctx, "DELETE FROM _switchyard_changes WHERE seq <= $1", mark)
+	if err != nil {
+		return 0, db.fail(ctx, "trim changes", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return db.fail(ctx, "trim changes", err)
+		return 0, db.fail(ctx, "trim changes", err)
 	}
 	db.ok()
-	return nil
+	return tag.RowsAffected(), nil
 }

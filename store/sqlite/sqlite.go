@@ -11,9 +11,14 @@
 // The change log (_switchyard_changes) numbers changes with AUTOINCREMENT
 // from the single writer, so sequence numbers are consecutive in commit
 // order (a rolled-back write gives its number back). How far the log was
-// trimmed is therefore read from its oldest entry, whether TrimChanges or
-// an operator (DELETE FROM _switchyard_changes WHERE seq <= N) trimmed it;
-// trim from the oldest end only.
+// trimmed is therefore read from its oldest entry, whether TrimChanges,
+// the retention trimmer or an operator (DELETE FROM _switchyard_changes
+// WHERE seq <= N) trimmed it; trim from the oldest end only.
+//
+// Retention: with Config.ChangeLogMaxAge or ChangeLogMaxRows set, a
+// goroutine owned by the DB trims the log at Open and every TrimInterval,
+// in transactions of at most TrimBatch changes so writers are held up by
+// one small batch at most; Close stops it and waits for it.
 package sqlite
 
 import (
@@ -22,6 +27,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,14 +51,38 @@ type Config struct {
 	// Synchronous is SQLite's synchronous setting: "NORMAL" (default) or
 	// "FULL".
 	Synchronous string
+
+	// ChangeLogMaxAge drops changes older than this from the change log
+	// (0: any age is kept).
+	ChangeLogMaxAge time.Duration
+	// ChangeLogMaxRows keeps at most this many changes (0: any number).
+	// With either limit set, a background trimmer runs from Open to Close
+	// (see TrimInterval).
+	ChangeLogMaxRows int64
+	// TrimInterval is how often the trimmer runs, after a first pass at
+	// Open (default 1 min).
+	TrimInterval time.Duration
+	// TrimBatch is the most changes one trimming transaction drops
+	// (default 500), so that writers wait for at most one small batch.
+	TrimBatch int
+	// Logger receives the trimmer's reports; nil discards them.
+	Logger *slog.Logger
 }
 
 // DB is the SQLite store. It is safe for concurrent use.
 type DB struct {
 	w, r *sql.DB
+	cfg  Config
+	log  *slog.Logger
 
 	mu     sync.RWMutex
 	tables map[string]*store.Table
+
+	// The change-log trimmer: stopTrim ends it, trimDone is closed when
+	// it has returned (nil when no retention is configured).
+	stopTrim context.CancelFunc
+	trimDone chan struct{}
+	closeMu  sync.Mutex // serialises Close
 }
 
 var _ store.Store = (*DB)(nil)
@@ -70,8 +102,20 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	default:
 		return nil, fmt.Errorf("store/sqlite: Synchronous must be NORMAL or FULL, not %q", cfg.Synchronous)
 	}
+	if cfg.ChangeLogMaxAge < 0 || cfg.ChangeLogMaxRows < 0 {
+		return nil, fmt.Errorf("store/sqlite: ChangeLogMaxAge and ChangeLogMaxRows must not be negative")
+	}
+	if cfg.TrimInterval <= 0 {
+		cfg.TrimInterval = defaultTrimInterval
+	}
+	if cfg.TrimBatch <= 0 {
+		cfg.TrimBatch = defaultTrimBatch
+	}
 	abs, err := filepath.Abs(cfg.Path)
 	if err != nil {
+		return nil, fmt.Errorf("store/sqlite: %w", err)
+	}
+	if err := checkWritable(abs); err != nil {
 		return nil, fmt.Errorf("store/sqlite: %w", err)
 	}
 	dsn := fmt.Sprintf("file:%s?_pragma=journal_mode(WAL)&_pragma=busy_timeout(%d)&_pragma=synchronous(%s)&_pragma=foreign_keys(1)&_txlock=immediate",
@@ -87,7 +131,10 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("store/sqlite: open %s: %w", cfg.Path, err)
 	}
 	r.SetMaxOpenConns(cfg.Readers)
-	db := &DB{w: w, r: r, tables: map[string]*store.Table{}}
+	db := &DB{w: w, r: r, cfg: cfg, log: cfg.Logger, tables: map[string]*store.Table{}}
+	if db.log == nil {
+		db.log = slog.New(slog.DiscardHandler)
+	}
 	if _, err := w.ExecContext(ctx, `
 		CREATE TABLE IF NOT EXISTS _switchyard_columns (tbl TEXT NOT NULL, col TEXT NOT NULL, type TEXT NOT NULL, uniq INTEGER NOT NULL, PRIMARY KEY (tbl, col));
 		CREATE TABLE IF NOT EXISTS _switchyard_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, row_id INTEGER NOT NULL, op TEXT NOT NULL, row TEXT, at TEXT NOT NULL);
@@ -95,12 +142,55 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("store/sqlite: open %s: %w", cfg.Path, err)
 	}
+	if cfg.ChangeLogMaxAge > 0 || cfg.ChangeLogMaxRows > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		db.stopTrim, db.trimDone = cancel, make(chan struct{})
+		go db.trimmer(ctx)
+	}
 	return db, nil
 }
 
-// Close closes the database.
+// Close stops the change-log trimmer (interrupting a pass between two
+// batches at most), waits for it, and closes the database.
 func (db *DB) Close() error {
+	db.closeMu.Lock()
+	defer db.closeMu.Unlock()
+	if db.stopTrim != nil {
+		db.stopTrim()
+		<-db.trimDone
+	}
 	return errors.Join(db.r.Close(), db.w.Close())
+}
+
+// checkWritable makes sure the database file and its directory can be
+// written (WAL mode creates files beside the database), so that a
+// permission problem is reported with the path and "permission denied"
+// rather than as SQLite's "unable to open database file (14)".
+func checkWritable(path string) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".switchyard-probe-*")
+	if err != nil {
+		return fmt.Errorf("data directory %s is not writable: %w", dir, unwrapPathError(err))
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("database %s cannot be opened for writing: %w", path, unwrapPathError(err))
+	}
+	return f.Close()
+}
+
+// unwrapPathError drops the *fs.PathError around err, whose path the
+// caller's message already holds ("permission denied", not "open
+// /x/.switchyard-probe-123: permission denied").
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // Ping checks that the database answers.
@@ -196,7 +286,8 @@ func migrateTable(ctx context.Context, tx *sql.Tx, t store.Table) error {
 		if !want[name] {
 			return &store.MigrationError{Table: t.Name, Column: name,
 				Problem: "the field was removed from the configuration, which would drop its data",
-				Fix:     fmt.Sprintf("declare it again, or drop it yourself: sqlite3 <data_dir>/switchyard.db 'ALTER TABLE %s DROP COLUMN %s; DELETE FROM _switchyard_columns WHERE tbl = %s AND col = %s'", quote(t.Name), quote(name), sqlString(t.Name), sqlString(name))}
+				Fix:     fmt.Sprintf("declare it again, or drop it and its data with: switchyard migrate drop-column %s %s --yes", t.Name, name),
+				Drop:    true}
 		}
 	}
 	for _, c := range t.Columns {
@@ -231,7 +322,53 @@ func migrateTable(ctx context.Context, tx *sql.Tx, t store.Table) error {
 	return nil
 }
 
-func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+// DropColumn drops a stored column that the schema no longer declares,
+// with its data, in one transaction: its unique index if any, the column,
+// and the record Migrate keeps of it. It is what `switchyard migrate
+// drop-column` runs when Migrate refuses a removed field; run it while no
+// server has the database open (a running server keeps the schema it
+// migrated at start). An unknown table or column is ErrNotFound.
+func (db *DB) DropColumn(ctx context.Context, table, column string) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store/sqlite: drop column: %w", err)
+	}
+	defer tx.Rollback()
+	var uniq int
+	err = tx.QueryRowContext(ctx, "SELECT uniq FROM _switchyard_columns WHERE tbl = ? AND col = ?", table, column).Scan(&uniq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("store/sqlite: %s has no stored column %s: %w", table, column, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("store/sqlite: drop column: %w", err)
+	}
+	for _, q := range []string{
+		"DROP INDEX IF EXISTS " + quote("uniq_"+table+"_"+column),
+		"ALTER TABLE " + quote(table) + " DROP COLUMN " + quote(column),
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("store/sqlite: drop column %s.%s: %w", table, column, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM _switchyard_columns WHERE tbl = ? AND col = ?", table, column); err != nil {
+		return fmt.Errorf("store/sqlite: drop column %s.%s: %w", table, column, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store/sqlite: drop column %s.%s: %w", table, column, err)
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if t, ok := db.tables[table]; ok {
+		cols := make([]store.Column, 0, len(t.Columns))
+		for _, c := range t.Columns {
+			if c.Name != column {
+				cols = append(cols, c)
+			}
+		}
+		db.tables[table] = &store.Table{Name: t.Name, Columns: cols}
+	}
+	return nil
+}
 
 // table returns the schema of a migrated table.
 func (db *DB) table(name string) (*store.Table, error) {
