@@ -3,8 +3,8 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"errors"
+	"net/http"
 	"sort"
 	"time"
 

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-
-	"github.com/switchyardhq/switchyard/broker"
 )
 
 // subscribeBatch bounds the channels of one SUBSCRIBE when resubscribing.
@@ -202,5 +200,3 @@ func (b *Broker) Subscribed() int {
 	}
 	return n
 }
-
-var _ = broker.ErrClosed

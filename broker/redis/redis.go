@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"strconv"
 	"sync"
@@ -286,12 +285,6 @@ func (b *Broker) key(kind, ch string) string { return b.cfg.Prefix + ":" + kind 
 func newEpoch() string { return rand.Text()[:8] }
 
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
-
-// isNetwork reports whether err is a connection problem.
-func isNetwork(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne)
-}
 
 // clientIDs returns the Redis client IDs of the broker's connections (for
 // tests that kill them).
