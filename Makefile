@@ -106,3 +106,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFrameReader -fuzztime 30s ./ws
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./protocol/channelstream
 	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 30s ./protocol/channelstream
+	$(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime 30s ./broker/redis

@@ -123,6 +123,9 @@ func (r *reader) list() []string {
 		r.err = errMalformed
 		return nil
 	}
+	if n == 0 {
+		return nil
+	}
 	out := make([]string, 0, n)
 	for range n {
 		out = append(out, string(r.bytes()))

@@ -279,3 +279,28 @@ func TestUnavailableError(t *testing.T) {
 		t.Fatalf("network error: %v", err)
 	}
 }
+
+// AddPresenceBatch refreshes entries of several channels in one call.
+func TestPresenceBatch(t *testing.T) {
+	b := newTestBroker(t, "")
+	if err := b.Run(newRecorder()); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	ctx := context.Background()
+	var entries []broker.PresenceEntry
+	for _, ch := range []string{"a", "b", "c"} {
+		for _, c := range []string{"c1", "c2"} {
+			entries = append(entries, broker.PresenceEntry{Channel: ch, ClientID: c, Info: switchyard.ClientInfo{ClientID: c, User: "u-" + c}})
+		}
+	}
+	if err := b.AddPresenceBatch(ctx, entries, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{"a", "b", "c"} {
+		p, err := b.Presence(ctx, ch)
+		if err != nil || len(p) != 2 || p["c2"].User != "u-c2" {
+			t.Fatalf("presence of %s: %v %v", ch, p, err)
+		}
+	}
+}
