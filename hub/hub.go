@@ -29,7 +29,8 @@ type Config struct {
 	// session over it is closed with 4008.
 	MaxQueuedBytes int64
 	// PresenceExpiry is how long a presence entry lives without being
-	// refreshed (default 60 s; refreshed every third of it).
+	// refreshed (default 60 s; refreshed every third of it, in batches of
+	// up to 1,000 entries when Presence is a broker.PresenceBatcher).
 	PresenceExpiry time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger

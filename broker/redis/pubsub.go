@@ -20,7 +20,6 @@ type shard struct {
 
 	mu       sync.Mutex
 	conn     rueidis.DedicatedClient // nil while (re)connecting
-	release  func()
 	channels map[string]struct{} // every channel subscribed, kept across reconnections
 }
 
@@ -71,18 +70,19 @@ func (s *shard) run(ready chan<- error) {
 // channels. It returns the channel that reports the connection's end.
 func (s *shard) connect() (<-chan error, error) {
 	b := s.b
-	conn, release := b.client.Dedicate()
+	// Close on a dedicated client closes its connection and gives it back
+	// to the pool (which drops it), so the cancel function is not needed.
+	conn, _ := b.client.Dedicate()
 	wait := conn.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: s.onMessage})
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ConnectTimeout)
 	defer cancel()
 	// A ping proves the connection before it is installed.
 	if err := conn.Do(ctx, conn.B().Ping().Build()).Error(); err != nil {
 		conn.Close()
-		release()
 		return nil, fmt.Errorf("broker/redis: pub/sub connection to %s: %w", b.addr, err)
 	}
 	s.mu.Lock()
-	s.conn, s.release = conn, release
+	s.conn = conn
 	names := make([]string, 0, len(s.channels))
 	for ch := range s.channels {
 		names = append(names, b.key("c", ch))
@@ -105,12 +105,11 @@ func (s *shard) connect() (<-chan error, error) {
 
 func (s *shard) closeConn() {
 	s.mu.Lock()
-	conn, release := s.conn, s.release
-	s.conn, s.release = nil, nil
+	conn := s.conn
+	s.conn = nil
 	s.mu.Unlock()
 	if conn != nil {
 		conn.Close()
-		release()
 	}
 }
 
