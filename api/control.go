@@ -209,9 +209,19 @@ func (s *Server) channels(r *http.Request, d *decoder) (any, error) {
 	if err := d.only(); err != nil {
 		return nil, err
 	}
-	answers, err := s.survey(r, "channels", nil)
+	chans, nodes, err := s.allChannels(r)
 	if err != nil {
 		return nil, err
+	}
+	return map[string]any{"channels": chans, "nodes": nodes}, nil
+}
+
+// allChannels returns the channels with subscribers on any process and
+// their clients added up, and how many processes answered.
+func (s *Server) allChannels(r *http.Request) (map[string]map[string]int, int, error) {
+	answers, err := s.survey(r, "channels", nil)
+	if err != nil {
+		return nil, 0, err
 	}
 	out := map[string]map[string]int{}
 	for _, a := range answers {
@@ -226,7 +236,7 @@ func (s *Server) channels(r *http.Request, d *decoder) (any, error) {
 			out[ch]["num_clients"] += n
 		}
 	}
-	return map[string]any{"channels": out, "nodes": len(answers)}, nil
+	return out, len(answers), nil
 }
 
 func (s *Server) info(r *http.Request, d *decoder) (any, error) {
@@ -249,13 +259,13 @@ func (s *Server) info(r *http.Request, d *decoder) (any, error) {
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
 	// channels counts distinct channels with subscribers anywhere.
-	chans, err := s.channels(r, &decoder{fields: map[string]json.RawMessage{}})
+	chans, _, err := s.allChannels(r)
 	if err != nil {
 		return nil, err
 	}
 	return map[string]any{
 		"connections":    conns,
-		"channels":       len(chans.(map[string]any)["channels"].(map[string]map[string]int)),
+		"channels":       len(chans),
 		"uptime_seconds": int64(time.Since(s.cfg.Started).Seconds()),
 		"version":        switchyard.Version,
 		"commit":         switchyard.Commit,
