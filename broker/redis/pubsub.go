@@ -20,7 +20,7 @@ type shard struct {
 
 	mu       sync.Mutex
 	conn     rueidis.DedicatedClient // nil while (re)connecting
-	channels map[string]struct{} // every channel subscribed, kept across reconnections
+	channels map[string]struct{}     // every channel subscribed, kept across reconnections
 }
 
 func (b *Broker) shardOf(ch string) *shard {
