@@ -6,16 +6,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/ws"
 )
 
 // ResourcesConfig configures the REST API of resources.
@@ -28,10 +32,24 @@ type ResourcesConfig struct {
 	// "Authorization: apikey <key>" acts as the server (no permission
 	// applies, owner fields can be set), as the application's backend.
 	Keys []config.Secret
+	// CookieName is the cookie the Verifier reads tokens from ("": none).
+	// A write whose token came from it must come from an allowed origin.
+	CookieName string
+	// AllowedOrigins are the origins allowed besides the server's own, as
+	// ws.AllowedOrigins reads them (websocket.allowed_origins).
+	AllowedOrigins []string
+	// PublicURL starts the next and previous links of list pages (such as
+	// https://api.example.com); "" makes them relative. They are never
+	// built from the request's Host header.
+	PublicURL string
 	// MaxBody bounds request bodies (default 1 MiB; larger: 413).
 	MaxBody int64
-	// Logger receives refused requests (info) and panics in hooks (error,
-	// with the stack); nil is slog.Default(), so a panic is never silent.
+	// MaxSearchLength bounds ?search=, in characters (default 256;
+	// longer: 400 naming search).
+	MaxSearchLength int
+	// Logger receives refused requests (info), the causes of 500s and
+	// panics in hooks (error, with the stack); nil is slog.Default(), so a
+	// failure is never silent.
 	Logger *slog.Logger
 }
 
@@ -49,9 +67,13 @@ func NewResources(cfg ResourcesConfig) *Resources {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
 	}
+	if cfg.MaxSearchLength <= 0 {
+		cfg.MaxSearchLength = 256
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	return &Resources{cfg: cfg}
 }
 
@@ -105,31 +127,35 @@ func (h *Resources) serve(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if status, msg := h.refuseWrite(r); status != 0 {
+		detail(w, status, msg)
+		return
+	}
 	ctx := r.Context()
 	svc := h.cfg.Service
 	if len(parts) == 1 {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			q, page, size, err := listQuery(sc, r.URL.Query())
+			q, page, size, err := listQuery(sc, r.URL.Query(), h.cfg.MaxSearchLength)
 			if err != nil {
-				h.fail(w, err)
+				h.fail(w, r, err)
 				return
 			}
 			res, err := svc.List(ctx, name, who, q)
 			if err != nil {
-				h.fail(w, err)
+				h.fail(w, r, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, pageBody(r, res, page, size))
+			writeJSON(w, http.StatusOK, h.pageBody(r, res, page, size))
 		case http.MethodPost:
 			body, err := readAll(w, r, h.cfg.MaxBody)
 			if err != nil {
-				h.fail(w, err)
+				h.fail(w, r, err)
 				return
 			}
 			out, err := svc.Create(ctx, name, who, body)
 			if err != nil {
-				h.fail(w, err)
+				h.fail(w, r, err)
 				return
 			}
 			writeRaw(w, http.StatusCreated, out)
@@ -148,14 +174,14 @@ func (h *Resources) serve(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		out, err := svc.Retrieve(ctx, name, who, pk)
 		if err != nil {
-			h.fail(w, err)
+			h.fail(w, r, err)
 			return
 		}
 		writeRaw(w, http.StatusOK, out)
 	case http.MethodPut, http.MethodPatch:
 		body, err := readAll(w, r, h.cfg.MaxBody)
 		if err != nil {
-			h.fail(w, err)
+			h.fail(w, r, err)
 			return
 		}
 		mode := resource.Update
@@ -164,13 +190,13 @@ func (h *Resources) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		out, err := svc.Write(ctx, name, who, pk, body, mode)
 		if err != nil {
-			h.fail(w, err)
+			h.fail(w, r, err)
 			return
 		}
 		writeRaw(w, http.StatusOK, out)
 	case http.MethodDelete:
 		if err := svc.Delete(ctx, name, who, pk); err != nil {
-			h.fail(w, err)
+			h.fail(w, r, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -206,8 +232,9 @@ func (h *Resources) actor(w http.ResponseWriter, r *http.Request) (resource.Acto
 	return resource.As(p.User), true
 }
 
-// fail writes DRF's error bodies.
-func (h *Resources) fail(w http.ResponseWriter, err error) {
+// fail writes DRF's error bodies; the cause of a 500 is logged, never
+// shown.
+func (h *Resources) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *resource.ValidationError
 	if errors.As(err, &ve) {
 		writeJSON(w, http.StatusBadRequest, ve.Fields)
@@ -216,9 +243,49 @@ func (h *Resources) fail(w http.ResponseWriter, err error) {
 	code := switchyard.ErrorCode(err)
 	msg := switchyard.ErrorMessage(err)
 	if code == switchyard.CodeInternal {
+		h.cfg.Logger.Error("REST request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "A server error occurred."
 	}
 	detail(w, switchyard.HTTPStatus(code), msg)
+}
+
+// refuseWrite applies the rules of state-changing requests (POST, PUT,
+// PATCH, DELETE), which a browser may send from any site without asking
+// first (a form, or fetch with a "simple" content type) and with the
+// token cookie attached: the body must be application/json, which no
+// form can send and which makes fetch ask first (415 otherwise); and when
+// the token came from the cookie, the request must come from an allowed
+// origin, with the rules of WebSocket upgrades (403 otherwise). It
+// returns 0 when the request may go on.
+func (h *Resources) refuseWrite(r *http.Request) (int, string) {
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default:
+		return 0, ""
+	}
+	if h.cfg.CookieName != "" {
+		if _, src := auth.TokenFromRequest(r, h.cfg.CookieName); src == auth.SourceCookie && !sameSiteOrAllowed(r, h.cfg.AllowedOrigins) {
+			return http.StatusForbidden, "Cross-site request refused: the token came from a cookie and the origin is not allowed (websocket.allowed_origins)."
+		}
+	}
+	if r.Method == http.MethodDelete {
+		return 0, ""
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return http.StatusUnsupportedMediaType, fmt.Sprintf("Unsupported media type %q in request: send application/json.", ct)
+	}
+	return 0, ""
+}
+
+// sameSiteOrAllowed reports whether a request comes from the server's own
+// origin or an allowed one. Browsers send Origin on every state-changing
+// request; without one, a Sec-Fetch-Site: cross-site header still tells.
+func sameSiteOrAllowed(r *http.Request, allowed []string) bool {
+	if r.Header.Get("Origin") == "" {
+		return r.Header.Get("Sec-Fetch-Site") != "cross-site"
+	}
+	return ws.OriginAllowed(r, allowed)
 }
 
 func detail(w http.ResponseWriter, status int, msg string) {
@@ -236,7 +303,10 @@ func readAll(w http.ResponseWriter, r *http.Request, max int64) (json.RawMessage
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, switchyard.Errorf(switchyard.CodeTooLarge, "Request body over %d bytes.", max)
+			return nil, switchyard.Errorf(switchyard.CodeTooLarge, "Request body over %d bytes (limits.max_request_body).", max)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, switchyard.Errorf(switchyard.CodeBadRequest, "Request body not received in time (limits.read_timeout).")
 		}
 		return nil, switchyard.Errorf(switchyard.CodeBadRequest, "Cannot read the request body.")
 	}
@@ -244,8 +314,11 @@ func readAll(w http.ResponseWriter, r *http.Request, max int64) (json.RawMessage
 }
 
 // listQuery reads ?page=&page_size=&search=&ordering=&<field>=<value>.
-func listQuery(sc *resource.Schema, v url.Values) (resource.ListQuery, int, int, error) {
+func listQuery(sc *resource.Schema, v url.Values, maxSearch int) (resource.ListQuery, int, int, error) {
 	verr := &resource.ValidationError{Fields: map[string][]string{}}
+	if msg := searchTooLong(v.Get("search"), maxSearch); msg != "" {
+		verr.Fields["search"] = []string{msg}
+	}
 	page, size := 1, sc.PageSize()
 	if s := v.Get("page"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -331,25 +404,37 @@ func filterValue(sc *resource.Schema, key, s string) (json.RawMessage, string) {
 	return b, ""
 }
 
+// searchTooLong returns the error of a search text over max characters,
+// or "".
+func searchTooLong(search string, max int) string {
+	if utf8.RuneCountInString(search) > max {
+		return fmt.Sprintf("Ensure this value has at most %d characters (limits.max_search_length).", max)
+	}
+	return ""
+}
+
 // pageBody is DRF's page: count, next and previous links, results.
-func pageBody(r *http.Request, res resource.ListResult, page, size int) map[string]any {
+func (h *Resources) pageBody(r *http.Request, res resource.ListResult, page, size int) map[string]any {
 	link := func(p int) any {
 		if p < 1 || (p-1)*size >= res.Count {
 			return nil
 		}
-		u := *r.URL
-		q := u.Query()
-		q.Set("page", strconv.Itoa(p))
-		u.RawQuery = q.Encode()
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		return scheme + "://" + r.Host + u.RequestURI()
+		return h.pageLink(r, p)
 	}
 	results := res.Results
 	if results == nil {
 		results = []json.RawMessage{}
 	}
 	return map[string]any{"count": res.Count, "next": link(page + 1), "previous": link(page - 1), "results": results}
+}
+
+// pageLink is the URL of another page of the same list: under the
+// configured public URL, or relative. The Host header, which any client
+// sets as it likes, never goes into it.
+func (h *Resources) pageLink(r *http.Request, page int) string {
+	u := url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath}
+	q := r.URL.Query()
+	q.Set("page", strconv.Itoa(page))
+	u.RawQuery = q.Encode()
+	return h.cfg.PublicURL + u.RequestURI()
 }

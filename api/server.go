@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -150,7 +151,10 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) (*decoder, erro
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, switchyard.Errorf(switchyard.CodeTooLarge, "request body over %d bytes", max)
+			return nil, switchyard.Errorf(switchyard.CodeTooLarge, "request body over %d bytes (limits.max_request_body)", max)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, switchyard.Errorf(switchyard.CodeBadRequest, "request body not received in time (limits.read_timeout)")
 		}
 		return nil, switchyard.Errorf(switchyard.CodeBadRequest, "cannot read the request body")
 	}
@@ -198,7 +202,18 @@ func (d *decoder) channel() (string, error) {
 	if err := d.field("channel", &ch, true); err != nil {
 		return "", err
 	}
-	return ch, nil
+	return ch, notReserved(ch)
+}
+
+// notReserved refuses the server's own channels (403): "$resource:…"
+// and every other name starting with "$" carry events whose shape their
+// subscribers rely on, so the server API may not publish into them, nor
+// subscribe or unsubscribe users there behind the protocols' back.
+func notReserved(ch string) error {
+	if strings.HasPrefix(ch, "$") {
+		return switchyard.Errorf(switchyard.CodeForbidden, "channel %q is reserved for the server: channels starting with $ cannot be used through the server API", ch)
+	}
+	return nil
 }
 
 func (d *decoder) data() (json.RawMessage, error) {
@@ -240,6 +255,11 @@ func (s *Server) broadcast(r *http.Request, d *decoder) (any, error) {
 	}
 	if len(chans) == 0 {
 		return nil, switchyard.Errorf(switchyard.CodeBadRequest, "field %q must list at least one channel", "channels")
+	}
+	for _, ch := range chans {
+		if err := notReserved(ch); err != nil {
+			return nil, err // before publishing anything
+		}
 	}
 	data, err := d.data()
 	if err != nil {

@@ -40,6 +40,9 @@ type PublishOptions struct {
 	// Audience limits who receives the publication; it is kept with it in
 	// history and delivered with it (the broker itself does not filter).
 	Audience switchyard.Audience
+	// Namespace is the channel's namespace ("" for the default one), for
+	// brokers that bound how many channels of a namespace keep history.
+	Namespace string
 }
 
 // HistoryOptions select publications from a channel's history.

@@ -15,6 +15,11 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// DataDir is the directory for the embedded store and other state.
 	DataDir string `yaml:"data_dir"`
+	// PublicURL is the URL clients reach the server at (scheme, host and
+	// an optional path prefix, such as https://api.example.com); links the
+	// server writes (REST next and previous pages) start with it. Empty:
+	// links are relative, never built from the request's Host header.
+	PublicURL string `yaml:"public_url"`
 	// Log configures the server log.
 	Log Log `yaml:"log"`
 	// Store selects the database.
@@ -219,20 +224,56 @@ type WebSocket struct {
 	WriteTimeout Duration `yaml:"write_timeout"`
 }
 
-// Limits bounds sizes, rates and counts.
+// Limits bounds sizes, rates and counts. Every limit has a safe default
+// (Default), and every error a client gets for crossing one names its key.
 type Limits struct {
 	// MaxMessageSize is the largest WebSocket message accepted (1B..64MiB).
 	MaxMessageSize Size `yaml:"max_message_size"`
-	// MaxQueuedBytes bounds one session's outbox; at least MaxMessageSize.
+	// MaxQueuedBytes bounds how far a session's outbox may grow behind
+	// what its client reads; at least MaxMessageSize.
 	MaxQueuedBytes Size `yaml:"max_queued_bytes"`
+	// MaxOutgoingMessageSize is the largest single frame the server sends:
+	// one frame up to it is always accepted into an empty outbox, a reply
+	// over it is refused with 413 (paginate instead). 1KiB..1GiB.
+	MaxOutgoingMessageSize Size `yaml:"max_outgoing_message_size"`
 	// MaxRequestBody bounds HTTP request bodies.
 	MaxRequestBody Size `yaml:"max_request_body"`
-	// MaxConnections bounds concurrent connections; 0 is unlimited.
+	// ReadTimeout bounds reading an HTTP request's headers, and then its
+	// body; a client that trickles is cut off.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing one HTTP answer (from its first byte),
+	// long-poll answers included.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a keep-alive HTTP connection idle this long.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxConnections bounds the open client connections of every kind:
+	// HTTP requests, long-polls and WebSockets. 0 derives it from the
+	// process's open-file limit, keeping a reserve of descriptors so that
+	// /healthz and clean refusals keep working at the limit.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxSubscriptions bounds the subscriptions of one connection:
+	// channels, record subscriptions and live queries; 0 is unlimited.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+	// MaxSubscriptionsPerUser bounds the subscriptions of one
+	// authenticated user across its connections on this process; 0 is
+	// unlimited.
+	MaxSubscriptionsPerUser int `yaml:"max_subscriptions_per_user"`
+	// MaxHistoryBytes bounds the history kept across all channels; past
+	// it, the history of the channels published to least recently is
+	// dropped first (their epoch changes). 0 is unlimited.
+	MaxHistoryBytes Size `yaml:"max_history_bytes"`
+	// MaxChannelsPerNamespace bounds how many channels of one namespace
+	// keep history at once; past it, the one published to least recently
+	// loses its history. 0 is unlimited.
+	MaxChannelsPerNamespace int `yaml:"max_channels_per_namespace"`
+	// MaxSearchLength bounds the search text of a resource list, in
+	// characters.
+	MaxSearchLength int `yaml:"max_search_length"`
 	// MessagesPerSecond bounds each connection's inbound rate; 0 is
 	// unlimited.
 	MessagesPerSecond int `yaml:"messages_per_second"`
-	// ShutdownTimeout is how long a graceful shutdown may take.
+	// ShutdownTimeout is how long a graceful shutdown may take; what is
+	// still open then is closed, and the shutdown still succeeds.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
 
@@ -281,6 +322,21 @@ type Channelstream struct {
 	// HistoryLimit caps every channel's history, whatever its
 	// history_size.
 	HistoryLimit int `yaml:"history_limit"`
+	// MaxClockSkew is how far in the future a signature's timestamp may
+	// be (the application server's clock may run ahead); later ones are
+	// refused while ValidateRequests is on.
+	MaxClockSkew Duration `yaml:"max_clock_skew"`
+	// SignInAttempts is how many admin sign-ins one address may try per
+	// SignInLockout; past it the address is locked out until the period
+	// ends. A success clears the address's count.
+	SignInAttempts int `yaml:"sign_in_attempts"`
+	// SignInAttemptsGlobal is how many failed admin sign-ins all
+	// addresses together may make per SignInLockout; past it every
+	// sign-in is refused until the period ends.
+	SignInAttemptsGlobal int `yaml:"sign_in_attempts_global"`
+	// SignInLockout is the period over which sign-in attempts are counted
+	// and how long a lockout lasts.
+	SignInLockout Duration `yaml:"sign_in_lockout"`
 }
 
 // How the Channelstream API treats keys it does not know.
@@ -510,22 +566,35 @@ func Default() Config {
 			WriteTimeout: Duration(10 * time.Second),
 		},
 		Limits: Limits{
-			MaxMessageSize:  64 * KiB,
-			MaxQueuedBytes:  1 * MiB,
-			MaxRequestBody:  1 * MiB,
-			ShutdownTimeout: Duration(10 * time.Second),
+			MaxMessageSize:          64 * KiB,
+			MaxQueuedBytes:          1 * MiB,
+			MaxOutgoingMessageSize:  4 * MiB,
+			MaxRequestBody:          1 * MiB,
+			ReadTimeout:             Duration(10 * time.Second),
+			WriteTimeout:            Duration(10 * time.Second),
+			IdleTimeout:             Duration(60 * time.Second),
+			MaxSubscriptions:        1000,
+			MaxSubscriptionsPerUser: 10000,
+			MaxHistoryBytes:         64 * MiB,
+			MaxChannelsPerNamespace: 10000,
+			MaxSearchLength:         256,
+			ShutdownTimeout:         Duration(10 * time.Second),
 		},
 		Channelstream: Channelstream{
-			Prefix:            "/",
-			AllowPostingFrom:  []string{"127.0.0.1"},
-			AdminUser:         "admin",
-			ConnectionGC:      Duration(15 * time.Second),
-			HeartbeatInterval: Duration(5 * time.Second),
-			UserGC:            Duration(24 * time.Hour),
-			Namespace:         "channelstream",
-			ValidateRequests:  true,
-			UnknownFields:     ChannelstreamUnknownReject,
-			HistoryLimit:      1000,
+			Prefix:               "/",
+			AllowPostingFrom:     []string{"127.0.0.1"},
+			AdminUser:            "admin",
+			ConnectionGC:         Duration(15 * time.Second),
+			HeartbeatInterval:    Duration(5 * time.Second),
+			UserGC:               Duration(24 * time.Hour),
+			Namespace:            "channelstream",
+			ValidateRequests:     true,
+			UnknownFields:        ChannelstreamUnknownReject,
+			HistoryLimit:         1000,
+			MaxClockSkew:         Duration(30 * time.Second),
+			SignInAttempts:       5,
+			SignInAttemptsGlobal: 50,
+			SignInLockout:        Duration(15 * time.Minute),
 		},
 		Channels: Channels{Default: DefaultChannelOptions()},
 		Queues:   []Queue{{Name: DefaultQueue, Concurrency: defaultConcurrency}},
@@ -557,6 +626,7 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("listen", c.Listen),
 		slog.String("data_dir", c.DataDir),
+		slog.String("public_url", c.PublicURL),
 		slog.Group("log", "format", c.Log.Format, "level", c.Log.Level),
 		slog.Any("store", c.Store),
 		slog.Any("broker", c.Broker),
@@ -579,8 +649,17 @@ func (c Config) LogValue() slog.Value {
 		slog.Group("limits",
 			"max_message_size", c.Limits.MaxMessageSize.String(),
 			"max_queued_bytes", c.Limits.MaxQueuedBytes.String(),
+			"max_outgoing_message_size", c.Limits.MaxOutgoingMessageSize.String(),
 			"max_request_body", c.Limits.MaxRequestBody.String(),
+			"read_timeout", c.Limits.ReadTimeout.String(),
+			"write_timeout", c.Limits.WriteTimeout.String(),
+			"idle_timeout", c.Limits.IdleTimeout.String(),
 			"max_connections", c.Limits.MaxConnections,
+			"max_subscriptions", c.Limits.MaxSubscriptions,
+			"max_subscriptions_per_user", c.Limits.MaxSubscriptionsPerUser,
+			"max_history_bytes", c.Limits.MaxHistoryBytes.String(),
+			"max_channels_per_namespace", c.Limits.MaxChannelsPerNamespace,
+			"max_search_length", c.Limits.MaxSearchLength,
 			"messages_per_second", c.Limits.MessagesPerSecond,
 			"shutdown_timeout", c.Limits.ShutdownTimeout.String()),
 		slog.Group("channelstream",

@@ -122,8 +122,17 @@ websocket:
 limits:
   max_message_size: 1MiB
   max_queued_bytes: 4MB
+  max_outgoing_message_size: 8MiB
   max_request_body: 2097152
+  read_timeout: 5s
+  write_timeout: 7s
+  idle_timeout: 2m
   max_connections: 10000
+  max_subscriptions: 100
+  max_subscriptions_per_user: 500
+  max_history_bytes: 16MiB
+  max_channels_per_namespace: 50
+  max_search_length: 80
   messages_per_second: 50
   shutdown_timeout: 1m
 channelstream:
@@ -206,27 +215,40 @@ func TestFullFile(t *testing.T) {
 			WriteTimeout:   Duration(5 * time.Second),
 		},
 		Limits: Limits{
-			MaxMessageSize:    MiB,
-			MaxQueuedBytes:    4 * MB,
-			MaxRequestBody:    2 * MiB,
-			MaxConnections:    10000,
-			MessagesPerSecond: 50,
-			ShutdownTimeout:   Duration(time.Minute),
+			MaxMessageSize:          MiB,
+			MaxQueuedBytes:          4 * MB,
+			MaxOutgoingMessageSize:  8 * MiB,
+			MaxRequestBody:          2 * MiB,
+			ReadTimeout:             Duration(5 * time.Second),
+			WriteTimeout:            Duration(7 * time.Second),
+			IdleTimeout:             Duration(2 * time.Minute),
+			MaxConnections:          10000,
+			MaxSubscriptions:        100,
+			MaxSubscriptionsPerUser: 500,
+			MaxHistoryBytes:         16 * MiB,
+			MaxChannelsPerNamespace: 50,
+			MaxSearchLength:         80,
+			MessagesPerSecond:       50,
+			ShutdownTimeout:         Duration(time.Minute),
 		},
 		Channelstream: Channelstream{
-			Enabled:           true,
-			Secret:            "cs-secret",
-			Prefix:            "/cs",
-			AllowPostingFrom:  []string{"10.0.0.0/8", "::1"},
-			AdminUser:         "root",
-			AdminSecret:       "cs-admin",
-			ConnectionGC:      Duration(30 * time.Second),
-			HeartbeatInterval: Duration(2 * time.Second),
-			UserGC:            Duration(24 * time.Hour),
-			Namespace:         "channelstream",
-			ValidateRequests:  true,
-			UnknownFields:     ChannelstreamUnknownReject,
-			HistoryLimit:      1000,
+			Enabled:              true,
+			Secret:               "cs-secret",
+			Prefix:               "/cs",
+			AllowPostingFrom:     []string{"10.0.0.0/8", "::1"},
+			AdminUser:            "root",
+			AdminSecret:          "cs-admin",
+			ConnectionGC:         Duration(30 * time.Second),
+			HeartbeatInterval:    Duration(2 * time.Second),
+			UserGC:               Duration(24 * time.Hour),
+			Namespace:            "channelstream",
+			ValidateRequests:     true,
+			UnknownFields:        ChannelstreamUnknownReject,
+			HistoryLimit:         1000,
+			MaxClockSkew:         Duration(30 * time.Second),
+			SignInAttempts:       5,
+			SignInAttemptsGlobal: 50,
+			SignInLockout:        Duration(15 * time.Minute),
 		},
 		Resources: []Resource{{
 			Name: "todos",
@@ -323,6 +345,22 @@ func TestErrors(t *testing.T) {
 		{"bad duration text", "websocket:\n  write_timeout: soon\n", 2, "websocket.write_timeout", `must be a duration like 15s, 1m30s or 1h (got "soon")`},
 		{"read timeout not above ping", "websocket:\n  ping_interval: 30s\n  read_timeout: 30s\n", 3, "websocket.read_timeout", "must be longer than websocket.ping_interval"},
 		{"bad listen", "log: {level: info}\nlisten: localhost\n", 2, "listen", "must be host:port"},
+		{"public_url with a query", "public_url: https://api.example.com/?x=1\n", 1, "public_url", "no query"},
+		{"public_url not http", "public_url: ftp://api.example.com\n", 1, "public_url", "http:// or https://"},
+		{"zero read timeout", "limits:\n  read_timeout: 0s\n", 2, "limits.read_timeout", "greater than 0"},
+		{"zero write timeout", "limits:\n  write_timeout: 0s\n", 2, "limits.write_timeout", "greater than 0"},
+		{"zero idle timeout", "limits:\n  idle_timeout: 0s\n", 2, "limits.idle_timeout", "greater than 0"},
+		{"outgoing message too small", "limits:\n  max_outgoing_message_size: 100B\n", 2, "limits.max_outgoing_message_size", "between 1KiB and 1GiB"},
+		{"negative subscriptions", "limits:\n  max_subscriptions: -1\n", 2, "limits.max_subscriptions", "0 is unlimited"},
+		{"negative user subscriptions", "limits:\n  max_subscriptions_per_user: -5\n", 2, "limits.max_subscriptions_per_user", "0 is unlimited"},
+		{"negative channels per namespace", "limits:\n  max_channels_per_namespace: -5\n", 2, "limits.max_channels_per_namespace", "0 is unlimited"},
+		{"negative history bytes", "limits:\n  max_history_bytes: -1\n", 2, "limits.max_history_bytes", "must not be negative"},
+		{"search length", "limits:\n  max_search_length: 0\n", 2, "limits.max_search_length", "between 1 and 10000"},
+		{"negative connections", "limits:\n  max_connections: -1\n", 2, "limits.max_connections", "open-file limit"},
+		{"negative clock skew", "channelstream:\n  max_clock_skew: -1s\n", 2, "channelstream.max_clock_skew", "must not be negative"},
+		{"no sign-in attempts", "channelstream:\n  sign_in_attempts: 0\n", 2, "channelstream.sign_in_attempts", "at least 1"},
+		{"no global sign-in attempts", "channelstream:\n  sign_in_attempts_global: 0\n", 2, "channelstream.sign_in_attempts_global", "at least 1"},
+		{"zero lockout", "channelstream:\n  sign_in_lockout: 0s\n", 2, "channelstream.sign_in_lockout", "greater than 0"},
 		{"bad listen port", "listen: 127.0.0.1:70000\n", 1, "listen", "port must be a number from 0 to 65535"},
 		{"jwt keys mutually exclusive", "auth:\n  jwt:\n    hmac_secret: 0123456789abcdef\n    public_key_file: PUBKEY\n", 3, "auth.jwt.hmac_secret", "mutually exclusive"},
 		{"short hmac secret", "auth:\n  jwt:\n    hmac_secret: short\n", 3, "auth.jwt.hmac_secret", "at least 16 bytes"},

@@ -87,6 +87,12 @@ var reservedClaims = map[string]bool{"exp": true, "nbf": true, "iat": true, "iss
 func (c *Config) validate() []verr {
 	v := &validator{}
 	v.listen("listen", c.Listen)
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			v.add("public_url", "must be an http:// or https:// URL with a host and no query, like https://api.example.com (got %q)", c.PublicURL)
+		}
+	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		v.add("data_dir", "must not be empty")
 	}
@@ -165,11 +171,35 @@ func (c *Config) validate() []verr {
 	if l.MaxQueuedBytes < l.MaxMessageSize {
 		v.addAt("limits.max_queued_bytes", "limits.max_message_size", "must be at least limits.max_message_size (%s) (got %s)", l.MaxMessageSize, l.MaxQueuedBytes)
 	}
+	if l.MaxOutgoingMessageSize < KiB || l.MaxOutgoingMessageSize > GiB {
+		v.add("limits.max_outgoing_message_size", "must be between 1KiB and 1GiB (got %s)", l.MaxOutgoingMessageSize)
+	}
 	if l.MaxRequestBody < 1 {
 		v.add("limits.max_request_body", "must be at least 1B (got %s)", l.MaxRequestBody)
 	}
+	v.positive("limits.read_timeout", l.ReadTimeout)
+	v.positive("limits.write_timeout", l.WriteTimeout)
+	v.positive("limits.idle_timeout", l.IdleTimeout)
 	if l.MaxConnections < 0 {
-		v.add("limits.max_connections", "must not be negative; 0 is unlimited (got %d)", l.MaxConnections)
+		v.add("limits.max_connections", "must not be negative; 0 derives it from the open-file limit (got %d)", l.MaxConnections)
+	}
+	for _, e := range []struct {
+		key string
+		n   int
+	}{
+		{"limits.max_subscriptions", l.MaxSubscriptions},
+		{"limits.max_subscriptions_per_user", l.MaxSubscriptionsPerUser},
+		{"limits.max_channels_per_namespace", l.MaxChannelsPerNamespace},
+	} {
+		if e.n < 0 {
+			v.add(e.key, "must not be negative; 0 is unlimited (got %d)", e.n)
+		}
+	}
+	if l.MaxHistoryBytes < 0 {
+		v.add("limits.max_history_bytes", "must not be negative; 0 is unlimited (got %s)", l.MaxHistoryBytes)
+	}
+	if l.MaxSearchLength < 1 || l.MaxSearchLength > 10000 {
+		v.add("limits.max_search_length", "must be between 1 and 10000 (got %d)", l.MaxSearchLength)
 	}
 	if l.MessagesPerSecond < 0 {
 		v.add("limits.messages_per_second", "must not be negative; 0 is unlimited (got %d)", l.MessagesPerSecond)
@@ -404,6 +434,14 @@ func (c *Config) validateChannelstream(v *validator) {
 	if cs.HistoryLimit < 1 || cs.HistoryLimit > 100000 {
 		v.add("channelstream.history_limit", "must be between 1 and 100000 (got %d)", cs.HistoryLimit)
 	}
+	v.nonNegative("channelstream.max_clock_skew", cs.MaxClockSkew)
+	if cs.SignInAttempts < 1 {
+		v.add("channelstream.sign_in_attempts", "must be at least 1 (got %d)", cs.SignInAttempts)
+	}
+	if cs.SignInAttemptsGlobal < 1 {
+		v.add("channelstream.sign_in_attempts_global", "must be at least 1 (got %d)", cs.SignInAttemptsGlobal)
+	}
+	v.positive("channelstream.sign_in_lockout", cs.SignInLockout)
 	for i, o := range cs.AllowCORS {
 		if o == "" {
 			v.add(fmt.Sprintf("channelstream.allow_cors[%d]", i), "must not be empty")

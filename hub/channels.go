@@ -115,18 +115,23 @@ func (h *Hub) Subscribe(ctx context.Context, s *Session, ch string, since *switc
 	if err != nil {
 		return err
 	}
-	return h.subscribe(ctx, s, ch, opts, since, encodeReply)
+	if err := s.Admit(1); err != nil {
+		return err
+	}
+	return h.subscribe(ctx, s, ch, opts, since, true, encodeReply)
 }
 
 // SubscribeSilent subscribes a session on the server's behalf without
 // telling the client (the protocol answers in its own terms, as DCRF's
-// subscribe_instance does). No permission applies.
+// subscribe_instance does). No permission applies, and the subscription
+// does not count against the limits: the protocol counts its own (see
+// SubscriptionCounter and Session.Admit).
 func (h *Hub) SubscribeSilent(ctx context.Context, s *Session, ch string) error {
 	opts, err := h.options(ch)
 	if err != nil {
 		return err
 	}
-	return h.subscribe(ctx, s, ch, opts, nil, func(SubscribeResult) []byte { return nil })
+	return h.subscribe(ctx, s, ch, opts, nil, false, func(SubscribeResult) []byte { return nil })
 }
 
 // SubscribeServer subscribes a session on the server's behalf (the server
@@ -138,7 +143,10 @@ func (h *Hub) SubscribeServer(ctx context.Context, s *Session, ch string) error 
 	if err != nil {
 		return err
 	}
-	return h.subscribe(ctx, s, ch, opts, nil, s.enc.EncodeSubscribed)
+	if err := s.Admit(1); err != nil {
+		return err
+	}
+	return h.subscribe(ctx, s, ch, opts, nil, true, s.enc.EncodeSubscribed)
 }
 
 // CheckServerChannel reports whether the server may subscribe sessions to
@@ -149,8 +157,8 @@ func (h *Hub) CheckServerChannel(ch string) error {
 	return err
 }
 
-func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.ChannelOptions, since *switchyard.StreamPosition, encodeReply func(SubscribeResult) []byte) error {
-	sub := &subscription{opts: opts}
+func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.ChannelOptions, since *switchyard.StreamPosition, counted bool, encodeReply func(SubscribeResult) []byte) error {
+	sub := &subscription{opts: opts, counted: counted}
 	sub.recovering.Store(true)
 	if err := h.addSubscriber(ctx, s, ch, sub); err != nil {
 		return err
@@ -250,6 +258,9 @@ func (h *Hub) addSubscriber(ctx context.Context, s *Session, ch string, sub *sub
 	sh.mu.Unlock()
 	s.mu.Lock()
 	s.subs[ch] = sub
+	if sub.counted {
+		s.counted++
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -263,6 +274,9 @@ func (h *Hub) removeSubscriber(ctx context.Context, s *Session, ch string) (*sub
 	s.mu.Lock()
 	sub, ok := s.subs[ch]
 	delete(s.subs, ch)
+	if ok && sub.counted {
+		s.counted--
+	}
 	s.mu.Unlock()
 	if !ok {
 		return nil, false
@@ -393,7 +407,11 @@ func (h *Hub) publish(ctx context.Context, s *Session, ch string, data json.RawM
 	if len(data) == 0 || !json.Valid(data) {
 		return switchyard.StreamPosition{}, switchyard.Errorf(switchyard.CodeBadRequest, "data must be a JSON value")
 	}
-	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration(), Audience: aud}
+	ns, _, _ := strings.Cut(ch, ":")
+	if ns == ch {
+		ns = "" // the default namespace
+	}
+	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration(), Audience: aud, Namespace: ns}
 	if s != nil {
 		info := s.ClientInfo()
 		po.Info = &info

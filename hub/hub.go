@@ -25,9 +25,27 @@ type Config struct {
 	// (such as "$resource"): only the server subscribes sessions to their
 	// channels and publishes in them.
 	Reserved map[string]config.ChannelOptions
-	// MaxQueuedBytes bounds each session's outbox (default 1 MiB); a
-	// session over it is closed with 4008.
+	// MaxQueuedBytes bounds how far each session's outbox may grow behind
+	// what its client reads (default 1 MiB); a session over it is closed
+	// with 4008.
 	MaxQueuedBytes int64
+	// MaxFrameBytes is the largest frame an empty outbox always accepts,
+	// whatever MaxQueuedBytes says (default MaxQueuedBytes): one big reply
+	// or event does not make a client that reads a slow consumer. The
+	// frame being written does not count against MaxQueuedBytes for what
+	// queues behind it, so a session holds at most MaxFrameBytes +
+	// MaxQueuedBytes.
+	MaxFrameBytes int64
+	// MaxSubscriptions bounds one session's subscriptions (0: no limit):
+	// the channels of Subscribe and SubscribeServer, and those its
+	// protocol counts itself (see SubscriptionCounter). Over it, a
+	// subscribe fails with CodeRateLimited naming
+	// limits.max_subscriptions.
+	MaxSubscriptions int
+	// MaxUserSubscriptions bounds the subscriptions of all the sessions of
+	// one authenticated user on this process (0: no limit); over it,
+	// CodeRateLimited naming limits.max_subscriptions_per_user.
+	MaxUserSubscriptions int
 	// PresenceExpiry is how long a presence entry lives without being
 	// refreshed (default 60 s; refreshed every third of it, in batches of
 	// up to 1,000 entries when Presence is a broker.PresenceBatcher).
@@ -96,6 +114,9 @@ func New(cfg Config) (*Hub, error) {
 	}
 	if cfg.MaxQueuedBytes <= 0 {
 		cfg.MaxQueuedBytes = 1 << 20
+	}
+	if cfg.MaxFrameBytes < cfg.MaxQueuedBytes {
+		cfg.MaxFrameBytes = cfg.MaxQueuedBytes
 	}
 	if cfg.PresenceExpiry <= 0 {
 		cfg.PresenceExpiry = time.Minute

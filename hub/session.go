@@ -45,16 +45,27 @@ type Session struct {
 	mu      sync.Mutex
 	expires time.Time
 	subs    map[string]*subscription
+	counted int // subscriptions of subs that count against the limits
 	queue   [][]byte
 	spare   [][]byte // the previous batch's slice, reused for the next queue
 	queued  int64    // bytes queued or being written
-	writing bool
-	closed  bool
+	// exempt is the size of the one frame the outbox holds beyond
+	// MaxQueuedBytes (see enqueueLocked), 0 when none; it leaves with the
+	// batch numbered exemptIn. taken numbers the batches taken to write.
+	exempt   int64
+	exemptIn uint64
+	taken    uint64
+	writing  bool
+	closed   bool
 }
 
 // subscription is a session's membership of a channel.
 type subscription struct {
 	opts config.ChannelOptions
+	// counted: made by Subscribe or SubscribeServer, so it counts against
+	// the subscription limits (SubscribeSilent's are counted by the
+	// protocol).
+	counted bool
 	// recovering holds live events back while the subscribe reply (and
 	// the history it recovers) is being prepared. It is written under the
 	// session's mu, and only from true to false, so a broadcast that reads
@@ -216,20 +227,29 @@ func (s *Session) Value() any {
 }
 
 // enqueueLocked appends a frame to the outbox, closing the session with
-// 4008 when the outbox would exceed its bound. s.mu must be held.
+// 4008 when the client has fallen too far behind: when the outbox would
+// hold more than MaxQueuedBytes. One frame at a time may pass that bound,
+// if it is no larger than MaxFrameBytes: so an empty outbox always takes
+// a frame up to MaxFrameBytes, and a single big reply or event does not
+// disconnect a client that reads, while frames that keep queueing behind
+// one that is not read still do. s.mu must be held.
 func (s *Session) enqueueLocked(frame []byte) {
 	if s.closed || frame == nil {
 		return
 	}
-	if s.queued+int64(len(frame)) > s.h.cfg.MaxQueuedBytes {
-		s.closed = true
-		s.queue = nil
-		s.h.log.Info("slow consumer disconnected", "conn", s.id, "user", s.user, "queued_bytes", s.queued)
-		s.Close(CloseSlowConsumer, "slow consumer")
-		return
+	n := int64(len(frame))
+	if s.queued-s.exempt+n > s.h.cfg.MaxQueuedBytes {
+		if s.exempt != 0 || n > s.h.cfg.MaxFrameBytes {
+			s.closed = true
+			s.queue = nil
+			s.h.log.Info("slow consumer disconnected", "conn", s.id, "user", s.user, "queued_bytes", s.queued)
+			s.Close(CloseSlowConsumer, "slow consumer")
+			return
+		}
+		s.exempt, s.exemptIn = n, s.taken+1 // the next batch takes it
 	}
 	s.queue = append(s.queue, frame)
-	s.queued += int64(len(frame))
+	s.queued += n
 	if !s.writing {
 		s.writing = true
 		s.h.writers.Add(1)
@@ -250,6 +270,8 @@ func (s *Session) writeLoop() {
 			s.mu.Unlock()
 			return
 		}
+		s.taken++
+		number := s.taken
 		s.mu.Unlock()
 		err := s.w.WriteFrames(context.Background(), batch)
 		var n int64
@@ -259,6 +281,9 @@ func (s *Session) writeLoop() {
 		clear(batch) // drop the frames' memory before the slice is reused
 		s.mu.Lock()
 		s.queued -= n
+		if s.exempt != 0 && s.exemptIn <= number {
+			s.exempt = 0
+		}
 		if s.spare == nil && cap(batch) <= 1024 {
 			s.spare = batch[:0]
 		}
@@ -271,4 +296,49 @@ func (s *Session) writeLoop() {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// SubscriptionCounter is implemented by a protocol's session value (see
+// SetValue) that holds subscriptions the hub does not count itself: one
+// per request_id over a SubscribeSilent channel, say. Subscriptions must
+// be cheap and safe to call from any goroutine: it runs for each session
+// of a user on every subscribe of that user.
+type SubscriptionCounter interface {
+	Subscriptions() int
+}
+
+// Subscriptions returns how many subscriptions the session holds against
+// the limits: the hub's counted channels and its protocol's own.
+func (s *Session) Subscriptions() int {
+	s.mu.Lock()
+	n := s.counted
+	s.mu.Unlock()
+	if c, ok := s.Value().(SubscriptionCounter); ok {
+		n += c.Subscriptions()
+	}
+	return n
+}
+
+// Admit checks that the session may add n subscriptions within
+// MaxSubscriptions and, for an authenticated user, MaxUserSubscriptions;
+// the error is CodeRateLimited and names the config key. Protocols call
+// it before adding a subscription they count themselves; Subscribe and
+// SubscribeServer call it. A connection's requests run one at a time, so
+// its own limit is exact; concurrent subscribes of one user's connections
+// may pass the user's limit by as many as run at once.
+func (s *Session) Admit(n int) error {
+	cfg := &s.h.cfg
+	if cfg.MaxSubscriptions > 0 && s.Subscriptions()+n > cfg.MaxSubscriptions {
+		return switchyard.Errorf(switchyard.CodeRateLimited, "too many subscriptions on this connection: at most %d (limits.max_subscriptions)", cfg.MaxSubscriptions)
+	}
+	if cfg.MaxUserSubscriptions > 0 && s.user != "" {
+		total := n
+		for _, o := range s.h.SessionsOf(s.user) {
+			total += o.Subscriptions()
+		}
+		if total > cfg.MaxUserSubscriptions {
+			return switchyard.Errorf(switchyard.CodeRateLimited, "too many subscriptions for user %q: at most %d across their connections (limits.max_subscriptions_per_user)", s.user, cfg.MaxUserSubscriptions)
+		}
+	}
+	return nil
 }

@@ -73,7 +73,11 @@ type pinger interface {
 func openBroker(ctx context.Context, cfg config.Config, log *slog.Logger) (brokerDriver, error) {
 	switch cfg.Broker.Driver {
 	case config.BrokerMemory:
-		return memory.New(memory.Config{}), nil
+		return memory.New(memory.Config{
+			MaxHistoryBytes:         int64(cfg.Limits.MaxHistoryBytes),
+			MaxChannelsPerNamespace: cfg.Limits.MaxChannelsPerNamespace,
+			Logger:                  log,
+		}), nil
 	case config.BrokerRedis:
 		b, err := redisbroker.New(ctx, redisbroker.Config{
 			URL:            string(cfg.Broker.URL),

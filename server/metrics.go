@@ -133,7 +133,13 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 				status = http.StatusSwitchingProtocols // hijacked by an upgrade
 			}
 			s.metrics.requests.WithLabelValues(strconv.Itoa(status)).Inc()
-			s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status)
+			if status == http.StatusInternalServerError {
+				// Every surface logs its cause; this line makes sure no
+				// 500 goes unnoticed, whatever answered it.
+				s.log.Error("HTTP request failed with 500", "method", r.Method, "path", r.URL.Path)
+			} else {
+				s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"reflect"
 	"strings"
@@ -23,42 +22,6 @@ import (
 // (docs/resources.md, "Who receives what") computes every expected frame;
 // each connection's frames are compared with it exactly, after a barrier
 // request proves that nothing more is on its way.
-
-// startServer is start, with the server itself (for the Go API).
-func startServer(t *testing.T, mutate func(*config.Config)) (*Server, string) {
-	t.Helper()
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Error(err)
-		}
-	})
-	base := "http://" + srv.Addr().String()
-	eventually(t, 5*time.Second, func() error {
-		code, _ := get(t, base+"/healthz")
-		if code != 200 {
-			return fmt.Errorf("healthz %d", code)
-		}
-		return nil
-	})
-	return srv, base
-}
 
 func notesConfig(read string) func(*config.Config) {
 	return func(c *config.Config) {
@@ -360,7 +323,7 @@ func (r *recorder) barrier(n int) {
 func TestResourceEventPermissionMatrix(t *testing.T) {
 	for _, perm := range []string{"anyone", "authenticated", "none", "owner:owner"} {
 		t.Run(strings.ReplaceAll(perm, ":", "_"), func(t *testing.T) {
-			srv, base := startServer(t, notesConfig(perm))
+			srv, base, _ := startServer(t, notesConfig(perm), Options{})
 			users := []string{"alice", "bob", ""}
 			name := func(u string) string {
 				if u == "" {
@@ -512,7 +475,7 @@ func TestResourceEventPermissionMatrix(t *testing.T) {
 // A live query's filter is checked as list checks it: the same 400s,
 // naming the field, on the same socket, which stays open.
 func TestLiveQueryFilterCheckedAsList(t *testing.T) {
-	_, base := startServer(t, notesConfig("anyone"))
+	_, base, _ := startServer(t, notesConfig("anyone"), Options{})
 	c := newLiveClientWith(t, base, token(t, "alice", time.Hour, nil))
 	for _, filter := range []map[string]any{{"tag": 5}, {"nope": "x"}, {"id": "one"}} {
 		l := c.request("notes", "list", map[string]any{"data": map[string]any{"filter": filter}})
@@ -529,7 +492,7 @@ func TestLiveQueryFilterCheckedAsList(t *testing.T) {
 // REST with an API key acts as the server: it reads every record and sets
 // owners; a wrong key is refused, never taken for an anonymous caller.
 func TestRESTWithAPIKeyActsAsTheServer(t *testing.T) {
-	_, base := startServer(t, notesConfig("owner:owner"))
+	_, base, _ := startServer(t, notesConfig("owner:owner"), Options{})
 	w := restWriter{base}
 	hers := w.create(t, "alice", `{"title": "hers"}`)
 	w.do(t, "POST", "", "apikey "+testAPIKey, `{"title": "for bob", "owner": "bob"}`, 201)
@@ -549,7 +512,7 @@ func TestRESTWithAPIKeyActsAsTheServer(t *testing.T) {
 // stays silent when the record comes back, until the client subscribes
 // again (the same request_id revives it).
 func TestInstanceSubscriptionEndsAndRevives(t *testing.T) {
-	srv, base := startServer(t, notesConfig("owner:owner"))
+	srv, base, _ := startServer(t, notesConfig("owner:owner"), Options{})
 	g := goWriter{srv}
 	n := g.create(t, "alice", `{"title": "x"}`)
 	pk := int64(n["id"].(float64))

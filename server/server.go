@@ -70,6 +70,11 @@ type Server struct {
 	http          *http.Server
 	checks        []Check
 	started       time.Time
+	// gate bounds the client connections (limits.max_connections).
+	gate *gate
+	// inflight and active count the HTTP requests being handled.
+	inflight sync.WaitGroup
+	active   atomic.Int64
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -150,13 +155,16 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	hb, err := hub.New(hub.Config{
-		Broker:         node,
-		Presence:       b,
-		Channels:       withChannelstreamNamespace(cfg),
-		Reserved:       map[string]config.ChannelOptions{resource.ChannelNamespace: {}},
-		MaxQueuedBytes: int64(cfg.Limits.MaxQueuedBytes),
-		PresenceExpiry: time.Duration(cfg.Broker.PresenceTTL),
-		Logger:         log,
+		Broker:               node,
+		Presence:             b,
+		Channels:             withChannelstreamNamespace(cfg),
+		Reserved:             map[string]config.ChannelOptions{resource.ChannelNamespace: {}},
+		MaxQueuedBytes:       int64(cfg.Limits.MaxQueuedBytes),
+		MaxFrameBytes:        int64(cfg.Limits.MaxOutgoingMessageSize),
+		MaxSubscriptions:     cfg.Limits.MaxSubscriptions,
+		MaxUserSubscriptions: cfg.Limits.MaxSubscriptionsPerUser,
+		PresenceExpiry:       time.Duration(cfg.Broker.PresenceTTL),
+		Logger:               log,
 	})
 	if err != nil {
 		engine.Close()
@@ -207,6 +215,12 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		mux:       http.NewServeMux(),
 		started:   time.Now(),
 	}
+	maxConns := maxConnections(cfg.Limits.MaxConnections)
+	if n := openFileLimit(); n > 0 && cfg.Limits.MaxConnections > n-descriptorReserve {
+		log.Warn("limits.max_connections is above what the open-file limit leaves for clients: descriptors may run out first (new connections are then refused with 503)",
+			"max_connections", cfg.Limits.MaxConnections, "open_file_limit", n)
+	}
+	s.gate = newGate(maxConns, engine.Len, log)
 	s.checks = append([]Check{
 		{Name: "store", Func: db.Ping},
 		{Name: "broker", Func: brokerCheck(b)},
@@ -231,9 +245,11 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Verifier:          verifier,
 		Options:           wsOpts,
 		Logger:            log,
-		MaxConnections:    cfg.Limits.MaxConnections,
+		MaxConnections:    maxConns,
 		MessagesPerSecond: cfg.Limits.MessagesPerSecond,
 		MaxCatchUp:        cfg.Store.ChangeLog.MaxReplay,
+		MaxReplyBytes:     int(cfg.Limits.MaxOutgoingMessageSize),
+		MaxSearchLength:   cfg.Limits.MaxSearchLength,
 	}))
 	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
 		Hub:         hb,
@@ -245,39 +261,51 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Logger:      log,
 	}))
 	s.mux.Handle("/api/resources/", api.NewResources(api.ResourcesConfig{
-		Service:  resources,
-		Verifier: verifier,
-		Keys:     cfg.APIKeys,
-		MaxBody:  int64(cfg.Limits.MaxRequestBody),
-		Logger:   log,
+		Service:         resources,
+		Verifier:        verifier,
+		Keys:            cfg.APIKeys,
+		CookieName:      cfg.Auth.CookieName,
+		AllowedOrigins:  cfg.WebSocket.AllowedOrigins,
+		PublicURL:       cfg.PublicURL,
+		MaxBody:         int64(cfg.Limits.MaxRequestBody),
+		MaxSearchLength: cfg.Limits.MaxSearchLength,
+		Logger:          log,
 	}))
 	if cs := cfg.Channelstream; cs.Enabled {
 		maxAge := time.Minute
 		if !cs.ValidateRequests {
 			maxAge = -1
 		}
+		skew := time.Duration(cs.MaxClockSkew)
+		if skew == 0 {
+			skew = -1 // none: channelstream reads 0 as its default
+		}
 		s.channelstream, err = channelstream.New(channelstream.Config{
-			Hub:               hb,
-			Clustered:         func(context.Context) bool { return node.Peers() > 1 },
-			Engine:            engine,
-			WSOptions:         wsOpts,
-			Namespace:         cs.Namespace,
-			Secret:            string(cs.Secret),
-			Allowed:           cs.AllowedPrefixes(),
-			SignatureMaxAge:   maxAge,
-			AllowCORS:         cs.AllowCORS,
-			EnforceHTTPS:      cs.EnforceHTTPS,
-			StrictFields:      cs.UnknownFields == config.ChannelstreamUnknownReject,
-			Heartbeat:         time.Duration(cs.HeartbeatInterval),
-			ConnectionTimeout: time.Duration(cs.ConnectionGC),
-			UserTimeout:       time.Duration(cs.UserGC),
-			ChannelTimeout:    time.Duration(cs.ChannelGC),
-			HistoryLimit:      cs.HistoryLimit,
-			MaxBody:           int64(cfg.Limits.MaxRequestBody),
-			MaxQueued:         int(cfg.Limits.MaxQueuedBytes),
-			AdminUser:         cs.AdminUser,
-			AdminSecret:       string(cs.AdminSecret),
-			Logger:            log,
+			Hub:                  hb,
+			Clustered:            func(context.Context) bool { return node.Peers() > 1 },
+			Engine:               engine,
+			WSOptions:            wsOpts,
+			Namespace:            cs.Namespace,
+			Secret:               string(cs.Secret),
+			Allowed:              cs.AllowedPrefixes(),
+			SignatureMaxAge:      maxAge,
+			MaxClockSkew:         skew,
+			AllowCORS:            cs.AllowCORS,
+			EnforceHTTPS:         cs.EnforceHTTPS,
+			StrictFields:         cs.UnknownFields == config.ChannelstreamUnknownReject,
+			Heartbeat:            time.Duration(cs.HeartbeatInterval),
+			ConnectionTimeout:    time.Duration(cs.ConnectionGC),
+			UserTimeout:          time.Duration(cs.UserGC),
+			ChannelTimeout:       time.Duration(cs.ChannelGC),
+			HistoryLimit:         cs.HistoryLimit,
+			MaxBody:              int64(cfg.Limits.MaxRequestBody),
+			MaxQueued:            int(cfg.Limits.MaxQueuedBytes),
+			AdminUser:            cs.AdminUser,
+			AdminSecret:          string(cs.AdminSecret),
+			SignInAttempts:       cs.SignInAttempts,
+			SignInAttemptsGlobal: cs.SignInAttemptsGlobal,
+			SignInLockout:        time.Duration(cs.SignInLockout),
+			Logger:               log,
 		})
 		if err != nil {
 			hb.Close()
@@ -300,11 +328,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 
 	s.http = &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: time.Duration(cfg.Limits.ReadTimeout),
+		IdleTimeout:       time.Duration(cfg.Limits.IdleTimeout),
 		MaxHeaderBytes:    64 << 10,
+		ConnState:         s.gate.connState,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	log.Info("limits", "max_connections", maxConns, "read_timeout", cfg.Limits.ReadTimeout.String(), "write_timeout", cfg.Limits.WriteTimeout.String())
 	return s, nil
 }
 
@@ -329,9 +359,10 @@ func withChannelstreamNamespace(cfg config.Config) config.Channels {
 }
 
 // Handler returns the server's HTTP handler: every route, with panic
-// recovery and request metrics.
+// recovery, request metrics and the per-request time limits (the
+// connection limit applies only to what Run serves).
 func (s *Server) Handler() http.Handler {
-	return s.instrument(s.mux)
+	return s.instrument(s.limitRequests(s.mux))
 }
 
 // Resources returns the resource service: the Go API to the declared
@@ -356,7 +387,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
-	s.ln = ln
+	s.ln = s.gate.listener(ln)
 	return nil
 }
 
@@ -370,8 +401,10 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// Run serves until ctx ends, then shuts down gracefully within the
-// configured shutdown timeout. It returns nil after a clean shutdown.
+// Run serves until ctx ends, then shuts down within the configured
+// shutdown timeout. It returns nil after a shutdown, including one that
+// had to close connections that did not finish in time: clients cannot
+// make a shutdown fail.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
@@ -394,25 +427,53 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Shutdown stops accepting connections, closes WebSockets with 1001
-// ("going away"), waits for requests in flight, and releases everything,
-// giving up when ctx ends.
+// ("going away"), waits for requests in flight, and releases everything.
+// The graceful part ends a little before ctx does (a tenth of the time
+// left, at most a second, is kept for the rest): whatever is still open
+// then (a client trickling a body, a socket that never answers its close
+// frame) is closed. Such a forced close is logged, not returned: only a
+// failure to release the store or the broker is an error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.log.Info("shutting down", "connections", s.engine.Len())
+	s.log.Info("shutting down", "connections", s.engine.Len(), "http_connections", s.gate.http.Load())
+	gctx := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		margin := min(time.Until(dl)/10, time.Second)
+		var cancel context.CancelFunc
+		gctx, cancel = context.WithDeadline(ctx, dl.Add(-margin))
+		defer cancel()
+	}
 	if s.channelstream != nil {
 		s.channelstream.Close() // parked long-polls answer now
 	}
 	var wg sync.WaitGroup
 	var httpErr, wsErr error
-	wg.Go(func() { httpErr = s.http.Shutdown(ctx) })
-	wg.Go(func() { wsErr = s.engine.Shutdown(ctx) })
+	wg.Go(func() { httpErr = s.http.Shutdown(gctx) })
+	wg.Go(func() { wsErr = s.engine.Shutdown(gctx) })
 	wg.Wait()
-	s.hub.Close()
-	s.node.Stop(ctx)
-	brokerErr := s.broker.Close(ctx)
-	dbErr := s.db.Close()
-	if err := errors.Join(httpErr, wsErr, brokerErr, dbErr); err != nil {
+	if httpErr != nil || wsErr != nil {
+		s.log.Warn("shutdown timeout reached: closing what is left", "http_connections", s.gate.http.Load(), "http_err", httpErr, "websocket_err", wsErr)
 		s.http.Close()
+	}
+	// Handlers ended by the close return at once; wait for them so that
+	// nothing uses the store after it is closed.
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("shutdown: HTTP handlers still running at the deadline")
+	}
+	s.gate.close()
+	s.hub.Close()
+	// The broker, the node and the store get their own second: a graceful part that
+	// used up ctx must not turn their release into a failure.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	s.node.Stop(cctx)
+	brokerErr := s.broker.Close(cctx)
+	dbErr := s.db.Close()
+	if err := errors.Join(brokerErr, dbErr); err != nil {
 		return fmt.Errorf("server: shutdown: %w", err)
 	}
 	s.log.Info("stopped")

@@ -29,6 +29,13 @@ func (w logWriter) Write(p []byte) (int, error) {
 // its base URL and the function that stops it (returning Run's error).
 func start(t *testing.T, mutate func(*config.Config), o Options) (string, func() error) {
 	t.Helper()
+	_, base, stop := startServer(t, mutate, o)
+	return base, stop
+}
+
+// startServer is start that also returns the server.
+func startServer(t *testing.T, mutate func(*config.Config), o Options) (*Server, string, func() error) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
@@ -38,11 +45,18 @@ func start(t *testing.T, mutate func(*config.Config), o Options) (string, func()
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return run(t, cfg, o)
+	return runServer(t, cfg, o)
 }
 
 // run serves cfg with o as it is (a nil Logger stays nil).
 func run(t *testing.T, cfg config.Config, o Options) (string, func() error) {
+	t.Helper()
+	_, base, stop := runServer(t, cfg, o)
+	return base, stop
+}
+
+// runServer is run that also returns the server.
+func runServer(t *testing.T, cfg config.Config, o Options) (*Server, string, func() error) {
 	t.Helper()
 	srv, err := New(cfg, o)
 	if err != nil {
@@ -77,7 +91,7 @@ func run(t *testing.T, cfg config.Config, o Options) (string, func() error) {
 		}
 		return nil
 	})
-	return base, stop
+	return srv, base, stop
 }
 
 func eventually(t *testing.T, timeout time.Duration, f func() error) {

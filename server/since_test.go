@@ -504,6 +504,7 @@ func TestSubscribeSinceRacingWriters(t *testing.T) {
 					target = other // other records' changes take seqs too
 				}
 				req, _ := http.NewRequest("PATCH", fmt.Sprintf("%s%v/", api, target), strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Error(err)

@@ -86,6 +86,15 @@ func (o *options) originAllowed(r *http.Request) bool {
 	if o.checkOrigin != nil {
 		return o.checkOrigin(r)
 	}
+	return OriginAllowed(r, o.origins)
+}
+
+// OriginAllowed applies the origin policy of AllowedOrigins to any
+// request: true without an Origin header (non-browser clients), for the
+// request's own host, and for origins the patterns allow. HTTP handlers
+// that take credentials from a cookie use it to refuse cross-site
+// requests with the same rules as WebSocket upgrades.
+func OriginAllowed(r *http.Request, patterns []string) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
@@ -97,7 +106,7 @@ func (o *options) originAllowed(r *http.Request) bool {
 	if strings.EqualFold(u.Host, r.Host) {
 		return true
 	}
-	for _, pat := range o.origins {
+	for _, pat := range patterns {
 		switch {
 		case pat == "*":
 			return true

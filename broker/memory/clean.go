@@ -29,7 +29,7 @@ func (b *Broker) sweep(s *shard) {
 		if !c.mu.TryLock() {
 			continue
 		}
-		c.expireHistory(now)
+		b.expireHistory(c, now)
 		c.expirePresence(now)
 		if c.empty() {
 			c.dead = true

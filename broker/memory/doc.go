@@ -19,8 +19,10 @@
 // Handler call doing the reverse). Close waits for deliveries in progress;
 // none starts after it returns.
 //
-// Lock order: a shard's mutex before a channel's mutex; the Broker's own
-// mutex (Run, Close) is never held together with either.
+// Lock order: a shard's mutex before a channel's mutex, and a channel's
+// mutex before the history accounting's (hmu, taken with nothing inside
+// it); the Broker's own mutex (Run, Close) is never held together with
+// any of them.
 //
 // # Memory
 //
@@ -32,6 +34,14 @@
 // (forever when HistoryTTL is 0); expired history and presence are dropped
 // when next touched and by a background cleaner, started by Run and
 // stopped by Close, that sweeps every channel every few seconds.
+//
+// Config.MaxHistoryBytes bounds the history of all channels together, and
+// Config.MaxChannelsPerNamespace the channels of one namespace that keep
+// history: past either, the history of the channel published to least
+// recently is dropped, as if it had expired (its epoch changes). Each
+// namespace keeps its channels with history in a list ordered by their
+// last publication, so finding that channel costs a look at the front of
+// each namespace's list.
 //
 // Kept publications share their Data and Info with the caller of Publish
 // and with the callers of History: nobody may modify them.

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -31,6 +32,11 @@ type history struct {
 	// to this history. The history may be forgotten (c.hist = nil) only in
 	// a later period, whose derived epoch no client can hold yet.
 	born int64
+	// cost is what the kept publications count against
+	// Config.MaxHistoryBytes, and entry the history's place in the
+	// accounting (nil for a tombstone); see bound.go.
+	cost  int64
+	entry *list.Element
 }
 
 // add appends pub, keeping at most size publications.
@@ -38,6 +44,7 @@ func (h *history) add(pub switchyard.Publication, size int) {
 	if size != h.size {
 		h.resize(size)
 	}
+	h.cost += pubCost(&pub)
 	n := len(h.pubs)
 	if n < size {
 		if n == cap(h.pubs) {
@@ -50,6 +57,7 @@ func (h *history) add(pub switchyard.Publication, size int) {
 		h.pubs = append(h.pubs, pub)
 		return
 	}
+	h.cost -= pubCost(&h.pubs[h.head])
 	h.pubs[h.head] = pub
 	h.head++
 	if h.head == n {
@@ -62,8 +70,10 @@ func (h *history) resize(size int) {
 	n := len(h.pubs)
 	keep := min(n, size)
 	pubs := make([]switchyard.Publication, keep, max(keep, min(size, 2*keep)))
+	h.cost = 0
 	for i := range keep {
 		pubs[i] = h.pubs[(h.head+n-keep+i)%n]
+		h.cost += pubCost(&pubs[i])
 	}
 	h.pubs, h.head, h.size = pubs, 0, size
 }
@@ -119,21 +129,22 @@ func (h *history) before(until uint64, limit int) []switchyard.Publication {
 	return out
 }
 
-// lose drops the publications and starts a new epoch, keeping the history
-// as a tombstone.
-func (h *history) lose() {
+// lose drops a history's publications and starts a new epoch, keeping
+// the history as a tombstone. The channel's mutex is held.
+func (b *Broker) lose(h *history) {
+	b.untrack(h)
 	*h = history{epoch: randomEpoch(), born: h.born}
 }
 
 // expireHistory applies the HistoryTTL and forgets a tombstone whose
 // period is over. The channel's mutex is held.
-func (c *channel) expireHistory(now int64) {
+func (b *Broker) expireHistory(c *channel, now int64) {
 	h := c.hist
 	if h == nil {
 		return
 	}
 	if h.expireAt != 0 && now >= h.expireAt {
-		h.lose()
+		b.lose(h)
 	}
 	if h.top == 0 && period(now) > h.born {
 		c.hist = nil
@@ -175,7 +186,7 @@ func (b *Broker) Publish(ctx context.Context, ch string, data []byte, opts broke
 	var sp switchyard.StreamPosition
 	if keep {
 		now := b.clock()
-		c.expireHistory(now)
+		b.expireHistory(c, now)
 		h := c.hist
 		if h == nil {
 			// The first publication keeps the derived epoch the channel had.
@@ -186,6 +197,7 @@ func (b *Broker) Publish(ctx context.Context, ch string, data []byte, opts broke
 		h.top++
 		pub.Offset = h.top
 		h.add(pub, opts.HistorySize)
+		b.track(ch, opts.Namespace, h, now)
 		h.expireAt = 0
 		if opts.HistoryTTL > 0 {
 			h.expireAt = now + int64(opts.HistoryTTL)
@@ -196,6 +208,9 @@ func (b *Broker) Publish(ctx context.Context, ch string, data []byte, opts broke
 		b.handler.HandlePublication(ch, pub, sp)
 	}
 	b.release(s, ch, c)
+	if keep {
+		b.enforce(opts.Namespace)
+	}
 	return sp, nil
 }
 
@@ -218,7 +233,7 @@ func (b *Broker) History(ctx context.Context, ch string, opts broker.HistoryOpti
 	}
 	now := b.clock()
 	if c != nil {
-		c.expireHistory(now)
+		b.expireHistory(c, now)
 	}
 	sp := b.position(ch, c, now)
 	var pubs []switchyard.Publication
@@ -258,18 +273,19 @@ func (b *Broker) RemoveHistory(ctx context.Context, ch string) error {
 		return err
 	}
 	now := b.clock()
-	c.expireHistory(now)
+	b.expireHistory(c, now)
 	switch h := c.hist; {
 	case h == nil:
 		// The derived epoch of this period may be held by clients: replace
 		// it with a tombstone until the period is over.
 		c.hist = &history{born: period(now)}
-		c.hist.lose()
+		b.lose(c.hist)
 	case period(now) > h.born:
 		// The next derived epoch is one no client has seen.
+		b.untrack(h)
 		c.hist = nil
 	default:
-		h.lose()
+		b.lose(h)
 	}
 	b.release(s, ch, c)
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,19 @@ type Config struct {
 	// Now returns the current time. Nil means time.Now; tests set it to
 	// make history and presence expire without waiting.
 	Now func() time.Time
+	// MaxHistoryBytes bounds the history kept across all channels: the
+	// data of the kept publications plus a fixed overhead per publication
+	// and per channel. Past it, the history of the channel published to
+	// least recently is dropped (its epoch changes), then the next, until
+	// the total is within it again. 0 is unlimited.
+	MaxHistoryBytes int64
+	// MaxChannelsPerNamespace bounds how many channels of one namespace
+	// (broker.PublishOptions.Namespace) keep history at once; past it the
+	// one published to least recently loses its history. 0 is unlimited.
+	MaxChannelsPerNamespace int
+	// Logger receives a warning, at most every 10 s, while history is
+	// being dropped for these bounds; nil discards.
+	Logger *slog.Logger
 }
 
 // Broker is the in-memory broker.Broker and broker.PresenceManager. Create
@@ -59,6 +73,17 @@ type Broker struct {
 	done    chan struct{} // closed by the cleaner when it returns; nil before Run
 
 	shards [numShards]shard
+
+	// The history bounds (bound.go). hmu is taken inside a channel's
+	// mutex, never the reverse, and with no other lock inside it.
+	maxBytes    int64
+	maxChannels int
+	log         *slog.Logger
+	hmu         sync.Mutex
+	histBytes   int64
+	namespaces  map[string]*nsHistory
+	dropped     atomic.Uint64
+	lastWarn    atomic.Int64
 }
 
 // shard holds the channels whose name hashes to it.
@@ -89,11 +114,18 @@ func New(cfg Config) *Broker {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	b := &Broker{
-		now:        cfg.Now,
-		seed:       maphash.MakeSeed(),
-		sweepEvery: sweepPeriod,
-		stop:       make(chan struct{}),
+		now:         cfg.Now,
+		seed:        maphash.MakeSeed(),
+		sweepEvery:  sweepPeriod,
+		stop:        make(chan struct{}),
+		maxBytes:    cfg.MaxHistoryBytes,
+		maxChannels: cfg.MaxChannelsPerNamespace,
+		log:         cfg.Logger,
+		namespaces:  map[string]*nsHistory{},
 	}
 	b.start = b.now()
 	for i := range b.shards {
@@ -155,6 +187,10 @@ func (b *Broker) Close(ctx context.Context) error {
 		clear(s.channels)
 		s.mu.Unlock()
 	}
+	b.hmu.Lock()
+	clear(b.namespaces)
+	b.histBytes = 0
+	b.hmu.Unlock()
 
 	if done == nil {
 		return nil

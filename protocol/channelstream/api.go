@@ -192,7 +192,12 @@ func (s *Server) joinNamedLocked(ctx context.Context, c *conn, name string, conf
 		ch = s.newChannel(name, st)
 	}
 	ok, err := s.joinLocked(ctx, c, ch)
-	if err != nil {
+	switch {
+	case switchyard.ErrorCode(err) == switchyard.CodeRateLimited:
+		// Over limits.max_subscriptions: the channel is left out of the
+		// answer's channels.
+		s.log.Warn("channelstream: subscribe refused", "conn", c.id, "channel", ch.hub, "err", err)
+	case err != nil:
 		s.log.Error("channelstream: subscribe failed", "channel", ch.hub, "err", err)
 	}
 	return ok

@@ -21,6 +21,9 @@ type Guard struct {
 	// MaxAge is the signature's lifetime (Channelstream: 60 s); 0 turns
 	// the age check off (validate_requests = false).
 	MaxAge time.Duration
+	// MaxSkew is how far in the future a timestamp may be while the age
+	// is checked (0: DefaultMaxClockSkew; negative: none).
+	MaxSkew time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -65,7 +68,14 @@ func (g *Guard) valid(token string) bool {
 	if g.Now != nil {
 		now = g.Now
 	}
-	_, err := Verify(g.Secret, token, g.MaxAge, now())
+	skew := g.MaxSkew
+	switch {
+	case skew == 0:
+		skew = DefaultMaxClockSkew
+	case skew < 0:
+		skew = 0
+	}
+	_, err := VerifySkew(g.Secret, token, g.MaxAge, skew, now())
 	return err == nil
 }
 

@@ -101,7 +101,8 @@ func (ts *testServer) do(method, path string, body any, sign bool, hdr ...string
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if sign {
-		req.Header.Set("X-Channelstream-Secret", Sign(testSecret, "channelstream", time.Now()))
+		// Signed by the server's clock, which tests may set far from now.
+		req.Header.Set("X-Channelstream-Secret", Sign(testSecret, "channelstream", ts.srv.now()))
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])

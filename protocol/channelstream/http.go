@@ -12,6 +12,7 @@ import (
 	"html"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -166,6 +167,8 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request) (json.RawMessage, 
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			writeJSON(w, http.StatusRequestEntityTooLarge, fieldErrors{"_schema": []string{"Request body is larger than " + strconv.FormatInt(s.cfg.MaxBody, 10) + " bytes."}})
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			writeJSON(w, http.StatusBadRequest, fieldErrors{"_schema": []string{"The request body did not arrive in time (limits.read_timeout)."}})
 		} else {
 			writeJSON(w, http.StatusBadRequest, fieldErrors{"_schema": []string{"The request body could not be read."}})
 		}
@@ -519,25 +522,55 @@ func (s *Server) serveAdminPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveSignIn(w http.ResponseWriter, r *http.Request) {
 	msg := ""
+	status := http.StatusOK
 	if s.cfg.AdminSecret == "" {
 		msg = "The admin panel is off: set channelstream.admin_secret to turn it on."
 	} else if r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-		if s.credentials(r.PostFormValue("username"), r.PostFormValue("password")) {
-			exp := strconv.FormatInt(time.Now().Add(30*24*time.Hour).Unix(), 10)
-			http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: exp + "." + s.cookieSig(exp), Path: s.adminPath, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 30 * 24 * 3600})
-			http.Redirect(w, r, s.adminPath, http.StatusFound)
+		status, msg = s.signIn(w, r)
+		if status == http.StatusFound {
 			return
 		}
-		select { // slow down guessing, as Channelstream does
-		case <-time.After(500 * time.Millisecond):
-		case <-r.Context().Done():
-		}
-		msg = "Wrong user name or password."
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
 	io.WriteString(w, `<!doctype html><title>Sign in</title><h1>Channelstream admin</h1><p>`+html.EscapeString(msg)+`</p>
 <form method="post"><label>User <input name="username"></label> <label>Password <input name="password" type="password"></label> <button>Sign in</button></form>`)
+}
+
+// signIn checks a posted sign-in form within the attempt limits. On
+// success it sets the cookie, redirects and returns 302; otherwise it
+// returns the status and message of the page to show.
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request) (int, string) {
+	addr := addressOf(r.RemoteAddr)
+	ok, retry, global := s.signIns.begin(addr)
+	if !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Round(time.Second)/time.Second)))
+		key := "channelstream.sign_in_attempts"
+		if global {
+			key = "channelstream.sign_in_attempts_global"
+		}
+		return http.StatusTooManyRequests, "Too many sign-in attempts (" + key + "): try again in " + retry.Round(time.Second).String() + "."
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		s.signIns.end(addr, false)
+		return http.StatusBadRequest, "The form could not be read."
+	}
+	if s.credentials(r.PostFormValue("username"), r.PostFormValue("password")) {
+		s.signIns.end(addr, true)
+		exp := strconv.FormatInt(time.Now().Add(30*24*time.Hour).Unix(), 10)
+		http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: exp + "." + s.cookieSig(exp), Path: s.adminPath, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 30 * 24 * 3600})
+		http.Redirect(w, r, s.adminPath, http.StatusFound)
+		return http.StatusFound, ""
+	}
+	if s.signIns.end(addr, false) {
+		s.log.Warn("channelstream: admin sign-ins locked for everyone: too many failures", "key", "channelstream.sign_in_attempts_global", "lockout", s.cfg.SignInLockout.String())
+	}
+	select { // slow down guessing, as Channelstream does
+	case <-time.After(500 * time.Millisecond):
+	case <-r.Context().Done():
+	}
+	return http.StatusOK, "Wrong user name or password."
 }
 
 func (s *Server) serveSignOut(w http.ResponseWriter, r *http.Request) {

@@ -45,6 +45,10 @@ type Config struct {
 	// SignatureMaxAge is the lifetime of a signature (default 60 s;
 	// negative: no age check, Channelstream's validate_requests = false).
 	SignatureMaxAge time.Duration
+	// MaxClockSkew is how far in the future a signature may be dated
+	// while its age is checked (default DefaultMaxClockSkew; negative:
+	// not at all, as itsdangerous 2.x).
+	MaxClockSkew time.Duration
 	// AllowCORS lists substrings of the Origins that get
 	// Access-Control-Allow-Origin: * (empty: every origin).
 	AllowCORS []string
@@ -80,7 +84,14 @@ type Config struct {
 	// AdminUser and AdminSecret sign in to the admin pages (an empty
 	// secret leaves only signed API requests).
 	AdminUser, AdminSecret string
-	Logger                 *slog.Logger
+	// SignInAttempts is how many sign-ins one address may try per
+	// SignInLockout before it is locked out (default 5);
+	// SignInAttemptsGlobal how many may fail across all addresses before
+	// every sign-in is refused for the rest of the period (default 50).
+	// SignInLockout is the period (default 15 min).
+	SignInAttempts, SignInAttemptsGlobal int
+	SignInLockout                        time.Duration
+	Logger                               *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -98,6 +109,7 @@ type Server struct {
 	started   time.Time
 	cookieKey []byte
 	adminPath string // set by Register
+	signIns   *signInLimiter
 
 	mu       sync.Mutex // see the conn type for the lock order
 	users    map[string]*user
@@ -160,6 +172,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 1 << 20
 	}
+	if cfg.SignInAttempts <= 0 {
+		cfg.SignInAttempts = 5
+	}
+	if cfg.SignInAttemptsGlobal <= 0 {
+		cfg.SignInAttemptsGlobal = 50
+	}
+	if cfg.SignInLockout <= 0 {
+		cfg.SignInLockout = 15 * time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -170,7 +191,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		guard:     &Guard{Secret: cfg.Secret, Allowed: cfg.Allowed, MaxAge: maxAge, Now: cfg.Now},
+		guard:     &Guard{Secret: cfg.Secret, Allowed: cfg.Allowed, MaxAge: maxAge, MaxSkew: cfg.MaxClockSkew, Now: cfg.Now},
+		signIns:   newSignInLimiter(cfg.SignInAttempts, cfg.SignInAttemptsGlobal, cfg.SignInLockout, cfg.Now),
 		prefix:    cfg.Namespace + ":",
 		maxQueued: cfg.MaxQueued,
 		started:   cfg.Now(),
@@ -345,10 +367,14 @@ func (s *Server) joinLocked(ctx context.Context, c *conn, ch *channel) (bool, er
 	if _, ok := c.channels[ch]; ok {
 		return false, nil
 	}
+	if err := c.hs.Admit(1); err != nil {
+		return false, err
+	}
 	if err := s.cfg.Hub.SubscribeSilent(ctx, c.hs, ch.hub); err != nil {
 		return false, err
 	}
 	c.channels[ch] = struct{}{}
+	c.joined.Add(1)
 	name := c.user.name
 	first := len(ch.members[name]) == 0
 	if first {
@@ -368,6 +394,7 @@ func (s *Server) leaveLocked(c *conn, ch *channel) bool {
 		return false
 	}
 	delete(c.channels, ch)
+	c.joined.Add(-1)
 	s.cfg.Hub.UnsubscribeSilent(context.Background(), c.hs, ch.hub)
 	name := c.user.name
 	list := ch.members[name]

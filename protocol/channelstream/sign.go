@@ -21,7 +21,12 @@ var (
 	ErrBadSignature = errors.New("channelstream: bad signature")
 	ErrBadTimestamp = errors.New("channelstream: malformed timestamp")
 	ErrExpired      = errors.New("channelstream: signature expired")
+	ErrFuture       = errors.New("channelstream: signature dated in the future")
 )
+
+// DefaultMaxClockSkew is how far in the future Verify lets a signature's
+// timestamp be: the application server's clock may run a little ahead.
+const DefaultMaxClockSkew = 30 * time.Second
 
 // deriveKey is itsdangerous' django-concat derivation with the default
 // salt: SHA1("itsdangerous.Signer" + "signer" + secret).
@@ -42,10 +47,19 @@ func decodeLenient(s string) ([]byte, error) {
 
 // Verify checks a "payload.timestamp.signature" token signed with secret
 // and returns its payload. maxAge > 0 refuses tokens older than that
-// (exactly maxAge passes); future timestamps are accepted, as
-// itsdangerous 1.1 (Channelstream's pin) does. The comparison is
-// constant-time.
+// (exactly maxAge passes) and tokens dated more than DefaultMaxClockSkew
+// in the future (ErrFuture): itsdangerous 1.1, Channelstream's pin,
+// accepted any future date, so a token dated years ahead stayed valid
+// for years; itsdangerous 2.x refuses every future date. The comparison
+// is constant-time.
 func Verify(secret, token string, maxAge time.Duration, now time.Time) (string, error) {
+	return VerifySkew(secret, token, maxAge, DefaultMaxClockSkew, now)
+}
+
+// VerifySkew is Verify with the tolerated clock skew given: a timestamp
+// more than skew after now is refused when maxAge > 0 (skew 0 refuses
+// every future timestamp, as itsdangerous 2.x does).
+func VerifySkew(secret, token string, maxAge, skew time.Duration, now time.Time) (string, error) {
 	i := strings.LastIndexByte(token, '.')
 	if i < 0 {
 		return "", ErrNoSeparator
@@ -74,6 +88,9 @@ func Verify(secret, token string, maxAge time.Duration, now time.Time) (string, 
 	}
 	if maxAge > 0 && now.Unix()-ts > int64(maxAge/time.Second) {
 		return "", ErrExpired
+	}
+	if maxAge > 0 && ts-now.Unix() > int64(skew/time.Second) {
+		return "", ErrFuture
 	}
 	return signed[:j], nil
 }

@@ -38,7 +38,9 @@ func TestSignatureVectors(t *testing.T) {
 		{"no dot", "nodot", at, ErrNoSeparator},
 		{"age exactly 60 s passes", "channelstream.ZVPxAA.UB9ITnnv9UITu0ka92WJCn1VFsQ", at.Add(60 * time.Second), nil},
 		{"61 s is expired", "channelstream.ZVPxAA.UB9ITnnv9UITu0ka92WJCn1VFsQ", at.Add(61 * time.Second), ErrExpired},
-		{"future timestamps pass (itsdangerous 1.1)", "channelstream.ZVPxAA.UB9ITnnv9UITu0ka92WJCn1VFsQ", at.Add(-time.Hour), nil},
+		{"a timestamp within the clock skew passes", "channelstream.ZVPxAA.UB9ITnnv9UITu0ka92WJCn1VFsQ", at.Add(-DefaultMaxClockSkew), nil},
+		{"an hour in the future is refused", "channelstream.ZVPxAA.UB9ITnnv9UITu0ka92WJCn1VFsQ", at.Add(-time.Hour), ErrFuture},
+		{"ten years in the future is refused", "channelstream.ZVPxAA.UB9ITnnv9UITu0ka92WJCn1VFsQ", at.Add(-10 * 365 * 24 * time.Hour), ErrFuture},
 		{"a Signer token without timestamp", "x." + Sign("secret", "", at)[len(".ZVPxAA."):], at, ErrBadSignature},
 	} {
 		_, err := Verify("secret", tc.token, time.Minute, tc.now)
@@ -48,6 +50,15 @@ func TestSignatureVectors(t *testing.T) {
 	}
 	if _, err := Verify("wrong", "channelstream.ZVPxAA.UB9ITnnv9UITu0ka92WJCn1VFsQ", 0, at); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("wrong secret: %v", err)
+	}
+	// Without the age check (validate_requests = false) no date is
+	// refused, as in Channelstream.
+	if _, err := Verify("secret", "channelstream.ZVPxAA.UB9ITnnv9UITu0ka92WJCn1VFsQ", 0, at.Add(-time.Hour)); err != nil {
+		t.Fatalf("future timestamp without the age check: %v", err)
+	}
+	// A skew of 0 refuses any future timestamp (itsdangerous 2.x).
+	if _, err := VerifySkew("secret", "channelstream.ZVPxAA.UB9ITnnv9UITu0ka92WJCn1VFsQ", time.Minute, 0, at.Add(-time.Second)); !errors.Is(err, ErrFuture) {
+		t.Fatalf("skew 0: %v", err)
 	}
 }
 

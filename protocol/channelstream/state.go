@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyardhq/switchyard/hub"
@@ -186,9 +187,17 @@ type conn struct {
 	hs         *hub.Session
 	channels   map[*channel]struct{}
 	lastActive time.Time
+	// joined is len(channels), readable without Server.mu (see
+	// Subscriptions).
+	joined atomic.Int64
 
 	tport transport
 }
+
+// Subscriptions implements hub.SubscriptionCounter: a connection's
+// channels count against limits.max_subscriptions (they are the hub's
+// silent subscriptions).
+func (c *conn) Subscriptions() int { return int(c.joined.Load()) }
 
 func (c *conn) channelNames() []string {
 	out := make([]string, 0, len(c.channels))

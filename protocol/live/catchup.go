@@ -114,6 +114,7 @@ func (s *session) holdInstance(ch string, rid json.RawMessage) (is *instanceSub,
 	is = &instanceSub{rid: rid, seq: true, holding: true}
 	first = len(s.instances[ch]) == 0
 	s.instances[ch] = append(s.instances[ch], is)
+	s.nsubs.Add(1)
 	return is, first
 }
 

@@ -20,7 +20,9 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/auth"
@@ -51,6 +53,14 @@ type Config struct {
 	// is answered 429 (on its stream, with its request_id) and dropped; the
 	// connection stays open.
 	MessagesPerSecond int
+	// MaxReplyBytes bounds one reply frame (default 4 MiB, as
+	// limits.max_outgoing_message_size): a bigger one (an unpaginated
+	// list of big records, a long history) is answered 413 instead, and
+	// the connection stays open.
+	MaxReplyBytes int
+	// MaxSearchLength bounds a list's search text, in characters (default
+	// 256; longer: 400 naming search).
+	MaxSearchLength int
 	// MaxCatchUp bounds how many missed changes of one record a
 	// subscribe_instance with since replays (default
 	// resource.DefaultCatchUpLimit, 100: a few tens of KB for typical
@@ -74,6 +84,12 @@ func New(cfg Config) *Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
+	if cfg.MaxReplyBytes <= 0 {
+		cfg.MaxReplyBytes = 4 << 20
+	}
+	if cfg.MaxSearchLength <= 0 {
+		cfg.MaxSearchLength = 256
+	}
 	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{svc: cfg.Resources, seq: resource.NewSequencer(0), log: cfg.Logger}}
 }
 
@@ -94,6 +110,36 @@ type session struct {
 	// run concurrently.
 	tokens float64
 	filled time.Time
+	// nsubs counts the entries of instances and lists: the subscriptions
+	// this protocol holds over the hub's silent channels, one per
+	// request_id (see hub.SubscriptionCounter).
+	nsubs atomic.Int64
+}
+
+// Subscriptions implements hub.SubscriptionCounter.
+func (s *session) Subscriptions() int { return int(s.nsubs.Load()) }
+
+// admit checks that the connection may add one resource subscription
+// (limits.max_subscriptions, limits.max_subscriptions_per_user).
+func (s *session) admit() error { return s.hs.Admit(1) }
+
+// sendReply queues a reply frame, or, when it is over MaxReplyBytes, the
+// 413 of tooBig in its place: one reply must not hold more than the
+// outgoing message limit.
+func (h *Handler) sendReply(sess *session, frame []byte, tooBig func(error)) {
+	if len(frame) > h.cfg.MaxReplyBytes {
+		tooBig(switchyard.Errorf(switchyard.CodeTooLarge, "the reply would be %d bytes, over the %d of limits.max_outgoing_message_size: ask for less (paginate with limit and offset)", len(frame), h.cfg.MaxReplyBytes))
+		return
+	}
+	sess.hs.Send(frame)
+}
+
+// checkSearch refuses a search text over MaxSearchLength characters.
+func (h *Handler) checkSearch(search string) error {
+	if utf8.RuneCountInString(search) > h.cfg.MaxSearchLength {
+		return &resource.ValidationError{Fields: map[string][]string{"search": {fmt.Sprintf("Ensure this value has at most %d characters (limits.max_search_length).", h.cfg.MaxSearchLength)}}}
+	}
+	return nil
 }
 
 // allow takes a token from the session's bucket.
@@ -390,7 +436,7 @@ func (h *Handler) channels(ctx context.Context, sess *session, req request) {
 			h.replyError(sess, stream, req, err)
 			return
 		}
-		sess.hs.Send(h.ok(stream, req, map[string]any{"publications": pubs, "offset": pos.Offset, "epoch": pos.Epoch}))
+		h.sendReply(sess, h.ok(stream, req, map[string]any{"publications": pubs, "offset": pos.Offset, "epoch": pos.Epoch}), func(err error) { h.replyError(sess, stream, req, err) })
 	default:
 		h.replyError(sess, stream, req, switchyard.Errorf(switchyard.CodeMethodNotAllowed, "unknown action %q on $channels", req.Action))
 	}

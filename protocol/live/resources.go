@@ -18,10 +18,10 @@ import (
 func (h *Handler) resource(ctx context.Context, sess *session, stream string, req request) {
 	svc := h.cfg.Resources
 	who := resource.As(sess.hs.User())
-	reply := func(status int, data any) {
-		sess.hs.Send(encode(stream, dcrfReply{Errors: []any{}, Data: data, Action: req.Action, ResponseStatus: status, RequestID: requestID(req)}))
-	}
 	fail := func(err error) { h.dcrfError(sess, stream, req, err) }
+	reply := func(status int, data any) {
+		h.sendReply(sess, encode(stream, dcrfReply{Errors: []any{}, Data: data, Action: req.Action, ResponseStatus: status, RequestID: requestID(req)}), fail)
+	}
 	if req.Action == "" {
 		fail(switchyard.Errorf(switchyard.CodeMethodNotAllowed, "Unable to find action in message body."))
 		return
@@ -68,6 +68,9 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 		}
 	case "list":
 		q, err := listQuery(req)
+		if err == nil {
+			err = h.checkSearch(q.Search)
+		}
 		if err != nil {
 			fail(err)
 			return
@@ -110,6 +113,9 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			return
 		}
 		since, withSince, err := parseSince(req.Since)
+		if err == nil {
+			err = sess.admit()
+		}
 		if err != nil {
 			fail(err)
 			return
@@ -155,6 +161,10 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 				return
 			}
 			f.PKs = []int64{pk}
+		}
+		if err := sess.admit(); err != nil {
+			fail(err)
+			return
 		}
 		q, err := svc.LiveQuery(stream, who, f)
 		if err != nil {
@@ -207,6 +217,7 @@ func (s *session) addList(ch string, ls *listSub) int {
 		}
 	}
 	s.lists[ch] = append(subs, ls)
+	s.nsubs.Add(1)
 	return len(s.lists[ch])
 }
 
@@ -220,6 +231,7 @@ func (s *session) removeList(ch string, rid json.RawMessage) bool {
 			if len(s.lists[ch]) == 0 {
 				delete(s.lists, ch)
 			}
+			s.nsubs.Add(-1)
 			return true
 		}
 	}
@@ -252,6 +264,7 @@ func (s *session) addInstance(ch string, rid json.RawMessage, w *resource.Instan
 		}
 	}
 	s.instances[ch] = append(s.instances[ch], &instanceSub{rid: rid, w: w})
+	s.nsubs.Add(1)
 	return len(s.instances[ch]), true
 }
 
@@ -265,6 +278,7 @@ func (s *session) removeInstance(ch string, rid json.RawMessage) bool {
 			if len(s.instances[ch]) == 0 {
 				delete(s.instances, ch)
 			}
+			s.nsubs.Add(-1)
 			return true
 		}
 	}
