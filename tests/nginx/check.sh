@@ -43,8 +43,9 @@ for i in 1 2 3; do
   pids+=($!)
 done
 front=$(free_port)
-# The doc's block, with its ports moved to this run's.
-awk '/^```nginx$/{n++; if (n==2) {on=1; next}} on && /^```$/{on=0} on' docs/deployment.md |
+# The doc's block (the one under "nginx in front of three processes"), with
+# its ports moved to this run's.
+awk '/^### nginx in front of three processes/{sec=1} sec && /^```nginx$/{on=1; sec=0; next} on && /^```$/{on=0} on' docs/deployment.md |
   sed -e "s/127.0.0.1:8001/127.0.0.1:${ports[0]}/; s/127.0.0.1:8002/127.0.0.1:${ports[1]}/; s/127.0.0.1:8003/127.0.0.1:${ports[2]}/" \
       -e "s/listen 80;/listen 127.0.0.1:$front;/" > "$work/site.conf"
 cat > "$work/nginx.conf" <<CONF
