@@ -3,7 +3,7 @@ GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test lint bench bench-idle bench-fanout bench-longpoll bench-engines fuzz dist
+.PHONY: all build test lint bench bench-idle bench-fanout bench-longpoll bench-signals bench-engines fuzz dist
 
 all: lint test
 
@@ -59,7 +59,7 @@ lint:
 ## bench: Go micro-benchmarks of the hot paths, then the idle-connection scenario
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(MAKE) bench-idle bench-fanout bench-longpoll
+	$(MAKE) bench-idle bench-fanout bench-longpoll bench-signals
 
 ## bench-idle: server memory per idle WebSocket connection (10,000 connections)
 bench-idle:
@@ -76,6 +76,12 @@ bench-fanout:
 bench-longpoll:
 	$(GO) build -o bin/switchyard ./cmd/switchyard
 	./bin/switchyard bench longpoll --conns 10000 --rate 10 --duration 10s
+
+## bench-signals: call -> handler -> trigger back at 1,000 calls/s (Go handler, webhook,
+## sync), queue jobs/s, a trigger to a topic of 10,000 windows vs a channel publication
+bench-signals:
+	$(GO) build -o bin/switchyard ./cmd/switchyard
+	./bin/switchyard bench signals --rate 1000 --duration 10s --callers 50 --jobs 5000 --conns 10000 --fanouts 20 --fanout-rate 10
 
 ## bench-peer: idle and fanout against Switchyard and a Django Channels peer
 ## (bench/peers/django-channels, from Debian's packages), one table with the ratios
@@ -107,3 +113,5 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./protocol/channelstream
 	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 30s ./protocol/channelstream
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime 30s ./broker/redis
+	$(GO) test -run '^$$' -fuzz FuzzSignals -fuzztime 30s ./protocol/live
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./signal

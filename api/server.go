@@ -21,6 +21,8 @@ import (
 	"github.com/switchyardhq/switchyard/cluster"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
+	"github.com/switchyardhq/switchyard/queue"
+	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -40,6 +42,11 @@ type ServerConfig struct {
 	// Started is when the server started (for uptime_seconds).
 	Started time.Time
 	Logger  *slog.Logger
+	// Signals adds trigger and windows (nil: not served).
+	Signals *signal.Service
+	// Queue adds queue_stats, queue_jobs, queue_retry and queue_discard
+	// (nil: not served).
+	Queue *queue.Queue
 }
 
 // Server is the server API handler.
@@ -72,6 +79,7 @@ func NewServer(cfg ServerConfig) *Server {
 		"info":           s.info,
 	}
 	s.handleLocal()
+	s.addSignalMethods()
 	return s
 }
 

@@ -19,8 +19,11 @@
 // refused unless config.Auth.Anonymous), exp, nbf and iat (checked with a
 // leeway of [Leeway] for clock skew), iss and aud (checked only when
 // config.JWT.Issuer or config.JWT.Audience is set), info (any JSON value,
-// passed through raw to presence) and channels (channel names the
-// connection joins at connect). Other claims are ignored.
+// passed through raw to presence), channels (channel names the
+// connection joins at connect) and topics (the signal topics of its
+// window). The whole payload is kept as raw JSON (Claims.Raw,
+// Principal.Claims) for rules on other claims: signal access
+// "claim:<name>" and "perm:<p>" (the perms claim).
 //
 // # Requests
 //

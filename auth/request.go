@@ -29,6 +29,12 @@ type Principal struct {
 	Expires time.Time
 	// Channels are the channels the connection joins at connect.
 	Channels []string
+	// Topics are the signal topics of the connection's window (the
+	// token's topics claim).
+	Topics []string
+	// Claims is the token's whole payload (a JSON object), nil without a
+	// token.
+	Claims json.RawMessage
 	// Anonymous reports that User is empty: there was no token, or a valid
 	// token without the user claim. Both are accepted only when
 	// config.Auth.Anonymous is set.
@@ -62,6 +68,8 @@ func (v *Verifier) FromRequest(r *http.Request) (Principal, error) {
 		Info:      c.Info,
 		Expires:   c.Expires,
 		Channels:  c.Channels,
+		Topics:    c.Topics,
+		Claims:    c.Raw,
 		Anonymous: c.User == "",
 	}, nil
 }

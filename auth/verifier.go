@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -214,6 +215,13 @@ type Claims struct {
 	// Channels is the channels claim: names of channels the connection
 	// joins at connect, server-side. Names are not checked here.
 	Channels []string
+	// Topics is the topics claim: the signal topics the connection's
+	// window belongs to (see package signal).
+	Topics []string
+	// Raw is the whole verified payload (JSON object), for rules that
+	// read other claims (signal access "claim:<name>" and "perm:<p>",
+	// which reads the perms claim).
+	Raw json.RawMessage
 }
 
 // Expired reports whether the claims' token is no longer valid at now,
@@ -229,6 +237,7 @@ type tokenClaims struct {
 	jwt.RegisteredClaims
 	Info     json.RawMessage `json:"info"`
 	Channels []string        `json:"channels"`
+	Topics   []string        `json:"topics"`
 
 	// userClaim names the claim that holds the user id; user is its raw
 	// JSON value (nil when absent). Set by UnmarshalJSON only.
@@ -249,13 +258,18 @@ func (tc *tokenClaims) UnmarshalJSON(b []byte) error {
 	}
 	tc.user = m[tc.userClaim]
 	tc.Info = m["info"]
-	tc.Channels = nil
+	tc.Channels, tc.Topics = nil, nil
 	if raw, ok := m["channels"]; ok {
 		if err := json.Unmarshal(raw, &tc.Channels); err != nil {
 			return fmt.Errorf("channels: %w", err)
 		}
 	}
-	for _, name := range []string{"sub", "info", "channels", tc.userClaim} {
+	if raw, ok := m["topics"]; ok {
+		if err := json.Unmarshal(raw, &tc.Topics); err != nil {
+			return fmt.Errorf("topics: %w", err)
+		}
+	}
+	for _, name := range []string{"sub", "info", "channels", "topics", tc.userClaim} {
 		delete(m, name)
 	}
 	rest, err := json.Marshal(m)
@@ -315,6 +329,13 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		return nil, v.reject(fmt.Sprintf("token has no %q claim (the user id)", v.claim), "auth.jwt.user_claim")
 	}
 	c := &Claims{User: user, Channels: tc.Channels}
+	c.Topics = tc.Topics
+	if parts := strings.Split(token, "."); len(parts) == 3 {
+		// The payload the signature covers; the parser decoded it already.
+		if raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "=")); err == nil && json.Valid(raw) {
+			c.Raw = raw
+		}
+	}
 	if tc.ExpiresAt != nil {
 		c.Expires = tc.ExpiresAt.Time
 	}

@@ -31,6 +31,7 @@ var scenarios = []struct{ name, about string }{
 	{"fanout", "publish -> receive latency and deliveries per second over /live"},
 	{"resources", "resource writes per second and write -> subscriber event latency (--mode writes), or server CPU per resource event to live queries against a channel publication (--mode live-queries)"},
 	{"longpoll", "parked Channelstream /listen polls and their delivery latency"},
+	{"signals", "signal call -> handler -> trigger round trips, durable queue throughput, topic vs channel fan-out"},
 }
 
 const overview = `Usage: switchyard bench SCENARIO [flags]
@@ -45,7 +46,7 @@ Scenarios:
 // scenarios and `bench SCENARIO --help` the flags of one, on stdout.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return UsageError{errors.New("usage: switchyard bench idle|fanout|resources|longpoll [flags] (switchyard bench --help lists them)")}
+		return UsageError{errors.New("usage: switchyard bench idle|fanout|resources|longpoll|signals [flags] (switchyard bench --help lists them)")}
 	}
 	scenario, args := args[0], args[1:]
 	switch scenario {
@@ -56,9 +57,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, "\nswitchyard bench SCENARIO --help shows the flags of a scenario.")
 		return nil
-	case "idle", "fanout", "resources", "longpoll":
+	case "idle", "fanout", "resources", "longpoll", "signals":
 	default:
-		return UsageError{fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll; see switchyard bench --help)", scenario)}
+		return UsageError{fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll, signals; see switchyard bench --help)", scenario)}
 	}
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -72,6 +73,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	settle := 5 * time.Second
 	channels, rate, duration, size, writers := 1, 100, 10*time.Second, 64, 4
 	apiKey, secret, targetPID, mode, jwtSecret := "", "", 0, "writes", ""
+	callers, jobs, fanouts, fanoutRate := 50, 5000, 20, 10
 	switch scenario {
 	case "idle":
 		fs.DurationVar(&settle, "settle", settle, "wait before reading memory figures")
@@ -86,6 +88,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		} else {
 			fs.StringVar(&secret, "secret", secret, "with --target: the server's channelstream.secret")
 		}
+	case "signals":
+		fs.IntVar(&rate, "rate", rate, "signal calls per second, over all callers")
+		fs.DurationVar(&duration, "duration", duration, "how long to call")
+		fs.IntVar(&callers, "callers", callers, "connections calling signals (--rate calls/s over them)")
+		fs.IntVar(&jobs, "jobs", jobs, "jobs enqueued for the queue throughput figure")
+		fs.IntVar(&fanouts, "fanouts", fanouts, "triggers to the topic (then publications to the channel) of --conns windows")
+		fs.IntVar(&fanoutRate, "fanout-rate", fanoutRate, "those per second")
 	case "resources":
 		fs.StringVar(&mode, "mode", mode, "writes (writers create rows, every subscriber watches them) or live-queries (server CPU per resource event to owner-checked, filtered live queries, against a channel publication to the same subscribers)")
 		fs.IntVar(&writers, "writers", writers, "--mode writes: connections writing rows, one request in flight each")
@@ -141,6 +150,24 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+
+	if scenario == "signals" {
+		if *target != "" {
+			return errSignalsTarget
+		}
+		if callers < 1 || callers > 1000 || jobs < 1 || jobs > 1000000 || fanouts < 1 || fanoutRate < 1 || fanoutRate > 1000 {
+			return fmt.Errorf("want --callers 1..1000, --jobs 1..1000000, --fanouts >= 1, --fanout-rate 1..1000")
+		}
+		res, err := Signals(ctx, SignalsConfig{Callers: callers, Rate: rate, Duration: duration, Jobs: jobs, Windows: *conns, Fanouts: fanouts, FanoutRate: fanoutRate, Progress: stderr})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(res)
+		}
+		res.WriteTable(stdout)
+		return nil
+	}
 
 	base, key, csSecret, jwtKey, pid := *target, apiKey, secret, jwtSecret, targetPID
 	if base == "" {

@@ -195,3 +195,24 @@ func TestProcCPU(t *testing.T) {
 		t.Fatal("no error for a missing process")
 	}
 }
+
+func TestSignalsMeasuresEveryRoundTrip(t *testing.T) {
+	u := startTestServer(t, nil)
+	res, err := Signals(context.Background(), SignalsConfig{Callers: 4, Rate: 40, Duration: 500 * time.Millisecond, Jobs: 50, Windows: 20, Fanouts: 2, FanoutRate: 4, FanoutTarget: u, FanoutKey: benchKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []CallFigures{res.GoHandler, res.WebhookHandler, res.SyncGoHandler} {
+		if f.Calls < 10 || f.Received != f.Calls || f.Failed != 0 || !(f.LatencyMS.P50 > 0 && f.LatencyMS.P50 <= f.LatencyMS.P99) {
+			t.Errorf("%s: %+v", f.Signal, f)
+		}
+	}
+	if res.QueueJobs != 50 || res.QueueRunPerSec <= 0 || res.QueueEnqueuePerSec <= 0 {
+		t.Errorf("queue %+v", res)
+	}
+	for _, f := range []FanoutFigures{res.Topic, res.Channel} {
+		if f.Sent < 1 || f.Deliveries != f.Expected || f.Expected != f.Sent*20 {
+			t.Errorf("fan-out %+v", f)
+		}
+	}
+}

@@ -341,6 +341,14 @@ type histogram struct {
 
 func newHistogram() *histogram { return &histogram{} }
 
+// reset empties the histogram (between runs that share readers).
+func (h *histogram) reset() {
+	for i := range h.counts {
+		h.counts[i].Store(0)
+	}
+	h.max.Store(0)
+}
+
 const histPerDecade = 256
 
 func (h *histogram) add(d time.Duration) {

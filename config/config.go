@@ -40,8 +40,8 @@ type Config struct {
 	Resources []Resource `yaml:"resources" config:"map"`
 	// Channels configures pub/sub channels.
 	Channels Channels `yaml:"channels"`
-	// Signals are the signals clients may send, in declaration order.
-	Signals []Signal `yaml:"signals" config:"map"`
+	// Signals holds the signal settings and the declared signals.
+	Signals Signals `yaml:"signals"`
 	// Queues are the work queues, in declaration order. After Load or
 	// Parse it always holds a queue named "default".
 	Queues []Queue `yaml:"queues" config:"map"`
@@ -516,19 +516,96 @@ type Namespace struct {
 	ChannelOptions `yaml:",inline"`
 }
 
-// Signal is a named signal that clients may send to the server.
+// Signals is the signals section: a few settings, and every other key is
+// a declared signal.
+type Signals struct {
+	// WebhookSecret signs the requests made to webhook handlers
+	// (Switchyard-Signature: t=...,v1=HMAC-SHA256); at least 16 bytes when
+	// a signal has a webhook.
+	WebhookSecret Secret `yaml:"webhook_secret"`
+	// MaxKwargsBytes bounds the JSON kwargs of one call or trigger
+	// (default 64 KiB).
+	MaxKwargsBytes Size `yaml:"max_kwargs_bytes"`
+	// CallsPerSecond bounds the signal calls of one connection (bursts of
+	// twice the rate); 0 is unlimited. Default 20.
+	CallsPerSecond int `yaml:"calls_per_second"`
+	// WindowTTL is how long topics set for a window key that is not
+	// connected are kept for when it connects (default 10 h, as
+	// df_websockets' WEBSOCKET_CACHE_EXPIRE).
+	WindowTTL Duration `yaml:"window_ttl"`
+	// Declared are the declared signals, in declaration order: every key
+	// of the section other than the settings above.
+	Declared []Signal `yaml:"declared,omitempty" config:"rest"`
+}
+
+// Signal is a named signal: who may call it from a browser, its
+// arguments, the queue it runs on and its handler.
 type Signal struct {
 	// Name is the signal's key in the signals map.
 	Name string `yaml:"-"`
-	// Queue is the queue that processes the signal: a declared queue or
+	// Queue is the queue that runs the signal's jobs: a declared queue or
 	// "default" (the default).
 	Queue string `yaml:"queue"`
-	// Allowed is who may send it: AccessAnyone, AccessAuthenticated (the
-	// default) or AccessNone.
+	// Allowed is who may call it from a browser: AccessAnyone,
+	// AccessAuthenticated, AccessAnonymous, AccessServerSide (the
+	// default: never from a browser), AccessClaimPrefix+name (a truthy
+	// claim of the session's token) or AccessPermPrefix+perm (listed in
+	// its perms claim).
 	Allowed string `yaml:"allowed"`
-	// Webhook, when set, is an http(s) URL the signal is POSTed to.
+	// Webhook, when set, is an http(s) URL the call is POSTed to.
 	Webhook string `yaml:"webhook"`
+	// Sync runs the handler during the call and answers its result
+	// instead of queueing a job.
+	Sync bool `yaml:"sync"`
+	// Args are the declared arguments, in declaration order.
+	Args []SignalArg `yaml:"args" config:"map"`
+	// ExtraArgs is SignalExtraReject (the default: an undeclared argument
+	// refuses the call) or SignalExtraAccept.
+	ExtraArgs string `yaml:"extra_args"`
 }
+
+// SignalArg is one declared argument of a signal.
+type SignalArg struct {
+	// Name is the argument's key in the args map.
+	Name string `yaml:"-"`
+	// Type is one of the Arg* constants; "" accepts any JSON value.
+	Type string `yaml:"type"`
+	// Required makes the argument mandatory.
+	Required bool `yaml:"required"`
+	// Choices, when set, are the only values accepted.
+	Choices []any `yaml:"choices"`
+	// Pattern is a regular expression (RE2) a string must match.
+	Pattern string `yaml:"pattern"`
+	// Min and Max bound numbers.
+	Min *float64 `yaml:"min"`
+	Max *float64 `yaml:"max"`
+	// MaxLength bounds strings (in characters) and arrays (in items).
+	MaxLength *int `yaml:"max_length"`
+}
+
+// Argument types.
+const (
+	ArgString = "string"
+	ArgInt    = "int"
+	ArgFloat  = "float"
+	ArgBool   = "bool"
+	ArgObject = "object"
+	ArgArray  = "array"
+)
+
+// What a signal does with undeclared arguments.
+const (
+	SignalExtraReject = "reject"
+	SignalExtraAccept = "accept"
+)
+
+// Signal access levels beyond AccessAnyone and AccessAuthenticated.
+const (
+	AccessAnonymous   = "anonymous"
+	AccessServerSide  = "server_side"
+	AccessClaimPrefix = "claim:"
+	AccessPermPrefix  = "perm:"
+)
 
 // Queue is a named work queue.
 type Queue struct {
@@ -536,6 +613,18 @@ type Queue struct {
 	Name string `yaml:"-"`
 	// Concurrency is how many jobs run at once; at least 1, default 4.
 	Concurrency int `yaml:"concurrency"`
+	// MaxAttempts is how many times a job runs before it is dead
+	// (discarded, kept and visible); 1..1000, default 10.
+	MaxAttempts int `yaml:"max_attempts"`
+	// Backoff is the delay before the first retry; each next retry waits
+	// twice as long (with jitter: between half and all of it), up to
+	// MaxBackoff. Default 1 s.
+	Backoff Duration `yaml:"backoff"`
+	// MaxBackoff caps the delay between retries (default 1 h).
+	MaxBackoff Duration `yaml:"max_backoff"`
+	// Timeout bounds one run of a job, a webhook call included (default
+	// 1 min).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // DefaultQueue is the name of the queue that always exists.
@@ -543,6 +632,23 @@ const DefaultQueue = "default"
 
 // defaultConcurrency is the concurrency of a queue that does not set one.
 const defaultConcurrency = 4
+
+// DefaultQueueConfig returns the settings of a queue that sets none.
+func DefaultQueueConfig(name string) Queue {
+	return Queue{
+		Name:        name,
+		Concurrency: defaultConcurrency,
+		MaxAttempts: 10,
+		Backoff:     Duration(time.Second),
+		MaxBackoff:  Duration(time.Hour),
+		Timeout:     Duration(time.Minute),
+	}
+}
+
+// DefaultSignal returns the settings of a declared signal that sets none.
+func DefaultSignal(name string) Signal {
+	return Signal{Name: name, Queue: DefaultQueue, Allowed: AccessServerSide, ExtraArgs: SignalExtraReject}
+}
 
 // Default returns the embedded default configuration, the one used when
 // there is no file and no SWITCHYARD_* variable. Each call returns a fresh
@@ -597,7 +703,12 @@ func Default() Config {
 			SignInLockout:        Duration(15 * time.Minute),
 		},
 		Channels: Channels{Default: DefaultChannelOptions()},
-		Queues:   []Queue{{Name: DefaultQueue, Concurrency: defaultConcurrency}},
+		Signals: Signals{
+			MaxKwargsBytes: 64 * KiB,
+			CallsPerSecond: 20,
+			WindowTTL:      Duration(10 * time.Hour),
+		},
+		Queues: []Queue{DefaultQueueConfig(DefaultQueue)},
 	}
 }
 
@@ -673,7 +784,12 @@ func (c Config) LogValue() slog.Value {
 			"heartbeat_interval", c.Channelstream.HeartbeatInterval.String()),
 		slog.Any("resources", names(len(c.Resources), func(i int) string { return c.Resources[i].Name })),
 		slog.Any("channel_namespaces", names(len(c.Channels.Namespaces), func(i int) string { return c.Channels.Namespaces[i].Name })),
-		slog.Any("signals", names(len(c.Signals), func(i int) string { return c.Signals[i].Name })),
+		slog.Group("signals",
+			"webhook_secret", c.Signals.WebhookSecret,
+			"max_kwargs_bytes", c.Signals.MaxKwargsBytes.String(),
+			"calls_per_second", c.Signals.CallsPerSecond,
+			"window_ttl", c.Signals.WindowTTL.String(),
+			"declared", names(len(c.Signals.Declared), func(i int) string { return c.Signals.Declared[i].Name })),
 		slog.Any("queues", names(len(c.Queues), func(i int) string { return c.Queues[i].Name })),
 	)
 }

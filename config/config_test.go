@@ -171,10 +171,21 @@ channels:
     chat: {presence: true, history_size: 100, history_ttl: 1h, recover: true, permissions: {subscribe: anyone, publish: authenticated, presence: anyone, history: anyone}}
     news: {history_size: 5, history_ttl: 10m}
 signals:
+  webhook_secret: "0123456789abcdef-secret"
+  max_kwargs_bytes: 8KiB
+  calls_per_second: 5
+  window_ttl: 1h
   myproject.first_signal: {queue: default, allowed: anyone, webhook: "http://127.0.0.1:9000/signals"}
-  myproject.second: {queue: mail}
+  myproject.second:
+    queue: mail
+    webhook: "https://app.internal/hooks/second"
+    sync: true
+    extra_args: accept
+    args:
+      n: {type: int, required: true, min: 1, max: 10}
+      color: {type: string, choices: [red, blue], pattern: "^[a-z]+$", max_length: 8}
 queues:
-  mail: {concurrency: 2}
+  mail: {concurrency: 2, max_attempts: 3, backoff: 2s, max_backoff: 1m, timeout: 5s}
   default: {concurrency: 8}
 `
 
@@ -285,11 +296,24 @@ func TestFullFile(t *testing.T) {
 				}},
 			},
 		},
-		Signals: []Signal{
-			{Name: "myproject.first_signal", Queue: "default", Allowed: "anyone", Webhook: "http://127.0.0.1:9000/signals"},
-			{Name: "myproject.second", Queue: "mail", Allowed: "authenticated"},
+		Signals: Signals{
+			WebhookSecret:  "0123456789abcdef-secret",
+			MaxKwargsBytes: 8 * KiB,
+			CallsPerSecond: 5,
+			WindowTTL:      Duration(time.Hour),
+			Declared: []Signal{
+				{Name: "myproject.first_signal", Queue: "default", Allowed: "anyone", Webhook: "http://127.0.0.1:9000/signals", ExtraArgs: "reject"},
+				{Name: "myproject.second", Queue: "mail", Allowed: "server_side", Webhook: "https://app.internal/hooks/second", Sync: true, ExtraArgs: "accept",
+					Args: []SignalArg{
+						{Name: "n", Type: "int", Required: true, Min: ptr(float64(1)), Max: ptr(float64(10))},
+						{Name: "color", Type: "string", Choices: []any{"red", "blue"}, Pattern: "^[a-z]+$", MaxLength: ptr(8)},
+					}},
+			},
 		},
-		Queues: []Queue{{Name: "mail", Concurrency: 2}, {Name: "default", Concurrency: 8}},
+		Queues: []Queue{
+			{Name: "mail", Concurrency: 2, MaxAttempts: 3, Backoff: Duration(2 * time.Second), MaxBackoff: Duration(time.Minute), Timeout: Duration(5 * time.Second)},
+			{Name: "default", Concurrency: 8, MaxAttempts: 10, Backoff: Duration(time.Second), MaxBackoff: Duration(time.Hour), Timeout: Duration(time.Minute)},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		g, _ := yaml.Marshal(got)
@@ -310,7 +334,7 @@ func TestExampleFileParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Resources) == 0 || len(cfg.Channels.Namespaces) == 0 || len(cfg.Signals) == 0 {
+	if len(cfg.Resources) == 0 || len(cfg.Channels.Namespaces) == 0 || len(cfg.Signals.Declared) == 0 {
 		t.Errorf("example declares too little: %+v", cfg)
 	}
 }
@@ -403,8 +427,21 @@ func TestErrors(t *testing.T) {
 		{"change log age", "store:\n  change_log:\n    max_age: 10s\n", 3, "store.change_log.max_age", "at least 1m"},
 		{"change log replay", "store:\n  change_log:\n    max_replay: 0\n", 3, "store.change_log.max_replay", "between 1 and 100000"},
 		{"negative history", "channels:\n  namespaces:\n    chat: {history_size: -1}\n", 3, "channels.namespaces.chat.history_size", "must not be negative"},
-		{"signal unknown queue", "signals:\n  s.one: {queue: mail}\n", 2, "signals.s.one.queue", `must name a queue declared under queues`},
+		{"signal unknown queue", "signals:\n  s.one: {queue: mail, webhook: 'http://x/'}\n", 2, "signals.s.one.queue", `must name a queue declared under queues`},
 		{"signal bad webhook", "signals:\n  s:\n    webhook: ftp://x/y\n", 3, "signals.s.webhook", "http:// or https://"},
+		{"signal no webhook", "signals:\n  s: {}\n", 2, "signals.s.webhook", "is required"},
+		{"signal bad name", "signals:\n  1s: {webhook: 'http://x/'}\n", 2, "signals.1s", "signal name must match"},
+		{"signal bad allowed", "signals:\n  s: {webhook: 'http://x/', allowed: staff}\n", 2, "signals.s.allowed", "must be one of"},
+		{"signal empty claim", "signals:\n  s: {webhook: 'http://x/', allowed: 'claim:'}\n", 2, "signals.s.allowed", "must name a claim"},
+		{"signal webhook needs secret", "signals:\n  s: {webhook: 'http://x/'}\n", 1, "signals.webhook_secret", "is required"},
+		{"signal extra args", "signals:\n  s: {webhook: 'http://x/', extra_args: maybe}\n", 2, "signals.s.extra_args", "must be one of"},
+		{"signal arg type", "signals:\n  s:\n    webhook: 'http://x/'\n    args: {a: {type: date}}\n", 4, "signals.s.args.a.type", "must be one of"},
+		{"signal arg pattern", "signals:\n  s:\n    webhook: 'http://x/'\n    args: {a: {type: string, pattern: '('}}\n", 4, "signals.s.args.a.pattern", "not a valid regular expression"},
+		{"signal arg min on string", "signals:\n  s:\n    webhook: 'http://x/'\n    args: {a: {type: string, min: 1}}\n", 4, "signals.s.args.a", "min and max apply"},
+		{"signal kwargs size", "signals: {max_kwargs_bytes: 0}\n", 1, "signals.max_kwargs_bytes", "at least 1B"},
+		{"queue attempts", "queues:\n  mail: {max_attempts: 0}\n", 2, "queues.mail.max_attempts", "from 1 to 1000"},
+		{"queue backoff", "queues:\n  mail: {backoff: 2h}\n", 2, "queues.mail.max_backoff", "at least"},
+		{"queue timeout", "queues:\n  mail: {timeout: 0s}\n", 2, "queues.mail.timeout", "greater than 0"},
 		{"queue concurrency", "queues:\n  mail: {concurrency: 0}\n", 2, "queues.mail.concurrency", "at least 1"},
 		{"channelstream without secret", "channelstream:\n  enabled: true\n", 2, "channelstream.secret", "required when channelstream.enabled"},
 		{"channelstream prefix", "channelstream:\n  prefix: cs\n", 2, "channelstream.prefix", `must start with "/"`},
@@ -590,15 +627,18 @@ func TestEnvOverrides(t *testing.T) {
 		{"map-valued JSON and block YAML", []string{
 			`SWITCHYARD_CHANNELS_NAMESPACES={"chat": {"history_size": 10, "history_ttl": "1m", "recover": true}}`,
 			"SWITCHYARD_QUEUES=mail:\n  concurrency: 2\n",
-			`SWITCHYARD_SIGNALS={"a.b": {"queue": "mail", "allowed": "none"}}`,
+			`SWITCHYARD_SIGNALS={"a.b": {"queue": "mail", "allowed": "none", "webhook": "http://127.0.0.1:1/"}}`,
+			"SWITCHYARD_SIGNALS_WEBHOOK_SECRET=0123456789abcdefghij",
 		}, func(t *testing.T, c Config) {
 			if len(c.Channels.Namespaces) != 1 || !c.Channels.Namespaces[0].Recover || c.Channels.Namespaces[0].Permissions.Publish != "none" {
 				t.Errorf("namespaces %+v", c.Channels.Namespaces)
 			}
-			if !reflect.DeepEqual(c.Queues, []Queue{{Name: "default", Concurrency: 4}, {Name: "mail", Concurrency: 2}}) {
+			mail := DefaultQueueConfig("mail")
+			mail.Concurrency = 2
+			if !reflect.DeepEqual(c.Queues, []Queue{DefaultQueueConfig("default"), mail}) {
 				t.Errorf("queues %+v", c.Queues)
 			}
-			if !reflect.DeepEqual(c.Signals, []Signal{{Name: "a.b", Queue: "mail", Allowed: "none"}}) {
+			if !reflect.DeepEqual(c.Signals.Declared, []Signal{{Name: "a.b", Queue: "mail", Allowed: "none", Webhook: "http://127.0.0.1:1/", ExtraArgs: "reject"}}) || c.Signals.WebhookSecret != "0123456789abcdefghij" {
 				t.Errorf("signals %+v", c.Signals)
 			}
 		}},
@@ -729,7 +769,7 @@ func TestDeclarationOrder(t *testing.T) {
   mango: {fields: {only: {type: bool}}}
 channels:
   namespaces: {z: {}, a: {}, m: {}}
-signals: {s.z: {}, s.a: {}}
+signals: {webhook_secret: 0123456789abcdefghij, s.z: {webhook: "http://x/"}, s.a: {webhook: "http://x/"}}
 queues: {zq: {concurrency: 1}, aq: {concurrency: 1}}
 `
 	c, err := Parse("order.yaml", []byte(src), nil)
@@ -747,7 +787,7 @@ queues: {zq: {concurrency: 1}, aq: {concurrency: 1}}
 	for _, n := range c.Channels.Namespaces {
 		got = append(got, "ns:"+n.Name)
 	}
-	for _, s := range c.Signals {
+	for _, s := range c.Signals.Declared {
 		got = append(got, "sig:"+s.Name)
 	}
 	for _, q := range c.Queues {

@@ -42,6 +42,10 @@ var envTable = sync.OnceValues(func() ([]envVar, map[string]int) {
 				e.kind = envDoc
 			case ft.Kind() == reflect.Struct:
 				walk(ft, key, idx)
+				if rest := structFields(ft).rest; rest != nil {
+					// The section's user-named entries, as one document.
+					out = append(out, envVar{name: EnvName(key), key: key, index: append(slices.Clone(idx), rest.index...), kind: envDoc})
+				}
 				continue
 			case ft.Kind() == reflect.Slice:
 				e.kind = envList

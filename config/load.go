@@ -63,7 +63,7 @@ func Parse(name string, data []byte, environ []string) (Config, error) {
 		return Config{}, sortErrors(d.errs, name)
 	}
 	if !slices.ContainsFunc(cfg.Queues, func(q Queue) bool { return q.Name == DefaultQueue }) {
-		cfg.Queues = append([]Queue{{Name: DefaultQueue, Concurrency: defaultConcurrency}}, cfg.Queues...)
+		cfg.Queues = append([]Queue{DefaultQueueConfig(DefaultQueue)}, cfg.Queues...)
 	}
 	failed := make([]string, 0, len(d.errs))
 	for _, e := range d.errs {
@@ -622,6 +622,11 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, key string, src so
 	for _, p := range d.pairs(n, key, src, 0) {
 		child := joinKey(key, p.name)
 		f, ok := fields.byName[p.name]
+		if !ok && fields.rest != nil {
+			d.mark(child, src, p.k.Line)
+			d.decodeEntry(p, v.FieldByIndex(fields.rest.index), child, src)
+			continue
+		}
 		if !ok {
 			d.fail(src, p.k.Line, child, "unknown key"+suggest(p.name, fields.names, "%q"))
 			continue
@@ -643,22 +648,22 @@ func (d *decoder) decodeNamed(n *yaml.Node, v reflect.Value, key string, src sou
 		d.fail(src, n.Line, key, "must be a mapping of names to entries (got "+describe(n)+")")
 		return
 	}
-	et := v.Type().Elem()
-	out := reflect.MakeSlice(v.Type(), 0, len(n.Content)/2)
+	v.SetZero()
 	for _, p := range d.pairs(n, key, src, 0) {
 		child := joinKey(key, p.name)
 		d.mark(child, src, p.k.Line)
-		e := reflect.New(et).Elem()
-		e.Set(entryDefault(et))
-		e.FieldByName("Name").SetString(p.name)
-		d.decodeValue(p.v, e, child, src, false)
-		out = reflect.Append(out, e)
+		d.decodeEntry(p, v, child, src)
 	}
-	if out.Len() == 0 {
-		v.SetZero()
-	} else {
-		v.Set(out)
-	}
+}
+
+// decodeEntry decodes one user-named entry and appends it to the slice v.
+func (d *decoder) decodeEntry(p pair, v reflect.Value, key string, src source) {
+	et := v.Type().Elem()
+	e := reflect.New(et).Elem()
+	e.Set(entryDefault(et))
+	e.FieldByName("Name").SetString(p.name)
+	d.decodeValue(p.v, e, key, src, false)
+	v.Set(reflect.Append(v, e))
 }
 
 // entryDefault is the value a user-named entry starts from before its keys
@@ -670,9 +675,9 @@ func entryDefault(t reflect.Type) reflect.Value {
 	case reflect.TypeFor[Namespace]():
 		return reflect.ValueOf(Namespace{ChannelOptions: DefaultChannelOptions()})
 	case reflect.TypeFor[Signal]():
-		return reflect.ValueOf(Signal{Queue: DefaultQueue, Allowed: AccessAuthenticated})
+		return reflect.ValueOf(DefaultSignal(""))
 	case reflect.TypeFor[Queue]():
-		return reflect.ValueOf(Queue{Concurrency: defaultConcurrency})
+		return reflect.ValueOf(DefaultQueueConfig(""))
 	}
 	return reflect.Zero(t)
 }
@@ -688,6 +693,9 @@ type fieldSet struct {
 	list   []fieldInfo
 	byName map[string]fieldInfo
 	names  []string
+	// rest is the field (config:"rest") that takes every key
+	// the struct does not name, as user-named entries; nil when none.
+	rest *fieldInfo
 }
 
 var fieldCache sync.Map // reflect.Type → *fieldSet
@@ -709,6 +717,9 @@ func structFields(t reflect.Type) *fieldSet {
 			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 			idx := append(slices.Clone(index), i)
 			switch {
+			case f.Tag.Get("config") == "rest":
+				fs.rest = &fieldInfo{name: "", index: idx, named: true}
+				continue
 			case name == "-":
 				continue
 			case opts == "inline":

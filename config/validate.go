@@ -73,6 +73,8 @@ func (c *Config) Validate() error {
 }
 
 var (
+	// signalNameRE is df_websockets' signal path: dotted identifiers.
+	signalNameRE    = regexp.MustCompile(`^[_a-zA-Z]\w*(\.[_a-zA-Z]\w*)*$`)
 	resourceNameRE  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 	namespaceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
 	brokerPrefixRE  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -238,27 +240,16 @@ func (c *Config) validate() []verr {
 		if q.Concurrency < 1 {
 			v.add(key+".concurrency", "must be at least 1 (got %d)", q.Concurrency)
 		}
+		if q.MaxAttempts < 1 || q.MaxAttempts > 1000 {
+			v.add(key+".max_attempts", "must be from 1 to 1000 (got %d)", q.MaxAttempts)
+		}
+		v.positive(key+".backoff", q.Backoff)
+		if q.MaxBackoff < q.Backoff {
+			v.add(key+".max_backoff", "must be at least %s.backoff (%s) (got %s)", key, q.Backoff, q.MaxBackoff)
+		}
+		v.positive(key+".timeout", q.Timeout)
 	}
-	seenS := map[string]bool{}
-	for _, s := range c.Signals {
-		key := joinKey("signals", s.Name)
-		if !entryNameRE.MatchString(s.Name) {
-			v.add(key, "signal name must match %s", entryNameRE)
-		}
-		if seenS[s.Name] {
-			v.add(key, "duplicate signal")
-		}
-		seenS[s.Name] = true
-		if !queues[s.Queue] {
-			v.add(key+".queue", "must name a queue declared under queues, or %q (got %q)", DefaultQueue, s.Queue)
-		}
-		v.oneOf(key+".allowed", s.Allowed, AccessAnyone, AccessAuthenticated, AccessNone)
-		if s.Webhook != "" {
-			if u, err := url.Parse(s.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				v.add(key+".webhook", "must be an http:// or https:// URL (got %q)", s.Webhook)
-			}
-		}
-	}
+	c.validateSignals(v, queues)
 	return v.errs
 }
 
@@ -688,4 +679,99 @@ func describeValue(x any) string {
 		return fmt.Sprintf("number %v", x)
 	}
 	return fmt.Sprintf("%T", x)
+}
+
+// validateSignals checks the signals section; queues are the declared
+// queue names.
+func (c *Config) validateSignals(v *validator, queues map[string]bool) {
+	sg := c.Signals
+	if sg.MaxKwargsBytes < 1 {
+		v.add("signals.max_kwargs_bytes", "must be at least 1B (got %s)", sg.MaxKwargsBytes)
+	}
+	if sg.CallsPerSecond < 0 {
+		v.add("signals.calls_per_second", "must not be negative (got %d)", sg.CallsPerSecond)
+	}
+	v.positive("signals.window_ttl", sg.WindowTTL)
+	webhooks := false
+	seen := map[string]bool{}
+	for i := range sg.Declared {
+		s := &sg.Declared[i]
+		key := joinKey("signals", s.Name)
+		if !signalNameRE.MatchString(s.Name) || len(s.Name) > 200 {
+			v.add(key, "signal name must match %s (at most 200 characters)", signalNameRE)
+		}
+		if seen[s.Name] {
+			v.add(key, "duplicate signal")
+		}
+		seen[s.Name] = true
+		if !queues[s.Queue] {
+			v.add(key+".queue", "must name a queue declared under queues, or %q (got %q)", DefaultQueue, s.Queue)
+		}
+		v.signalAccess(key+".allowed", s.Allowed)
+		if s.Webhook == "" {
+			v.add(key+".webhook", "is required: a signal declared in the file is handled by a webhook (Go handlers are registered in code)")
+		} else if u, err := url.Parse(s.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add(key+".webhook", "must be an http:// or https:// URL (got %q)", s.Webhook)
+		} else {
+			webhooks = true
+		}
+		v.oneOf(key+".extra_args", s.ExtraArgs, SignalExtraReject, SignalExtraAccept)
+		for j := range s.Args {
+			v.signalArg(joinKey(key+".args", s.Args[j].Name), &s.Args[j])
+		}
+	}
+	if webhooks && len(sg.WebhookSecret) < 16 {
+		v.add("signals.webhook_secret", "is required (at least 16 bytes) when a signal has a webhook: webhook requests are signed with it")
+	}
+}
+
+// signalAccess checks a signal's allowed value.
+func (v *validator) signalAccess(key, a string) {
+	if name, ok := strings.CutPrefix(a, AccessClaimPrefix); ok {
+		if name == "" {
+			v.add(key, "claim: must name a claim, like claim:is_staff")
+		}
+		return
+	}
+	if p, ok := strings.CutPrefix(a, AccessPermPrefix); ok {
+		if p == "" {
+			v.add(key, "perm: must name a permission, like perm:app.change_thing")
+		}
+		return
+	}
+	v.oneOf(key, a, AccessAnyone, AccessAuthenticated, AccessAnonymous, AccessServerSide, AccessNone,
+		AccessClaimPrefix+"<claim>", AccessPermPrefix+"<permission>")
+}
+
+// signalArg checks one declared argument.
+func (v *validator) signalArg(key string, a *SignalArg) {
+	if !signalNameRE.MatchString(a.Name) || strings.Contains(a.Name, ".") {
+		v.add(key, "argument name must be an identifier")
+	}
+	if a.Type != "" {
+		v.oneOf(key+".type", a.Type, ArgString, ArgInt, ArgFloat, ArgBool, ArgObject, ArgArray)
+	}
+	numeric := a.Type == "" || a.Type == ArgInt || a.Type == ArgFloat
+	if (a.Min != nil || a.Max != nil) && !numeric {
+		v.add(key, "min and max apply to int and float arguments (type is %s)", a.Type)
+	}
+	if a.Min != nil && a.Max != nil && *a.Min > *a.Max {
+		v.add(key+".max", "must be at least min (%v) (got %v)", *a.Min, *a.Max)
+	}
+	if a.MaxLength != nil {
+		if *a.MaxLength < 0 {
+			v.add(key+".max_length", "must not be negative (got %d)", *a.MaxLength)
+		}
+		if a.Type != "" && a.Type != ArgString && a.Type != ArgArray {
+			v.add(key+".max_length", "applies to string and array arguments (type is %s)", a.Type)
+		}
+	}
+	if a.Pattern != "" {
+		if a.Type != "" && a.Type != ArgString {
+			v.add(key+".pattern", "applies to string arguments (type is %s)", a.Type)
+		}
+		if _, err := regexp.Compile(a.Pattern); err != nil {
+			v.add(key+".pattern", "is not a valid regular expression: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +29,9 @@ import (
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
 	"github.com/switchyardhq/switchyard/protocol/live"
+	"github.com/switchyardhq/switchyard/queue"
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/store"
 	"github.com/switchyardhq/switchyard/ws"
 )
@@ -44,6 +47,9 @@ type Options struct {
 	// ResourceHooks are application code around the writes of resources,
 	// by resource name (validation, computed fields, side effects).
 	ResourceHooks map[string]resource.Hooks
+	// Signals registers the application's Go signal handlers (with
+	// signal.Service.Register) before the queues start.
+	Signals func(s *signal.Service) error
 }
 
 // Check is a named readiness check: /readyz answers 503 while one fails.
@@ -63,6 +69,9 @@ type Server struct {
 	db     store.Store
 	// resources is the resource service (the Go API: Resources).
 	resources *resource.Service
+	// jobs and signals: the durable queues and the signal service.
+	jobs    *queue.Queue
+	signals *signal.Service
 	// channelstream is the Channelstream API (nil when it is off).
 	channelstream *channelstream.Server
 	metrics       *metrics
@@ -114,9 +123,6 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	// said once at start, never silently ignored.
 	if len(cfg.Resources) > 0 {
 		log.Info("serving resources over /live and /api/resources/", "count", len(cfg.Resources))
-	}
-	if len(cfg.Signals) > 0 {
-		log.Warn("signals are configured but not served by this build yet", "count", len(cfg.Signals))
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("server: data_dir: %w", err)
@@ -203,6 +209,34 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	// Signals and their durable queues (docs/signals.md): jobs live in
+	// <data_dir>/queue.db, beside the store (docs/ARCHITECTURE.md says
+	// why not in it). Workers start with Run.
+	jobs, err := queue.Open(context.Background(), queue.Config{Path: filepath.Join(cfg.DataDir, "queue.db"), Queues: cfg.Queues, Logger: log})
+	if err != nil {
+		hb.Close()
+		engine.Close()
+		node.Stop(context.Background())
+		b.Close(context.Background())
+		db.Close()
+		return nil, fmt.Errorf("server: queues: %w", err)
+	}
+	signals, err := signal.New(signal.Config{Queue: jobs, Signals: cfg.Signals, Logger: log})
+	if err == nil && o.Signals != nil {
+		err = o.Signals(signals)
+	}
+	if err != nil {
+		jobs.Close()
+		hb.Close()
+		engine.Close()
+		node.Stop(context.Background())
+		b.Close(context.Background())
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if n := len(cfg.Signals.Declared); n > 0 {
+		log.Info("serving signals", "declared", n, "queues", len(cfg.Queues))
+	}
 	s := &Server{
 		cfg:       cfg,
 		log:       log,
@@ -212,6 +246,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		hub:       hb,
 		db:        db,
 		resources: resources,
+		jobs:      jobs,
+		signals:   signals,
 		mux:       http.NewServeMux(),
 		started:   time.Now(),
 	}
@@ -224,6 +260,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s.checks = append([]Check{
 		{Name: "store", Func: db.Ping},
 		{Name: "broker", Func: brokerCheck(b)},
+		{Name: "queue", Func: jobs.Ping},
 	}, o.Checks...)
 	s.metrics = newMetrics(engine, s.started)
 
@@ -242,6 +279,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Engine:            engine,
 		Hub:               hb,
 		Resources:         resources,
+		Signals:           signals,
 		Verifier:          verifier,
 		Options:           wsOpts,
 		Logger:            log,
@@ -259,6 +297,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Connections: engine.Len,
 		Started:     s.started,
 		Logger:      log,
+		Signals:     signals,
+		Queue:       jobs,
 	}))
 	s.mux.Handle("/api/resources/", api.NewResources(api.ResourcesConfig{
 		Service:         resources,
@@ -308,6 +348,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 			Logger:               log,
 		})
 		if err != nil {
+			jobs.Close()
 			hb.Close()
 			engine.Close()
 			node.Stop(context.Background())
@@ -372,6 +413,12 @@ func (s *Server) Handler() http.Handler {
 // subscribers like any other.
 func (s *Server) Resources() *resource.Service { return s.resources }
 
+// Signals returns the signal service: triggers and handlers from Go.
+func (s *Server) Signals() *signal.Service { return s.signals }
+
+// Queue returns the durable job queues.
+func (s *Server) Queue() *queue.Queue { return s.jobs }
+
 // Registry returns the Prometheus registry behind /metrics, for embedding
 // programs that add their own collectors.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
@@ -410,6 +457,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("serving", "addr", s.Addr().String(), "data_dir", s.cfg.DataDir, "store", s.cfg.Store.Driver, "broker", s.cfg.Broker.Driver)
+	// Not ctx: River cancels running jobs when its start context ends;
+	// Shutdown drains them with Stop instead.
+	if err := s.jobs.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
 	select {
@@ -447,10 +499,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.channelstream.Close() // parked long-polls answer now
 	}
 	var wg sync.WaitGroup
-	var httpErr, wsErr error
+	var httpErr, wsErr, jobsErr error
 	wg.Go(func() { httpErr = s.http.Shutdown(gctx) })
 	wg.Go(func() { wsErr = s.engine.Shutdown(gctx) })
+	// Running jobs may finish within the same deadline; the others stay
+	// queued for the next start.
+	wg.Go(func() { jobsErr = s.jobs.Stop(gctx) })
 	wg.Wait()
+	if jobsErr != nil {
+		s.log.Warn("shutdown timeout reached with jobs running: they run again after the next start", "err", jobsErr)
+	}
 	if httpErr != nil || wsErr != nil {
 		s.log.Warn("shutdown timeout reached: closing what is left", "http_connections", s.gate.http.Load(), "http_err", httpErr, "websocket_err", wsErr)
 		s.http.Close()

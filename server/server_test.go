@@ -179,26 +179,31 @@ func TestHealthReadyMetrics(t *testing.T) {
 	c.WriteMessage(websocket.TextMessage, []byte(`{"stream":"nope","payload":{"action":"x","request_id":1}}`))
 	readFrame(t, c)
 
-	code, body := get(t, base+"/metrics")
-	if code != 200 {
-		t.Fatalf("metrics %d", code)
-	}
-	for _, want := range []string{
-		"switchyard_connections 1",
-		"switchyard_connections_accepted_total 1",
-		"switchyard_messages_received_total 1",
-		"switchyard_messages_sent_total 2",
-		"switchyard_bytes_received_total",
-		"switchyard_bytes_sent_total",
-		`switchyard_errors_total{kind="protocol"} 0`,
-		"go_goroutines",
-		"process_resident_memory_bytes",
-		`switchyard_build_info{commit=`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("metrics lack %q", want)
+	// The sent counter moves after the write returns, which can be just
+	// after the client read the frame: wait for it.
+	eventually(t, 5*time.Second, func() error {
+		code, body := get(t, base+"/metrics")
+		if code != 200 {
+			return fmt.Errorf("metrics %d", code)
 		}
-	}
+		for _, want := range []string{
+			"switchyard_connections 1",
+			"switchyard_connections_accepted_total 1",
+			"switchyard_messages_received_total 1",
+			"switchyard_messages_sent_total 2",
+			"switchyard_bytes_received_total",
+			"switchyard_bytes_sent_total",
+			`switchyard_errors_total{kind="protocol"} 0`,
+			"go_goroutines",
+			"process_resident_memory_bytes",
+			`switchyard_build_info{commit=`,
+		} {
+			if !strings.Contains(body, want) {
+				return fmt.Errorf("metrics lack %q", want)
+			}
+		}
+		return nil
+	})
 	if code, body := get(t, base+"/no/such/path"); code != 404 || !strings.Contains(body, `"code":"not_found"`) {
 		t.Fatalf("unknown path: %d %s", code, body)
 	}

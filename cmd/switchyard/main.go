@@ -44,7 +44,7 @@ const usage = `Usage:
   switchyard migrate drop-column RESOURCE FIELD [--config FILE] [--data-dir DIR] [--yes]
   switchyard healthcheck [--url URL] [--config FILE] [--timeout DURATION]
   switchyard version
-  switchyard bench idle|fanout|resources|longpoll [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
+  switchyard bench idle|fanout|resources|longpoll|signals [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
 
 Every command prints its flags with --help (switchyard bench fanout --help, ...).
 

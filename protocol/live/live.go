@@ -28,6 +28,7 @@ import (
 	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -39,6 +40,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// Resources serves the resource streams (nil: none).
 	Resources *resource.Service
+	// Signals serves the $signals stream and makes each connection a
+	// window (nil: none; see signals.go).
+	Signals *signal.Service
 	// Verifier identifies connections from their token (?token=, the
 	// cookie, or Authorization: Bearer) and verifies $session refresh
 	// tokens; nil makes every connection anonymous.
@@ -186,13 +190,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ws.Upgrade(w, r, h.cfg.Engine, socket{h: h, p: p}, h.cfg.Options...)
+	ws.Upgrade(w, r, h.cfg.Engine, socket{h: h, p: p, remoteAddr: r.RemoteAddr, userAgent: r.UserAgent()}, h.cfg.Options...)
 }
 
 // socket adapts the handler to ws.Handler for one connection.
 type socket struct {
-	h *Handler
-	p auth.Principal
+	h                     *Handler
+	p                     auth.Principal
+	remoteAddr, userAgent string
 }
 
 func (s socket) OnOpen(c *ws.Conn) {
@@ -201,6 +206,7 @@ func (s socket) OnOpen(c *ws.Conn) {
 	sess := &session{hs: hs}
 	hs.SetValue(sess)
 	c.SetValue(sess)
+	s.h.attachSignals(sess, s)
 	hs.Send(encode("$session", map[string]any{"action": "connected", "client_id": hs.ID(), "user": hs.User()}))
 	// The token's channels are joined server-side; each is announced
 	// with a "subscribed" push (or an error frame for that channel).
@@ -235,6 +241,7 @@ func (s socket) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
 
 func (s socket) OnClose(c *ws.Conn, err error) {
 	if sess, ok := c.Value().(*session); ok {
+		s.h.detachSignals(sess)
 		s.h.cfg.Hub.Disconnect(sess.hs)
 	}
 }
@@ -304,6 +311,8 @@ func (h *Handler) handle(sess *session, data []byte) {
 		h.session(sess, req)
 	case "$channels":
 		h.channels(ctx, sess, req)
+	case signalsStream:
+		h.signals(ctx, sess, req, env.Payload)
 	default:
 		if h.cfg.Resources != nil {
 			if _, ok := h.cfg.Resources.Schema(env.Stream); ok {
