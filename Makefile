@@ -117,6 +117,19 @@ bench-peer:
 	$(GO) build -o bin/switchyard ./cmd/switchyard
 	bench/peers/bench-peer.sh
 
+## bench-cluster: fan-out across two processes through Redis and resources on
+## PostgreSQL, side by side with one process on memory/SQLite (needs the
+## SWITCHYARD_TEST_REDIS / SWITCHYARD_TEST_POSTGRES services, as .ci/run sets them)
+.PHONY: bench-cluster
+bench-cluster:
+	bench/cluster/bench-cluster.sh
+
+## check-nginx: the nginx configuration of docs/deployment.md in front of three
+## processes on the test Redis and PostgreSQL (needs nginx: apt-get install nginx)
+.PHONY: check-nginx
+check-nginx:
+	tests/nginx/check.sh
+
 ## bench-engines: the engine comparison behind docs/BENCHMARKS.md (its own module)
 bench-engines:
 	cd bench/engines && $(GO) run . -conns 10000 -rounds 3
@@ -125,6 +138,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFrameReader -fuzztime 30s ./ws
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./protocol/channelstream
 	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 30s ./protocol/channelstream
+	$(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime 30s ./broker/redis
 	$(GO) test -run '^$$' -fuzz FuzzSignals -fuzztime 30s ./protocol/live
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./signal
 	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime 30s ./protocol/binding

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/cluster"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/queue"
@@ -29,6 +30,9 @@ import (
 // ServerConfig configures the server API.
 type ServerConfig struct {
 	Hub *hub.Hub
+	// Cluster carries subscribe, unsubscribe, disconnect, refresh, info
+	// and channels to every process. Required.
+	Cluster *cluster.Node
 	// Keys are the accepted API keys (Authorization: apikey <key>). With
 	// none, every call is refused (401).
 	Keys []config.Secret
@@ -76,10 +80,12 @@ func NewServer(cfg ServerConfig) *Server {
 		"subscribe":      s.subscribe,
 		"unsubscribe":    s.unsubscribe,
 		"disconnect":     s.disconnect,
+		"refresh":        s.refresh,
 		"channels":       s.channels,
 		"info":           s.info,
 		"binding_send":   s.bindingSend, // binding.go
 	}
+	s.handleLocal()
 	s.addSignalMethods()
 	return s
 }
@@ -356,82 +362,6 @@ func (d *decoder) userAndChannel() (string, string, error) {
 	}
 	ch, err := d.channel()
 	return user, ch, err
-}
-
-func (s *Server) subscribe(r *http.Request, d *decoder) (any, error) {
-	user, ch, err := d.userAndChannel()
-	if err != nil {
-		return nil, err
-	}
-	n := 0
-	for _, sess := range s.cfg.Hub.SessionsOf(user) {
-		err := s.cfg.Hub.SubscribeServer(r.Context(), sess, ch)
-		switch {
-		case err == nil:
-			n++
-		case errors.Is(err, hub.ErrAlreadySubscribed):
-		default:
-			return nil, err
-		}
-	}
-	return map[string]int{"sessions": n}, nil
-}
-
-func (s *Server) unsubscribe(r *http.Request, d *decoder) (any, error) {
-	user, ch, err := d.userAndChannel()
-	if err != nil {
-		return nil, err
-	}
-	n := 0
-	for _, sess := range s.cfg.Hub.SessionsOf(user) {
-		if s.cfg.Hub.UnsubscribeServer(r.Context(), sess, ch) == nil {
-			n++
-		}
-	}
-	return map[string]int{"sessions": n}, nil
-}
-
-func (s *Server) disconnect(r *http.Request, d *decoder) (any, error) {
-	if err := d.only("user"); err != nil {
-		return nil, err
-	}
-	var user string
-	if err := d.field("user", &user, true); err != nil {
-		return nil, err
-	}
-	sessions := s.cfg.Hub.SessionsOf(user)
-	for _, sess := range sessions {
-		sess.Close(hub.CloseDisconnected, "disconnected by the server")
-	}
-	return map[string]int{"sessions": len(sessions)}, nil
-}
-
-func (s *Server) channels(r *http.Request, d *decoder) (any, error) {
-	if err := d.only(); err != nil {
-		return nil, err
-	}
-	out := map[string]map[string]int{}
-	for ch, n := range s.cfg.Hub.Channels() {
-		out[ch] = map[string]int{"num_clients": n}
-	}
-	return map[string]any{"channels": out}, nil
-}
-
-func (s *Server) info(r *http.Request, d *decoder) (any, error) {
-	if err := d.only(); err != nil {
-		return nil, err
-	}
-	conns := 0
-	if s.cfg.Connections != nil {
-		conns = s.cfg.Connections()
-	}
-	return map[string]any{
-		"connections":    conns,
-		"channels":       len(s.cfg.Hub.Channels()),
-		"uptime_seconds": int64(time.Since(s.cfg.Started).Seconds()),
-		"version":        switchyard.Version,
-		"commit":         switchyard.Commit,
-	}, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

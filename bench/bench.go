@@ -64,7 +64,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	target := fs.String("target", "", "server to measure, e.g. http://127.0.0.1:8000 (default: start one)")
+	target := fs.String("target", "", "server to measure, e.g. http://127.0.0.1:8000 (default: start one); fanout takes several, comma-separated: subscribers are spread over them, the first publishes")
 	conns := fs.Int("conns", 10000, "connections to open (up to ~19,000 here: the process limit is 20,000 open files)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
@@ -186,10 +186,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer srv.stop()
 		base, pid = srv.url, srv.cmd.Process.Pid
 	}
-	u, err := checkLoopback(base)
-	if err != nil {
-		return err
+	var targets []*url.URL
+	for _, t := range strings.Split(base, ",") {
+		u, err := checkLoopback(strings.TrimSpace(t))
+		if err != nil {
+			return err
+		}
+		targets = append(targets, u)
 	}
+	if len(targets) > 1 && scenario != "fanout" {
+		return fmt.Errorf("several --target servers are for fanout only")
+	}
+	u := targets[0]
+	var err error
 	type table interface{ WriteTable(io.Writer) }
 	var res table
 	switch scenario {
@@ -199,7 +208,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if key == "" {
 			return fmt.Errorf("fanout with --target needs --api-key (the server API publishes)")
 		}
-		res, err = Fanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: channels, Rate: rate, Duration: duration, Size: size, Progress: stderr})
+		res, err = Fanout(ctx, FanoutConfig{Target: u, Subscribe: targets, APIKey: key, Conns: *conns, Channels: channels, Rate: rate, Duration: duration, Size: size, Progress: stderr})
 	case "resources":
 		if !liveQueries {
 			res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: writers, Conns: *conns, Duration: duration, Progress: stderr})

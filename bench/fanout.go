@@ -21,14 +21,19 @@ import (
 
 // FanoutConfig configures the fanout scenario.
 type FanoutConfig struct {
-	Target   *url.URL
-	APIKey   string
-	Conns    int           // subscribers
-	Channels int           // channels; subscriber i joins channel i % Channels
-	Rate     int           // publications per second, over all channels
-	Duration time.Duration // how long to publish
-	Size     int           // payload bytes
-	Progress io.Writer
+	// Target is the server publications are made on (the server API).
+	Target *url.URL
+	// Subscribe, when set, spreads the subscribers over these servers
+	// (subscriber i on Subscribe[i % len]): processes of one cluster, so
+	// deliveries cross the broker. Empty: all on Target.
+	Subscribe []*url.URL
+	APIKey    string
+	Conns     int           // subscribers
+	Channels  int           // channels; subscriber i joins channel i % Channels
+	Rate      int           // publications per second, over all channels
+	Duration  time.Duration // how long to publish
+	Size      int           // payload bytes
+	Progress  io.Writer
 }
 
 // Latency holds percentiles in milliseconds.
@@ -87,7 +92,11 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	for range 64 {
 		dialers.Go(func() {
 			for i := range jobs {
-				c, br, err := subscribeLive(ctx, cfg.Target, fmt.Sprintf("bench%d", i%cfg.Channels))
+				target := cfg.Target
+				if len(cfg.Subscribe) > 0 {
+					target = cfg.Subscribe[i%len(cfg.Subscribe)]
+				}
+				c, br, err := subscribeLive(ctx, target, fmt.Sprintf("bench%d", i%cfg.Channels))
 				mu.Lock()
 				if err != nil {
 					if firstErr == nil {

@@ -114,5 +114,21 @@ type PresenceManager interface {
 	PresenceStats(ctx context.Context, channel string) (PresenceStats, error)
 }
 
+// PresenceEntry is one client in one channel's presence.
+type PresenceEntry struct {
+	Channel  string
+	ClientID string
+	Info     switchyard.ClientInfo
+}
+
+// PresenceBatcher is an optional capability of a PresenceManager: adding
+// or refreshing many entries in one call, as the hub does periodically for
+// every session and channel with presence. A manager on a network service
+// answers in one round trip instead of one per entry. The hub uses it when
+// the manager has it (checked by type assertion).
+type PresenceBatcher interface {
+	AddPresenceBatch(ctx context.Context, entries []PresenceEntry, expire time.Duration) error
+}
+
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("broker: closed")

@@ -76,6 +76,11 @@ type Store struct {
 	// URL is the postgres:// or postgresql:// connection URL; it must be
 	// empty for sqlite, which lives in DataDir.
 	URL Secret `yaml:"url"`
+	// ConnectTimeout bounds connecting to the database (postgres): at
+	// start the server exits after it, naming the address.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// MaxConnections is the size of the connection pool (postgres).
+	MaxConnections int `yaml:"max_connections"`
 	// ChangeLog bounds the resource change log.
 	ChangeLog ChangeLog `yaml:"change_log"`
 }
@@ -121,6 +126,19 @@ type Broker struct {
 	Driver string `yaml:"driver"`
 	// URL is the redis://, rediss:// or nats:// URL; empty for memory.
 	URL Secret `yaml:"url"`
+	// Prefix starts every Redis key and channel, so that several
+	// deployments can share one Redis.
+	Prefix string `yaml:"prefix"`
+	// ConnectTimeout bounds connecting to the broker (redis): at start the
+	// server exits after it, naming the address.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// PubSubConnections is how many connections subscriptions are spread
+	// over (redis).
+	PubSubConnections int `yaml:"pubsub_connections"`
+	// PresenceTTL is how long a client stays in presence, and a process in
+	// the node registry, without being refreshed: a process that dies
+	// takes its clients out of presence within it.
+	PresenceTTL Duration `yaml:"presence_ttl"`
 }
 
 // Broker drivers.
@@ -650,13 +668,14 @@ func Default() Config {
 		Listen:  "127.0.0.1:8000",
 		DataDir: "./switchyard-data",
 		Log:     Log{Format: LogFormatText, Level: LogLevelInfo},
-		Store: Store{Driver: StoreSQLite, ChangeLog: ChangeLog{
+		Store: Store{Driver: StoreSQLite, ConnectTimeout: Duration(5 * time.Second), MaxConnections: 16, ChangeLog: ChangeLog{
 			MaxAge:    Duration(DefaultChangeLogMaxAge),
 			MaxRows:   DefaultChangeLogMaxRows,
 			MaxReplay: DefaultChangeLogMaxReplay,
 		}},
-		Broker: Broker{Driver: BrokerMemory},
-		Auth:   Auth{Anonymous: true, CookieName: "switchyard_token", JWT: JWT{UserClaim: "sub"}, Proxy: defaultProxy()},
+		Broker: Broker{Driver: BrokerMemory, Prefix: "switchyard", ConnectTimeout: Duration(5 * time.Second),
+			PubSubConnections: 4, PresenceTTL: Duration(time.Minute)},
+		Auth: Auth{Anonymous: true, CookieName: "switchyard_token", JWT: JWT{UserClaim: "sub"}, Proxy: defaultProxy()},
 		WebSocket: WebSocket{
 			PingInterval: Duration(25 * time.Second),
 			ReadTimeout:  Duration(60 * time.Second),

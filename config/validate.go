@@ -77,6 +77,7 @@ var (
 	signalNameRE    = regexp.MustCompile(`^[_a-zA-Z]\w*(\.[_a-zA-Z]\w*)*$`)
 	resourceNameRE  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 	namespaceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+	brokerPrefixRE  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	entryNameRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:-]*$`)
 	claimNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:/-]{0,63}$`)
 )
@@ -105,6 +106,10 @@ func (c *Config) validate() []verr {
 			StorePostgres: {"postgres://", "postgresql://"},
 		})
 	}
+	v.positive("store.connect_timeout", c.Store.ConnectTimeout)
+	if c.Store.MaxConnections < 1 || c.Store.MaxConnections > 1000 {
+		v.add("store.max_connections", "must be between 1 and 1000 (got %d)", c.Store.MaxConnections)
+	}
 	cl := c.Store.ChangeLog
 	v.nonNegative("store.change_log.max_age", cl.MaxAge)
 	if cl.MaxAge > 0 && cl.MaxAge < Duration(time.Minute) {
@@ -121,6 +126,16 @@ func (c *Config) validate() []verr {
 			BrokerRedis: {"redis://", "rediss://"},
 			BrokerNATS:  {"nats://"},
 		})
+	}
+	if !brokerPrefixRE.MatchString(c.Broker.Prefix) {
+		v.add("broker.prefix", "must be 1 to 64 letters, digits, '_', '-' or '.' (got %q)", c.Broker.Prefix)
+	}
+	v.positive("broker.connect_timeout", c.Broker.ConnectTimeout)
+	if c.Broker.PubSubConnections < 1 || c.Broker.PubSubConnections > 64 {
+		v.add("broker.pubsub_connections", "must be between 1 and 64 (got %d)", c.Broker.PubSubConnections)
+	}
+	if c.Broker.PresenceTTL < Duration(time.Second) {
+		v.add("broker.presence_ttl", "must be at least 1s (got %s)", c.Broker.PresenceTTL)
 	}
 
 	c.validateAuth(v)

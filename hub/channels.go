@@ -149,6 +149,14 @@ func (h *Hub) SubscribeServer(ctx context.Context, s *Session, ch string) error 
 	return h.subscribe(ctx, s, ch, opts, nil, true, s.enc.EncodeSubscribed)
 }
 
+// CheckServerChannel reports whether the server may subscribe sessions to
+// a channel: a valid name in a configured namespace (the error says why
+// not).
+func (h *Hub) CheckServerChannel(ch string) error {
+	_, err := h.check(nil, ch, nil, "subscribe")
+	return err
+}
+
 func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.ChannelOptions, since *switchyard.StreamPosition, counted bool, encodeReply func(SubscribeResult) []byte) error {
 	sub := &subscription{opts: opts, counted: counted}
 	sub.recovering.Store(true)
@@ -363,19 +371,18 @@ func (h *Hub) Disconnect(s *Session) {
 	h.smu.Unlock()
 }
 
-// refreshPresence renews the session's presence entries.
-func (s *Session) refreshPresence(ctx context.Context) {
+// appendPresence appends the session's presence entries (its channels
+// with presence) to entries.
+func (s *Session) appendPresence(entries []broker.PresenceEntry) []broker.PresenceEntry {
+	info := s.ClientInfo()
 	s.mu.Lock()
-	var chans []string
+	defer s.mu.Unlock()
 	for ch, sub := range s.subs {
 		if sub.opts.Presence {
-			chans = append(chans, ch)
+			entries = append(entries, broker.PresenceEntry{Channel: ch, ClientID: s.id, Info: info})
 		}
 	}
-	s.mu.Unlock()
-	for _, ch := range chans {
-		s.h.cfg.Presence.AddPresence(ctx, ch, s.id, s.ClientInfo(), s.h.cfg.PresenceExpiry)
-	}
+	return entries
 }
 
 // Publish publishes data (a JSON value) to a channel. s is the publishing

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/config"
@@ -27,11 +29,11 @@ func CheckConfig(cfg config.Config) error {
 	add := func(key, format string, args ...any) {
 		errs = append(errs, &config.Error{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
-	if cfg.Store.Driver != config.StoreSQLite {
-		add("store.driver", "%s is not available in this build yet (sqlite is)", cfg.Store.Driver)
+	if !slices.Contains(Drivers.Store, cfg.Store.Driver) {
+		add("store.driver", "%s is not available in this build (%s are)", cfg.Store.Driver, strings.Join(Drivers.Store, ", "))
 	}
-	if cfg.Broker.Driver != config.BrokerMemory {
-		add("broker.driver", "%s is not available in this build yet (memory is)", cfg.Broker.Driver)
+	if !slices.Contains(Drivers.Broker, cfg.Broker.Driver) {
+		add("broker.driver", "%s is not available in this build (%s are)", cfg.Broker.Driver, strings.Join(Drivers.Broker, ", "))
 	}
 	if _, err := auth.NewVerifier(cfg.Auth); err != nil {
 		add("auth.jwt.public_key_file", "%v", err)

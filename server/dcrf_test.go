@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/internal/testenv"
 )
 
 // dcrfDir returns tests/dcrf with its node_modules installed.
@@ -38,7 +39,15 @@ func nodeTestDir(t *testing.T, name, module string) string {
 // TestDCRFClient runs the unmodified npm dcrf-client (tests/dcrf, pinned
 // by its package-lock.json) against this server. CI installs it with npm
 // ci; locally the test skips, visibly, until `cd tests/dcrf && npm ci`.
-func TestDCRFClient(t *testing.T) {
+func TestDCRFClient(t *testing.T) { runDCRFClient(t, nil) }
+
+// TestDCRFClientPostgres runs the same suite with the resources in
+// PostgreSQL (a schema of the test's own) and the Redis broker.
+func TestDCRFClientPostgres(t *testing.T) {
+	runDCRFClient(t, clusterConfig(t, testenv.RedisPrefix(t), testenv.PostgresSchema(t)))
+}
+
+func runDCRFClient(t *testing.T, backends func(*config.Config)) {
 	dir := dcrfDir(t)
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -51,6 +60,9 @@ func TestDCRFClient(t *testing.T) {
 		c.Resources = []config.Resource{
 			{Name: "things", PKField: "pk", Fields: fields, PageSize: 25, Permissions: open},
 			{Name: "things_with_id", PKField: "id", Fields: fields, PageSize: 25, Permissions: open},
+		}
+		if backends != nil {
+			backends(c)
 		}
 	}, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -23,8 +23,9 @@ import (
 
 	"github.com/switchyardhq/switchyard/api"
 	"github.com/switchyardhq/switchyard/auth"
-	"github.com/switchyardhq/switchyard/broker/memory"
+	"github.com/switchyardhq/switchyard/broker"
 	"github.com/switchyardhq/switchyard/clients"
+	"github.com/switchyardhq/switchyard/cluster"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/binding"
@@ -33,7 +34,7 @@ import (
 	"github.com/switchyardhq/switchyard/queue"
 	"github.com/switchyardhq/switchyard/resource"
 	"github.com/switchyardhq/switchyard/signal"
-	"github.com/switchyardhq/switchyard/store/sqlite"
+	"github.com/switchyardhq/switchyard/store"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -68,9 +69,10 @@ type Server struct {
 	cfg    config.Config
 	log    *slog.Logger
 	engine *ws.Engine
-	broker *memory.Broker
+	broker broker.Broker
+	node   *cluster.Node
 	hub    *hub.Hub
-	db     *sqlite.DB
+	db     store.Store
 	// resources is the resource service (the Go API: Resources).
 	resources *resource.Service
 	// jobs and signals: the durable queues and the signal service.
@@ -141,27 +143,37 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(context.Background(), sqlite.Config{
-		Path:             filepath.Join(cfg.DataDir, "switchyard.db"),
-		ChangeLogMaxAge:  cfg.Store.ChangeLog.MaxAge.Duration(),
-		ChangeLogMaxRows: int64(cfg.Store.ChangeLog.MaxRows),
-		Logger:           log,
-	})
+	db, err := openStore(context.Background(), cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("server: store: %w", err)
+		return nil, err
+	}
+	b, err := openBroker(context.Background(), cfg, log)
+	if err != nil {
+		db.Close()
+		return nil, err
 	}
 	engine, err := ws.NewEngine(ws.EngineConfig{Logger: log})
 	if err != nil {
+		b.Close(context.Background())
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	b := memory.New(memory.Config{
-		MaxHistoryBytes:         int64(cfg.Limits.MaxHistoryBytes),
-		MaxChannelsPerNamespace: cfg.Limits.MaxChannelsPerNamespace,
-		Logger:                  log,
+	host, _ := os.Hostname()
+	node, err := cluster.New(cluster.Config{
+		Broker:   b,
+		Presence: b,
+		Name:     fmt.Sprintf("%s-%d", host, os.Getpid()),
+		TTL:      time.Duration(cfg.Broker.PresenceTTL),
+		Logger:   log,
 	})
+	if err != nil {
+		engine.Close()
+		b.Close(context.Background())
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	hb, err := hub.New(hub.Config{
-		Broker:               b,
+		Broker:               node,
 		Presence:             b,
 		Channels:             withChannelstreamNamespace(cfg),
 		Reserved:             map[string]config.ChannelOptions{resource.ChannelNamespace: {}, binding.Namespace: {}},
@@ -169,10 +181,19 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		MaxFrameBytes:        int64(cfg.Limits.MaxOutgoingMessageSize),
 		MaxSubscriptions:     cfg.Limits.MaxSubscriptions,
 		MaxUserSubscriptions: cfg.Limits.MaxSubscriptionsPerUser,
+		PresenceExpiry:       time.Duration(cfg.Broker.PresenceTTL),
 		Logger:               log,
 	})
 	if err != nil {
 		engine.Close()
+		b.Close(context.Background())
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := node.Start(context.Background()); err != nil {
+		hb.Close()
+		engine.Close()
+		b.Close(context.Background())
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -195,6 +216,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		hb.Close()
 		engine.Close()
+		node.Stop(context.Background())
+		b.Close(context.Background())
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -205,6 +228,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		hb.Close()
 		engine.Close()
+		node.Stop(context.Background())
+		b.Close(context.Background())
 		db.Close()
 		return nil, fmt.Errorf("server: queues: %w", err)
 	}
@@ -216,6 +241,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		jobs.Close()
 		hb.Close()
 		engine.Close()
+		node.Stop(context.Background())
+		b.Close(context.Background())
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -227,6 +254,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		log:       log,
 		engine:    engine,
 		broker:    b,
+		node:      node,
 		hub:       hb,
 		db:        db,
 		resources: resources,
@@ -244,7 +272,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s.gate = newGate(maxConns, engine.Len, log)
 	s.checks = append([]Check{
 		{Name: "store", Func: db.Ping},
-		{Name: "broker", Func: func(context.Context) error { return nil }}, // in-memory: always reachable
+		{Name: "broker", Func: brokerCheck(b)},
 		{Name: "queue", Func: jobs.Ping},
 	}, o.Checks...)
 	s.metrics = newMetrics(engine, s.started)
@@ -293,6 +321,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	}
 	s.mux.Handle("/api/server/", api.NewServer(api.ServerConfig{
 		Hub:         hb,
+		Cluster:     node,
 		Keys:        cfg.APIKeys,
 		MaxBody:     int64(cfg.Limits.MaxRequestBody),
 		Connections: engine.Len,
@@ -325,6 +354,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		}
 		s.channelstream, err = channelstream.New(channelstream.Config{
 			Hub:                  hb,
+			Clustered:            func(context.Context) bool { return node.Peers() > 1 },
 			Engine:               engine,
 			WSOptions:            wsOpts,
 			Namespace:            cs.Namespace,
@@ -353,6 +383,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 			jobs.Close()
 			hb.Close()
 			engine.Close()
+			node.Stop(context.Background())
+			b.Close(context.Background())
 			db.Close()
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -528,10 +560,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.proxy.Close() // its refresh calls
 	}
 	s.hub.Close()
-	// The broker and the store get their own second: a graceful part that
+	// The broker, the node and the store get their own second: a graceful part that
 	// used up ctx must not turn their release into a failure.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
+	s.node.Stop(cctx)
 	brokerErr := s.broker.Close(cctx)
 	dbErr := s.db.Close()
 	if err := errors.Join(brokerErr, dbErr); err != nil {

@@ -309,12 +309,12 @@ func TestPanicInHTTPHandlerIsContained(t *testing.T) {
 	}
 }
 
-func TestNewRefusesDriversNotBuiltYet(t *testing.T) {
+func TestNewRefusesDriversNotBuilt(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	cfg.Broker.Driver = "redis"
-	cfg.Broker.URL = "redis://127.0.0.1:6379/0"
-	if _, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "redis") {
+	cfg.Broker.Driver = "nats"
+	cfg.Broker.URL = "nats://127.0.0.1:4222"
+	if _, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "broker.driver: nats is not available in this build") {
 		t.Fatalf("err = %v", err)
 	}
 }

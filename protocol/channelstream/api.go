@@ -255,7 +255,7 @@ func (s *Server) connLocked(r *reader, id string) *conn {
 	}
 	c := s.conns[id]
 	if c == nil {
-		r.errs.add("conn_id", msgUnknownConn)
+		r.errs.add("conn_id", s.unknownConn(context.Background()))
 	}
 	return c
 }

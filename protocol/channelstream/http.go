@@ -249,7 +249,7 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request) {
 	c := s.conns[id]
 	s.mu.Unlock()
 	if c == nil {
-		writeJSON(w, http.StatusUnauthorized, fieldErrors{"conn_id": []string{msgUnknownConn}})
+		writeJSON(w, http.StatusUnauthorized, fieldErrors{"conn_id": []string{s.unknownConn(r.Context())}})
 		return
 	}
 	frames := s.listen(r.Context(), c)
@@ -374,14 +374,38 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 	opts := append(append([]ws.Option(nil), s.cfg.WSOptions...), ws.CheckOrigin(func(*http.Request) bool { return true }))
-	ws.Upgrade(w, r, s.cfg.Engine, socket{s: s, c: c, valid: valid}, opts...)
+	reason := "unknown connection"
+	if valid && c == nil && s.clustered(r.Context()) {
+		reason = closeElsewhere
+	}
+	ws.Upgrade(w, r, s.cfg.Engine, socket{s: s, c: c, valid: valid, unknown: reason}, opts...)
+}
+
+// msgElsewhere and closeElsewhere say that a connection may be held by
+// another process of the deployment (see Config.Clustered).
+const (
+	msgElsewhere   = "Unknown connection on this Switchyard process: with several processes, the requests of a connection (/ws, /listen, /subscribe, /message with conn_id) must reach the process that handled its /connect (sticky routing on conn_id, see docs/deployment.md)"
+	closeElsewhere = "unknown connection here: route conn_id to the process that handled /connect (sticky)"
+)
+
+func (s *Server) clustered(ctx context.Context) bool {
+	return s.cfg.Clustered != nil && s.cfg.Clustered(ctx)
+}
+
+// unknownConn is the message for a conn_id this process does not hold.
+func (s *Server) unknownConn(ctx context.Context) string {
+	if s.clustered(ctx) {
+		return msgElsewhere
+	}
+	return msgUnknownConn
 }
 
 // socket is the ws.Handler of one /ws connection.
 type socket struct {
-	s     *Server
-	c     *conn
-	valid bool
+	s       *Server
+	c       *conn
+	valid   bool
+	unknown string // the close reason for an unknown connection
 }
 
 func (k socket) OnOpen(wc *ws.Conn) {
@@ -390,7 +414,7 @@ func (k socket) OnOpen(wc *ws.Conn) {
 		wc.Close(1008, "conn_id must be a UUID")
 		return
 	case k.c == nil:
-		wc.Close(1000, "unknown connection")
+		wc.Close(1000, k.unknown)
 		return
 	}
 	t := &k.c.tport

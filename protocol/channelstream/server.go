@@ -21,6 +21,14 @@ import (
 type Config struct {
 	Hub    *hub.Hub
 	Engine *ws.Engine
+	// Clustered reports whether other processes serve the same
+	// deployment. Channelstream's users, connections and channels live in
+	// the memory of the process that handled /connect, so then a
+	// connection's /ws and /listen must reach that process (sticky routing
+	// on conn_id); a request for a connection this process does not hold
+	// says so instead of just "Unknown connection". It is called with
+	// locks held: it must answer from memory. Nil: one process.
+	Clustered func(ctx context.Context) bool
 	// WSOptions are the WebSocket options of /ws (limits, timeouts); the
 	// origin check is always off there, as in Channelstream: the conn_id
 	// is the capability.

@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/switchyardhq/switchyard/broker"
+	"github.com/switchyardhq/switchyard/broker/memory"
+	redisbroker "github.com/switchyardhq/switchyard/broker/redis"
+	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/store"
+	"github.com/switchyardhq/switchyard/store/postgres"
+	"github.com/switchyardhq/switchyard/store/sqlite"
+)
+
+// Drivers lists the store and broker drivers this build serves; a
+// configuration naming another is refused by CheckConfig (and so by New
+// and `switchyard config check`).
+var Drivers = struct{ Store, Broker []string }{
+	Store:  []string{config.StoreSQLite, config.StorePostgres},
+	Broker: []string{config.BrokerMemory, config.BrokerRedis},
+}
+
+// openStore opens the configured store. It is the only place in this
+// package that names a store implementation. The store's Ping is the
+// readiness check.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	switch cfg.Store.Driver {
+	case config.StoreSQLite:
+		db, err := sqlite.Open(ctx, sqlite.Config{
+			Path:             filepath.Join(cfg.DataDir, "switchyard.db"),
+			ChangeLogMaxAge:  cfg.Store.ChangeLog.MaxAge.Duration(),
+			ChangeLogMaxRows: int64(cfg.Store.ChangeLog.MaxRows),
+			Logger:           log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("server: store: %w", err)
+		}
+		return db, nil
+	case config.StorePostgres:
+		db, err := postgres.Open(ctx, postgres.Config{
+			URL:              string(cfg.Store.URL),
+			MaxConns:         cfg.Store.MaxConnections,
+			ConnectTimeout:   time.Duration(cfg.Store.ConnectTimeout),
+			ChangeLogMaxAge:  cfg.Store.ChangeLog.MaxAge.Duration(),
+			ChangeLogMaxRows: int64(cfg.Store.ChangeLog.MaxRows),
+			Logger:           log.With("store", "postgres"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("server: store: %w", err)
+		}
+		return db, nil
+	}
+	return nil, fmt.Errorf("server: store driver %q is not available in this build (%v are)", cfg.Store.Driver, Drivers.Store)
+}
+
+// brokerDriver is what the hub needs from a broker implementation.
+type brokerDriver interface {
+	broker.Broker
+	broker.PresenceManager
+}
+
+// pinger is a broker that can check its connection (readiness).
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// openBroker builds the configured broker. It is the only place in this
+// package that names a broker implementation.
+func openBroker(ctx context.Context, cfg config.Config, log *slog.Logger) (brokerDriver, error) {
+	switch cfg.Broker.Driver {
+	case config.BrokerMemory:
+		return memory.New(memory.Config{
+			MaxHistoryBytes:         int64(cfg.Limits.MaxHistoryBytes),
+			MaxChannelsPerNamespace: cfg.Limits.MaxChannelsPerNamespace,
+			Logger:                  log,
+		}), nil
+	case config.BrokerRedis:
+		b, err := redisbroker.New(ctx, redisbroker.Config{
+			URL:            string(cfg.Broker.URL),
+			Prefix:         cfg.Broker.Prefix,
+			ConnectTimeout: time.Duration(cfg.Broker.ConnectTimeout),
+			PubSubShards:   cfg.Broker.PubSubConnections,
+			Logger:         log.With("broker", "redis"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("server: broker: %w", err)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("server: broker driver %q is not available in this build (%v are)", cfg.Broker.Driver, Drivers.Broker)
+}
+
+// brokerCheck is the broker's readiness check: its Ping, or nothing to
+// check for a broker in this process's memory.
+func brokerCheck(b broker.Broker) func(context.Context) error {
+	if p, ok := b.(pinger); ok {
+		return p.Ping
+	}
+	return func(context.Context) error { return nil }
+}

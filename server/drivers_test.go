@@ -1,0 +1,81 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/internal/testenv"
+)
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// An unreachable Redis or PostgreSQL at start fails New after the
+// configured connect timeout, with a message naming the address; never
+// a hang.
+func TestUnreachableAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*config.Config, string)
+	}{
+		{"redis", func(c *config.Config, addr string) {
+			c.Broker.Driver, c.Broker.URL, c.Broker.ConnectTimeout = "redis", config.Secret("redis://"+addr+"/0"), config.Duration(300*time.Millisecond)
+		}},
+		{"postgres", func(c *config.Config, addr string) {
+			c.Store.Driver, c.Store.URL, c.Store.ConnectTimeout = "postgres", config.Secret("postgres://postgres@"+addr+"/test?sslmode=disable"), config.Duration(300*time.Millisecond)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := closedAddr(t)
+			cfg := config.Default()
+			cfg.DataDir = t.TempDir()
+			tc.mutate(&cfg, addr)
+			start := time.Now()
+			_, err := New(cfg, Options{})
+			if err == nil || !strings.Contains(err.Error(), addr) {
+				t.Fatalf("New: %v, want an error naming %s", err, addr)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("New took %s with a 300ms connect timeout", d)
+			}
+		})
+	}
+}
+
+// clusterConfig points a config at the test Redis and PostgreSQL, under a
+// prefix and a schema of the test's own.
+func clusterConfig(t *testing.T, prefix, pgURL string) func(*config.Config) {
+	redisURL := testenv.RedisURL(t)
+	return func(c *config.Config) {
+		c.Broker.Driver, c.Broker.URL, c.Broker.Prefix = "redis", config.Secret(redisURL), prefix
+		c.Store.Driver, c.Store.URL = "postgres", config.Secret(pgURL)
+	}
+}
+
+// With Redis and PostgreSQL the server is ready, and /readyz checks both.
+func TestReadyWithRedisAndPostgres(t *testing.T) {
+	prefix, pg := testenv.RedisPrefix(t), testenv.PostgresSchema(t)
+	base, _ := start(t, clusterConfig(t, prefix, pg), Options{})
+	code, body := get(t, base+"/readyz")
+	var r struct {
+		Ready  bool              `json:"ready"`
+		Checks map[string]string `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(body), &r); err != nil || code != 200 || !r.Ready || r.Checks["store"] != "ok" || r.Checks["broker"] != "ok" {
+		t.Fatalf("readyz %d %s", code, body)
+	}
+	_ = context.Background
+}
