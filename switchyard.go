@@ -142,7 +142,25 @@ type Publication struct {
 	Info *ClientInfo `json:"info,omitempty"`
 	// Audience limits who receives it (the zero value: every subscriber).
 	Audience Audience `json:"audience,omitzero"`
+	// Sequence orders it among the publications of one key in its
+	// channel (the zero value: unordered).
+	Sequence Sequence `json:"sequence,omitzero"`
 }
+
+// Sequence places a publication among those of one key (a record) in a
+// channel, whichever process published them: Seq is its place, Prev the
+// place of the key's publication before it (0: none, or unknown). The hub
+// delivers a key's publications in that order, holding one whose
+// predecessor has not arrived yet for a moment, and drops one at or below
+// the last delivered. Resource events carry their change-log seqs here.
+type Sequence struct {
+	Key  string `json:"key"`
+	Seq  int64  `json:"seq"`
+	Prev int64  `json:"prev,omitempty"`
+}
+
+// IsZero reports whether the publication is unordered.
+func (s Sequence) IsZero() bool { return s.Key == "" }
 
 // Audience limits a publication to some of a channel's subscribers, by
 // user: Channelstream's pm_users and exclude_users. The hub applies it on

@@ -43,6 +43,9 @@ type PublishOptions struct {
 	// Namespace is the channel's namespace ("" for the default one), for
 	// brokers that bound how many channels of a namespace keep history.
 	Namespace string
+	// Sequence travels with the publication (and in history), untouched:
+	// the hub orders a key's publications by it.
+	Sequence switchyard.Sequence
 }
 
 // HistoryOptions select publications from a channel's history.

@@ -134,6 +134,20 @@ func (h *Hub) SubscribeSilent(ctx context.Context, s *Session, ch string) error 
 	return h.subscribe(ctx, s, ch, opts, nil, false, func(SubscribeResult) []byte { return nil })
 }
 
+// SubscribeSilentFrom is SubscribeSilent for a channel of sequenced
+// publications (resource events) whose keys' sequences are at floor or
+// above from now on: a publication whose predecessor is at or above the
+// floor waits for it, even when it is the first one this channel sees
+// (see order.go). The floor applies when the channel has no subscriber on
+// this process yet.
+func (h *Hub) SubscribeSilentFrom(ctx context.Context, s *Session, ch string, floor int64) error {
+	opts, err := h.options(ch)
+	if err != nil {
+		return err
+	}
+	return h.subscribeAt(ctx, s, ch, opts, nil, false, floor, func(SubscribeResult) []byte { return nil })
+}
+
 // SubscribeServer subscribes a session on the server's behalf (the server
 // API, a token's channels claim): no permission applies, and the client
 // is told with its protocol's EncodeSubscribed frame, queued like a
@@ -158,7 +172,11 @@ func (h *Hub) CheckServerChannel(ch string) error {
 }
 
 func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.ChannelOptions, since *switchyard.StreamPosition, counted bool, encodeReply func(SubscribeResult) []byte) error {
-	sub := &subscription{opts: opts, counted: counted}
+	return h.subscribeAt(ctx, s, ch, opts, since, counted, 0, encodeReply)
+}
+
+func (h *Hub) subscribeAt(ctx context.Context, s *Session, ch string, opts config.ChannelOptions, since *switchyard.StreamPosition, counted bool, floor int64, encodeReply func(SubscribeResult) []byte) error {
+	sub := &subscription{opts: opts, counted: counted, floor: floor}
 	sub.recovering.Store(true)
 	if err := h.addSubscriber(ctx, s, ch, sub); err != nil {
 		return err
@@ -251,11 +269,21 @@ func (h *Hub) addSubscriber(ctx context.Context, s *Session, ch string, sub *sub
 	sh.mu.Lock()
 	c = sh.channels[ch]
 	if c == nil {
+		// A new channel: nobody else reaches its orderer before the
+		// shard's lock is released.
 		c = &channel{subs: map[*Session]*subscription{}}
+		c.ord.floor = sub.floor
 		sh.channels[ch] = c
 	}
 	c.subs[s] = sub
 	sh.mu.Unlock()
+	if sub.floor > 0 {
+		c.ord.mu.Lock() // after the shard's lock: see LOCKS.md
+		if c.ord.floor == 0 {
+			c.ord.floor = sub.floor
+		}
+		c.ord.mu.Unlock()
+	}
 	s.mu.Lock()
 	s.subs[ch] = sub
 	if sub.counted {
@@ -399,7 +427,19 @@ func (h *Hub) PublishAudience(ctx context.Context, ch string, data json.RawMessa
 	return h.publish(ctx, nil, ch, data, aud)
 }
 
+// PublishOrdered publishes on the server's behalf a publication that
+// subscribers receive in its Sequence's order among those of its key,
+// whichever process published them (see HandlePublication): resource
+// events, ordered per record by their change-log positions.
+func (h *Hub) PublishOrdered(ctx context.Context, ch string, data json.RawMessage, seq switchyard.Sequence) (switchyard.StreamPosition, error) {
+	return h.publishWith(ctx, nil, ch, data, switchyard.Audience{}, seq)
+}
+
 func (h *Hub) publish(ctx context.Context, s *Session, ch string, data json.RawMessage, aud switchyard.Audience) (switchyard.StreamPosition, error) {
+	return h.publishWith(ctx, s, ch, data, aud, switchyard.Sequence{})
+}
+
+func (h *Hub) publishWith(ctx context.Context, s *Session, ch string, data json.RawMessage, aud switchyard.Audience, seq switchyard.Sequence) (switchyard.StreamPosition, error) {
 	opts, err := h.check(s, ch, func(p config.ChannelPermissions) string { return p.Publish }, "publish")
 	if err != nil {
 		return switchyard.StreamPosition{}, err
@@ -411,7 +451,7 @@ func (h *Hub) publish(ctx context.Context, s *Session, ch string, data json.RawM
 	if ns == ch {
 		ns = "" // the default namespace
 	}
-	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration(), Audience: aud, Namespace: ns}
+	po := broker.PublishOptions{HistorySize: opts.HistorySize, HistoryTTL: opts.HistoryTTL.Duration(), Audience: aud, Namespace: ns, Sequence: seq}
 	if s != nil {
 		info := s.ClientInfo()
 		po.Info = &info

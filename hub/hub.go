@@ -52,6 +52,12 @@ type Config struct {
 	PresenceExpiry time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// ReorderWait is how long a publication with a Sequence waits for its
+	// predecessor before it is delivered without it (default 1 s): the
+	// longest two processes' publications of one record may be apart in
+	// the broker, and the delay a change suffers when its predecessor's
+	// publisher died between commit and publish.
+	ReorderWait time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -85,6 +91,7 @@ type shard struct {
 // channel is a channel with local subscribers.
 type channel struct {
 	subs map[*Session]*subscription
+	ord  orderer // publications with a Sequence (order.go)
 }
 
 // Hub routes publications from the broker to the sessions subscribed on
@@ -105,6 +112,9 @@ type Hub struct {
 	writers sync.WaitGroup // session writers and slow-consumer closes
 	stop    chan struct{}
 	closed  bool
+
+	omu     sync.Mutex
+	holding map[string]struct{} // channels holding publications (order.go)
 }
 
 // New builds a hub and starts the broker's deliveries to it.
@@ -121,6 +131,9 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.PresenceExpiry <= 0 {
 		cfg.PresenceExpiry = time.Minute
 	}
+	if cfg.ReorderWait <= 0 {
+		cfg.ReorderWait = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -133,6 +146,7 @@ func New(cfg Config) (*Hub, error) {
 		seed:     maphash.MakeSeed(),
 		ns:       make(map[string]config.ChannelOptions),
 		sessions: make(map[*Session]struct{}),
+		holding:  make(map[string]struct{}),
 		users:    make(map[string]map[*Session]struct{}),
 		stop:     make(chan struct{}),
 	}
@@ -152,6 +166,7 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("hub: broker: %w", err)
 	}
 	h.wg.Go(h.maintain)
+	h.wg.Go(h.reorder)
 	return h, nil
 }
 
@@ -270,12 +285,6 @@ func (h *Hub) SessionsOf(user string) []*Session {
 		out = append(out, s)
 	}
 	return out
-}
-
-// HandlePublication implements broker.Handler: it fans the publication
-// out to the channel's local subscribers, encoding it once per protocol.
-func (h *Hub) HandlePublication(ch string, pub switchyard.Publication, sp switchyard.StreamPosition) {
-	h.broadcast(ch, event{kind: eventPublication, channel: ch, pub: pub, sp: sp})
 }
 
 // HandleJoin implements broker.Handler.

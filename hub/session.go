@@ -62,6 +62,9 @@ type Session struct {
 // subscription is a session's membership of a channel.
 type subscription struct {
 	opts config.ChannelOptions
+	// floor is the ordering floor a new channel starts with
+	// (SubscribeSilentFrom); 0: the first publication's Seq.
+	floor int64
 	// counted: made by Subscribe or SubscribeServer, so it counts against
 	// the subscription limits (SubscribeSilent's are counted by the
 	// protocol).

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/store"
 )
@@ -27,6 +28,11 @@ type Event struct {
 	// tell a late event of a record (a Seq at or below the last it saw)
 	// from a new one, whichever process published it.
 	Seq int64
+	// Prev is the Seq of the record's previous change (0: none, or no
+	// longer in the log): with Seq it lets the delivery side put a
+	// record's events back in commit order when several processes publish
+	// them (hub.PublishOrdered).
+	Prev int64
 	// Data is the record as clients see it (Schema.Encode); nil for a
 	// delete.
 	Data json.RawMessage
@@ -58,6 +64,12 @@ func (e *Event) Channels() [2]string {
 	return [2]string{InstanceChannel(e.Resource, e.PK), CollectionChannel(e.Resource)}
 }
 
+// Sequence is the event's place among its record's events, for the hub
+// to deliver them in commit order (hub.PublishOrdered).
+func (e *Event) Sequence() switchyard.Sequence {
+	return switchyard.Sequence{Key: strconv.FormatInt(e.PK, 10), Seq: e.Seq, Prev: e.Prev}
+}
+
 // ParseChannel reads a resource event channel: the resource, and the pk
 // of an instance channel (instance false for a collection channel).
 func ParseChannel(ch string) (resource string, pk int64, instance bool, ok bool) {
@@ -83,13 +95,14 @@ type eventWire struct {
 	Op       store.Op        `json:"op"`
 	PK       int64           `json:"pk"`
 	Seq      int64           `json:"seq"`
+	Prev     int64           `json:"prev,omitempty"`
 	Data     json.RawMessage `json:"data,omitempty"`
 	Before   json.RawMessage `json:"before,omitempty"`
 }
 
 // Payload returns the event as published on its channels.
 func (e *Event) Payload() []byte {
-	b, err := json.Marshal(eventWire{Resource: e.Resource, Op: e.Op, PK: e.PK, Seq: e.Seq, Data: e.Data, Before: e.Before})
+	b, err := json.Marshal(eventWire{Resource: e.Resource, Op: e.Op, PK: e.PK, Seq: e.Seq, Prev: e.Prev, Data: e.Data, Before: e.Before})
 	if err != nil {
 		// Data and Before come from Schema.Encode: valid JSON.
 		panic("resource: encode event: " + err.Error())
@@ -119,7 +132,7 @@ func (s *Service) DecodeEvent(data []byte) (*Event, error) {
 	default:
 		return nil, fmt.Errorf("%w: op %q", ErrBadEvent, w.Op)
 	}
-	ev := &Event{Resource: w.Resource, PK: w.PK, Op: w.Op, Seq: w.Seq, Data: w.Data, Before: w.Before}
+	ev := &Event{Resource: w.Resource, PK: w.PK, Op: w.Op, Seq: w.Seq, Prev: w.Prev, Data: w.Data, Before: w.Before}
 	var err error
 	if len(w.Data) > 0 {
 		if ev.Row, err = sc.decodeRecord(w.Data); err != nil {

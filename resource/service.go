@@ -198,6 +198,14 @@ func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 	return s, nil
 }
 
+// Position returns the store's change-log position: the Seq of the
+// newest change committed. Events of changes after it may still come;
+// a subscription made now passes Position()+1 to the hub as its ordering
+// floor (hub.SubscribeSilentFrom).
+func (s *Service) Position(ctx context.Context) (int64, error) {
+	return s.st.Position(ctx)
+}
+
 // Schema returns a resource's schema.
 func (s *Service) Schema(name string) (*Schema, bool) {
 	sc, ok := s.schemas[name]
@@ -272,7 +280,7 @@ func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change, before 
 	if s.onChange == nil && h.AfterWrite == nil {
 		return
 	}
-	ev := Event{Resource: sc.Name(), PK: ch.ID, Op: ch.Op, Seq: ch.Seq, Row: ch.Row, BeforeRow: before}
+	ev := Event{Resource: sc.Name(), PK: ch.ID, Op: ch.Op, Seq: ch.Seq, Prev: ch.Prev, Row: ch.Row, BeforeRow: before}
 	if ch.Row != nil {
 		ev.Data = sc.Encode(ch.Row)
 	}

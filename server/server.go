@@ -204,10 +204,10 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Resources: cfg.Resources,
 		Hooks:     o.ResourceHooks,
 		OnChange: func(ctx context.Context, ev resource.Event) {
-			data := ev.Payload()
+			data, seq := ev.Payload(), ev.Sequence()
 			ctx = context.WithoutCancel(ctx)
 			for _, ch := range ev.Channels() {
-				if _, err := hb.Publish(ctx, nil, ch, data); err != nil {
+				if _, err := hb.PublishOrdered(ctx, ch, data, seq); err != nil {
 					log.Error("resource event not published", "resource", ev.Resource, "channel", ch, "err", err)
 				}
 			}

@@ -68,7 +68,12 @@ const (
 
 // Change is one committed write, in the order of the change log.
 type Change struct {
-	Seq   int64 // increases with every change across the whole store, in commit order
+	Seq int64 // increases with every change across the whole store, in commit order
+	// Prev is the Seq of the row's previous change (0 for its first
+	// change, or when the log no longer holds the previous one): it lets a
+	// reader of the changes of one row, which may receive them out of order
+	// (several processes publishing), tell a gap from the next change.
+	Prev  int64
 	Table string
 	ID    int64
 	Op    Op
@@ -147,6 +152,9 @@ type Store interface {
 	// the extent of the change log. A row that does not exist is not an
 	// error (RowLog.Row is nil); an unknown table is ErrNotFound.
 	RowChanges(ctx context.Context, table string, id, after int64, limit int) (RowLog, error)
+	// Position returns the Seq of the newest change committed (0: none
+	// yet); trimming does not lower it.
+	Position(ctx context.Context) (int64, error)
 	// TrimChanges drops the changes with Seq <= upTo from the log (the
 	// oldest ones); RowLog.Trimmed is upTo afterwards, or Last when upTo
 	// is beyond it. Implementations also trim by themselves to the

@@ -43,6 +43,7 @@ func Run(t *testing.T, newBroker func(t *testing.T) broker.Broker) {
 		{"ManyChannelsInParallel", testManyChannels},
 		{"PublishInfo", testPublishInfo},
 		{"PublishAudience", testPublishAudience},
+		{"PublishSequence", testPublishSequence},
 		{"DoneContext", testDoneContext},
 		{"PublishAfterClose", testPublishAfterClose},
 	}
@@ -680,6 +681,25 @@ func testPublishAudience(t *testing.T, b broker.Broker, rec *recorder) {
 	check("delivered", []switchyard.Publication{evs[0].pub, evs[1].pub})
 	pubs, _ := history(t, b, ch, all)
 	check("history", pubs)
+}
+
+// testPublishSequence: a publication's sequence is delivered with it
+// untouched (the hub orders by it), with or without history.
+func testPublishSequence(t *testing.T, b broker.Broker, rec *recorder) {
+	ch := channelName(t, "a")
+	subscribe(t, b, ch)
+	seq := switchyard.Sequence{Key: "record:42", Seq: 1 << 40, Prev: 77}
+	publish(t, b, ch, data(1), broker.PublishOptions{Sequence: seq})
+	publish(t, b, ch, data(2), broker.PublishOptions{HistorySize: 10, Sequence: switchyard.Sequence{Key: "k", Seq: 3}})
+	publish(t, b, ch, data(3), withHistory(10))
+	evs := rec.waitEvents(t, ch, 3)
+	if evs[0].pub.Sequence != seq || evs[1].pub.Sequence != (switchyard.Sequence{Key: "k", Seq: 3}) || !evs[2].pub.Sequence.IsZero() {
+		t.Fatalf("delivered sequences %+v, %+v, %+v", evs[0].pub.Sequence, evs[1].pub.Sequence, evs[2].pub.Sequence)
+	}
+	pubs, _ := history(t, b, ch, all)
+	if len(pubs) != 2 || pubs[0].Sequence.Seq != 3 || !pubs[1].Sequence.IsZero() {
+		t.Fatalf("history %+v", pubs)
+	}
 }
 
 // testDoneContext: operations with a done context fail with its error.

@@ -182,7 +182,7 @@ func (b *Broker) Publish(ctx context.Context, ch string, data []byte, opts broke
 		// No entry and nothing to keep: nobody would receive it.
 		return switchyard.StreamPosition{}, err
 	}
-	pub := switchyard.Publication{Data: data, Info: opts.Info, Audience: opts.Audience}
+	pub := switchyard.Publication{Data: data, Info: opts.Info, Audience: opts.Audience, Sequence: opts.Sequence}
 	var sp switchyard.StreamPosition
 	if keep {
 		now := b.clock()

@@ -14,11 +14,12 @@ import (
 // binary form that is cheaper to write and read than JSON and keeps the
 // data byte for byte.
 //
-//	body     = data flags [info] [audience]
+//	body     = data flags [info] [audience] [sequence]
 //	data     = bytes                       ; the JSON payload
-//	flags    = 1 byte: bit 0 info, bit 1 audience
+//	flags    = 1 byte: bit 0 info, bit 1 audience, bit 2 sequence
 //	info     = bytes(client_id) bytes(user) bytes(info JSON)
 //	audience = list(users) list(except_users)
+//	sequence = bytes(key) uvarint(seq) uvarint(prev)
 //	bytes    = uvarint(len) octets
 //	list     = uvarint(count) bytes...
 //
@@ -32,6 +33,7 @@ import (
 const (
 	flagInfo     = 1 << 0
 	flagAudience = 1 << 1
+	flagSequence = 1 << 2
 )
 
 var errMalformed = errors.New("malformed message")
@@ -61,7 +63,7 @@ func appendInfo(b []byte, info switchyard.ClientInfo) []byte {
 }
 
 // encodeBody appends a publication's body to b.
-func encodeBody(b []byte, data []byte, info *switchyard.ClientInfo, aud switchyard.Audience) []byte {
+func encodeBody(b []byte, data []byte, info *switchyard.ClientInfo, aud switchyard.Audience, seq switchyard.Sequence) []byte {
 	b = appendBytes(b, data)
 	var flags byte
 	if info != nil {
@@ -70,6 +72,9 @@ func encodeBody(b []byte, data []byte, info *switchyard.ClientInfo, aud switchya
 	if !aud.IsZero() {
 		flags |= flagAudience
 	}
+	if !seq.IsZero() {
+		flags |= flagSequence
+	}
 	b = append(b, flags)
 	if info != nil {
 		b = appendInfo(b, *info)
@@ -77,6 +82,11 @@ func encodeBody(b []byte, data []byte, info *switchyard.ClientInfo, aud switchya
 	if !aud.IsZero() {
 		b = appendList(b, aud.Users)
 		b = appendList(b, aud.ExceptUsers)
+	}
+	if !seq.IsZero() {
+		b = appendString(b, seq.Key)
+		b = binary.AppendUvarint(b, uint64(seq.Seq))
+		b = binary.AppendUvarint(b, uint64(seq.Prev))
 	}
 	return b
 }
@@ -150,7 +160,7 @@ func decodeBody(b []byte) (switchyard.Publication, error) {
 	}
 	flags := r.b[0]
 	r.b = r.b[1:]
-	if flags&^(flagInfo|flagAudience) != 0 {
+	if flags&^(flagInfo|flagAudience|flagSequence) != 0 {
 		return pub, errMalformed
 	}
 	if flags&flagInfo != 0 {
@@ -160,6 +170,14 @@ func decodeBody(b []byte) (switchyard.Publication, error) {
 	if flags&flagAudience != 0 {
 		pub.Audience.Users = r.list()
 		pub.Audience.ExceptUsers = r.list()
+	}
+	if flags&flagSequence != 0 {
+		pub.Sequence.Key = string(r.bytes())
+		pub.Sequence.Seq = int64(r.uvarint())
+		pub.Sequence.Prev = int64(r.uvarint())
+		if pub.Sequence.Key == "" || pub.Sequence.Seq < 0 || pub.Sequence.Prev < 0 {
+			r.err = errMalformed
+		}
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return pub, errMalformed

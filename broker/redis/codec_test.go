@@ -21,7 +21,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		{`1`, &switchyard.ClientInfo{ClientID: "c2"}, switchyard.Audience{Users: []string{"ann", "bob"}, ExceptUsers: []string{"bob"}}},
 		{`null`, nil, switchyard.Audience{ExceptUsers: []string{"eve"}}},
 	} {
-		body := encodeBody(nil, []byte(tc.data), tc.info, tc.aud)
+		body := encodeBody(nil, []byte(tc.data), tc.info, tc.aud, switchyard.Sequence{})
 		m, err := decodeMessage(append([]byte("p42:EPOCH123:"), body...))
 		if err != nil {
 			t.Fatalf("%s: %v", tc.data, err)
@@ -42,8 +42,8 @@ func TestCodecRoundTrip(t *testing.T) {
 // FuzzDecodeMessage: any bytes from Redis decode to a message or an
 // error, never a panic; what decodes encodes back to the same body.
 func FuzzDecodeMessage(f *testing.F) {
-	f.Add([]byte("p1:ABC:" + string(encodeBody(nil, []byte(`{}`), &switchyard.ClientInfo{ClientID: "c"}, switchyard.Audience{Users: []string{"u"}}))))
-	f.Add([]byte("p0::" + string(encodeBody(nil, []byte(`1`), nil, switchyard.Audience{}))))
+	f.Add([]byte("p1:ABC:" + string(encodeBody(nil, []byte(`{}`), &switchyard.ClientInfo{ClientID: "c"}, switchyard.Audience{Users: []string{"u"}}, switchyard.Sequence{Key: "7", Seq: 12, Prev: 9}))))
+	f.Add([]byte("p0::" + string(encodeBody(nil, []byte(`1`), nil, switchyard.Audience{}, switchyard.Sequence{}))))
 	f.Add(encodeInfo('j', switchyard.ClientInfo{ClientID: "c", User: "u"}))
 	f.Add([]byte("p99999999999999999999:x:"))
 	f.Add([]byte{'p', ':', ':', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
@@ -52,7 +52,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil || m.kind != 'p' {
 			return
 		}
-		again := encodeBody(nil, m.pub.Data, m.pub.Info, m.pub.Audience)
+		again := encodeBody(nil, m.pub.Data, m.pub.Info, m.pub.Audience, m.pub.Sequence)
 		back, err := decodeBody(again)
 		if err != nil || !bytes.Equal(back.Data, m.pub.Data) {
 			t.Fatalf("re-encoding %q: %v", b, err)

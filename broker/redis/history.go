@@ -25,7 +25,7 @@ func (b *Broker) Publish(ctx context.Context, ch string, data []byte, opts broke
 	if opts.HistoryTTL < 0 {
 		return switchyard.StreamPosition{}, fmt.Errorf("broker/redis: HistoryTTL must be >= 0, got %s", opts.HistoryTTL)
 	}
-	body := encodeBody(make([]byte, 0, len(data)+16), data, opts.Info, opts.Audience)
+	body := encodeBody(make([]byte, 0, len(data)+16), data, opts.Info, opts.Audience, opts.Sequence)
 	if opts.HistorySize == 0 {
 		msg := append(append(make([]byte, 0, len(body)+4), "p0::"...), body...)
 		err := b.client.Do(ctx, b.client.B().Publish().Channel(b.key("c", ch)).Message(rueidis.BinaryString(msg)).Build()).Error()

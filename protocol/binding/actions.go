@@ -147,7 +147,13 @@ func (h *Handler) join(ctx context.Context, sess *session, name string, st *Stre
 	}
 	sess.changes[ch] = q
 	sess.smu.Unlock()
-	if err := hb.SubscribeSilent(ctx, sess.hs, ch); err != nil {
+	// The store's position is the ordering floor: a change made from now
+	// on that reaches this process after its successor is waited for.
+	pos, err := h.cfg.Resources.Position(ctx)
+	if err == nil {
+		err = hb.SubscribeSilentFrom(ctx, sess.hs, ch, pos+1)
+	}
+	if err != nil {
 		h.log.Warn("binding: subscribing to a stream's changes failed", "conn", sess.hs.ID(), "stream", name, "err", err)
 		sess.smu.Lock()
 		delete(sess.changes, ch)

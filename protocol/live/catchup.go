@@ -59,7 +59,7 @@ type position struct {
 func (h *Handler) subscribeSince(ctx context.Context, sess *session, stream, ch string, pk, since int64, req request) {
 	is, first := sess.holdInstance(ch, req.RequestID)
 	if first {
-		if err := h.cfg.Hub.SubscribeSilent(ctx, sess.hs, ch); err != nil {
+		if err := h.subscribeEvents(ctx, sess, ch); err != nil {
 			sess.removeInstance(ch, req.RequestID)
 			h.dcrfError(sess, stream, req, err)
 			return

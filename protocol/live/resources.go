@@ -130,7 +130,7 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			return
 		}
 		if n, added := sess.addInstance(ch, req.RequestID, w); added && n == 1 {
-			if err := h.cfg.Hub.SubscribeSilent(ctx, sess.hs, ch); err != nil {
+			if err := h.subscribeEvents(ctx, sess, ch); err != nil {
 				sess.removeInstance(ch, req.RequestID)
 				fail(err)
 				return
@@ -173,7 +173,7 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 		}
 		ch := resource.CollectionChannel(stream)
 		if sess.addList(ch, &listSub{rid: req.RequestID, q: q, many: req.Action == "subscribe_many"}) == 1 {
-			if err := h.cfg.Hub.SubscribeSilent(ctx, sess.hs, ch); err != nil {
+			if err := h.subscribeEvents(ctx, sess, ch); err != nil {
 				sess.removeList(ch, req.RequestID)
 				fail(err)
 				return
@@ -193,6 +193,18 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 	default:
 		fail(switchyard.Errorf(switchyard.CodeMethodNotAllowed, "Method %q not allowed.", req.Action))
 	}
+}
+
+// subscribeEvents subscribes the connection to a resource event channel,
+// with the store's position as the hub's ordering floor: a record's
+// change made from now on that reaches this process after its successor
+// is waited for, not lost.
+func (h *Handler) subscribeEvents(ctx context.Context, sess *session, ch string) error {
+	pos, err := h.cfg.Resources.Position(ctx)
+	if err != nil {
+		return err
+	}
+	return h.cfg.Hub.SubscribeSilentFrom(ctx, sess.hs, ch, pos+1)
 }
 
 // listSub is a live query of one request_id: the resource service's

@@ -203,6 +203,7 @@ func (db *DB) bootstrap(ctx context.Context) error {
 		CREATE TABLE IF NOT EXISTS _switchyard_columns (tbl TEXT NOT NULL, col TEXT NOT NULL, type TEXT NOT NULL, uniq BOOLEAN NOT NULL, PRIMARY KEY (tbl, col));
 		CREATE TABLE IF NOT EXISTS _switchyard_changes (seq BIGINT PRIMARY KEY, tbl TEXT NOT NULL, row_id BIGINT NOT NULL, op TEXT NOT NULL, row JSON, at TIMESTAMPTZ NOT NULL);
 		CREATE INDEX IF NOT EXISTS _switchyard_changes_row ON _switchyard_changes (tbl, row_id, seq);
+		CREATE TABLE IF NOT EXISTS _switchyard_row_seq (tbl TEXT NOT NULL, row_id BIGINT NOT NULL, seq BIGINT NOT NULL, prev BIGINT NOT NULL, PRIMARY KEY (tbl, row_id));
 		CREATE TABLE IF NOT EXISTS _switchyard_log (id INT PRIMARY KEY CHECK (id = 1), last BIGINT NOT NULL);
 		INSERT INTO _switchyard_log (id, last) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
 		CREATE TABLE IF NOT EXISTS _switchyard_trim (id INT PRIMARY KEY CHECK (id = 1), trimmed BIGINT NOT NULL);

@@ -184,12 +184,19 @@ func param(i int) string { return "$" + strconv.Itoa(i) }
 // the commit) and records the change, returning the sequence number, the
 // time and the row as JSON; the transaction commits without waiting for
 // the flush (see flush). $1 is the table name, $2 the op.
+//
+// It also records the row's last change in _switchyard_row_seq and
+// returns the one before (the change's Prev): an upsert sees the latest
+// committed version of that entry even after waiting for another writer
+// of the row, where a query in the statement would see its snapshot.
 const logChange = `,
 	a AS (SELECT set_config('synchronous_commit', 'off', true)),
-	s AS (UPDATE _switchyard_log SET last = last + 1 WHERE id = 1 AND EXISTS (SELECT 1 FROM w) RETURNING last)
+	s AS (UPDATE _switchyard_log SET last = last + 1 WHERE id = 1 AND EXISTS (SELECT 1 FROM w) RETURNING last),
+	p AS (INSERT INTO _switchyard_row_seq AS r (tbl, row_id, seq, prev) SELECT $1, w.id, s.last, 0 FROM w, s
+		ON CONFLICT (tbl, row_id) DO UPDATE SET prev = r.seq, seq = excluded.seq RETURNING prev)
 INSERT INTO _switchyard_changes (seq, tbl, row_id, op, row, at)
 SELECT s.last, $1, w.id, $2, CASE WHEN $2 = 'delete' THEN NULL ELSE row_to_json(w) END, clock_timestamp() FROM w, s, a
-RETURNING seq, row_id, at, (SELECT row_to_json(w) FROM w)`
+RETURNING seq, row_id, at, (SELECT row_to_json(w) FROM w), (SELECT prev FROM p)`
 
 // Insert adds a row; see store.Store.
 func (db *DB) Insert(ctx context.Context, table string, row store.Row) (store.Row, store.Change, error) {
@@ -253,8 +260,9 @@ func (db *DB) write(ctx context.Context, t *store.Table, op store.Op, id int64, 
 		rowID  int64
 		at     time.Time
 		rowRaw []byte
+		prev   *int64
 	)
-	err := db.pool.QueryRow(ctx, q, append([]any{t.Name, string(op)}, args...)...).Scan(&seq, &rowID, &at, &rowRaw)
+	err := db.pool.QueryRow(ctx, q, append([]any{t.Name, string(op)}, args...)...).Scan(&seq, &rowID, &at, &rowRaw, &prev)
 	if errors.Is(err, pgx.ErrNoRows) {
 		db.ok()
 		return nil, store.Change{}, fmt.Errorf("%s %d: %w", t.Name, id, store.ErrNotFound)
@@ -276,7 +284,11 @@ func (db *DB) write(ctx context.Context, t *store.Table, op store.Op, id int64, 
 			return nil, store.Change{}, err
 		}
 	}
-	return row, store.Change{Seq: seq, Table: t.Name, ID: rowID, Op: op, Row: row, Time: at.UTC()}, nil
+	ch := store.Change{Seq: seq, Table: t.Name, ID: rowID, Op: op, Row: row, Time: at.UTC()}
+	if prev != nil && op != store.OpCreate {
+		ch.Prev = *prev
+	}
+	return row, ch, nil
 }
 
 // flush makes every commit so far durable: a transaction that takes a
@@ -581,4 +593,14 @@ func (db *DB) trim(ctx context.Context, upTo int64) (int64, error) {
 	}
 	db.ok()
 	return tag.RowsAffected(), nil
+}
+
+// Position returns the newest change's Seq; see store.Store.
+func (db *DB) Position(ctx context.Context) (int64, error) {
+	var last int64
+	if err := db.pool.QueryRow(ctx, "SELECT last FROM _switchyard_log WHERE id = 1").Scan(&last); err != nil {
+		return 0, db.fail(ctx, "position", err)
+	}
+	db.ok()
+	return last, nil
 }

@@ -106,6 +106,13 @@ func (db *DB) write(ctx context.Context, t *store.Table, op store.Op, do func(*s
 		rowJSON = string(b)
 	}
 	now := time.Now().UTC()
+	var prev int64
+	if op != store.OpCreate {
+		err := tx.QueryRowContext(ctx, "SELECT seq FROM _switchyard_changes WHERE tbl = ? AND row_id = ? ORDER BY seq DESC LIMIT 1", t.Name, id).Scan(&prev)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, store.Change{}, fmt.Errorf("store/sqlite: change log: %w", err)
+		}
+	}
 	var seq int64
 	if err := tx.QueryRowContext(ctx, "INSERT INTO _switchyard_changes (tbl, row_id, op, row, at) VALUES (?, ?, ?, ?, ?) RETURNING seq",
 		t.Name, id, string(op), rowJSON, now.Format(time.RFC3339Nano)).Scan(&seq); err != nil {
@@ -114,7 +121,7 @@ func (db *DB) write(ctx context.Context, t *store.Table, op store.Op, do func(*s
 	if err := tx.Commit(); err != nil {
 		return nil, store.Change{}, fmt.Errorf("store/sqlite: commit: %w", err)
 	}
-	return row, store.Change{Seq: seq, Table: t.Name, ID: id, Op: op, Row: row, Time: now}, nil
+	return row, store.Change{Seq: seq, Prev: prev, Table: t.Name, ID: id, Op: op, Row: row, Time: now}, nil
 }
 
 // Get reads a row; see store.Store.
@@ -429,4 +436,13 @@ func (db *DB) TrimChanges(ctx context.Context, upTo int64) error {
 		return fmt.Errorf("store/sqlite: trim changes: %w", err)
 	}
 	return nil
+}
+
+// Position returns the newest change's Seq; see store.Store.
+func (db *DB) Position(ctx context.Context) (int64, error) {
+	var last int64
+	if err := db.r.QueryRowContext(ctx, `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '_switchyard_changes'), 0)`).Scan(&last); err != nil {
+		return 0, fmt.Errorf("store/sqlite: position: %w", err)
+	}
+	return last, nil
 }

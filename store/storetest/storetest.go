@@ -199,6 +199,68 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatalf("changes after: %d", len(later))
 		}
 	})
+	t.Run("each change names the row's previous one", func(t *testing.T) {
+		s := setup(t)
+		a, ca, err := s.Insert(ctx, "todos", store.Row{"title": "a"})
+		if err != nil || ca.Prev != 0 {
+			t.Fatalf("a create: prev %d, %v", ca.Prev, err)
+		}
+		_, cb, _ := s.Insert(ctx, "todos", store.Row{"title": "b"})
+		id := a["id"].(int64)
+		_, c1, err := s.Update(ctx, "todos", id, store.Row{"title": "a1"})
+		if err != nil || c1.Prev != ca.Seq {
+			t.Fatalf("first update: prev %d, want %d (%v)", c1.Prev, ca.Seq, err)
+		}
+		s.Update(ctx, "todos", cb.ID, store.Row{"title": "b1"}) // another row's change in between
+		_, c2, _ := s.Update(ctx, "todos", id, store.Row{"title": "a2"})
+		if c2.Prev != c1.Seq {
+			t.Fatalf("second update: prev %d, want %d", c2.Prev, c1.Seq)
+		}
+		cd, err := s.Delete(ctx, "todos", id)
+		if err != nil || cd.Prev != c2.Seq {
+			t.Fatalf("delete: prev %d, want %d (%v)", cd.Prev, c2.Seq, err)
+		}
+		if pos, err := s.Position(ctx); err != nil || pos != cd.Seq {
+			t.Fatalf("position %d, want the last change's %d (%v)", pos, cd.Seq, err)
+		}
+		if err := s.TrimChanges(ctx, cd.Seq); err != nil {
+			t.Fatal(err)
+		}
+		if pos, _ := s.Position(ctx); pos != cd.Seq {
+			t.Fatalf("position %d after trimming everything, want %d", pos, cd.Seq)
+		}
+		// Racing writers of one row: every change names the one just
+		// before it, so the changes form one chain in commit order.
+		r, _, _ := s.Insert(ctx, "todos", store.Row{"title": "raced"})
+		rid := r["id"].(int64)
+		var mu sync.Mutex
+		prevOf := map[int64]int64{}
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := range 10 {
+					_, c, err := s.Update(ctx, "todos", rid, store.Row{"title": fmt.Sprintf("%d-%d", w, i)})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					prevOf[c.Seq] = c.Prev
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		rl, err := s.RowChanges(ctx, "todos", rid, 0, 0)
+		if err != nil || len(rl.Changes) != 41 {
+			t.Fatalf("%d changes of the raced row, %v", len(rl.Changes), err)
+		}
+		for i, c := range rl.Changes[1:] {
+			if prevOf[c.Seq] != rl.Changes[i].Seq {
+				t.Fatalf("change %d names %d as its previous, the log has %d", c.Seq, prevOf[c.Seq], rl.Changes[i].Seq)
+			}
+		}
+	})
 	t.Run("row changes and trimming", func(t *testing.T) {
 		s := setup(t)
 		a, c1, _ := s.Insert(ctx, "todos", store.Row{"title": "a", "rank": int64(1)})
