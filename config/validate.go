@@ -210,8 +210,8 @@ func (c *Config) validate() []verr {
 
 	c.validateChannelstream(v)
 	c.validateResources(v)
-	c.validateWires(v)        // wires.go
 	c.validateDFWebsockets(v) // dfws.go
+	c.validateWires(v)        // wires.go: after each wire's own checks, the paths they claim
 
 	v.channelOptions("channels.default", c.Channels.Default)
 	seenNS := map[string]bool{}
