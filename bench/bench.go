@@ -25,9 +25,9 @@ import (
 )
 
 // Main runs `switchyard bench SCENARIO [flags]`.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr error) {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: switchyard bench idle|fanout|resources|longpoll [--target URL] [--conns N] [--json] …")
+		return fmt.Errorf("usage: switchyard bench idle|fanout|resources|longpoll|soak [--target URL] [--conns N] [--json] …")
 	}
 	scenario, args := args[0], args[1:]
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
@@ -45,25 +45,67 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	writers := fs.Int("writers", 4, "resources: connections writing rows, one request in flight each")
 	secret := fs.String("secret", "", "longpoll with --target: the server's channelstream.secret")
 	targetPID := fs.Int("target-pid", 0, "idle with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
+	churn := fs.Int("churn", 0, "soak: connections closed and replaced per second (default conns/100)")
+	writes := fs.Int("writes", 30, "soak: resource writes per second (create, update, delete in turn)")
+	warmup := fs.Duration("warmup", 0, "soak: load before the first measurement (default duration/10, 10s to 2m)")
+	watchers := fs.Int("watchers", -1, "soak: connections that also watch every row with subscribe_list (default conns/100)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	switch scenario {
-	case "idle", "fanout", "resources", "longpoll":
+	case "idle", "fanout", "resources", "longpoll", "soak":
 	default:
-		return fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll)", scenario)
+		return fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll, soak)", scenario)
 	}
+	maxDuration := 10 * time.Minute
+	if scenario == "soak" {
+		// Soak defaults scale with the connections: every publication
+		// reaches about 100 subscribers, churn replaces 1 % a second.
+		maxDuration = 24 * time.Hour
+		if !set["channels"] {
+			*channels = max(*conns/100, 1)
+		}
+		if !set["rate"] {
+			*rate = 50
+		}
+		if !set["writers"] {
+			*writers = 2
+		}
+		if *churn == 0 {
+			*churn = max(*conns/100, 1)
+		}
+		if *watchers < 0 {
+			*watchers = *conns / 100
+		}
+		if *warmup == 0 {
+			*warmup = min(max(*duration/10, 10*time.Second), 2*time.Minute)
+		}
+		if !set["settle"] {
+			// Long enough for the Go runtime's forced collection (every 2
+			// minutes at most): both measurements then see collected heaps,
+			// not whatever garbage the load left.
+			*settle = 130 * time.Second
+		}
+		if !set["timeout"] {
+			*timeout = *duration + *warmup + 2**settle + 15*time.Minute
+		}
+		if *churn < 0 || *churn > 10000 || *writes < 0 || *writes > 10000 || *watchers > *conns || *warmup < 0 {
+			return fmt.Errorf("want --churn 1..10000, --writes 0..10000, --watchers up to --conns, --warmup >= 0")
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	if *writers < 1 || *writers > 1000 {
 		return fmt.Errorf("--writers must be between 1 and 1000")
 	}
 	if *conns < 1 || *conns > 19000 {
 		return fmt.Errorf("--conns must be between 1 and 19000 (the process limit is 20,000 open files)")
 	}
-	if *channels < 1 || *rate < 1 || *rate > 100000 || *duration <= 0 || *duration > 10*time.Minute || *size < 0 || *size > 1<<20 {
-		return fmt.Errorf("want --channels >= 1, --rate 1..100000, --duration up to 10m, --size 0..1MiB")
+	if *channels < 1 || *rate < 1 || *rate > 100000 || *duration <= 0 || *duration > maxDuration || *size < 0 || *size > 1<<20 {
+		return fmt.Errorf("want --channels >= 1, --rate 1..100000, --duration up to %v, --size 0..1MiB", maxDuration)
 	}
 	if *targetPID != 0 {
 		if *target == "" || scenario != "idle" {
@@ -103,6 +145,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		res, err = Fanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: *channels, Rate: *rate, Duration: *duration, Size: *size, Progress: stderr})
 	case "resources":
 		res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: *writers, Conns: *conns, Duration: *duration, Progress: stderr})
+	case "soak":
+		if key == "" {
+			return fmt.Errorf("soak with --target needs --api-key (the server API publishes)")
+		}
+		res, err = Soak(ctx, SoakConfig{Target: u, APIKey: key, Conns: *conns, Duration: *duration, Warmup: *warmup, Settle: *settle,
+			Churn: *churn, Channels: *channels, Rate: *rate, Writes: *writes, Writers: *writers, Watchers: *watchers, Progress: stderr})
+		if err == nil && !res.(*SoakResult).Pass {
+			defer func() { retErr = errSoakFailed }()
+		}
 	case "longpoll":
 		if csSecret == "" {
 			return fmt.Errorf("longpoll with --target needs --secret (the scenario signs /connect and /message)")
@@ -118,6 +169,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res.WriteTable(stdout)
 	return nil
 }
+
+// errSoakFailed is returned after the soak's report when it did not pass.
+var errSoakFailed = errors.New("soak: FAIL (server figures grew, or something failed)")
 
 // checkLoopback parses the target and refuses anything but loopback.
 func checkLoopback(target string) (*url.URL, error) {
