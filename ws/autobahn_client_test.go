@@ -256,6 +256,10 @@ type fuzzer struct {
 	autoFragmentSize  int
 	lost              bool
 	stream            *abStream
+	// timeScale multiplies the timeouts (killAfter, closeAfter, the
+	// closing handshake and the server's drop), not the waits a case
+	// makes on purpose (continueLater).
+	timeScale float64
 
 	// Case state.
 	received      []abEvent
@@ -305,6 +309,14 @@ func (f *fuzzer) post(fn func()) {
 
 func (f *fuzzer) after(d time.Duration, fn func()) {
 	f.timers = append(f.timers, time.AfterFunc(d, func() { f.post(fn) }))
+}
+
+// timeout scales a timeout by timeScale.
+func (f *fuzzer) timeout(d time.Duration) time.Duration {
+	if f.timeScale <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) * f.timeScale)
 }
 
 // handshake opens the connection and negotiates permessage-deflate when
@@ -532,7 +544,7 @@ func (f *fuzzer) sendCloseFrame(code int, reason []byte, isReply bool) {
 	f.closedByMe = !isReply
 	f.localCloseCode = code
 	if f.closedByMe {
-		f.after(abCloseHandshakeTimeout, func() {
+		f.after(f.timeout(abCloseHandshakeTimeout), func() {
 			if f.state != abClosed {
 				f.wasClean = false
 				f.wasNotCleanReason = "peer did not respond (in time) in closing handshake"
@@ -551,7 +563,7 @@ func (f *fuzzer) sendPong(payload []byte) {
 // --- timers (killAfter, closeAfter, continueLater) ---
 
 func (f *fuzzer) killAfter(d time.Duration) {
-	f.after(d, func() {
+	f.after(f.timeout(d), func() {
 		if f.state != abClosed {
 			f.failConnection()
 		}
@@ -559,7 +571,7 @@ func (f *fuzzer) killAfter(d time.Duration) {
 }
 
 func (f *fuzzer) closeAfter(d time.Duration) {
-	f.after(d, func() {
+	f.after(f.timeout(d), func() {
 		if f.state != abClosed {
 			f.sendClose(abNoCode, "")
 		}
@@ -785,7 +797,7 @@ func (f *fuzzer) onCloseFrame(code int, reason []byte) {
 	case abClosing:
 		// The answer to our close frame: now the server drops TCP.
 		f.wasClean = true
-		f.after(abServerDropTimeout, func() {
+		f.after(f.timeout(abServerDropTimeout), func() {
 			if f.state != abClosed {
 				f.wasClean = false
 				f.wasNotCleanReason = "server did not drop TCP connection (in time)"

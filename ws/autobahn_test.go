@@ -27,7 +27,8 @@ import (
 var (
 	abReportFlag   = flag.String("autobahn.report", "", "write the Autobahn port's report (Markdown) to this file")
 	abFullFlag     = flag.Bool("autobahn.full", false, "run groups 9, 12 and 13 at Autobahn's full sizes")
-	abParallelFlag = flag.Int("autobahn.parallel", 8, "Autobahn cases run at once")
+	abParallelFlag = flag.Int("autobahn.parallel", 4, "Autobahn cases run at once")
+	abTimeFlag     = flag.Float64("autobahn.timescale", 2, "multiply Autobahn's timeouts (1 s for a close handshake, for the server to drop TCP, for most cases) by this: `make test` runs with -race beside other packages on 2 cores")
 	abCasesFlag    = flag.String("autobahn.cases", "", "run only the Autobahn cases whose id starts with one of these comma-separated prefixes (\"6.4.,7.\")")
 )
 
@@ -112,8 +113,11 @@ func TestAutobahn(t *testing.T) {
 	counts := map[string]int{}
 	for _, r := range results {
 		counts[r.outcome()]++
-		if r.outcome() == "fail" {
+		switch r.outcome() {
+		case "fail":
 			t.Errorf("case %s (%s): %s / %s: %s; %s; received %v", r.id, r.desc, r.behavior, r.behaviorClose, r.result, r.resultClose, r.received)
+		case "non-strict":
+			t.Logf("case %s is non-strict (%s): %s / %s: %s; %s", r.id, r.desc, r.behavior, r.behaviorClose, r.result, r.resultClose)
 		}
 	}
 	t.Logf("%d cases: %d pass, %d non-strict, %d informational, %d failed", len(results), counts["pass"], counts["non-strict"], counts["info"], counts["fail"])
@@ -140,6 +144,7 @@ func abSelected(id string) bool {
 // and returns the verdict.
 func runAutobahnCase(addr string, c abCase) abResult {
 	f := newFuzzer()
+	f.timeScale = *abTimeFlag
 	res := abResult{id: c.id, desc: c.desc}
 	start := time.Now()
 	if err := f.handshake(addr, c.offers); err != nil {
@@ -204,6 +209,9 @@ func abReport(results []abResult, sc abScale) []byte {
 		b.WriteString("compression cases use generated data of the same kinds as Autobahn's files (JSON, a bitmap,\n")
 		b.WriteString("German prose, HTML, a PDF with compressed streams).\n\n")
 	}
+	fmt.Fprintf(&b, "Autobahn's timeouts (1 s for the closing handshake, for the server to drop TCP, for most cases to end) are\n")
+	fmt.Fprintf(&b, "multiplied by %g (`-autobahn.timescale`): `make test` runs the port with `-race` beside the other packages on 2\n", *abTimeFlag)
+	b.WriteString("cores. The waits a case makes on purpose (6.4's fail-fast pauses, 5.19's) are not scaled.\n\n")
 	fmt.Fprintf(&b, "Last run: %s, %s %s/%s.\n\n", time.Now().UTC().Format("2006-01-02"), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	b.WriteString("Outcomes as in Autobahn's report: **pass**; **non-strict** (conformant, but not the preferred\n")
 	b.WriteString("behaviour of a SHOULD); **info** (informational case, behaviour left to the implementation);\n")

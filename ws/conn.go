@@ -511,8 +511,8 @@ func (c *Conn) control(op byte, payload []byte) {
 		open := c.state == stateOpen
 		c.mu.Unlock()
 		if open {
-			if err := c.writeControl(opPong, payload); err != nil {
-				c.finish(err)
+			if err := c.writeControl(opPong, payload); err != nil && !errors.Is(err, ErrClosed) {
+				c.finish(err) // ErrClosed: a Close got in first; its handshake goes on
 			}
 		}
 	case opPong:
@@ -662,7 +662,7 @@ func (c *Conn) tick(now time.Time) {
 	if c.o.pingInterval > 0 && now.Sub(time.Unix(0, c.lastPing.Load())) >= c.o.pingInterval {
 		c.lastPing.Store(now.UnixNano())
 		c.eng.goTracked(func() {
-			if err := c.writeControl(opPing, nil); err != nil {
+			if err := c.writeControl(opPing, nil); err != nil && !errors.Is(err, ErrClosed) {
 				c.finish(err)
 			}
 		})

@@ -38,7 +38,7 @@ const usage = `Usage:
   switchyard [serve] [--config FILE] [--listen ADDR] [--data-dir DIR] [--log-format text|json] [--log-level LEVEL]
   switchyard config check FILE
   switchyard version
-  switchyard bench idle|fanout|resources|longpoll [--target URL] [--conns N] [--channels N]
+  switchyard bench idle|fanout|resources|longpoll|soak [--target URL] [--conns N] [--channels N]
                    [--rate N] [--duration D] [--size N] [--json]   (docs/BENCHMARKS.md)
 
 With no configuration file (no --config, no SWITCHYARD_CONFIG, no ./switchyard.yaml),
