@@ -3,7 +3,7 @@ GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test lint bench bench-idle bench-fanout bench-longpoll bench-signals bench-engines fuzz dist
+.PHONY: all build test lint bench bench-idle bench-fanout bench-longpoll bench-signals bench-engines bench-soak fuzz dist
 
 all: lint test
 
@@ -130,19 +130,37 @@ bench-cluster:
 check-nginx:
 	tests/nginx/check.sh
 
+## bench-soak: 15,000 connections for 30 minutes with churn, publications and
+## resource writes; passes when the server's RSS, goroutines and descriptors
+## are flat (docs/BENCHMARKS.md)
+bench-soak:
+	$(GO) build -o bin/switchyard ./cmd/switchyard
+	./bin/switchyard bench soak --conns 15000 --duration 30m
+
 ## bench-engines: the engine comparison behind docs/BENCHMARKS.md (its own module)
 bench-engines:
 	cd bench/engines && $(GO) run . -conns 10000 -rounds 3
 
+## fuzz: every decoder's fuzz target for FUZZTIME each (make fuzz FUZZTIME=5m);
+## seed corpora and past crashers are in each package's testdata/fuzz/, and
+## docs/fuzzing.md records how long each has run without a crash
+FUZZTIME ?= 30s
+FUZZ_TARGETS = \
+	./ws:FuzzFrameReader ./ws:FuzzValidPrefix ./ws:FuzzDeflate ./ws:FuzzDeflateOffer \
+	./protocol/live:FuzzHandle ./protocol/live:FuzzSessionPayload ./protocol/live:FuzzChannelsPayload ./protocol/live:FuzzResourcePayload \
+	./api:FuzzRESTBody ./api:FuzzRESTQuery ./api:FuzzRESTPath \
+	./resource:FuzzDecode \
+	./protocol/channelstream:FuzzVerify ./protocol/channelstream:FuzzAPI \
+	./config:FuzzParse \
+	./auth:FuzzVerify ./auth:FuzzFromRequest ./auth:FuzzVerifySignature \
+	./broker/redis:FuzzDecodeMessage \
+	./protocol/live:FuzzSignals ./signal:FuzzVerify \
+	./protocol/binding:FuzzParseFrame ./protocol/binding:FuzzPyInt \
+	./protocol/dfws:FuzzFrame ./protocol/dfws:FuzzTopic
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzFrameReader -fuzztime 30s ./ws
-	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./protocol/channelstream
-	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 30s ./protocol/channelstream
-	$(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime 30s ./broker/redis
-	$(GO) test -run '^$$' -fuzz FuzzSignals -fuzztime 30s ./protocol/live
-	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./signal
-	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime 30s ./protocol/binding
-	$(GO) test -run '^$$' -fuzz FuzzPyInt -fuzztime 30s ./protocol/binding
-	$(GO) test -run '^$$' -fuzz FuzzVerifySignature -fuzztime 30s ./auth
-	$(GO) test -run '^$$' -fuzz FuzzFrame -fuzztime 30s ./protocol/dfws
-	$(GO) test -run '^$$' -fuzz FuzzTopic -fuzztime 30s ./protocol/dfws
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done

@@ -32,6 +32,7 @@ var scenarios = []struct{ name, about string }{
 	{"resources", "resource writes per second and write -> subscriber event latency (--mode writes), or server CPU per resource event to live queries against a channel publication (--mode live-queries)"},
 	{"longpoll", "parked Channelstream /listen polls and their delivery latency"},
 	{"signals", "signal call -> handler -> trigger round trips, durable queue throughput, topic vs channel fan-out"},
+	{"soak", "a long run with connection churn, publications and resource writes: server RSS, goroutines and descriptors at start and end (flat = pass)"},
 }
 
 const overview = `Usage: switchyard bench SCENARIO [flags]
@@ -44,9 +45,9 @@ Scenarios:
 
 // Main runs `switchyard bench SCENARIO [flags]`. `bench --help` lists the
 // scenarios and `bench SCENARIO --help` the flags of one, on stdout.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr error) {
 	if len(args) == 0 {
-		return UsageError{errors.New("usage: switchyard bench idle|fanout|resources|longpoll|signals [flags] (switchyard bench --help lists them)")}
+		return UsageError{errors.New("usage: switchyard bench idle|fanout|resources|longpoll|signals|soak [flags] (switchyard bench --help lists them)")}
 	}
 	scenario, args := args[0], args[1:]
 	switch scenario {
@@ -57,9 +58,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, "\nswitchyard bench SCENARIO --help shows the flags of a scenario.")
 		return nil
-	case "idle", "fanout", "resources", "longpoll", "signals":
+	case "idle", "fanout", "resources", "longpoll", "signals", "soak":
 	default:
-		return UsageError{fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll, signals; see switchyard bench --help)", scenario)}
+		return UsageError{fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll, signals, soak; see switchyard bench --help)", scenario)}
 	}
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -74,6 +75,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	channels, rate, duration, size, writers := 1, 100, 10*time.Second, 64, 4
 	apiKey, secret, targetPID, mode, jwtSecret := "", "", 0, "writes", ""
 	callers, jobs, fanouts, fanoutRate := 50, 5000, 20, 10
+	churn, writes, warmup, watchers := 0, 30, time.Duration(0), -1
 	switch scenario {
 	case "idle":
 		fs.DurationVar(&settle, "settle", settle, "wait before reading memory figures")
@@ -95,6 +97,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.IntVar(&jobs, "jobs", jobs, "jobs enqueued for the queue throughput figure")
 		fs.IntVar(&fanouts, "fanouts", fanouts, "triggers to the topic (then publications to the channel) of --conns windows")
 		fs.IntVar(&fanoutRate, "fanout-rate", fanoutRate, "those per second")
+	case "soak":
+		fs.IntVar(&channels, "channels", channels, "channels (default conns/100: every publication reaches about 100 subscribers)")
+		fs.IntVar(&rate, "rate", 50, "publications per second through the server API")
+		fs.DurationVar(&duration, "duration", duration, "how long to load the server (up to 24h)")
+		fs.IntVar(&writers, "writers", 2, "connections writing resource rows")
+		fs.StringVar(&apiKey, "api-key", apiKey, "with --target: a key of the server's api_keys")
+		fs.DurationVar(&settle, "settle", 130*time.Second, "wait with the load paused before each measurement (long enough for the Go runtime's forced collection)")
+		fs.IntVar(&churn, "churn", churn, "connections closed and replaced per second (default conns/100)")
+		fs.IntVar(&writes, "writes", writes, "resource writes per second (create, update, delete in turn)")
+		fs.DurationVar(&warmup, "warmup", warmup, "load before the first measurement (default duration/10, 10s to 2m)")
+		fs.IntVar(&watchers, "watchers", watchers, "connections that also watch every row with subscribe_list (default conns/100)")
 	case "resources":
 		fs.StringVar(&mode, "mode", mode, "writes (writers create rows, every subscriber watches them) or live-queries (server CPU per resource event to owner-checked, filtered live queries, against a channel publication to the same subscribers)")
 		fs.IntVar(&writers, "writers", writers, "--mode writes: connections writing rows, one request in flight each")
@@ -127,14 +140,40 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return UsageError{fmt.Errorf("bench %s: unexpected arguments: %s", scenario, strings.Join(fs.Args(), " "))}
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	maxDuration := 10 * time.Minute
+	if scenario == "soak" {
+		// Soak defaults scale with the connections: every publication
+		// reaches about 100 subscribers, churn replaces 1 % a second.
+		maxDuration = 24 * time.Hour
+		if !set["channels"] {
+			channels = max(*conns/100, 1)
+		}
+		if churn == 0 {
+			churn = max(*conns/100, 1)
+		}
+		if watchers < 0 {
+			watchers = *conns / 100
+		}
+		if warmup == 0 {
+			warmup = min(max(duration/10, 10*time.Second), 2*time.Minute)
+		}
+		if !set["timeout"] {
+			*timeout = duration + warmup + 2*settle + 15*time.Minute
+		}
+		if churn < 0 || churn > 10000 || writes < 0 || writes > 10000 || watchers > *conns || warmup < 0 {
+			return fmt.Errorf("want --churn 1..10000, --writes 0..10000, --watchers up to --conns, --warmup >= 0")
+		}
+	}
 	if writers < 1 || writers > 1000 {
 		return fmt.Errorf("--writers must be between 1 and 1000")
 	}
 	if *conns < 1 || *conns > 19000 {
 		return fmt.Errorf("--conns must be between 1 and 19000 (the process limit is 20,000 open files)")
 	}
-	if channels < 1 || rate < 1 || rate > 100000 || duration <= 0 || duration > 10*time.Minute || size < 0 || size > 1<<20 {
-		return fmt.Errorf("want --channels >= 1, --rate 1..100000, --duration up to 10m, --size 0..1MiB")
+	if channels < 1 || rate < 1 || rate > 100000 || duration <= 0 || duration > maxDuration || size < 0 || size > 1<<20 {
+		return fmt.Errorf("want --channels >= 1, --rate 1..100000, --duration up to %v, --size 0..1MiB", maxDuration)
 	}
 	liveQueries := scenario == "resources" && mode == "live-queries"
 	if scenario == "resources" && mode != "writes" && !liveQueries {
@@ -218,6 +257,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("resources --mode live-queries with --target needs --api-key, --jwt-secret and --target-pid")
 		}
 		res, err = LiveQueries(ctx, LiveQueriesConfig{Target: u, TargetPID: pid, APIKey: key, JWTSecret: jwtKey, Conns: *conns, Rate: rate, Duration: duration, Progress: stderr})
+	case "soak":
+		if key == "" {
+			return fmt.Errorf("soak with --target needs --api-key (the server API publishes)")
+		}
+		res, err = Soak(ctx, SoakConfig{Target: u, APIKey: key, Conns: *conns, Duration: duration, Warmup: warmup, Settle: settle,
+			Churn: churn, Channels: channels, Rate: rate, Writes: writes, Writers: writers, Watchers: watchers, Progress: stderr})
+		if err == nil && !res.(*SoakResult).Pass {
+			defer func() { retErr = errSoakFailed }()
+		}
 	case "longpoll":
 		if csSecret == "" {
 			return fmt.Errorf("longpoll with --target needs --secret (the scenario signs /connect and /message)")
@@ -410,3 +458,6 @@ func scrape(ctx context.Context, base *url.URL) (map[string]float64, error) {
 	}
 	return out, sc.Err()
 }
+
+// errSoakFailed is returned after the soak's report when it did not pass.
+var errSoakFailed = errors.New("soak: FAIL (server figures grew, or something failed)")

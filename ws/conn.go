@@ -53,7 +53,7 @@ type Conn struct {
 	o           *options
 	h           Handler // event mode; nil when messages are queued
 	subprotocol string
-	deflate     bool
+	deflate     bool // permessage-deflate: compress what this side sends
 
 	// Reading state: touched only by the single reader of the moment.
 	rmu    sync.Mutex
@@ -65,6 +65,7 @@ type Conn struct {
 
 	wmu       sync.Mutex // serialises writes to nc
 	wdeadline time.Time  // the socket's write deadline (guarded by wmu)
+	wclosed   bool       // the close frame is out: nothing may follow (guarded by wmu)
 
 	cbmu sync.Mutex // serialises Handler calls
 
@@ -286,7 +287,10 @@ func (c *Conn) write(ctx context.Context, bufs net.Buffers, n int) error {
 	for _, b := range bufs {
 		size += len(b)
 	}
-	if err := c.writeRaw(ctx, bufs); err != nil {
+	if err := c.writeRaw(ctx, bufs, false); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return err // the close frame went out first
+		}
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
@@ -299,15 +303,21 @@ func (c *Conn) write(ctx context.Context, bufs net.Buffers, n int) error {
 }
 
 // writeRaw writes bufs under the write lock with the write timeout and
-// ctx's deadline and cancellation.
+// ctx's deadline and cancellation; closing marks them as the close frame,
+// after which every write fails with ErrClosed (a frame that checked the
+// state just before a Close must not follow the close frame).
 //
 // Setting a deadline costs a runtime timer update (about a tenth of the
 // CPU of a broadcast in profiles), so without a ctx deadline the socket's
 // deadline is only moved when less than half the write timeout is left:
 // every write still gets between half and all of the write timeout.
-func (c *Conn) writeRaw(ctx context.Context, bufs net.Buffers) error {
+func (c *Conn) writeRaw(ctx context.Context, bufs net.Buffers, closing bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.wclosed {
+		return ErrClosed
+	}
+	c.wclosed = closing
 	now := time.Now()
 	if d, ok := ctx.Deadline(); ok && d.Before(now.Add(c.o.writeTimeout)) {
 		if err := c.nc.SetWriteDeadline(d); err != nil {
@@ -336,7 +346,17 @@ func (c *Conn) writeRaw(ctx context.Context, bufs net.Buffers) error {
 func (c *Conn) writeControl(op byte, payload []byte) error {
 	var hdr [2]byte
 	h := appendFrameHeader(hdr[:0], true, false, op, len(payload))
-	return c.writeRaw(context.Background(), net.Buffers{h, payload})
+	return c.writeRaw(context.Background(), net.Buffers{h, payload}, op == opClose)
+}
+
+// closeWrite shuts down the sending half of the socket after the close
+// frame, so the peer reads the end of the stream right after it.
+func (c *Conn) closeWrite() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
 }
 
 // Close starts the closing handshake: it sends a close frame with code
@@ -502,8 +522,8 @@ func (c *Conn) control(op byte, payload []byte) {
 		open := c.state == stateOpen
 		c.mu.Unlock()
 		if open {
-			if err := c.writeControl(opPong, payload); err != nil {
-				c.finish(err)
+			if err := c.writeControl(opPong, payload); err != nil && !errors.Is(err, ErrClosed) {
+				c.finish(err) // ErrClosed: a Close got in first; its handshake goes on
 			}
 		}
 	case opPong:
@@ -526,10 +546,17 @@ func (c *Conn) control(op byte, payload []byte) {
 }
 
 // violation implements frameSink: the peer broke the protocol or a limit.
+// The connection is failed (RFC 6455 §7.1.7): the close frame goes out,
+// then this side's half of the TCP connection is shut down so the peer
+// sees the end at once instead of after the close timeout; whatever the
+// peer still sends is read and dropped until it closes its half (a
+// reset while its data is unread could destroy the close frame).
 func (c *Conn) violation(code int, reason string) {
 	c.eng.stats.protocolErrors.Add(1)
 	c.o.logger.Debug("ws: closing connection", "code", code, "reason", reason, "remote", c.nc.RemoteAddr().String())
-	c.Close(code, reason)
+	if c.Close(code, reason) == nil {
+		c.closeWrite()
+	}
 }
 
 // queueFullLocked reports whether a handler-style connection has queued
@@ -646,7 +673,7 @@ func (c *Conn) tick(now time.Time) {
 	if c.o.pingInterval > 0 && now.Sub(time.Unix(0, c.lastPing.Load())) >= c.o.pingInterval {
 		c.lastPing.Store(now.UnixNano())
 		c.eng.goTracked(func() {
-			if err := c.writeControl(opPing, nil); err != nil {
+			if err := c.writeControl(opPing, nil); err != nil && !errors.Is(err, ErrClosed) {
 				c.finish(err)
 			}
 		})

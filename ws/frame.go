@@ -166,7 +166,6 @@ type frameReader struct {
 
 	// The frame whose payload is being read.
 	inPayload bool
-	skip      bool // drop the payload (an oversized message)
 	fin       bool
 	op        byte
 	mask      [4]byte
@@ -175,9 +174,11 @@ type frameReader struct {
 
 	// The data message being assembled across frames.
 	inMessage  bool
+	dropMsg    bool // the message broke a rule: read its frames, keep nothing
 	msgOp      byte
 	compressed bool
 	msg        []byte
+	utf8Done   int // bytes of msg (a text message) known to be whole valid runes
 
 	// The control frame being assembled (at most 125 bytes).
 	ctrl []byte
@@ -191,16 +192,15 @@ func (fr *frameReader) feed(p []byte, sink frameSink) {
 			n, perr := fr.readHeader(p)
 			p = p[n:]
 			if perr != nil {
-				sink.violation(perr.code, perr.reason)
 				if perr.code != CloseMessageTooBig {
 					fr.broken = true
+					sink.violation(perr.code, perr.reason)
 					return
 				}
-				// Skip the oversized frame and whatever follows of its
-				// message.
-				fr.skip = true
-				fr.inMessage = false
-				fr.msg = nil
+				// Skip the oversized message, frame by frame, so that the
+				// peer's answering close frame is still seen.
+				fr.dropMessage()
+				sink.violation(perr.code, perr.reason)
 			}
 			if !fr.inPayload {
 				continue // header still partial: p is empty
@@ -217,21 +217,71 @@ func (fr *frameReader) feed(p []byte, sink frameSink) {
 		chunk := p[:n]
 		p = p[n:]
 		switch {
-		case fr.skip:
 		case fr.op >= opClose:
 			start := len(fr.ctrl)
 			fr.ctrl = append(fr.ctrl, chunk...)
 			fr.maskPos = maskBytes(fr.mask, fr.maskPos, fr.ctrl[start:])
+		case fr.dropMsg:
 		default:
 			start := len(fr.msg)
 			fr.msg = append(fr.msg, chunk...)
 			fr.maskPos = maskBytes(fr.mask, fr.maskPos, fr.msg[start:])
+			if fr.msgOp == opText && !fr.compressed && !fr.checkUTF8() {
+				// Fail fast (RFC 6455 §8.1): the message cannot become
+				// valid, whatever follows.
+				fr.dropMessage()
+				sink.violation(CloseInvalidPayload, "text message is not UTF-8")
+			}
 		}
 		fr.remaining -= n
 		if fr.remaining == 0 {
 			fr.endFrame(sink)
 		}
 	}
+}
+
+// dropMessage discards the message being assembled; its remaining frames
+// are read and ignored.
+func (fr *frameReader) dropMessage() {
+	fr.dropMsg = true
+	fr.msg = nil
+	fr.utf8Done = 0
+}
+
+// checkUTF8 validates the text received since the last call; an
+// incomplete rune at the end is fine until the message ends.
+func (fr *frameReader) checkUTF8() bool {
+	n, ok := validPrefix(fr.msg[fr.utf8Done:])
+	fr.utf8Done += n
+	return ok
+}
+
+// validPrefix reports whether p is valid UTF-8 except for an incomplete
+// last rune that some continuation bytes could still complete, and how
+// many bytes of p are whole runes.
+func validPrefix(p []byte) (int, bool) {
+	start := len(p) // the start of the last rune
+	for i := len(p) - 1; i >= 0 && i >= len(p)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(p[i]) {
+			start = i
+			break
+		}
+	}
+	if start == len(p) {
+		return len(p), utf8.Valid(p)
+	}
+	if !utf8.Valid(p[:start]) {
+		return 0, false
+	}
+	tail := p[start:]
+	if !utf8.FullRune(tail) {
+		return start, true // an incomplete rune that may still be completed
+	}
+	r, size := utf8.DecodeRune(tail)
+	if (r == utf8.RuneError && size == 1) || size != len(tail) {
+		return 0, false
+	}
+	return len(p), true
 }
 
 // readHeader consumes header bytes from p and returns how many it used.
@@ -309,9 +359,11 @@ func (fr *frameReader) readHeader(p []byte) (int, *protocolError) {
 			return used, &protocolError{CloseProtocolError, "RSV1 set without permessage-deflate"}
 		}
 		fr.inMessage = true
+		fr.dropMsg = false
 		fr.msgOp = op
 		fr.compressed = rsv1
 		fr.msg = nil
+		fr.utf8Done = 0
 	case opContinuation:
 		if !fr.inMessage {
 			return used, &protocolError{CloseProtocolError, "continuation frame without a message"}
@@ -322,7 +374,7 @@ func (fr *frameReader) readHeader(p []byte) (int, *protocolError) {
 	default:
 		return used, &protocolError{CloseProtocolError, fmt.Sprintf("unknown opcode %d", op)}
 	}
-	if op < opClose {
+	if op < opClose && !fr.dropMsg {
 		if fr.maxMessage > 0 && int64(len(fr.msg))+length > fr.maxMessage {
 			fr.inPayload, fr.fin, fr.op, fr.remaining = true, fin, op, length
 			return used, &protocolError{CloseMessageTooBig, fmt.Sprintf("message over %d bytes", fr.maxMessage)}
@@ -343,34 +395,25 @@ func (fr *frameReader) readHeader(p []byte) (int, *protocolError) {
 // endFrame finishes the frame whose payload was read whole.
 func (fr *frameReader) endFrame(sink frameSink) {
 	fr.inPayload = false
-	if fr.skip {
-		fr.skip = false
-		if !fr.fin && fr.op < opClose {
-			// Keep skipping the continuation frames of the message.
-			fr.inMessage = true
-			fr.msg = nil
-		}
-		return
-	}
 	if fr.op >= opClose {
 		payload := fr.ctrl
 		fr.ctrl = fr.ctrl[:0]
 		if fr.op == opClose {
 			if len(payload) == 1 {
-				sink.violation(CloseProtocolError, "close frame with a one-byte payload")
 				fr.broken = true
+				sink.violation(CloseProtocolError, "close frame with a one-byte payload")
 				return
 			}
 			if len(payload) >= 2 {
 				code := int(binary.BigEndian.Uint16(payload))
 				if !validCloseCode(code) {
-					sink.violation(CloseProtocolError, fmt.Sprintf("invalid close code %d", code))
 					fr.broken = true
+					sink.violation(CloseProtocolError, fmt.Sprintf("invalid close code %d", code))
 					return
 				}
 				if !utf8.Valid(payload[2:]) {
-					sink.violation(CloseInvalidPayload, "close reason is not UTF-8")
 					fr.broken = true
+					sink.violation(CloseInvalidPayload, "close reason is not UTF-8")
 					return
 				}
 			}
@@ -381,16 +424,21 @@ func (fr *frameReader) endFrame(sink frameSink) {
 	if !fr.fin {
 		return
 	}
-	msg, op, compressed := fr.msg, fr.msgOp, fr.compressed
-	fr.inMessage = false
+	msg, op, compressed, dropped := fr.msg, fr.msgOp, fr.compressed, fr.dropMsg
+	fr.inMessage, fr.dropMsg = false, false
 	fr.msg = nil
+	if dropped {
+		return
+	}
 	if msg == nil {
 		msg = []byte{}
 	}
-	if op == opText && !compressed && !utf8.Valid(msg) {
+	if op == opText && !compressed && fr.utf8Done != len(msg) {
+		fr.utf8Done = 0
 		sink.violation(CloseInvalidPayload, "text message is not UTF-8")
 		return
 	}
+	fr.utf8Done = 0
 	sink.message(op, compressed, msg)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unicode/utf8"
 )
 
 // clientFrame encodes a masked frame as a client sends it.
@@ -144,6 +145,122 @@ func TestFrameReaderSkipsOversized(t *testing.T) {
 	if len(rec.ctrls) != 1 || rec.ctrls[0] != "8:\x03\xe8" {
 		t.Fatalf("close frame not seen: %q", rec.ctrls)
 	}
+}
+
+// Invalid UTF-8 fails the message as soon as the byte that makes it
+// invalid arrives, not when the message ends (Autobahn 6.4.x), and the
+// peer's close frame is still seen after it.
+func TestFrameReaderFailsFastOnInvalidUTF8(t *testing.T) {
+	key := [4]byte{5, 6, 7, 8}
+	const kosme = "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"
+	t.Run("fragments", func(t *testing.T) {
+		fr := &frameReader{maxMessage: 1 << 20}
+		rec := &recorder{}
+		fr.feed(clientFrame(false, opText, []byte(kosme), key), rec)
+		if len(rec.violations) != 0 {
+			t.Fatalf("valid first fragment refused: %v", rec.violations)
+		}
+		fr.feed(clientFrame(false, opContinuation, []byte("\xf4"), key), rec) // may still be valid
+		if len(rec.violations) != 0 {
+			t.Fatalf("incomplete rune refused: %v", rec.violations)
+		}
+		fr.feed(clientFrame(false, opContinuation, []byte("\x90"), key), rec) // F4 90: above U+10FFFF
+		if len(rec.violations) != 1 || rec.violations[0] != CloseInvalidPayload {
+			t.Fatalf("violations %v, want 1007 before the message ends", rec.violations)
+		}
+		fr.feed(clientFrame(true, opContinuation, []byte("edited"), key), rec)
+		fr.feed(clientFrame(true, opClose, []byte{0x03, 0xe8}, key), rec)
+		if len(rec.msgs) != 0 || len(rec.violations) != 1 || len(rec.ctrls) != 1 || rec.ctrls[0] != "8:\x03\xe8" {
+			t.Fatalf("after the violation: msgs %q violations %v controls %q", rec.msgs, rec.violations, rec.ctrls)
+		}
+	})
+	t.Run("within a frame", func(t *testing.T) {
+		payload := []byte(kosme + "\xed\xa0\x80edited") // a surrogate at byte 12
+		frame := clientFrame(true, opText, payload, key)
+		hdr := len(frame) - len(payload)
+		fr := &frameReader{maxMessage: 1 << 20}
+		rec := &recorder{}
+		fr.feed(frame[:hdr+12], rec)
+		if len(rec.violations) != 0 {
+			t.Fatalf("valid part refused: %v", rec.violations)
+		}
+		fr.feed(frame[hdr+12:hdr+13], rec)
+		if len(rec.violations) != 1 || rec.violations[0] != CloseInvalidPayload {
+			t.Fatalf("violations %v, want 1007 at the invalid byte", rec.violations)
+		}
+	})
+	t.Run("valid text split anywhere", func(t *testing.T) {
+		text := []byte("Hello-µ@ßöäüàá-UTF-8!! " + kosme + " \xf0\x9f\x98\x80 \xef\xbf\xbd")
+		stream := clientFrame(true, opText, text, key)
+		for step := 1; step <= 5; step++ {
+			fr := &frameReader{maxMessage: 1 << 20}
+			rec := &recorder{}
+			for b := stream; len(b) > 0; b = b[min(step, len(b)):] {
+				fr.feed(b[:min(step, len(b))], rec)
+			}
+			if len(rec.violations) != 0 || len(rec.msgs) != 1 || rec.msgs[0] != "1:"+string(text) {
+				t.Fatalf("step %d: violations %v msgs %q", step, rec.violations, rec.msgs)
+			}
+		}
+	})
+	t.Run("incomplete rune at the end", func(t *testing.T) {
+		fr := &frameReader{maxMessage: 1 << 20}
+		rec := &recorder{}
+		fr.feed(clientFrame(true, opText, []byte("ok\xe2\x82"), key), rec)
+		if len(rec.violations) != 1 || rec.violations[0] != CloseInvalidPayload || len(rec.msgs) != 0 {
+			t.Fatalf("violations %v msgs %q", rec.violations, rec.msgs)
+		}
+	})
+}
+
+func TestValidPrefix(t *testing.T) {
+	cases := []struct {
+		in       string
+		complete int
+		ok       bool
+	}{
+		{"", 0, true},
+		{"abc", 3, true},
+		{"ab\xc3", 2, true},
+		{"ab\xc3\xa9", 4, true},
+		{"\xf0\x9f\x98", 0, true},
+		{"\xf4\x90", 0, false},     // would be above U+10FFFF
+		{"\xed\xa0", 0, false},     // a surrogate
+		{"\xe0\x80", 0, false},     // overlong
+		{"\xc0", 0, false},         // never valid
+		{"\xc3\xa9\x80", 0, false}, // a stray continuation byte
+		{"\x80\x80\x80\x80\x80", 0, false},
+		{"a\xff", 0, false},
+	}
+	for _, c := range cases {
+		n, ok := validPrefix([]byte(c.in))
+		if ok != c.ok || (ok && n != c.complete) {
+			t.Errorf("validPrefix(%q) = %d, %v; want %d, %v", c.in, n, ok, c.complete, c.ok)
+		}
+	}
+}
+
+// FuzzValidPrefix checks validPrefix against utf8.Valid: it accepts what
+// is valid, and what it accepts is valid up to an unfinished last rune.
+func FuzzValidPrefix(f *testing.F) {
+	f.Add([]byte("h\xc3\xa9llo"))
+	f.Add([]byte("\xf0\x9f\x98"))
+	f.Add([]byte("\xed\xa0\x80"))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		n, ok := validPrefix(p)
+		if utf8.Valid(p) && (!ok || n != len(p)) {
+			t.Fatalf("valid %q refused: %d %v", p, n, ok)
+		}
+		if !ok {
+			return
+		}
+		if !utf8.Valid(p[:n]) {
+			t.Fatalf("%q: accepted prefix %q is invalid", p, p[:n])
+		}
+		if rest := p[n:]; len(rest) > 0 && (len(rest) >= utf8.UTFMax || utf8.FullRune(rest)) {
+			t.Fatalf("%q: accepted %q as an unfinished rune", p, rest)
+		}
+	})
 }
 
 func TestMaskBytesMatchesNaive(t *testing.T) {

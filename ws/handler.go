@@ -167,7 +167,10 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 		return nil, ErrEngineClosed
 	}
 	subprotocol := selectSubprotocol(r, o.subprotocols)
-	deflate := o.compression && negotiateDeflate(r)
+	var deflate *deflateParams
+	if o.compression {
+		deflate = negotiateDeflate(r)
+	}
 	extra := w.Header().Clone()
 
 	nc, brw, err := http.NewResponseController(w).Hijack()
@@ -190,9 +193,9 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 	}
 	nc.SetWriteDeadline(time.Time{})
 
-	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate, done: make(chan struct{}), onFinish: onFinish}
+	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate.compress(), done: make(chan struct{}), onFinish: onFinish}
 	c.fr.maxMessage = o.maxMessage
-	c.fr.compression = deflate
+	c.fr.compression = deflate != nil
 	now := time.Now().UnixNano()
 	c.lastRead.Store(now)
 	c.lastPing.Store(now)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -153,42 +154,80 @@ func selectSubprotocol(r *http.Request, server []string) string {
 	return ""
 }
 
-// negotiateDeflate accepts a permessage-deflate offer when it can honour
-// it: this side always uses no context takeover in both directions, so any
-// window size the client asks for its own messages is fine, but a limit on
-// the server's window below 15 bits is not (compress/flate always uses 32
-// KiB).
-func negotiateDeflate(r *http.Request) bool {
+// deflateParams is an accepted permessage-deflate offer.
+type deflateParams struct {
+	// serverMaxWindowBits is the window the client allowed this side
+	// (0: not limited).
+	serverMaxWindowBits int
+}
+
+// compress reports whether this side may send compressed messages:
+// compress/flate always uses a 32 KiB window (15 bits), so under a
+// smaller limit every message goes out uncompressed, which RFC 7692 §6
+// allows message by message.
+func (p *deflateParams) compress() bool {
+	return p != nil && (p.serverMaxWindowBits == 0 || p.serverMaxWindowBits == 15)
+}
+
+// negotiateDeflate accepts the first permessage-deflate offer that is
+// well formed (RFC 7692 §7): known parameters, each at most once, with
+// valid values. This side always uses no context takeover in both
+// directions, so it can honour any window size the client asks for its
+// own messages and, by not compressing, any limit on the server's.
+func negotiateDeflate(r *http.Request) *deflateParams {
 	for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
 		for offer := range strings.SplitSeq(v, ",") {
 			params := strings.Split(offer, ";")
 			if strings.TrimSpace(params[0]) != "permessage-deflate" {
 				continue
 			}
-			ok := true
-			for _, p := range params[1:] {
-				name, val, _ := strings.Cut(strings.TrimSpace(p), "=")
-				val = strings.Trim(strings.TrimSpace(val), `"`)
-				switch strings.TrimSpace(name) {
-				case "server_no_context_takeover", "client_no_context_takeover", "client_max_window_bits":
-				case "server_max_window_bits":
-					if val != "15" {
-						ok = false
-					}
-				default:
-					ok = false
-				}
-			}
-			if ok {
-				return true
+			if p, ok := parseDeflateOffer(params[1:]); ok {
+				return p
 			}
 		}
 	}
-	return false
+	return nil
+}
+
+func parseDeflateOffer(params []string) (*deflateParams, bool) {
+	p := &deflateParams{}
+	seen := map[string]bool{}
+	for _, param := range params {
+		name, val, hasVal := strings.Cut(strings.TrimSpace(param), "=")
+		name = strings.TrimSpace(name)
+		val = strings.Trim(strings.TrimSpace(val), `"`)
+		if seen[name] {
+			return nil, false
+		}
+		seen[name] = true
+		switch name {
+		case "server_no_context_takeover", "client_no_context_takeover":
+			if hasVal {
+				return nil, false
+			}
+		case "client_max_window_bits":
+			if hasVal && !validWindowBits(val) {
+				return nil, false
+			}
+		case "server_max_window_bits":
+			if !hasVal || !validWindowBits(val) {
+				return nil, false
+			}
+			p.serverMaxWindowBits, _ = strconv.Atoi(val)
+		default:
+			return nil, false
+		}
+	}
+	return p, true
+}
+
+func validWindowBits(v string) bool {
+	n, err := strconv.Atoi(v)
+	return err == nil && n >= 8 && n <= 15 && strconv.Itoa(n) == v
 }
 
 // responseHeader builds the 101 response.
-func responseHeader(key, subprotocol string, deflate bool, extra http.Header) []byte {
+func responseHeader(key, subprotocol string, deflate *deflateParams, extra http.Header) []byte {
 	b := make([]byte, 0, 256)
 	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	b = append(b, acceptKey(key)...)
@@ -198,8 +237,14 @@ func responseHeader(key, subprotocol string, deflate bool, extra http.Header) []
 		b = append(b, subprotocol...)
 		b = append(b, "\r\n"...)
 	}
-	if deflate {
-		b = append(b, "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"...)
+	if deflate != nil {
+		b = append(b, "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"...)
+		if deflate.serverMaxWindowBits != 0 {
+			// The limit must be echoed (RFC 7692 §7.1.2.1).
+			b = append(b, "; server_max_window_bits="...)
+			b = strconv.AppendInt(b, int64(deflate.serverMaxWindowBits), 10)
+		}
+		b = append(b, "\r\n"...)
 	}
 	for k, vs := range extra {
 		switch http.CanonicalHeaderKey(k) {

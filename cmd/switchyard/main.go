@@ -45,7 +45,7 @@ const usage = `Usage:
   switchyard healthcheck [--url URL] [--config FILE] [--timeout DURATION]
   switchyard version
   switchyard codegen ts [--config FILE]   (TypeScript declarations of the resources, docs/clients.md)
-  switchyard bench idle|fanout|resources|longpoll|signals [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
+  switchyard bench idle|fanout|resources|longpoll|signals|soak [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
 
 Every command prints its flags with --help (switchyard bench fanout --help, ...).
 
