@@ -303,7 +303,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		MaxReplyBytes:     int(cfg.Limits.MaxOutgoingMessageSize),
 		MaxSearchLength:   cfg.Limits.MaxSearchLength,
 	}))
-	if bh := bindingHandler(cfg, o, engine, hb, resources, verifier, proxy, wsOpts, maxConns, log); bh != nil { // wires.go
+	if bh := bindingHandler(cfg, o, engine, hb, resources, signals, verifier, proxy, wsOpts, maxConns, log); bh != nil { // wires.go
 		s.mux.Handle("GET "+cfg.Binding.Path, bh)
 	}
 	// The df_websockets wire (dfws.go): its socket, and the server API's

@@ -11,6 +11,7 @@ import (
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/binding"
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -51,7 +52,7 @@ func bindingStreams(resources []config.Resource) []binding.Stream {
 
 // bindingHandler is the channels-binding socket of binding.path; nil when
 // the wire is off.
-func bindingHandler(cfg config.Config, o Options, engine *ws.Engine, hb *hub.Hub, resources *resource.Service, verifier *auth.Verifier, proxy *auth.Proxy, wsOpts []ws.Option, maxConns int, log *slog.Logger) http.Handler {
+func bindingHandler(cfg config.Config, o Options, engine *ws.Engine, hb *hub.Hub, resources *resource.Service, signals *signal.Service, verifier *auth.Verifier, proxy *auth.Proxy, wsOpts []ws.Option, maxConns int, log *slog.Logger) http.Handler {
 	if cfg.Binding.Path == "" {
 		return nil
 	}
@@ -72,6 +73,7 @@ func bindingHandler(cfg config.Config, o Options, engine *ws.Engine, hb *hub.Hub
 		Resources:         resources,
 		Streams:           streams,
 		Events:            events,
+		Signals:           signals,
 		Verifier:          verifier,
 		Proxy:             proxy,
 		Anonymous:         cfg.Binding.Anonymous,

@@ -3,6 +3,7 @@ package binding
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/switchyardhq/switchyard/auth"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -41,6 +43,14 @@ type Config struct {
 	// from the event without its #uid ("simple_reflexion.ping"); nil:
 	// none, such events are answered "No binding found for <event>".
 	Events func(event string) (Custom, bool)
+	// Signals, when set, makes each connection a window of the signal
+	// service: a custom event that Events does not handle goes to the
+	// signal of the same name ("app.User.hello"), with the frame's data as
+	// its kwargs, and the signal's access rules; a sync handler's result
+	// is reflected (when truthy), a queued one's handler may trigger back.
+	// Signals pushed to the window arrive as {"event": <signal>, "data":
+	// <kwargs>}.
+	Signals *signal.Service
 	// Verifier identifies connections from their token; Proxy asks the
 	// application about those without a valid one. Both may be nil.
 	Verifier *auth.Verifier
@@ -164,7 +174,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.WriteError(w, http.StatusForbidden, string(switchyard.CodeForbidden), "anonymous connections are not allowed (binding.anonymous)")
 		return
 	}
-	ws.Upgrade(w, r, h.cfg.Engine, socket{h: h, id: id, p: p, grant: grant}, h.cfg.Options...)
+	ws.Upgrade(w, r, h.cfg.Engine, socket{h: h, id: id, p: p, grant: grant, remoteAddr: r.RemoteAddr, userAgent: r.UserAgent()}, h.cfg.Options...)
 }
 
 // socket adapts the handler to ws.Handler for one connection.
@@ -173,6 +183,8 @@ type socket struct {
 	id    string
 	p     auth.Principal
 	grant *auth.Grant
+
+	remoteAddr, userAgent string
 }
 
 func (s socket) OnOpen(c *ws.Conn) {
@@ -198,6 +210,26 @@ func (s socket) OnOpen(c *ws.Conn) {
 			s.h.log.Warn("binding: joining a group failed", "conn", hs.ID(), "group", g, "err", err)
 		}
 	}
+	if sig := s.h.cfg.Signals; sig != nil {
+		err := sig.Attach(ctx, signal.Window{
+			ID: hs.ID(), User: s.p.User, Info: s.p.Info, Transport: "binding",
+			RemoteAddr: s.remoteAddr, UserAgent: s.userAgent,
+			Claims: s.p.Claims, Topics: s.p.Topics,
+			Sender: hs, Encoder: signalEncoder{},
+		})
+		if err != nil {
+			s.h.log.Error("binding: window not attached to signals", "conn", hs.ID(), "err", err)
+		}
+	}
+}
+
+// signalEncoder is the channels-binding wire of pushed signals:
+// {"event": <signal>, "data": <kwargs>}, as binding_send pushes.
+type signalEncoder struct{}
+
+func (signalEncoder) EncodeSignal(p signal.Push) []byte {
+	b, _ := json.Marshal(frameOut{Event: p.Signal, Data: p.Kwargs})
+	return b
 }
 
 func (s socket) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
@@ -208,6 +240,9 @@ func (s socket) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
 func (s socket) OnClose(c *ws.Conn, err error) {
 	if sess, ok := c.Value().(*session); ok {
 		sess.stopKeep()
+		if s.h.cfg.Signals != nil {
+			s.h.cfg.Signals.Detach(sess.hs.ID())
+		}
 		s.h.cfg.Hub.Disconnect(sess.hs)
 	}
 }

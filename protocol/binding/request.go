@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/signal"
 )
 
 // Request is one event a client sent, as handlers see it.
@@ -190,6 +191,12 @@ func (h *Handler) handle(sess *session, data []byte) {
 			return
 		}
 	}
+	if sig := h.cfg.Signals; sig != nil {
+		if _, ok := sig.Signals()[req.PureEvent]; ok {
+			h.signal(ctx, sess, sig, req)
+			return
+		}
+	}
 	h.replyError(sess, req.Event, "No binding found for "+req.Event)
 }
 
@@ -210,6 +217,26 @@ func (h *Handler) custom(ctx context.Context, sess *session, c Custom, req *Requ
 	}
 	if truthy(out) {
 		h.reply(sess, req.Event, out)
+	}
+}
+
+// signal runs a custom event through the signal of its name: the
+// signal's access rules and argument schema apply; a sync handler's
+// truthy result is reflected, a queued call answers nothing (its handler
+// may trigger back to the window).
+func (h *Handler) signal(ctx context.Context, sess *session, sig *signal.Service, req *Request) {
+	res, err := sig.Call(ctx, sess.hs.ID(), req.PureEvent, req.Data)
+	switch {
+	case err == nil:
+	case switchyard.ErrorCode(err) == switchyard.CodeForbidden:
+		h.replyError(sess, req.Event, "No permision for "+req.Event) // sic, as custom events answer
+		return
+	default:
+		h.fail(sess, req, err)
+		return
+	}
+	if res.Sync && truthy(res.Result) {
+		h.reply(sess, req.Event, res.Result)
 	}
 }
 

@@ -1,0 +1,68 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/signal"
+)
+
+// Custom events (<stream>.<name>) with no Go handler go to the signal of
+// the same name: its access rules and argument schema apply, a sync
+// handler's truthy result is reflected as {event, data}, a queued one's
+// handler triggers back to the window as {event: signal, data: kwargs};
+// an event with neither is "No binding found".
+func TestBindingCustomEventsAreSignals(t *testing.T) {
+	register := func(s *signal.Service) error {
+		hello := func(ctx context.Context, c *signal.Call) (any, error) {
+			var a struct{ Name string }
+			json.Unmarshal(c.Kwargs, &a)
+			return map[string]string{"hi": a.Name}, nil
+		}
+		if err := s.Register("app.User.hello", hello, signal.Options{Allowed: "anyone", Sync: true,
+			Args: []config.SignalArg{{Name: "name", Type: "string", Required: true}}}); err != nil {
+			return err
+		}
+		if err := s.Register("app.User.nothing", func(ctx context.Context, c *signal.Call) (any, error) { return nil, nil },
+			signal.Options{Allowed: "anyone", Sync: true, ExtraArgs: "accept"}); err != nil {
+			return err
+		}
+		if err := s.Register("app.User.staff", hello, signal.Options{Allowed: "authenticated", Sync: true, ExtraArgs: "accept"}); err != nil {
+			return err
+		}
+		return s.Register("app.User.ping", func(ctx context.Context, c *signal.Call) (any, error) {
+			_, err := c.Trigger(ctx, signal.Trigger{Signal: "app.User.pong", Kwargs: json.RawMessage(`{"n":1}`), To: signal.Target{Windows: []string{c.Window.ClientID}}})
+			return nil, err
+		}, signal.Options{Allowed: "anyone", ExtraArgs: "accept"})
+	}
+	_, base := startWith(t, bindingConfig, Options{Signals: register})
+	anon := newBinding(t, base, "")
+	anon.send("app.User.hello#u1", map[string]any{"name": "Ann"})
+	jsonEq(t, anon.next(), `{"event": "app.User.hello#u1", "data": {"hi": "Ann"}}`)
+	anon.send("app.User.nothing", map[string]any{})
+	anon.quiet() // a falsy result is not reflected
+	anon.send("app.User.staff#2", map[string]any{})
+	jsonEq(t, anon.next(), `{"event": "app.User.staff#2", "error": "No permision for app.User.staff#2"}`)
+	anon.send("app.User.hello#3", map[string]any{})
+	if m, _ := anon.next().(map[string]any); m["event"] != "app.User.hello#3" || m["error"] == nil {
+		t.Fatalf("a missing argument: %v", m)
+	}
+	anon.send("app.User.ping", map[string]any{})
+	jsonEq(t, anon.next(), `{"event": "app.User.pong", "data": {"n": 1}}`)
+	anon.send("app.User.unknown", map[string]any{})
+	jsonEq(t, anon.next(), `{"event": "app.User.unknown", "error": "No binding found for app.User.unknown"}`)
+
+	alice := newBinding(t, base, "?token="+token(t, "alice", time.Hour, nil))
+	alice.send("app.User.staff", map[string]any{"name": "Al"})
+	jsonEq(t, alice.next(), `{"event": "app.User.staff", "data": {"hi": "Al"}}`)
+	// A trigger to a user reaches their binding sockets too.
+	code, res := callAPI(t, base, testAPIKey, "trigger", map[string]any{"signal": "app.notify", "to": map[string]any{"users": []string{"alice"}}, "kwargs": map[string]any{"x": 2}})
+	if code != 200 || res["delivered"] != 1.0 {
+		t.Fatalf("trigger: %d %v", code, res)
+	}
+	jsonEq(t, alice.next(), `{"event": "app.notify", "data": {"x": 2}}`)
+	anon.quiet()
+}
