@@ -10,14 +10,14 @@ import (
 )
 
 // bindingSend is POST /api/server/binding_send {event, data, stream?,
-// uid?, group | user | all}: channels-binding's utils.send, a frame
+// uid?, group | user | conn | all}: channels-binding's utils.send, a frame
 // {"event": "<stream>.<event>#<uid>", "data": …} to a group, a user's
 // connections or every connection of the channels-binding wire.
 func (s *Server) bindingSend(r *http.Request, d *decoder) (any, error) {
 	if !s.cfg.Binding {
 		return nil, switchyard.Errorf(switchyard.CodeNotFound, "the channels-binding wire is off (binding.path)")
 	}
-	if err := d.only("event", "data", "stream", "uid", "group", "user", "all"); err != nil {
+	if err := d.only("event", "data", "stream", "uid", "group", "user", "conn", "all"); err != nil {
 		return nil, err
 	}
 	var m binding.Message
@@ -29,7 +29,7 @@ func (s *Server) bindingSend(r *http.Request, d *decoder) (any, error) {
 		return nil, err
 	}
 	m.Data = data
-	for name, v := range map[string]*string{"stream": &m.Stream, "uid": &m.UID, "group": &m.Group} {
+	for name, v := range map[string]*string{"stream": &m.Stream, "uid": &m.UID, "group": &m.Group, "conn": &m.Conn} {
 		if err := d.field(name, v, false); err != nil {
 			return nil, err
 		}

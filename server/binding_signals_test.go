@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/protocol/binding"
 	"github.com/switchyardhq/switchyard/signal"
 )
 
@@ -65,4 +66,56 @@ func TestBindingCustomEventsAreSignals(t *testing.T) {
 	}
 	jsonEq(t, alice.next(), `{"event": "app.notify", "data": {"x": 2}}`)
 	anon.quiet()
+}
+
+// Login and logout helpers push the session cookie's key, as
+// channels-binding's request.login() / logout() do (spec A, item 18).
+func TestBindingSessionPush(t *testing.T) {
+	events := map[string]binding.Custom{
+		"app.User.login": {Handle: func(ctx context.Context, r *binding.Request) (json.RawMessage, error) {
+			r.Login("s3ss10nk3y")
+			return nil, nil
+		}},
+		"app.User.logout": {Handle: func(ctx context.Context, r *binding.Request) (json.RawMessage, error) {
+			r.Logout()
+			return nil, nil
+		}},
+	}
+	_, base := startWith(t, bindingConfig, Options{BindingEvents: events})
+	b := newBinding(t, base, "")
+	b.send("app.User.login", map[string]any{"username": "ann", "password": "x"})
+	jsonEq(t, b.next(), `{"event": "sessionid", "data": "s3ss10nk3y"}`)
+	b.send("app.User.logout", map[string]any{})
+	jsonEq(t, b.next(), `{"event": "sessionid", "data": null}`)
+	b.quiet()
+}
+
+// binding_send reaches one connection by its client id (the id the
+// connect proxy and webhooks carry): a login view pushes the session key
+// to the socket that logged in, and to no other.
+func TestBindingSendToOneConnection(t *testing.T) {
+	app := newCookieApp(t)
+	app.set("s-alice", `{"user": 42}`)
+	app.set("s-bob", `{"user": 43}`)
+	_, base := startWith(t, proxyConfig(app), Options{})
+	a, status, body := dialBinding(t, base, "", cookie("s-alice"))
+	if a == nil {
+		t.Fatalf("dial: %d %s", status, body)
+	}
+	call, _, _ := app.lastCall()
+	cid, _ := call["client_id"].(string)
+	bob, status, body := dialBinding(t, base, "", cookie("s-bob"))
+	if bob == nil || cid == "" {
+		t.Fatalf("dial: %d %s (client id %q)", status, body, cid)
+	}
+	code, res := callAPI(t, base, testAPIKey, "binding_send", map[string]any{"event": "sessionid", "data": "k3y", "conn": cid})
+	if code != 200 {
+		t.Fatalf("binding_send: %d %v", code, res)
+	}
+	jsonEq(t, a.next(), `{"event": "sessionid", "data": "k3y"}`)
+	bob.quiet()
+	a.quiet()
+	if code, _ := callAPI(t, base, testAPIKey, "binding_send", map[string]any{"event": "x", "data": 1, "conn": cid, "all": true}); code != 400 {
+		t.Fatalf("two targets: %d", code)
+	}
 }

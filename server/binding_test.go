@@ -741,8 +741,8 @@ func TestBindingSend(t *testing.T) {
 	}{
 		{`{"data": 1, "all": true}`, 400, `field \"event\" is required`},
 		{`{"event": "x", "all": true}`, 400, `field \"data\" is required`},
-		{`{"event": "x", "data": 1}`, 400, "exactly one of group, user and all"},
-		{`{"event": "x", "data": 1, "all": true, "user": "bob"}`, 400, "exactly one of group, user and all"},
+		{`{"event": "x", "data": 1}`, 400, "exactly one of group, user, conn and all"},
+		{`{"event": "x", "data": 1, "all": true, "user": "bob"}`, 400, "exactly one of group, user, conn and all"},
 		{`{"event": "x", "data": 1, "all": true, "to": "bob"}`, 400, `unknown field \"to\"`},
 		{`{"event": "x", "data": 1, "user": {"pk": 1}}`, 400, "must be a string or an integer"},
 		{`not json`, 400, "JSON object"},

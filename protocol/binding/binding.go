@@ -200,7 +200,7 @@ func (s socket) OnOpen(c *ws.Conn) {
 	defer cancel()
 	// channels-binding joins every connection to __all__ and a user's to
 	// user.<pk>; the token's (or the application's) channels are groups.
-	groups := []string{AllGroup}
+	groups := []string{AllGroup, ConnGroup(hs.ID())}
 	if s.p.User != "" {
 		groups = append(groups, UserGroup(s.p.User))
 	}

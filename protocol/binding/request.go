@@ -45,6 +45,26 @@ func (r *Request) Reflect(event string, data json.RawMessage) {
 	r.h.reply(r.sess, event, data)
 }
 
+// SessionEvent is the event that tells a channels-binding client its
+// session cookie (the JS client sets the sessionid cookie from it).
+const SessionEvent = "sessionid"
+
+// Login tells the requesting connection its new session key, as
+// channels-binding's request.login() does after logging the user in:
+// {"event": "sessionid", "data": key}. Logging in is the application's
+// (Django's) work; a webhook handler can push the same frame with the
+// server API's binding_send.
+func (r *Request) Login(sessionKey string) {
+	b, _ := json.Marshal(sessionKey)
+	r.h.reply(r.sess, SessionEvent, json.RawMessage(b))
+}
+
+// Logout tells the requesting connection its session ended
+// (request.logout()): {"event": "sessionid", "data": null}.
+func (r *Request) Logout() {
+	r.h.reply(r.sess, SessionEvent, json.RawMessage("null"))
+}
+
 // Dispatch sends {"event", "data"} to a stream's group (request.dispatch);
 // event "" is the request's.
 func (r *Request) Dispatch(ctx context.Context, stream, event string, data json.RawMessage) error {

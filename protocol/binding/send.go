@@ -20,6 +20,10 @@ const AllGroup = "__all__"
 // UserGroup is the group of a user's connections: "user.<pk>".
 func UserGroup(user string) string { return "user." + user }
 
+// ConnGroup is the group of one connection, by its client id (the id the
+// connect proxy and signal webhooks name it by): "conn.<client_id>".
+func ConnGroup(clientID string) string { return "conn." + clientID }
+
 // GroupChannel is the hub channel of a group (a stream's group is named
 // after the stream). Group names are escaped, so any user id makes a
 // valid channel.
@@ -35,6 +39,7 @@ type Message struct {
 	UID    string
 	Group  string
 	User   string
+	Conn   string // a connection's client id
 	All    bool
 }
 
@@ -57,12 +62,16 @@ func Send(ctx context.Context, hb *hub.Hub, m Message) (string, error) {
 		targets++
 		group = UserGroup(m.User)
 	}
+	if m.Conn != "" {
+		targets++
+		group = ConnGroup(m.Conn)
+	}
 	if m.All {
 		targets++
 		group = AllGroup
 	}
 	if targets != 1 {
-		return "", switchyard.Errorf(switchyard.CodeBadRequest, "exactly one of group, user and all is required (got %d)", targets)
+		return "", switchyard.Errorf(switchyard.CodeBadRequest, "exactly one of group, user, conn and all is required (got %d)", targets)
 	}
 	if len(group) > maxGroup {
 		return "", switchyard.Errorf(switchyard.CodeBadRequest, "group over %d bytes", maxGroup)
