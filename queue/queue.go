@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -19,18 +22,35 @@ import (
 
 // Backends (Config.Driver).
 const (
-	// DriverSQLite keeps jobs in a SQLite file (Config.Path).
+	// DriverSQLite keeps jobs in a SQLite file (Config.Path), for one
+	// process.
 	DriverSQLite = "sqlite"
+	// DriverPostgres keeps jobs in PostgreSQL (Config.Pool), shared by
+	// every process working the same database and schema.
+	DriverPostgres = "postgres"
 )
 
 // Config configures a Queue.
 type Config struct {
-	// Driver selects the backend: DriverSQLite (the default). PostgreSQL
-	// (River's riverpgxv5 driver) comes with the PostgreSQL store.
+	// Driver selects the backend: DriverSQLite (the default) or
+	// DriverPostgres.
 	Driver string
 	// Path is the SQLite file (created if missing); required for
 	// DriverSQLite.
 	Path string
+	// Pool is the PostgreSQL pool (the store's), required for
+	// DriverPostgres: River's tables are created in its current schema
+	// (the URL's search_path). The Queue borrows it: closing the Queue
+	// leaves it open. River keeps one connection of its own out of the
+	// pool for notifications, and the Queue another for its liveness
+	// lock (see RescueInterval).
+	Pool *pgxpool.Pool
+	// RescueInterval is how often, on DriverPostgres, the Queue looks for
+	// jobs left running by a process that died (its database session
+	// ended) and puts them back (default 5 s). Jobs of a process that is
+	// alive but stuck are put back by River after the longest queue
+	// Timeout plus a minute.
+	RescueInterval time.Duration
 	// Queues are the queues; each needs a name and valid settings
 	// (config.DefaultQueueConfig gives the defaults). At least one.
 	Queues []config.Queue
@@ -57,6 +77,9 @@ var (
 	ErrUnknownKind = errors.New("queue: no handler for this job kind")
 	// ErrState: the job is not in a state the operation applies to.
 	ErrState = errors.New("queue: job is not in a state that allows this")
+	// ErrNoTx: EnqueueTx was given something that is not a transaction of
+	// the queue's database (a pgx.Tx on DriverPostgres).
+	ErrNoTx = errors.New("queue: not a transaction of the queue's database")
 )
 
 // Job is one attempt of a job, as its handler sees it.
@@ -195,6 +218,9 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.RescueInterval <= 0 {
+		cfg.RescueInterval = 5 * time.Second
+	}
 	if len(cfg.Queues) == 0 {
 		return nil, errors.New("queue: at least one queue is required")
 	}
@@ -250,8 +276,14 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 			return nil, err
 		}
 		q.b = b
+	case DriverPostgres:
+		b, err := openPostgres(ctx, cfg.Pool, rcfg, cfg.RescueInterval, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		q.b = b
 	default:
-		return nil, fmt.Errorf("queue: driver %q is not available (sqlite is)", cfg.Driver)
+		return nil, fmt.Errorf("queue: driver %q is not available (%s and %s are)", cfg.Driver, DriverSQLite, DriverPostgres)
 	}
 	return q, nil
 }
@@ -318,28 +350,37 @@ func (q *Queue) Config(name string) (config.Queue, bool) {
 	return qc, ok
 }
 
-// Enqueue commits a job and returns its id; it runs as soon as a worker
-// of its queue is free (or at RunAt).
-func (q *Queue) Enqueue(ctx context.Context, p Params) (int64, error) {
+// insertParams checks a job and returns what River inserts.
+func (q *Queue) insertParams(p Params) (river.InsertManyParams, error) {
 	qc, ok := q.queues[p.Queue]
 	if !ok {
-		return 0, fmt.Errorf("%w: %q", ErrUnknownQueue, p.Queue)
+		return river.InsertManyParams{}, fmt.Errorf("%w: %q", ErrUnknownQueue, p.Queue)
 	}
 	q.mu.RLock()
 	_, known := q.handlers[p.Kind]
 	q.mu.RUnlock()
 	if !known {
-		return 0, fmt.Errorf("%w: %q", ErrUnknownKind, p.Kind)
+		return river.InsertManyParams{}, fmt.Errorf("%w: %q", ErrUnknownKind, p.Kind)
 	}
 	payload := p.Payload
 	if len(payload) == 0 {
 		payload = json.RawMessage("null")
 	}
-	req := &insertReq{p: river.InsertManyParams{Args: jobArgs{K: p.Kind, P: payload}, InsertOpts: &river.InsertOpts{
+	return river.InsertManyParams{Args: jobArgs{K: p.Kind, P: payload}, InsertOpts: &river.InsertOpts{
 		Queue:       p.Queue,
 		MaxAttempts: qc.MaxAttempts,
 		ScheduledAt: p.RunAt,
-	}}, done: make(chan bool, 1)}
+	}}, nil
+}
+
+// Enqueue commits a job and returns its id; it runs as soon as a worker
+// of its queue is free (or at RunAt).
+func (q *Queue) Enqueue(ctx context.Context, p Params) (int64, error) {
+	ip, err := q.insertParams(p)
+	if err != nil {
+		return 0, err
+	}
+	req := &insertReq{p: ip, done: make(chan bool, 1)}
 	q.imu.Lock()
 	q.pending = append(q.pending, req)
 	lead := !q.inserting
@@ -356,6 +397,36 @@ func (q *Queue) Enqueue(ctx context.Context, p Params) (int64, error) {
 	}
 	return req.id, nil
 }
+
+// EnqueueTx inserts a job in tx, an open transaction of the queue's
+// database, and returns its id: the job exists if and only if tx commits,
+// and no worker sees it before. On DriverPostgres tx is a pgx.Tx on the
+// same database and schema (the transaction a resource's InTx hook is
+// given, or one of the application's own); anything else, and every
+// transaction on DriverSQLite (jobs live in a file of their own there),
+// is ErrNoTx.
+func (q *Queue) EnqueueTx(ctx context.Context, tx any, p Params) (int64, error) {
+	pb, ok := q.b.(*pgBackend)
+	ptx, isTx := tx.(pgx.Tx)
+	if !ok || !isTx || ptx == nil {
+		return 0, fmt.Errorf("%w: %T on the %s driver", ErrNoTx, tx, q.cfg.Driver)
+	}
+	ip, err := q.insertParams(p)
+	if err != nil {
+		return 0, err
+	}
+	res, err := pb.insertTx(ctx, ptx, []river.InsertManyParams{ip})
+	if err != nil {
+		return 0, fmt.Errorf("queue: enqueue: %w", err)
+	}
+	if len(res) != 1 || res[0].Job == nil {
+		return 0, errors.New("queue: enqueue: no job returned")
+	}
+	return res[0].Job.ID, nil
+}
+
+// Driver returns the backend's driver (DriverSQLite or DriverPostgres).
+func (q *Queue) Driver() string { return q.cfg.Driver }
 
 // insertBatch inserts every pending job in one transaction (SQLite
 // commits are the cost: under concurrent enqueues this multiplies
@@ -529,7 +600,7 @@ func info(r *rivertype.JobRow) Info {
 	_ = json.Unmarshal(r.EncodedArgs, &args) // rows of other kinds show an empty kind
 	in := Info{
 		ID: r.ID, Queue: r.Queue, Kind: args.K, State: string(r.State), Attempt: r.Attempt, MaxAttempts: r.MaxAttempts,
-		Payload: args.P, CreatedAt: r.CreatedAt, ScheduledAt: r.ScheduledAt, FinalizedAt: r.FinalizedAt,
+		Payload: compact(args.P), CreatedAt: r.CreatedAt, ScheduledAt: r.ScheduledAt, FinalizedAt: r.FinalizedAt,
 	}
 	for _, e := range r.Errors {
 		in.Errors = append(in.Errors, AttemptError{At: e.At, Attempt: e.Attempt, Error: e.Error})
@@ -552,6 +623,16 @@ func backoff(qc config.Queue, attempt int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
+// compact removes the spacing PostgreSQL's jsonb adds to a payload (it
+// keeps the value; jsonb also orders an object's keys its own way).
+func compact(raw json.RawMessage) json.RawMessage {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil || b.Len() == len(raw) {
+		return raw
+	}
+	return b.Bytes()
+}
+
 // jobArgs is River's view of every Switchyard job.
 type jobArgs struct {
 	K string          `json:"kind"`
@@ -572,13 +653,19 @@ func (w *worker) Work(ctx context.Context, j *river.Job[jobArgs]) error {
 	fn := w.q.handlers[j.Args.K]
 	w.q.mu.RUnlock()
 	if fn == nil {
+		err := fmt.Errorf("no handler for job kind %q", j.Args.K)
+		if w.q.cfg.Driver == DriverPostgres {
+			// Another process of the cluster may have it (a rolling
+			// upgrade): an ordinary failure, retried with backoff.
+			return err
+		}
 		// A job enqueued by a build that had this kind: retrying cannot
 		// help until a build with the handler runs; cancel it (visible).
-		return river.JobCancel(fmt.Errorf("no handler for job kind %q", j.Args.K))
+		return river.JobCancel(err)
 	}
 	return fn(ctx, Job{
 		ID: j.ID, Queue: j.Queue, Kind: j.Args.K, Attempt: j.Attempt, MaxAttempts: j.MaxAttempts,
-		Payload: j.Args.P, CreatedAt: j.CreatedAt,
+		Payload: compact(j.Args.P), CreatedAt: j.CreatedAt,
 	})
 }
 
