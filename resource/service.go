@@ -47,6 +47,18 @@ type Hooks struct {
 	// resource too, with the ctx it is given: that write returns at once,
 	// and its event follows this one.
 	AfterWrite func(ctx context.Context, ev Event)
+	// InTx runs inside the write's transaction, after the write and
+	// before its commit, with the transaction (a pgx.Tx on PostgreSQL)
+	// and the write's event (the record with its primary key): what it
+	// does in tx commits with the write or not at all, so
+	// queue.Queue.EnqueueTx(ctx, tx, …) enqueues a job that exists if and
+	// only if the write committed. An error rolls the write back and is
+	// the write's error, as Validate's. It needs a store that writes in
+	// explicit transactions (store.TxWriter: PostgreSQL); NewService
+	// refuses it on another. Every other write of the store waits while
+	// it runs: keep it short, and do not write resources from it (such a
+	// write fails; use tx).
+	InTx func(ctx context.Context, tx store.Tx, ev Event) error
 }
 
 // ServiceConfig configures a Service.
@@ -102,12 +114,22 @@ type queued struct {
 // inHook marks the context hooks and OnChange are given.
 type inHook struct{}
 
+// inTxHook marks the context InTx hooks are given.
+type inTxHook struct{}
+
+// errWriteInTx refuses a resource write made from an InTx hook: it would
+// wait for the hook's own transaction forever.
+var errWriteInTx = errors.New("resource: a write from an InTx hook would wait for its own transaction forever: use the hook's transaction")
+
 // commit runs one store write of a resource and emits its event in commit
 // order.
-func (s *Service) commit(ctx context.Context, sc *Schema, before store.Row, write func() (store.Row, store.Change, error)) (store.Row, error) {
+func (s *Service) commit(ctx context.Context, sc *Schema, before store.Row, write func(ctx context.Context) (store.Row, store.Change, error)) (store.Row, error) {
+	if ctx.Value(inTxHook{}) != nil {
+		return nil, errWriteInTx
+	}
 	e := s.emitters[sc.Name()]
 	e.mu.Lock()
-	row, ch, err := write()
+	row, ch, err := s.write(ctx, sc, before, write)
 	if err != nil {
 		e.mu.Unlock()
 		return nil, err
@@ -130,6 +152,30 @@ func (s *Service) commit(ctx context.Context, sc *Schema, before store.Row, writ
 	}
 	s.takeTurn(sc, e)
 	return row, nil
+}
+
+// write runs a store write, with the resource's InTx hook inside its
+// transaction when it has one.
+func (s *Service) write(ctx context.Context, sc *Schema, before store.Row, write func(ctx context.Context) (store.Row, store.Change, error)) (store.Row, store.Change, error) {
+	h := s.hooks[sc.Name()]
+	if h.InTx == nil {
+		return write(ctx)
+	}
+	var (
+		row store.Row
+		ch  store.Change
+	)
+	err := s.st.(store.TxWriter).WriteTx(ctx, func(ctx context.Context) error {
+		var err error
+		row, ch, err = write(ctx)
+		return err
+	}, func(ctx context.Context, tx store.Tx) error {
+		return h.InTx(context.WithValue(ctx, inTxHook{}, true), tx, s.event(sc, ch, before))
+	})
+	if err != nil {
+		return nil, store.Change{}, err
+	}
+	return row, ch, nil
 }
 
 // takeTurn runs with the turn held and the caller's change at the head
@@ -173,13 +219,16 @@ func (s *Service) emitRecovering(sc *Schema, q *queued) (panicked any) {
 // NewService builds the schemas and migrates the store to them.
 func NewService(ctx context.Context, cfg ServiceConfig) (*Service, error) {
 	s := &Service{st: cfg.Store, schemas: map[string]*Schema{}, hooks: cfg.Hooks, onChange: cfg.OnChange, emitters: map[string]*emitter{}}
-	for name := range cfg.Hooks {
+	for name, h := range cfg.Hooks {
 		found := false
 		for _, r := range cfg.Resources {
 			found = found || r.Name == name
 		}
 		if !found {
 			return nil, fmt.Errorf("resource: hooks for %q, which is not declared", name)
+		}
+		if _, ok := cfg.Store.(store.TxWriter); h.InTx != nil && !ok {
+			return nil, fmt.Errorf("resource: %s: an InTx hook needs a store that writes in explicit transactions (PostgreSQL: store.driver postgres)", name)
 		}
 	}
 	var tables []store.Table
@@ -275,11 +324,8 @@ func (s *Service) before(ctx context.Context, w *Write) error {
 	return nil
 }
 
-func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change, before store.Row) {
-	h := s.hooks[sc.Name()]
-	if s.onChange == nil && h.AfterWrite == nil {
-		return
-	}
+// event is the event of a change.
+func (s *Service) event(sc *Schema, ch store.Change, before store.Row) Event {
 	ev := Event{Resource: sc.Name(), PK: ch.ID, Op: ch.Op, Seq: ch.Seq, Prev: ch.Prev, Row: ch.Row, BeforeRow: before}
 	if ch.Row != nil {
 		ev.Data = sc.Encode(ch.Row)
@@ -287,6 +333,15 @@ func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change, before 
 	if before != nil {
 		ev.Before = sc.Encode(before)
 	}
+	return ev
+}
+
+func (s *Service) emit(ctx context.Context, sc *Schema, ch store.Change, before store.Row) {
+	h := s.hooks[sc.Name()]
+	if s.onChange == nil && h.AfterWrite == nil {
+		return
+	}
+	ev := s.event(sc, ch, before)
 	if h.AfterWrite != nil {
 		h.AfterWrite(ctx, ev)
 	}
@@ -312,7 +367,7 @@ func (s *Service) Create(ctx context.Context, name string, who Actor, body json.
 	if err := s.before(ctx, &w); err != nil {
 		return nil, err
 	}
-	stored, err := s.commit(ctx, sc, nil, func() (store.Row, store.Change, error) {
+	stored, err := s.commit(ctx, sc, nil, func(ctx context.Context) (store.Row, store.Change, error) {
 		return s.st.Insert(ctx, name, w.Row)
 	})
 	if err != nil {
@@ -378,7 +433,7 @@ func (s *Service) Write(ctx context.Context, name string, who Actor, pk int64, b
 	if err := s.before(ctx, &w); err != nil {
 		return nil, err
 	}
-	stored, err := s.commit(ctx, sc, current, func() (store.Row, store.Change, error) {
+	stored, err := s.commit(ctx, sc, current, func(ctx context.Context) (store.Row, store.Change, error) {
 		return s.st.Update(ctx, name, pk, w.Row)
 	})
 	if err != nil {
@@ -410,7 +465,7 @@ func (s *Service) Delete(ctx context.Context, name string, who Actor, pk int64) 
 	if err := s.before(ctx, &w); err != nil {
 		return err
 	}
-	_, err = s.commit(ctx, sc, current, func() (store.Row, store.Change, error) {
+	_, err = s.commit(ctx, sc, current, func(ctx context.Context) (store.Row, store.Change, error) {
 		ch, err := s.st.Delete(ctx, name, pk)
 		return nil, ch, err
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/switchyardhq/switchyard/broker/memory"
 	redisbroker "github.com/switchyardhq/switchyard/broker/redis"
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/queue"
 	"github.com/switchyardhq/switchyard/store"
 	"github.com/switchyardhq/switchyard/store/postgres"
 	"github.com/switchyardhq/switchyard/store/sqlite"
@@ -55,6 +56,25 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 		return db, nil
 	}
 	return nil, fmt.Errorf("server: store driver %q is not available in this build (%v are)", cfg.Store.Driver, Drivers.Store)
+}
+
+// openQueue opens the durable job queues where the store keeps its data:
+// in the PostgreSQL database of the store (its pool, its schema), shared
+// by every process, or in <data_dir>/queue.db beside the SQLite store
+// (docs/ARCHITECTURE.md says why not in the store's file). Workers start
+// with Run.
+func openQueue(ctx context.Context, cfg config.Config, db store.Store, log *slog.Logger) (*queue.Queue, error) {
+	qc := queue.Config{Queues: cfg.Queues, Logger: log}
+	if pg, ok := db.(*postgres.DB); ok {
+		qc.Driver, qc.Pool = queue.DriverPostgres, pg.Pool()
+	} else {
+		qc.Driver, qc.Path = queue.DriverSQLite, filepath.Join(cfg.DataDir, "queue.db")
+	}
+	q, err := queue.Open(ctx, qc)
+	if err != nil {
+		return nil, fmt.Errorf("server: queues: %w", err)
+	}
+	return q, nil
 }
 
 // brokerDriver is what the hub needs from a broker implementation.

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,17 +220,16 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	// Signals and their durable queues (docs/signals.md): jobs live in
-	// <data_dir>/queue.db, beside the store (docs/ARCHITECTURE.md says
-	// why not in it). Workers start with Run.
-	jobs, err := queue.Open(context.Background(), queue.Config{Path: filepath.Join(cfg.DataDir, "queue.db"), Queues: cfg.Queues, Logger: log})
+	// Signals and their durable queues (docs/signals.md), where the store
+	// is (drivers.go). Workers start with Run.
+	jobs, err := openQueue(context.Background(), cfg, db, log)
 	if err != nil {
 		hb.Close()
 		engine.Close()
 		node.Stop(context.Background())
 		b.Close(context.Background())
 		db.Close()
-		return nil, fmt.Errorf("server: queues: %w", err)
+		return nil, err
 	}
 	signals, err := signal.New(signal.Config{Queue: jobs, Signals: cfg.Signals, Logger: log})
 	if err == nil && o.Signals != nil {

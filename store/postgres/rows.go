@@ -262,7 +262,7 @@ func (db *DB) write(ctx context.Context, t *store.Table, op store.Op, id int64, 
 		rowRaw []byte
 		prev   *int64
 	)
-	err := db.pool.QueryRow(ctx, q, append([]any{t.Name, string(op)}, args...)...).Scan(&seq, &rowID, &at, &rowRaw, &prev)
+	err := db.querier(ctx).QueryRow(ctx, q, append([]any{t.Name, string(op)}, args...)...).Scan(&seq, &rowID, &at, &rowRaw, &prev)
 	if errors.Is(err, pgx.ErrNoRows) {
 		db.ok()
 		return nil, store.Change{}, fmt.Errorf("%s %d: %w", t.Name, id, store.ErrNotFound)

@@ -1,0 +1,28 @@
+package store
+
+import "context"
+
+// Tx is the open transaction of a write, as a TxWriter hands it to the
+// code that runs inside the write. Its dynamic type is the driver's own
+// (a pgx.Tx for store/postgres), so code that knows the driver can use it
+// directly: its own statements, or a job queue's insert in the same
+// transaction (queue.Queue.EnqueueTx).
+type Tx any
+
+// TxWriter is an optional capability of a Store, checked by type
+// assertion: one write and the caller's own statements in one
+// transaction, committed together or not at all.
+type TxWriter interface {
+	// WriteTx begins a transaction, calls write with a context whose store
+	// writes run in that transaction, then inTx with the transaction; it
+	// commits when both return nil and returns once the commit is as
+	// durable as any write's. Otherwise it rolls back and returns the
+	// first error. write must make exactly one Insert, Update or Delete of
+	// this store with the context it is given (WriteTx fails otherwise).
+	//
+	// The store's writes keep the change log in commit order, so every
+	// other write of the store waits while inTx runs: keep it short, and
+	// never make another write of the store from it (that write would wait
+	// for this one forever).
+	WriteTx(ctx context.Context, write func(ctx context.Context) error, inTx func(ctx context.Context, tx Tx) error) error
+}
