@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,7 @@ type Node struct {
 	mu       sync.Mutex
 	handlers map[string]Handler
 	pending  map[string]chan reply
+	topics   sync.Map // channel → func([]byte) (topic.go)
 
 	work chan request
 	stop chan struct{}
@@ -384,6 +386,10 @@ func (s split) HandlePublication(ch string, pub switchyard.Publication, sp switc
 			}
 		}
 	default:
+		if strings.HasPrefix(ch, topicPre) {
+			n.deliverTopic(ch, pub.Data)
+			return
+		}
 		n.handler.HandlePublication(ch, pub, sp)
 	}
 }

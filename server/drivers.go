@@ -12,6 +12,8 @@ import (
 	redisbroker "github.com/switchyardhq/switchyard/broker/redis"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/queue"
+	"github.com/switchyardhq/switchyard/signal"
+	"github.com/switchyardhq/switchyard/signal/rediswindows"
 	"github.com/switchyardhq/switchyard/store"
 	"github.com/switchyardhq/switchyard/store/postgres"
 	"github.com/switchyardhq/switchyard/store/sqlite"
@@ -112,6 +114,21 @@ func openBroker(ctx context.Context, cfg config.Config, log *slog.Logger) (broke
 		return b, nil
 	}
 	return nil, fmt.Errorf("server: broker driver %q is not available in this build (%v are)", cfg.Broker.Driver, Drivers.Broker)
+}
+
+// sharedWindows returns the signal window store that every process of a
+// shared broker (Redis) shares, or nil when the broker is this process's
+// own (the signal service keeps its windows in memory then).
+func sharedWindows(b brokerDriver) (signal.WindowStore, error) {
+	rb, ok := b.(*redisbroker.Broker)
+	if !ok {
+		return nil, nil
+	}
+	w, err := rediswindows.New(rb.Client(), rb.Prefix())
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return w, nil
 }
 
 // brokerCheck is the broker's readiness check: its Ping, or nothing to

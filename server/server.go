@@ -231,10 +231,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	signals, err := signal.New(signal.Config{Queue: jobs, Signals: cfg.Signals, Logger: log})
-	if err == nil && o.Signals != nil {
-		err = o.Signals(signals)
-	}
+	signals, err := newSignals(cfg, o, jobs, node, b, log) // signalbus.go
 	if err != nil {
 		jobs.Close()
 		hb.Close()
