@@ -520,7 +520,7 @@ func (q *Queue) Jobs(ctx context.Context, p ListParams) ([]Info, error) {
 	}
 	out := make([]Info, len(rows))
 	for i, r := range rows {
-		out[i] = info(r)
+		out[i] = q.info(r)
 	}
 	return out, nil
 }
@@ -531,7 +531,7 @@ func (q *Queue) Get(ctx context.Context, id int64) (Info, error) {
 	if err != nil {
 		return Info{}, notFound(err)
 	}
-	return info(row), nil
+	return q.info(row), nil
 }
 
 // Retry makes a job that is not running run again now (a dead,
@@ -549,7 +549,7 @@ func (q *Queue) Retry(ctx context.Context, id int64) (Info, error) {
 	if err != nil {
 		return Info{}, notFound(err)
 	}
-	return info(row), nil
+	return q.info(row), nil
 }
 
 // Discard gives up on a job that has not finished: it will not run again
@@ -568,7 +568,7 @@ func (q *Queue) Discard(ctx context.Context, id int64) (Info, error) {
 	if err != nil {
 		return Info{}, notFound(err)
 	}
-	return info(row), nil
+	return q.info(row), nil
 }
 
 // Stats counts each configured queue's jobs by state.
@@ -595,12 +595,12 @@ func notFound(err error) error {
 	return fmt.Errorf("queue: %w", err)
 }
 
-func info(r *rivertype.JobRow) Info {
+func (q *Queue) info(r *rivertype.JobRow) Info {
 	var args jobArgs
 	_ = json.Unmarshal(r.EncodedArgs, &args) // rows of other kinds show an empty kind
 	in := Info{
 		ID: r.ID, Queue: r.Queue, Kind: args.K, State: string(r.State), Attempt: r.Attempt, MaxAttempts: r.MaxAttempts,
-		Payload: compact(args.P), CreatedAt: r.CreatedAt, ScheduledAt: r.ScheduledAt, FinalizedAt: r.FinalizedAt,
+		Payload: q.payload(args.P), CreatedAt: r.CreatedAt, ScheduledAt: r.ScheduledAt, FinalizedAt: r.FinalizedAt,
 	}
 	for _, e := range r.Errors {
 		in.Errors = append(in.Errors, AttemptError{At: e.At, Attempt: e.Attempt, Error: e.Error})
@@ -623,9 +623,13 @@ func backoff(qc config.Queue, attempt int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
-// compact removes the spacing PostgreSQL's jsonb adds to a payload (it
-// keeps the value; jsonb also orders an object's keys its own way).
-func compact(raw json.RawMessage) json.RawMessage {
+// payload returns a job's payload as handlers and lists show it: on
+// PostgreSQL without the spacing that jsonb adds (the value is the same;
+// jsonb also orders an object's keys its own way).
+func (q *Queue) payload(raw json.RawMessage) json.RawMessage {
+	if q.cfg.Driver != DriverPostgres {
+		return raw
+	}
 	var b bytes.Buffer
 	if json.Compact(&b, raw) != nil || b.Len() == len(raw) {
 		return raw
@@ -665,7 +669,7 @@ func (w *worker) Work(ctx context.Context, j *river.Job[jobArgs]) error {
 	}
 	return fn(ctx, Job{
 		ID: j.ID, Queue: j.Queue, Kind: j.Args.K, Attempt: j.Attempt, MaxAttempts: j.MaxAttempts,
-		Payload: compact(j.Args.P), CreatedAt: j.CreatedAt,
+		Payload: w.q.payload(j.Args.P), CreatedAt: j.CreatedAt,
 	})
 }
 

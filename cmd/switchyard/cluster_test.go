@@ -24,6 +24,7 @@ import (
 
 	"github.com/switchyardhq/switchyard/internal/testenv"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
+	"github.com/switchyardhq/switchyard/protocol/dfws"
 )
 
 const (
@@ -403,6 +404,78 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("signals: a trigger made on A reaches each matching connection on B and C once", func(t *testing.T) {
+		signalsAcrossProcesses(t, a, b, c)
+	})
+
+	t.Run("df_websockets: a page bootstrapped on A connects to C with its topics; a trigger from B reaches it", func(t *testing.T) {
+		code, boot := serverAPI(t, a, "windows", map[string]any{"topics": []any{"lobby"}, "user": "page-user", "host": "example.com"})
+		key, _ := boot["window_key"].(string)
+		if code != 200 || key == "" {
+			t.Fatalf("bootstrap on A: %d %v", code, boot)
+		}
+		page := dialDFWSCluster(t, c, key)
+		// The window is attached on C (its connect answered) before the
+		// trigger: list it through C.
+		eventuallyCluster(t, 10*time.Second, func() error {
+			_, res := serverAPI(t, c, "windows", map[string]any{"window": key})
+			if ws, _ := res["windows"].([]any); len(ws) != 1 {
+				return fmt.Errorf("windows on C: %v", res)
+			}
+			return nil
+		})
+		code, res := serverAPI(t, b, "trigger", map[string]any{"signal": "lobby.news", "to": map[string]any{"topics": []string{dfws.StringTopic("lobby")}, "users": []string{"page-user"}}, "kwargs": map[string]any{"n": 1}})
+		if code != 200 {
+			t.Fatalf("trigger on B: %d %v", code, res)
+		}
+		f := page.next(t)
+		var push struct {
+			Signal   string         `json:"signal"`
+			Opts     map[string]any `json:"opts"`
+			SignalID string         `json:"signal_id"`
+		}
+		if json.Unmarshal([]byte(f), &push) != nil || push.Signal != "lobby.news" || push.Opts["n"] != float64(1) || push.SignalID != res["signal_id"] {
+			t.Fatalf("the page on C got %s, want lobby.news with the trigger's signal_id %v", f, res["signal_id"])
+		}
+	})
+
+	t.Run("queues: a delayed trigger's job is one job of the cluster: listed, discarded and retried through any process, run by one, delivered on C", func(t *testing.T) {
+		dave := dialCluster(t, c, "dave@C", "dave")
+		dave.wait("$session connected", func(p map[string]any) bool { return p["action"] == "connected" })
+		code, res := serverAPI(t, a, "trigger", map[string]any{"signal": "later.one", "to": map[string]any{"users": []string{"dave"}}, "countdown": 3600})
+		jobID, _ := res["job_id"].(float64)
+		if code != 200 || jobID == 0 {
+			t.Fatalf("delayed trigger on A: %d %v", code, res)
+		}
+		code, list := serverAPI(t, c, "queue_jobs", map[string]any{"state": "scheduled"})
+		if jobs, _ := list["jobs"].([]any); code != 200 || len(jobs) != 1 || jobs[0].(map[string]any)["id"] != jobID {
+			t.Fatalf("queue_jobs on C: %d %v", code, list)
+		}
+		if code, res := serverAPI(t, b, "queue_discard", map[string]any{"id": jobID}); code != 200 {
+			t.Fatalf("queue_discard on B: %d %v", code, res)
+		}
+		if code, list := serverAPI(t, a, "queue_jobs", map[string]any{"state": "cancelled"}); code != 200 || len(list["jobs"].([]any)) != 1 {
+			t.Fatalf("queue_jobs cancelled on A: %d %v", code, list)
+		}
+		// Retried through C: it runs now, on whichever process fetches it,
+		// and reaches dave on C with the signal_id it was made with.
+		if code, res := serverAPI(t, c, "queue_retry", map[string]any{"id": jobID}); code != 200 {
+			t.Fatalf("queue_retry on C: %d %v", code, res)
+		}
+		dave.wait("the delayed trigger", func(p map[string]any) bool {
+			return p["action"] == "signal" && p["signal"] == "later.one" && p["signal_id"] == res["signal_id"]
+		})
+		eventuallyCluster(t, 20*time.Second, func() error {
+			_, st := serverAPI(t, b, "queue_stats", nil)
+			for _, q := range st["queues"].([]any) {
+				if jobs := q.(map[string]any)["jobs"].(map[string]any); jobs["completed"] == float64(1) {
+					return nil
+				}
+			}
+			return fmt.Errorf("queue_stats on B: %v", st)
+		})
+	})
+
 	t.Run("a server-API disconnect on A closes the user's socket on C, and no one else's", func(t *testing.T) {
 		code, res := serverAPI(t, a, "disconnect", map[string]any{"user": "carol"})
 		if code != 200 || res["sessions"] != float64(1) || res["nodes"] != float64(3) {
@@ -509,6 +582,110 @@ func TestCluster(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// signalsAcrossProcesses: connections of one user on B and C, another's
+// on C; a trigger made on A to that user, the other's window by id and a
+// topic that window is in reaches each connection once, with one
+// signal_id; a connection it does not target gets nothing.
+func signalsAcrossProcesses(t *testing.T, a, b, c string) {
+	daveB := dialCluster(t, b, "sigdave@B", "sigdave")
+	daveC := dialCluster(t, c, "sigdave@C", "sigdave")
+	erinC := dialCluster(t, c, "sigerin@C", "sigerin")
+	frankB := dialCluster(t, b, "sigfrank@B", "sigfrank")
+	var erinID string
+	for _, cl := range []*wsClient{daveB, daveC, erinC, frankB} {
+		p := cl.wait("$session connected", func(p map[string]any) bool { return p["action"] == "connected" })
+		if cl == erinC {
+			erinID, _ = p["client_id"].(string)
+		}
+	}
+	if erinID == "" {
+		t.Fatal("no client_id for erin's connection")
+	}
+	if code, res := serverAPI(t, a, "windows", map[string]any{"window": erinID, "add": []string{"ops"}}); code != 200 {
+		t.Fatalf("windows on A for a connection on C: %d %v", code, res)
+	}
+	eventuallyCluster(t, 10*time.Second, func() error {
+		_, res := serverAPI(t, c, "windows", map[string]any{"window": erinID})
+		if ws, _ := res["windows"].([]any); len(ws) != 1 || fmt.Sprint(ws[0].(map[string]any)["topics"]) != "[ops]" {
+			return fmt.Errorf("erin's window on C: %v", res)
+		}
+		return nil
+	})
+	code, res := serverAPI(t, a, "trigger", map[string]any{"signal": "cluster.hello", "kwargs": map[string]any{"x": 1},
+		"to": map[string]any{"users": []string{"sigdave", "sigerin"}, "windows": []string{erinID}, "topics": []string{"ops"}}})
+	id, _ := res["signal_id"].(string)
+	if code != 200 || id == "" {
+		t.Fatalf("trigger on A: %d %v", code, res)
+	}
+	// A broadcast made on A after it proves that everything of the first
+	// trigger has arrived (a process's publications arrive in order).
+	_, barrier := serverAPI(t, a, "trigger", map[string]any{"signal": "cluster.barrier", "to": map[string]any{"broadcast": true}})
+	for _, cl := range []*wsClient{daveB, daveC, erinC, frankB} {
+		cl.wait("the barrier", func(p map[string]any) bool { return p["action"] == "signal" && p["signal_id"] == barrier["signal_id"] })
+	}
+	count := func(cl *wsClient) int {
+		cl.mu.Lock()
+		defer cl.mu.Unlock()
+		n := 0
+		for _, f := range cl.frames {
+			if p, ok := f["payload"].(map[string]any); ok && f["stream"] == "$signals" && p["signal_id"] == id {
+				n++
+			}
+		}
+		return n
+	}
+	for _, cl := range []*wsClient{daveB, daveC, erinC} {
+		if n := count(cl); n != 1 {
+			t.Errorf("%s received the trigger %d times, want once", cl.name, n)
+		}
+	}
+	if n := count(frankB); n != 0 {
+		t.Errorf("%s received a trigger meant for others (%d times)", frankB.name, n)
+	}
+}
+
+// dfwsCluster is a df_websockets socket that records its frames.
+type dfwsCluster struct {
+	conn   *websocket.Conn
+	frames chan string
+}
+
+func dialDFWSCluster(t *testing.T, base, key string) *dfwsCluster {
+	t.Helper()
+	hdr := http.Header{"Cookie": {"dfwskey=" + key}}
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/ws/", hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	d := &dfwsCluster{conn: conn, frames: make(chan string, 100)}
+	go func() {
+		defer close(d.frames)
+		for {
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			d.frames <- string(data)
+		}
+	}()
+	return d
+}
+
+func (d *dfwsCluster) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case f, ok := <-d.frames:
+		if !ok {
+			t.Fatal("the df_websockets socket closed")
+		}
+		return f
+	case <-time.After(10 * time.Second):
+		t.Fatal("no frame on the df_websockets socket")
+	}
+	return ""
 }
 
 // nodeTestDir returns tests/<name> with its node_modules (holding module)
