@@ -75,6 +75,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	channels, rate, duration, size, writers := 1, 100, 10*time.Second, 64, 4
 	apiKey, secret, targetPID, mode, jwtSecret := "", "", 0, "writes", ""
 	callers, jobs, fanouts, fanoutRate := 50, 5000, 20, 10
+	storeURL := ""
 	churn, writes, warmup, watchers := 0, 30, time.Duration(0), -1
 	switch scenario {
 	case "idle":
@@ -97,6 +98,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		fs.IntVar(&jobs, "jobs", jobs, "jobs enqueued for the queue throughput figure")
 		fs.IntVar(&fanouts, "fanouts", fanouts, "triggers to the topic (then publications to the channel) of --conns windows")
 		fs.IntVar(&fanoutRate, "fanout-rate", fanoutRate, "those per second")
+		fs.StringVar(&storeURL, "store-url", storeURL, "a postgres:// database for the store and the queue (in a schema of their own, dropped afterwards; default: SQLite)")
 	case "soak":
 		fs.IntVar(&channels, "channels", channels, "channels (default conns/100: every publication reaches about 100 subscribers)")
 		fs.IntVar(&rate, "rate", 50, "publications per second through the server API")
@@ -197,7 +199,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		if callers < 1 || callers > 1000 || jobs < 1 || jobs > 1000000 || fanouts < 1 || fanoutRate < 1 || fanoutRate > 1000 {
 			return fmt.Errorf("want --callers 1..1000, --jobs 1..1000000, --fanouts >= 1, --fanout-rate 1..1000")
 		}
-		res, err := Signals(ctx, SignalsConfig{Callers: callers, Rate: rate, Duration: duration, Jobs: jobs, Windows: *conns, Fanouts: fanouts, FanoutRate: fanoutRate, Progress: stderr})
+		res, err := Signals(ctx, SignalsConfig{Callers: callers, Rate: rate, Duration: duration, Jobs: jobs, Windows: *conns, Fanouts: fanouts, FanoutRate: fanoutRate, StoreURL: storeURL, Progress: stderr})
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/queue"
@@ -42,7 +45,11 @@ type SignalsConfig struct {
 	// FanoutKey, one of its api_keys); otherwise a child process.
 	FanoutTarget *url.URL
 	FanoutKey    string
-	Progress     io.Writer
+	// StoreURL, when set, is a PostgreSQL database: the in-process server
+	// keeps its store and its queue there, in a schema of its own that is
+	// dropped afterwards (default: SQLite in a temporary directory).
+	StoreURL string
+	Progress io.Writer
 }
 
 // SignalsResult is what the signals scenario measured.
@@ -53,7 +60,9 @@ type SignalsResult struct {
 	WebhookHandler CallFigures `json:"webhook_handler"`
 	// SyncGoHandler runs during the call (sync: true), without a job.
 	SyncGoHandler CallFigures `json:"sync_go_handler"`
-	// Queue: jobs enqueued and run (no-op handler), SQLite.
+	// Store is where the queue is: "sqlite" or "postgres".
+	Store string `json:"store"`
+	// Queue: jobs enqueued and run (no-op handler).
 	QueueJobs          int     `json:"queue_jobs"`
 	QueueEnqueuePerSec float64 `json:"queue_enqueue_per_sec"`
 	QueueRunPerSec     float64 `json:"queue_run_per_sec"`
@@ -116,6 +125,14 @@ func Signals(ctx context.Context, cfg SignalsConfig) (*SignalsResult, error) {
 	q := config.DefaultQueueConfig("default")
 	q.Concurrency = 16
 	c.Queues = []config.Queue{q}
+	if cfg.StoreURL != "" {
+		u, drop, err := benchSchema(ctx, cfg.StoreURL)
+		if err != nil {
+			return nil, err
+		}
+		defer drop()
+		c.Store.Driver, c.Store.URL = config.StorePostgres, config.Secret(u)
+	}
 	var ran atomic.Int64
 	srv, err := server.New(c, server.Options{
 		Logger: slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -150,7 +167,7 @@ func Signals(ctx context.Context, cfg SignalsConfig) (*SignalsResult, error) {
 		}
 	}()
 	base := &url.URL{Scheme: "http", Host: srv.Addr().String()}
-	res := &SignalsResult{Scenario: "signals", Windows: cfg.Windows}
+	res := &SignalsResult{Scenario: "signals", Store: c.Store.Driver, Windows: cfg.Windows}
 
 	for i, sig := range []string{"bench.echo", "bench.hook", "bench.echo_sync"} {
 		fmt.Fprintf(progress, "signals: %s, %d calls/s over %d connections for %v\n", sig, cfg.Rate, cfg.Callers, cfg.Duration)
@@ -219,6 +236,36 @@ func Signals(ctx context.Context, cfg SignalsConfig) (*SignalsResult, error) {
 	}
 	res.Topic, res.Channel = *topic, *channel
 	return res, nil
+}
+
+// benchSchema creates a schema of its own in the database at raw and
+// returns a URL whose search_path is it, and a function that drops it.
+func benchSchema(ctx context.Context, raw string) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, raw)
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: --store-url: %w", err)
+	}
+	defer conn.Close(ctx)
+	schema := "switchyard_bench_" + strings.ToLower(rand.Text()[:10])
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA "`+schema+`"`); err != nil {
+		return "", nil, fmt.Errorf("bench: --store-url: %w", err)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: --store-url: %w", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	drop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if conn, err := pgx.Connect(ctx, raw); err == nil {
+			conn.Exec(ctx, `DROP SCHEMA "`+schema+`" CASCADE`)
+			conn.Close(ctx)
+		}
+	}
+	return u.String(), drop, nil
 }
 
 // startWebhookApp serves the application backend of bench.hook: it
@@ -394,7 +441,7 @@ func (r *SignalsResult) WriteTable(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t\n", f.Signal, f.Rate, f.Calls, f.Received, f.LatencyMS.P50, f.LatencyMS.P99, f.LatencyMS.Max)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nqueue (SQLite): %d jobs, enqueued %.0f/s, run %.0f/s\n\n", r.QueueJobs, r.QueueEnqueuePerSec, r.QueueRunPerSec)
+	fmt.Fprintf(w, "\nqueue (%s): %d jobs, enqueued %.0f/s, run %.0f/s\n\n", r.Store, r.QueueJobs, r.QueueEnqueuePerSec, r.QueueRunPerSec)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "fan-out\twindows\tsent\tdelivered/expected\tdeliveries/s\tp50 ms\tp99 ms\t")
 	for i, f := range []FanoutFigures{r.Topic, r.Channel} {

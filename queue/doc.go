@@ -3,24 +3,29 @@
 // concurrency and timeouts, dead jobs kept and visible, and a drain on
 // shutdown.
 //
-// Jobs live in a database through River (github.com/riverqueue/river):
-// the SQLite driver on a file of their own (see Config.Path and
-// docs/ARCHITECTURE.md for why not the store's file), and the backend is
-// chosen by Config.Driver so that PostgreSQL (River's pgx driver) can be
-// added next to it. A job is a kind (a string naming the handler
-// registered with Handle) and a JSON payload; River sees one job kind,
-// "switchyard", whose arguments carry both.
+// Jobs live in a database through River (github.com/riverqueue/river),
+// chosen by Config.Driver: the SQLite driver on a file of their own
+// (Config.Path; docs/ARCHITECTURE.md says why not the store's file), for
+// one process; or the pgx driver in PostgreSQL (Config.Pool, the store's
+// pool and schema), where every process that opens a Queue on the same
+// database works the same jobs. A job is a kind (a string naming the
+// handler registered with Handle) and a JSON payload; River sees one job
+// kind, "switchyard", whose arguments carry both. On PostgreSQL,
+// EnqueueTx inserts a job in a transaction of the caller's, so that it
+// exists if and only if that transaction commits.
 //
 // # Guarantees
 //
 //   - Enqueue returns after the job is committed: a process killed with
 //     SIGKILL afterwards does not lose it.
 //   - A job runs at least once. It may run more than once: a process killed
-//     during a run leaves the job "running"; the next Start on the same
-//     database (a SQLite file has one process) puts it back to available
-//     (or discards it if that was its last attempt), so it runs again.
-//     Handlers must be idempotent; the job id is stable across attempts
-//     and is the idempotency key to use.
+//     during a run leaves the job "running"; on SQLite the next Start on
+//     the file (a SQLite file has one process) puts it back to available
+//     (or discards it if that was its last attempt), so it runs again; on
+//     PostgreSQL the other processes do so within Config.RescueInterval,
+//     since the dead process's liveness lock went with its session (see
+//     pgBackend). Handlers must be idempotent; the job id is stable across
+//     attempts and is the idempotency key to use.
 //   - A handler error, a panic or a timeout fails the attempt; the job is
 //     retried after Backoff·2^(attempt-1) (with jitter, capped at
 //     MaxBackoff) until MaxAttempts, then it is dead: state "discarded",
@@ -33,5 +38,6 @@
 //
 // A Queue is safe for concurrent use once Start returned. Handle must be
 // called before Start. Each queue runs at most Concurrency jobs at once
-// per process.
+// per process. A Queue on PostgreSQL borrows its pool: close the Queue
+// (Stop or Close) before the pool.
 package queue

@@ -60,8 +60,8 @@ func (jsonWire) EncodeSignal(p signal.Push) []byte {
 type noHub struct{}
 
 func (noHub) HandlePublication(string, switchyard.Publication, switchyard.StreamPosition) {}
-func (noHub) HandleJoin(string, switchyard.ClientInfo)                                   {}
-func (noHub) HandleLeave(string, switchyard.ClientInfo)                                  {}
+func (noHub) HandleJoin(string, switchyard.ClientInfo)                                    {}
+func (noHub) HandleLeave(string, switchyard.ClientInfo)                                   {}
 
 var _ broker.Handler = noHub{}
 

@@ -27,10 +27,13 @@
 // # Processes
 //
 // Triggers and window changes are resolved on the process that holds the
-// windows. Config.Bus, when set, carries them to every process (each
-// process delivers to its own windows, so a connection still receives a
-// trigger once); without it (the in-memory broker) they stay on this
-// process.
+// windows. Config.Bus, when set, carries them to every other process
+// (the server gives a cluster topic over the Redis broker); each process
+// delivers to its own windows, so a connection still receives a trigger
+// once, deduplicated where it is connected. Config.Windows, when shared
+// (signal/rediswindows, in Redis), lets a window key set on one process
+// apply to a window connecting to another. Without them (the in-memory
+// broker) everything stays on this process.
 //
 // # Concurrency
 //
