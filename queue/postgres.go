@@ -55,7 +55,7 @@ const livenessClass = 0x53_79_51
 
 // clientIDPrefix starts the River client IDs of Switchyard's queues:
 // "sy.<lock key>.<host>". The rescue reads the key back from a job's
-// attempted_by.
+// attempted_by (rescueSQL matches this form).
 const clientIDPrefix = "sy."
 
 var schemaRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
@@ -233,16 +233,15 @@ func (b *pgBackend) keepLock(ctx context.Context) {
 // back and started meanwhile is left alone.
 const rescueSQL = `
 WITH dead AS (
-	SELECT j.id FROM river_job j
-	WHERE j.state = 'running'
-		AND j.attempted_by[cardinality(j.attempted_by)] LIKE '` + clientIDPrefix + `%'
+	SELECT j.id FROM river_job j,
+		LATERAL (SELECT substring(j.attempted_by[cardinality(j.attempted_by)] FROM '^sy\.([0-9]{1,10})\.')::bigint AS k) c
+	WHERE j.state = 'running' AND c.k IS NOT NULL AND c.k < 2147483648
 		AND NOT EXISTS (
 			SELECT 1 FROM pg_locks l
 			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
 				AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-				AND l.classid = $1::bigint::oid
-				AND l.objid = split_part(j.attempted_by[cardinality(j.attempted_by)], '.', 2)::bigint::oid)
-	FOR UPDATE SKIP LOCKED
+				AND l.classid = $1::bigint::oid AND l.objid = c.k::oid)
+	FOR UPDATE OF j SKIP LOCKED
 )
 UPDATE river_job j SET
 	state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded'::river_job_state ELSE 'available'::river_job_state END,

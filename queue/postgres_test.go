@@ -148,7 +148,11 @@ func TestPostgresRescuesJobsOfDeadProcess(t *testing.T) {
 	db := newBackend(t, DriverPostgres)
 	ctx := context.Background()
 	started := make(chan struct{}, 1)
-	dying, err := Open(ctx, db.config())
+	// Concurrency 1: the blocked job holds the dying queue's only slot,
+	// so it never fetches again (a dead process does not either).
+	one := fastQueue("default")
+	one.Concurrency = 1
+	dying, err := Open(ctx, db.config(one))
 	if err != nil {
 		t.Fatal(err)
 	}
