@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/switchyardhq/switchyard/config"
-	"github.com/switchyardhq/switchyard/internal/testenv"
 	"github.com/switchyardhq/switchyard/internal/tcpproxy"
+	"github.com/switchyardhq/switchyard/internal/testenv"
 	"github.com/switchyardhq/switchyard/server"
 	"github.com/switchyardhq/switchyard/signal"
 )
