@@ -45,6 +45,8 @@ type Config struct {
 	// Queues are the work queues, in declaration order. After Load or
 	// Parse it always holds a queue named "default".
 	Queues []Queue `yaml:"queues" config:"map"`
+	// Dashboard configures the admin dashboard (/dashboard/).
+	Dashboard Dashboard `yaml:"dashboard"`
 }
 
 // Log configures the server log.
@@ -689,7 +691,8 @@ func Default() Config {
 			CallsPerSecond: 20,
 			WindowTTL:      Duration(10 * time.Hour),
 		},
-		Queues: []Queue{DefaultQueueConfig(DefaultQueue)},
+		Queues:    []Queue{DefaultQueueConfig(DefaultQueue)},
+		Dashboard: DefaultDashboard(),
 	}
 }
 
@@ -772,5 +775,10 @@ func (c Config) LogValue() slog.Value {
 			"window_ttl", c.Signals.WindowTTL.String(),
 			"declared", names(len(c.Signals.Declared), func(i int) string { return c.Signals.Declared[i].Name })),
 		slog.Any("queues", names(len(c.Queues), func(i int) string { return c.Queues[i].Name })),
+		slog.Group("dashboard",
+			"enabled", c.Dashboard.Enabled,
+			"password", c.Dashboard.Password,
+			"password_hash", c.Dashboard.PasswordHash,
+			"session_ttl", c.Dashboard.SessionTTL.String()),
 	)
 }

@@ -194,6 +194,7 @@ func (c *Config) validate() []verr {
 	v.nonNegative("limits.shutdown_timeout", l.ShutdownTimeout)
 
 	c.validateChannelstream(v)
+	c.validateDashboard(v)
 	c.validateResources(v)
 
 	v.channelOptions("channels.default", c.Channels.Default)
