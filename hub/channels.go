@@ -192,7 +192,7 @@ func (h *Hub) subscribe(ctx context.Context, s *Session, ch string, opts config.
 	sub.recovering.Store(false)
 	s.mu.Unlock()
 
-	if opts.Presence {
+	if opts.Presence && !s.observer {
 		info := s.ClientInfo()
 		if err := h.cfg.Presence.AddPresence(ctx, ch, s.id, info, h.cfg.PresenceExpiry); err != nil {
 			h.log.Warn("presence add failed", "channel", ch, "err", err)
@@ -247,6 +247,9 @@ func (h *Hub) addSubscriber(ctx context.Context, s *Session, ch string, sub *sub
 		sh.channels[ch] = c
 	}
 	c.subs[s] = sub
+	if s.observer {
+		c.observers++
+	}
 	sh.mu.Unlock()
 	s.mu.Lock()
 	s.subs[ch] = sub
@@ -278,6 +281,9 @@ func (h *Hub) removeSubscriber(ctx context.Context, s *Session, ch string) (*sub
 	last := false
 	if c != nil {
 		delete(c.subs, s)
+		if s.observer {
+			c.observers--
+		}
 		if len(c.subs) == 0 {
 			delete(sh.channels, ch)
 			last = true
@@ -324,7 +330,7 @@ func (h *Hub) unsubscribe(ctx context.Context, s *Session, ch string, notify boo
 }
 
 func (h *Hub) left(ctx context.Context, s *Session, ch string, sub *subscription) {
-	if !sub.opts.Presence {
+	if !sub.opts.Presence || s.observer {
 		return
 	}
 	if err := h.cfg.Presence.RemovePresence(ctx, ch, s.id); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyardhq/switchyard"
@@ -84,6 +85,9 @@ type shard struct {
 // channel is a channel with local subscribers.
 type channel struct {
 	subs map[*Session]*subscription
+	// observers counts the subs that are observers (see Observe): they
+	// are not the channel's subscribers to anyone but the dashboard.
+	observers int
 }
 
 // Hub routes publications from the broker to the sessions subscribed on
@@ -99,6 +103,10 @@ type Hub struct {
 	smu      sync.Mutex
 	sessions map[*Session]struct{}
 	users    map[string]map[*Session]struct{} // sessions of authenticated users
+
+	// publications and deliveries count the publications broadcast on
+	// this process and the sessions they were queued to (Stats).
+	publications, deliveries atomic.Uint64
 
 	wg      sync.WaitGroup // maintain
 	writers sync.WaitGroup // session writers and slow-consumer closes
@@ -216,14 +224,16 @@ func (h *Hub) NumSessions() int {
 }
 
 // Channels returns the channels with subscribers on this process and
-// their local subscriber counts.
+// their local subscriber counts (observers do not count).
 func (h *Hub) Channels() map[string]int {
 	out := map[string]int{}
 	for i := range h.shards {
 		s := &h.shards[i]
 		s.mu.RLock()
 		for name, c := range s.channels {
-			out[name] = len(c.subs)
+			if n := len(c.subs) - c.observers; n > 0 {
+				out[name] = n
+			}
 		}
 		s.mu.RUnlock()
 	}
@@ -245,6 +255,7 @@ func (h *Hub) SessionsOf(user string) []*Session {
 // HandlePublication implements broker.Handler: it fans the publication
 // out to the channel's local subscribers, encoding it once per protocol.
 func (h *Hub) HandlePublication(ch string, pub switchyard.Publication, sp switchyard.StreamPosition) {
+	h.publications.Add(1)
 	h.broadcast(ch, event{kind: eventPublication, channel: ch, pub: pub, sp: sp})
 }
 

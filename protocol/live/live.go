@@ -202,7 +202,8 @@ type socket struct {
 
 func (s socket) OnOpen(c *ws.Conn) {
 	hb := s.h.cfg.Hub
-	hs := hb.Connect(rand.Text(), hub.Principal{User: s.p.User, Info: s.p.Info, Expires: s.p.Expires}, connWriter{c}, s.h.enc)
+	hs := hb.Connect(rand.Text(), hub.Principal{User: s.p.User, Info: s.p.Info, Expires: s.p.Expires,
+		Transport: "websocket", Protocol: "live", RemoteAddr: s.remoteAddr}, connWriter{c}, s.h.enc)
 	sess := &session{hs: hs}
 	hs.SetValue(sess)
 	c.SetValue(sess)
