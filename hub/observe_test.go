@@ -105,7 +105,7 @@ func TestObserver(t *testing.T) {
 	if _, err := h.Publish(ctx, nil, "room:a", json.RawMessage(`2`)); err != nil {
 		t.Fatal(err)
 	}
-	got := waitFrames(t, client, 5) // + bob's join, the publication
+	got := waitFrames(t, client, 5)                                             // + bob's join, the publication
 	if slices.Contains(got, "leave") || fmt.Sprint(got[3:]) != "[join pub:0]" { // no history: offsets stay 0
 		t.Fatalf("client frames %q: no leave for an observer", got)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/switchyardhq/switchyard/broker/memory"
 	"github.com/switchyardhq/switchyard/clients"
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/dashboard"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
 	"github.com/switchyardhq/switchyard/protocol/live"
@@ -50,6 +51,9 @@ type Options struct {
 	// Signals registers the application's Go signal handlers (with
 	// signal.Service.Register) before the queues start.
 	Signals func(s *signal.Service) error
+	// Nodes lists the cluster's nodes on the dashboard's overview (nil:
+	// this process alone).
+	Nodes dashboard.NodeSource
 }
 
 // Check is a named readiness check: /readyz answers 503 while one fails.
@@ -73,11 +77,13 @@ type Server struct {
 	signals *signal.Service
 	// channelstream is the Channelstream API (nil when it is off).
 	channelstream *channelstream.Server
-	metrics       *metrics
-	mux           *http.ServeMux
-	http          *http.Server
-	checks        []Check
-	started       time.Time
+	// dashboard is the admin dashboard (nil when it is off).
+	dashboard *dashboard.Dashboard
+	metrics   *metrics
+	mux       *http.ServeMux
+	http      *http.Server
+	checks    []Check
+	started   time.Time
 	// gate bounds the client connections (limits.max_connections).
 	gate *gate
 	// inflight and active count the HTTP requests being handled.
@@ -329,6 +335,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		s.metrics.channelstream(s.channelstream)
 		log.Info("serving the Channelstream API", "prefix", cs.Prefix, "namespace", cs.Namespace)
 	}
+	if err := s.mountDashboard(o); err != nil {
+		jobs.Close()
+		hb.Close()
+		engine.Close()
+		db.Close()
+		return nil, err
+	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
@@ -467,6 +480,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.channelstream != nil {
 		s.channelstream.Close() // parked long-polls answer now
+	}
+	if s.dashboard != nil {
+		s.dashboard.Close() // its live streams end now
 	}
 	var wg sync.WaitGroup
 	var httpErr, wsErr, jobsErr error
