@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"github.com/switchyardhq/switchyard/client"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/queue"
+	"github.com/switchyardhq/switchyard/server"
 )
 
 // dataPaths are every dashboard URL that shows or changes something.
@@ -337,18 +339,40 @@ func TestPublishReserved(t *testing.T) {
 	}
 }
 
-// Jobs are discarded and retried through the queue.
+// failingJob registers a job kind whose every attempt fails, and returns
+// a function that enqueues one on the queue "mail" (its retries wait an
+// hour) and waits until its first attempt failed.
+func failingJob(t testing.TB) (func(*server.Server), func(*env) int64) {
+	register := func(srv *server.Server) {
+		if err := srv.Queue().Handle("dashboard.fail", func(context.Context, queue.Job) error { return errors.New("the mail server said no") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue := func(e *env) int64 {
+		id, err := e.srv.Queue().Enqueue(context.Background(), queue.Params{Queue: "mail", Kind: "dashboard.fail", Payload: json.RawMessage(`{"to":"someone"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the job fails", func() error {
+			in, err := e.srv.Queue().Get(context.Background(), id)
+			if err != nil || in.State != queue.StateRetryable {
+				return fmt.Errorf("job %d: %+v %v", id, in.State, err)
+			}
+			return nil
+		})
+		return id
+	}
+	return register, enqueue
+}
+
+// Failed jobs are listed with their error, discarded and retried through
+// the queue.
 func TestJobActions(t *testing.T) {
-	e := newEnv(t, nil)
+	register, enqueue := failingJob(t)
+	e := newEnv(t, nil, register)
+	id := enqueue(e)
 	q := e.srv.Queue()
-	if err := q.Handle("dashboard.test", func(context.Context, queue.Job) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	id, err := q.Enqueue(ctx, queue.Params{Queue: "mail", Kind: "dashboard.test", Payload: json.RawMessage(`{}`)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, tok := e.signedIn()
 	state := func() string {
 		in, err := q.Get(ctx, id)
@@ -357,24 +381,40 @@ func TestJobActions(t *testing.T) {
 		}
 		return in.State
 	}
-	resp, _ := e.post(c, "/dashboard/queues/discard", url.Values{"csrf_token": {tok}, "id": {fmt.Sprint(id)}}, nil)
-	if resp.StatusCode != http.StatusSeeOther || state() != queue.StateCancelled {
-		t.Fatalf("discard: %d, job %s", resp.StatusCode, state())
-	}
 	_, page := e.get(c, "/dashboard/queues")
-	if !strings.Contains(page, fmt.Sprintf("Job %d discarded: it is now cancelled.", id)) || !strings.Contains(page, "shop.order_paid") || !strings.Contains(page, "<code>mail</code>") {
-		t.Fatalf("queues page:\n%s", page)
+	for _, want := range []string{fmt.Sprintf(`<tr data-job="%d">`, id), "the mail server said no", "shop.order_paid", "<code>mail</code>", fmt.Sprintf(`aria-label="Discard job %d"`, id)} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the queues page lacks %q", want)
+		}
 	}
 	if strings.Contains(page, "hook-password") {
 		t.Fatal("the webhook's password is shown")
 	}
+	resp, _ := e.post(c, "/dashboard/queues/discard", url.Values{"csrf_token": {tok}, "id": {fmt.Sprint(id)}}, nil)
+	if resp.StatusCode != http.StatusSeeOther || state() != queue.StateCancelled {
+		t.Fatalf("discard: %d, job %s", resp.StatusCode, state())
+	}
+	if _, page := e.get(c, "/dashboard/queues"); !strings.Contains(page, fmt.Sprintf("Job %d discarded: it is now cancelled.", id)) {
+		t.Fatalf("queues page after discard:\n%s", page)
+	}
 	resp, _ = e.post(c, "/dashboard/queues/retry", url.Values{"csrf_token": {tok}, "id": {fmt.Sprint(id)}}, nil)
-	if resp.StatusCode != http.StatusSeeOther || state() != queue.StateAvailable {
+	if resp.StatusCode != http.StatusSeeOther || state() == queue.StateCancelled {
 		t.Fatalf("retry: %d, job %s", resp.StatusCode, state())
 	}
+	eventually(t, "the retried job runs (and fails) again", func() error {
+		in, _ := q.Get(ctx, id)
+		if in.State != queue.StateRetryable || len(in.Errors) < 1 {
+			return fmt.Errorf("%s, %d errors", in.State, len(in.Errors))
+		}
+		return nil
+	})
 	resp, body := e.post(c, "/dashboard/queues/retry", url.Values{"csrf_token": {tok}, "id": {"x"}}, nil)
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("bad id: %d %s", resp.StatusCode, body)
+	}
+	resp, _ = e.post(c, "/dashboard/queues/discard", url.Values{"csrf_token": {tok}, "id": {"999999"}}, nil)
+	if _, page := e.get(c, "/dashboard/queues"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(page, "There is no job 999999.") {
+		t.Fatalf("unknown job: %d", resp.StatusCode)
 	}
 }
 
@@ -462,14 +502,9 @@ func TestStreams(t *testing.T) {
 			}
 		})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	if err := e.srv.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d := e.stop()
 	wg.Wait()
-	if d := time.Since(start); d > 2*time.Second {
+	if d > 2*time.Second {
 		t.Fatalf("shutdown waited %v for the dashboard's streams", d)
 	}
 }

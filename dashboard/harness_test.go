@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -61,7 +60,7 @@ signals:
   webhook_secret: "` + hookKey + `"
   shop.order_paid: {queue: default, webhook: "http://hook-user:hook-password@127.0.0.1:9/hook?token=hook-query-secret"}
 queues:
-  mail: {concurrency: 1}
+  mail: {concurrency: 1, backoff: 1h, max_backoff: 1h}
 `
 
 // logWriter sends the server's log to the test's.
@@ -76,13 +75,17 @@ func (w logWriter) Write(p []byte) (int, error) {
 type env struct {
 	t   testing.TB
 	srv *server.Server
-	ts  *httptest.Server
+	ts  struct{ URL string }
 	cfg config.Config
+
+	cancel context.CancelFunc
+	done   chan error
 }
 
-// newEnv starts a server from testConfig; edit changes the parsed
-// configuration first.
-func newEnv(t testing.TB, edit func(*config.Config)) *env {
+// newEnv runs a server from testConfig on a port of its own; edit
+// changes the parsed configuration first, before runs before the server
+// starts (to register job handlers).
+func newEnv(t testing.TB, edit func(*config.Config), before ...func(*server.Server)) *env {
 	t.Helper()
 	cfg, err := config.Parse("dashboard-test.yaml", []byte(testConfig), nil)
 	if err != nil {
@@ -90,6 +93,7 @@ func newEnv(t testing.TB, edit func(*config.Config)) *env {
 	}
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
+	cfg.Limits.ShutdownTimeout = config.Duration(5 * time.Second)
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -97,14 +101,30 @@ func newEnv(t testing.TB, edit func(*config.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx) // ends the dashboard's streams first
-		ts.Close()
-	})
-	return &env{t: t, srv: srv, ts: ts, cfg: cfg}
+	for _, fn := range before {
+		fn(srv)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{t: t, srv: srv, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
+	e.ts.URL = "http://" + srv.Addr().String()
+	go func() { e.done <- srv.Run(ctx) }()
+	t.Cleanup(func() { e.stop() })
+	return e
+}
+
+// stop shuts the server down (the dashboard's streams end first) and
+// returns how long that took.
+func (e *env) stop() time.Duration {
+	start := time.Now()
+	e.cancel()
+	if err := <-e.done; err != nil {
+		e.t.Errorf("server: %v", err)
+	}
+	e.done <- nil // a second stop returns at once
+	return time.Since(start)
 }
 
 // browser is an HTTP client with a cookie jar that does not follow

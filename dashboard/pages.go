@@ -105,6 +105,21 @@ func (d *Dashboard) disconnect(w http.ResponseWriter, r *http.Request, s *sessio
 		return
 	}
 	sess.Close(hub.CloseDisconnected, "disconnected by an administrator")
+	// The close is asynchronous: give it a moment, so that the list the
+	// browser is sent back to no longer shows the connection.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(time.Second)
+wait:
+	for d.cfg.Hub.Session(id) != nil {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			break wait
+		case <-r.Context().Done():
+			return
+		}
+	}
 	d.log.Info("dashboard: connection disconnected", "conn", id, "user", sess.User(), "remote", r.RemoteAddr)
 	who := sess.User()
 	if who == "" {

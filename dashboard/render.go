@@ -96,8 +96,8 @@ var funcs = template.FuncMap{
 	"jobs": func(label string, jobs []queue.Info, field, prefix, csrf string) map[string]any {
 		return map[string]any{"Label": label, "Jobs": jobs, "Field": field, "Prefix": prefix, "CSRF": csrf}
 	},
-	"fig": func(label string, value any, field string, samples []Sample) map[string]any {
-		return map[string]any{"Label": label, "Value": value, "Field": field, "Samples": samples}
+	"fig": func(label string, value any, field string, samples []Sample, sub ...string) map[string]any {
+		return map[string]any{"Label": label, "Value": value, "Field": field, "Samples": samples, "Sub": strings.Join(sub, " ")}
 	},
 	"add":    func(a, b int) int { return a + b },
 	"query":  func(v url.Values) string { return v.Encode() },

@@ -169,6 +169,8 @@ type overviewData struct {
 	Nodes   []Node   `json:"nodes"`
 	// NodesError says why the cluster's nodes could not be listed.
 	NodesError string `json:"nodes_error,omitempty"`
+	// NodesNote says where the node list comes from.
+	NodesNote string `json:"-"`
 	Interval   int    `json:"interval_ms"`
 }
 
@@ -176,13 +178,20 @@ func (d *Dashboard) overviewData(r *http.Request) overviewData {
 	ctx, cancel := requestContext(r)
 	defer cancel()
 	o := overviewData{Samples: d.sampler.samples(), Interval: int(d.cfg.SampleInterval / time.Millisecond)}
+	// The rates of the newest sample, the counts of now.
 	o.Now = d.sampler.latest()
+	st := d.cfg.Hub.Stats()
+	o.Now.Connections, o.Now.Users, o.Now.Channels = st.Sessions, st.Users, st.Channels
 	ns, err := d.nodes(ctx)
 	if err != nil {
 		o.NodesError = err.Error()
 		d.log.Warn("dashboard: listing the nodes failed", "err", err)
 	}
 	o.Nodes = ns
+	o.NodesNote = "cluster-wide"
+	if d.cfg.Nodes == nil {
+		o.NodesNote = "this process (no node registry)"
+	}
 	return o
 }
 
