@@ -171,7 +171,7 @@ type overviewData struct {
 	NodesError string `json:"nodes_error,omitempty"`
 	// NodesNote says where the node list comes from.
 	NodesNote string `json:"-"`
-	Interval   int    `json:"interval_ms"`
+	Interval  int    `json:"interval_ms"`
 }
 
 func (d *Dashboard) overviewData(r *http.Request) overviewData {
