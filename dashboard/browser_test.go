@@ -97,7 +97,7 @@ func startDCRF(t *testing.T, url string, pk int) <-chan string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = logWriter{t}
+	cmd.Stderr = newLogWriter(t)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("node: %v", err)
 	}

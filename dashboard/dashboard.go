@@ -303,9 +303,6 @@ func (d *Dashboard) checkPassword(p string) bool {
 // the request came over TLS, or public_url is https (TLS ends at a proxy).
 func (d *Dashboard) secure(r *http.Request) bool { return r.TLS != nil || d.secureURL }
 
-// stopped is closed when the dashboard closes.
-func (d *Dashboard) stopped() <-chan struct{} { return d.stop }
-
 // requestContext bounds a page's work.
 func requestContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 10*time.Second)

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,11 +64,31 @@ queues:
   mail: {concurrency: 1, backoff: 1h, max_backoff: 1h}
 `
 
-// logWriter sends the server's log to the test's.
-type logWriter struct{ t testing.TB }
+// logWriter sends the server's log (and a subprocess's output) to the
+// test's, until the test ends: the job queue's goroutines may still log
+// while the server stops, and a test must not log once it is over.
+type logWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
+func newLogWriter(t testing.TB) *logWriter {
+	w := &logWriter{t: t}
+	t.Cleanup(func() { // registered first: runs after the server stopped
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
 	return len(p), nil
 }
 
@@ -97,7 +118,8 @@ func newEnv(t testing.TB, edit func(*config.Config), before ...func(*server.Serv
 	if edit != nil {
 		edit(&cfg)
 	}
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	logs := newLogWriter(t)
+	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +134,16 @@ func newEnv(t testing.TB, edit func(*config.Config), before ...func(*server.Serv
 	e.ts.URL = "http://" + srv.Addr().String()
 	go func() { e.done <- srv.Run(ctx) }()
 	t.Cleanup(func() { e.stop() })
+	// Run serves once the queues have started: a first answer means the
+	// test may enqueue jobs (River's Start and a concurrent insert race).
+	eventually(t, "the server answers", func() error {
+		resp, err := http.Get(e.ts.URL + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
 	return e
 }
 
