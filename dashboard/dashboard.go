@@ -74,12 +74,15 @@ type Traffic struct {
 
 // Dashboard is the admin dashboard's HTTP handler. Create it with New.
 type Dashboard struct {
-	cfg          Config
-	opts         config.Dashboard
-	log          *slog.Logger
-	hash         []byte // bcrypt hash of the password, when configured as such
-	password     []byte // the password, when configured as such
-	secureURL    bool   // public_url is https: cookies are Secure
+	cfg       Config
+	opts      config.Dashboard
+	log       *slog.Logger
+	hash      []byte // bcrypt hash of the password, when configured as such
+	password  []byte // the password, when configured as such
+	secureURL bool   // public_url is https: cookies are Secure
+	// publicHost is public_url's host: behind a proxy that rewrites Host,
+	// the browser's Origin is that one.
+	publicHost   string
 	writeTimeout time.Duration
 
 	limiter  *signin.Limiter
@@ -145,8 +148,9 @@ func New(cfg Config) (*Dashboard, error) {
 	default:
 		return nil, errors.New("dashboard: dashboard.password or dashboard.password_hash is required")
 	}
-	if u, err := url.Parse(cfg.Config.PublicURL); err == nil && u.Scheme == "https" {
-		d.secureURL = true
+	if u, err := url.Parse(cfg.Config.PublicURL); err == nil && cfg.Config.PublicURL != "" {
+		d.secureURL = u.Scheme == "https"
+		d.publicHost = u.Host
 	}
 	var err error
 	if d.pages, err = parsePages(); err != nil {
@@ -260,8 +264,8 @@ func (d *Dashboard) checkCSRF(w http.ResponseWriter, r *http.Request, s *session
 	}
 	if origin := r.Header.Get("Origin"); origin != "" {
 		u, err := url.Parse(origin)
-		if err != nil || !strings.EqualFold(u.Host, r.Host) {
-			return "request from another origin refused"
+		if err != nil || (!strings.EqualFold(u.Host, r.Host) && !strings.EqualFold(u.Host, d.publicHost)) {
+			return "request from another origin refused (behind a proxy that changes Host, set public_url)"
 		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)

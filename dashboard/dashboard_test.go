@@ -151,13 +151,33 @@ func TestLogin(t *testing.T) {
 	})
 }
 
-// Behind TLS (public_url https) the session cookie is Secure.
-func TestSecureCookie(t *testing.T) {
+// Behind TLS (public_url https) the session cookie is Secure, and forms
+// posted from public_url's origin are accepted although the proxy did
+// not pass the Host on.
+func TestBehindProxy(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) { c.PublicURL = "https://switchyard.example" })
 	resp, _ := e.login(e.browser(), password)
+	secure := false
 	for _, c := range resp.Cookies() {
-		if c.Name == "switchyard_dashboard" && !c.Secure {
-			t.Fatalf("cookie %+v is not Secure behind TLS", c)
+		secure = secure || c.Name == "switchyard_dashboard" && c.Secure
+	}
+	if !secure {
+		t.Fatalf("cookies %v: the session's is not Secure behind TLS", resp.Cookies())
+	}
+	// The test client speaks plain HTTP: a Secure cookie would not be
+	// sent back, so set it by hand.
+	c := e.browser()
+	u, _ := url.Parse(e.ts.URL + "/dashboard/")
+	for _, ck := range resp.Cookies() {
+		ck.Secure = false
+		c.Jar.SetCookies(u, []*http.Cookie{ck})
+	}
+	_, page := e.get(c, "/dashboard/channels")
+	tok := csrf(t, page)
+	for origin, want := range map[string]int{"https://switchyard.example": http.StatusSeeOther, "https://evil.example": http.StatusForbidden} {
+		resp, _ := e.post(c, "/dashboard/channel/publish", url.Values{"csrf_token": {tok}, "channel": {"chat:a"}, "data": {"1"}}, http.Header{"Origin": {origin}})
+		if resp.StatusCode != want {
+			t.Errorf("Origin %s: %d, want %d", origin, resp.StatusCode, want)
 		}
 	}
 }
