@@ -354,6 +354,9 @@ func TestBrowser(t *testing.T) {
 	labelled("channel")
 	shot("channel")
 	do("channels", chromedp.Navigate(base+"channels"), visible(`a[href^="/dashboard/channel?name=chat"][href$="lobby"]`))
+	if row := text(`tbody tr:has(a[href$="lobby"])`); !strings.Contains(row, "1 client, 1 user") {
+		t.Errorf("channel row %q: presence should count alice", row)
+	}
 	labelled("channels")
 	shot("channels")
 

@@ -136,6 +136,9 @@ type channelRow struct {
 	Namespace   string
 	Presence    bool
 	History     int
+	// Present counts the channel's presence across the cluster (when the
+	// namespace keeps presence; -1 when it could not be read).
+	Present, PresentUsers int
 }
 
 type channelsData struct {
@@ -184,6 +187,20 @@ func (d *Dashboard) channels(w http.ResponseWriter, r *http.Request, s *session)
 	})
 	if len(out.Rows) > maxListed {
 		out.Rows = out.Rows[:maxListed]
+	}
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	for i := range out.Rows {
+		row := &out.Rows[i]
+		if !row.Presence {
+			continue
+		}
+		st, err := d.cfg.Hub.PresenceStats(ctx, row.Name)
+		if err != nil {
+			row.Present = -1
+			continue
+		}
+		row.Present, row.PresentUsers = st.NumClients, st.NumUsers
 	}
 	d.render(w, r, s, http.StatusOK, "channels.html", "Channels", "channels", out)
 }
