@@ -246,10 +246,12 @@ func (h *Hub) addSubscriber(ctx context.Context, s *Session, ch string, sub *sub
 		c = &channel{subs: map[*Session]*subscription{}}
 		sh.channels[ch] = c
 	}
+	was := c.hasClients()
 	c.subs[s] = sub
 	if s.observer {
 		c.observers++
 	}
+	sh.clientChannels += c.hasClients() - was
 	sh.mu.Unlock()
 	s.mu.Lock()
 	s.subs[ch] = sub
@@ -280,10 +282,12 @@ func (h *Hub) removeSubscriber(ctx context.Context, s *Session, ch string) (*sub
 	c := sh.channels[ch]
 	last := false
 	if c != nil {
+		was := c.hasClients()
 		delete(c.subs, s)
 		if s.observer {
 			c.observers--
 		}
+		sh.clientChannels += c.hasClients() - was
 		if len(c.subs) == 0 {
 			delete(sh.channels, ch)
 			last = true

@@ -80,6 +80,9 @@ type shard struct {
 	subMu    sync.Mutex // see LOCKS.md
 	mu       sync.RWMutex
 	channels map[string]*channel
+	// clientChannels counts the channels with at least one subscriber
+	// that is not an observer (under mu).
+	clientChannels int
 }
 
 // channel is a channel with local subscribers.
@@ -88,6 +91,14 @@ type channel struct {
 	// observers counts the subs that are observers (see Observe): they
 	// are not the channel's subscribers to anyone but the dashboard.
 	observers int
+}
+
+// hasClients is 1 when a client (not only observers) subscribes, else 0.
+func (c *channel) hasClients() int {
+	if len(c.subs) > c.observers {
+		return 1
+	}
+	return 0
 }
 
 // Hub routes publications from the broker to the sessions subscribed on

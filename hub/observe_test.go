@@ -109,4 +109,19 @@ func TestObserver(t *testing.T) {
 	if slices.Contains(got, "leave") || fmt.Sprint(got[3:]) != "[join pub:0]" { // no history: offsets stay 0
 		t.Fatalf("client frames %q: no leave for an observer", got)
 	}
+	// An observer coming back to a channel its clients left: no client
+	// channel is counted.
+	o2 := h.Observe("dashboard-2", &recordWriter{}, offsetEncoder{})
+	if err := h.SubscribeSilent(ctx, o2, "room:a"); err != nil {
+		t.Fatal(err)
+	}
+	h.Disconnect(c)
+	h.Disconnect(c2)
+	if st := h.Stats(); st.Channels != 0 || st.Sessions != 0 || st.Users != 0 {
+		t.Fatalf("stats with observers only: %+v", st)
+	}
+	if got := h.Channels(); len(got) != 0 {
+		t.Fatalf("channels with observers only: %v", got)
+	}
+	h.Disconnect(o2)
 }
