@@ -336,7 +336,23 @@ func TestBrowser(t *testing.T) {
 	const tailLive = `(document.querySelector('[data-tail-state]').textContent.startsWith("Live") && "live")`
 	do("channel", chromedp.Navigate(base+"channel?name=chat:lobby"), visible("#data"))
 	until("tail live", tailLive)
-	do("publish", setValue("#data", `{"text": "from the dashboard"}`), click(`#data ~ button[type=submit]`), visible(".flash"))
+	// With the keyboard: the first Tab reaches "Skip to content", more
+	// Tabs the Publish button, Enter sends the form.
+	do("message", setValue("#data", `{"text": "from the dashboard"}`))
+	do("tab", chromedp.KeyEvent("\t"))
+	if got := until("focus", `document.activeElement && document.activeElement.className`); got != "skip" {
+		t.Fatalf("the first Tab focuses %q, want the skip link", got)
+	}
+	for i := 0; ; i++ {
+		if i == 40 {
+			t.Fatal("Tab never reaches the Publish button")
+		}
+		do("tab", chromedp.KeyEvent("\t"))
+		if must(t, "focused", ctx, chromedp.Evaluate[bool](`document.activeElement.matches("#data ~ button")`)) {
+			break
+		}
+	}
+	do("publish", chromedp.KeyEvent("\r"), visible(".flash"))
 	select {
 	case m := <-got:
 		if m != `{"text":"from the dashboard"}` && m != `{"text": "from the dashboard"}` {
