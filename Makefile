@@ -3,7 +3,7 @@ GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test lint bench bench-idle bench-fanout bench-longpoll bench-signals bench-engines bench-soak fuzz dist
+.PHONY: all build test lint dashboard-screenshots bench bench-idle bench-fanout bench-longpoll bench-signals bench-engines bench-soak fuzz dist
 
 all: lint test
 
@@ -74,6 +74,11 @@ dist:
 	done; \
 	cd $(DIST) && if command -v sha256sum >/dev/null; then sha256sum $$names; else shasum -a 256 $$names; fi > SHA256SUMS
 	@echo "dist: $(DIST)/SHA256SUMS"
+
+## dashboard-screenshots: rerun the dashboard's Chromium test and save its
+## screenshots in docs/images/dashboard (docs/dashboard.md shows them)
+dashboard-screenshots: tests/dcrf/node_modules
+	SWITCHYARD_DASHBOARD_SCREENSHOTS=1 $(GO) test -count=1 -run TestBrowser ./dashboard
 
 ## lint: gofmt, go vet and staticcheck
 lint:

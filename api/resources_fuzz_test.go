@@ -56,7 +56,7 @@ func fuzzResources(tb testing.TB) (*Resources, string) {
 		tb.Fatal(err)
 	}
 	for _, row := range []string{`{"title": "one", "owner": "alice"}`, `{"title": "two", "owner": "bob"}`} {
-		if _, err := svc.Create(context.Background(), "notes", "alice", json.RawMessage(row)); err != nil {
+		if _, err := svc.Create(context.Background(), "notes", resource.AsServer(), json.RawMessage(row)); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/internal/tcpproxy"
+	"github.com/switchyardhq/switchyard/internal/testenv"
 	"github.com/switchyardhq/switchyard/server"
 	"github.com/switchyardhq/switchyard/signal"
 )
@@ -300,4 +301,27 @@ func testSignals(s *signal.Service) error {
 		_, err := c.Reply(ctx, "client_test.pong", c.Kwargs)
 		return nil, err
 	}, signal.Options{Allowed: config.AccessAnyone, ExtraArgs: config.SignalExtraAccept})
+}
+
+// TestNodeOnCluster runs the resource and live query suites, and the
+// restart test of channels that only a shared broker can pass
+// (test/restart.cluster.mjs), against a server on the Redis broker and
+// the PostgreSQL store: across a restart the live query catches up from
+// PostgreSQL's change log, and the channel subscription recovers from
+// Redis's history with nothing lost and no gap.
+func TestNodeOnCluster(t *testing.T) {
+	dir := nodeDir(t)
+	redisURL, prefix := testenv.RedisURL(t), testenv.RedisPrefix(t)
+	pg := testenv.PostgresSchema(t)
+	h := newHarness(t, testConfig, func(c *config.Config) {
+		c.Broker.Driver, c.Broker.URL, c.Broker.Prefix = config.BrokerRedis, config.Secret(redisURL), prefix
+		c.Store.Driver, c.Store.URL = config.StorePostgres, config.Secret(pg)
+	})
+	var files []string
+	for _, f := range []string{"resources.test.mjs", "livequery.test.mjs", "restart.cluster.mjs"} {
+		files = append(files, filepath.Join(dir, "test", f))
+	}
+	args := append([]string{"--test", "--test-concurrency=1", "--test-reporter=spec"}, files...)
+	out := runNode(t, dir, h.env(), 4*time.Minute, args...)
+	summary(t, out, 3)
 }

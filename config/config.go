@@ -49,6 +49,8 @@ type Config struct {
 	Queues []Queue `yaml:"queues" config:"map"`
 	// DFWebsockets configures the df_websockets wire (dfws.go).
 	DFWebsockets DFWebsockets `yaml:"df_websockets"`
+	// Dashboard configures the admin dashboard (/dashboard/).
+	Dashboard Dashboard `yaml:"dashboard"`
 }
 
 // Log configures the server log.
@@ -721,6 +723,7 @@ func Default() Config {
 		},
 		Queues:       []Queue{DefaultQueueConfig(DefaultQueue)},
 		DFWebsockets: defaultDFWebsockets(),
+		Dashboard:    DefaultDashboard(),
 	}
 }
 
@@ -806,5 +809,10 @@ func (c Config) LogValue() slog.Value {
 			"declared", names(len(c.Signals.Declared), func(i int) string { return c.Signals.Declared[i].Name })),
 		slog.Any("queues", names(len(c.Queues), func(i int) string { return c.Queues[i].Name })),
 		slog.Group("df_websockets", "path", c.DFWebsockets.Path, "url", c.DFWebsockets.URL),
+		slog.Group("dashboard",
+			"enabled", c.Dashboard.Enabled,
+			"password", c.Dashboard.Password,
+			"password_hash", c.Dashboard.PasswordHash,
+			"session_ttl", c.Dashboard.SessionTTL.String()),
 	)
 }

@@ -206,6 +206,13 @@ df_websockets:
   cookie_path: /app
   cookie_samesite: Strict
   user_model: accounts.member
+dashboard:
+  enabled: true
+  password_hash: "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+  session_ttl: 1h
+  login_attempts: 3
+  login_attempts_global: 30
+  login_lockout: 5m
 `
 
 func TestFullFile(t *testing.T) {
@@ -338,6 +345,8 @@ func TestFullFile(t *testing.T) {
 			{Name: "default", Concurrency: 8, MaxAttempts: 10, Backoff: Duration(time.Second), MaxBackoff: Duration(time.Hour), Timeout: Duration(time.Minute)},
 		},
 		DFWebsockets: DFWebsockets{Path: "/dfws/", URL: "wss://www.example.com/dfws/", CookieDomain: ".example.com", CookiePath: "/app", CookieSameSite: "Strict", UserModel: "accounts.member"},
+		Dashboard: Dashboard{Enabled: true, PasswordHash: "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy",
+			SessionTTL: Duration(time.Hour), LoginAttempts: 3, LoginAttemptsGlobal: 30, LoginLockout: Duration(5 * time.Minute)},
 	}
 	if !reflect.DeepEqual(got, want) {
 		g, _ := yaml.Marshal(got)
@@ -406,6 +415,12 @@ func TestErrors(t *testing.T) {
 		{"search length", "limits:\n  max_search_length: 0\n", 2, "limits.max_search_length", "between 1 and 10000"},
 		{"negative connections", "limits:\n  max_connections: -1\n", 2, "limits.max_connections", "open-file limit"},
 		{"negative clock skew", "channelstream:\n  max_clock_skew: -1s\n", 2, "channelstream.max_clock_skew", "must not be negative"},
+		{"dashboard without a password", "dashboard:\n  enabled: true\n", 2, "dashboard.password", "dashboard.password or dashboard.password_hash is required"},
+		{"dashboard password too short", "dashboard:\n  enabled: true\n  password: short\n", 3, "dashboard.password", "at least 12 characters"},
+		{"dashboard password and hash", "dashboard:\n  password: long-enough-password\n  password_hash: \"$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy\"\n", 3, "dashboard.password_hash", "not both"},
+		{"dashboard hash not bcrypt", "dashboard:\n  password_hash: plain-text-password\n", 2, "dashboard.password_hash", "must be a bcrypt hash"},
+		{"dashboard session ttl", "dashboard:\n  session_ttl: 1s\n", 2, "dashboard.session_ttl", "at least 1m"},
+		{"dashboard login attempts", "dashboard:\n  login_attempts: 0\n", 2, "dashboard.login_attempts", "at least 1"},
 		{"no sign-in attempts", "channelstream:\n  sign_in_attempts: 0\n", 2, "channelstream.sign_in_attempts", "at least 1"},
 		{"no global sign-in attempts", "channelstream:\n  sign_in_attempts_global: 0\n", 2, "channelstream.sign_in_attempts_global", "at least 1"},
 		{"zero lockout", "channelstream:\n  sign_in_lockout: 0s\n", 2, "channelstream.sign_in_lockout", "greater than 0"},
@@ -911,6 +926,7 @@ func TestSecretsRedacted(t *testing.T) {
 	c.APIKeys = []Secret{"hunter2-apikey-0123456789"}
 	c.Channelstream.Secret = "hunter2-cs"
 	c.Channelstream.AdminSecret = "hunter2-admin"
+	c.Dashboard.Password = "hunter2-dashboard"
 	var buf bytes.Buffer
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("config", "cfg", c)
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "cfg", c, "store", c.Store, "auth", c.Auth)

@@ -209,6 +209,7 @@ func (c *Config) validate() []verr {
 	v.nonNegative("limits.shutdown_timeout", l.ShutdownTimeout)
 
 	c.validateChannelstream(v)
+	c.validateDashboard(v)
 	c.validateResources(v)
 	c.validateDFWebsockets(v) // dfws.go
 	c.validateWires(v)        // wires.go: after each wire's own checks, the paths they claim

@@ -229,6 +229,9 @@ func (c *Config) claims() []claim {
 	if c.DFWebsockets.Path != "" {
 		out = append(out, claim{path: c.DFWebsockets.Path, key: "df_websockets.path", what: "the df_websockets socket"})
 	}
+	if c.Dashboard.Enabled {
+		out = append(out, claim{path: "/dashboard/", what: "the dashboard"})
+	}
 	return out
 }
 

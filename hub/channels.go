@@ -218,7 +218,7 @@ func (h *Hub) subscribeAt(ctx context.Context, s *Session, ch string, opts confi
 	sub.recovering.Store(false)
 	s.mu.Unlock()
 
-	if opts.Presence {
+	if opts.Presence && !s.observer {
 		info := s.ClientInfo()
 		if err := h.cfg.Presence.AddPresence(ctx, ch, s.id, info, h.cfg.PresenceExpiry); err != nil {
 			h.log.Warn("presence add failed", "channel", ch, "err", err)
@@ -275,7 +275,12 @@ func (h *Hub) addSubscriber(ctx context.Context, s *Session, ch string, sub *sub
 		c.ord.floor = sub.floor
 		sh.channels[ch] = c
 	}
+	was := c.hasClients()
 	c.subs[s] = sub
+	if s.observer {
+		c.observers++
+	}
+	sh.clientChannels += c.hasClients() - was
 	sh.mu.Unlock()
 	if sub.floor > 0 {
 		c.ord.mu.Lock() // after the shard's lock: see LOCKS.md
@@ -313,7 +318,12 @@ func (h *Hub) removeSubscriber(ctx context.Context, s *Session, ch string) (*sub
 	c := sh.channels[ch]
 	last := false
 	if c != nil {
+		was := c.hasClients()
 		delete(c.subs, s)
+		if s.observer {
+			c.observers--
+		}
+		sh.clientChannels += c.hasClients() - was
 		if len(c.subs) == 0 {
 			delete(sh.channels, ch)
 			last = true
@@ -360,7 +370,7 @@ func (h *Hub) unsubscribe(ctx context.Context, s *Session, ch string, notify boo
 }
 
 func (h *Hub) left(ctx context.Context, s *Session, ch string, sub *subscription) {
-	if !sub.opts.Presence {
+	if !sub.opts.Presence || s.observer {
 		return
 	}
 	if err := h.cfg.Presence.RemovePresence(ctx, ch, s.id); err != nil {

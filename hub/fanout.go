@@ -122,6 +122,7 @@ func (h *Hub) broadcast(ch string, ev event) {
 	}
 	var cache encodeCache
 	limited := ev.kind == eventPublication && !ev.pub.Audience.IsZero()
+	n := 0
 	for s, sub := range c.subs {
 		if ev.kind != eventPublication && !sub.opts.Presence {
 			continue
@@ -130,5 +131,9 @@ func (h *Hub) broadcast(ch string, ev event) {
 			continue
 		}
 		s.deliver(sub, &ev, &cache)
+		n++
+	}
+	if ev.kind == eventPublication {
+		h.deliveries.Add(uint64(n))
 	}
 }

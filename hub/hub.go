@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyardhq/switchyard"
@@ -86,12 +87,26 @@ type shard struct {
 	subMu    sync.Mutex // see LOCKS.md
 	mu       sync.RWMutex
 	channels map[string]*channel
+	// clientChannels counts the channels with at least one subscriber
+	// that is not an observer (under mu).
+	clientChannels int
 }
 
 // channel is a channel with local subscribers.
 type channel struct {
 	subs map[*Session]*subscription
 	ord  orderer // publications with a Sequence (order.go)
+	// observers counts the subs that are observers (see Observe): they
+	// are not the channel's subscribers to anyone but the dashboard.
+	observers int
+}
+
+// hasClients is 1 when a client (not only observers) subscribes, else 0.
+func (c *channel) hasClients() int {
+	if len(c.subs) > c.observers {
+		return 1
+	}
+	return 0
 }
 
 // Hub routes publications from the broker to the sessions subscribed on
@@ -107,6 +122,10 @@ type Hub struct {
 	smu      sync.Mutex
 	sessions map[*Session]struct{}
 	users    map[string]map[*Session]struct{} // sessions of authenticated users
+
+	// publications and deliveries count the publications broadcast on
+	// this process and the sessions they were queued to (Stats).
+	publications, deliveries atomic.Uint64
 
 	wg      sync.WaitGroup // maintain
 	writers sync.WaitGroup // session writers and slow-consumer closes
@@ -261,14 +280,16 @@ func (h *Hub) NumSessions() int {
 }
 
 // Channels returns the channels with subscribers on this process and
-// their local subscriber counts.
+// their local subscriber counts (observers do not count).
 func (h *Hub) Channels() map[string]int {
 	out := map[string]int{}
 	for i := range h.shards {
 		s := &h.shards[i]
 		s.mu.RLock()
 		for name, c := range s.channels {
-			out[name] = len(c.subs)
+			if n := len(c.subs) - c.observers; n > 0 {
+				out[name] = n
+			}
 		}
 		s.mu.RUnlock()
 	}

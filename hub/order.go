@@ -173,6 +173,7 @@ func (o *orderer) expire(now time.Time, wait time.Duration) []heldPub {
 // a publication with a Sequence first goes through the channel's
 // ordering.
 func (h *Hub) HandlePublication(ch string, pub switchyard.Publication, sp switchyard.StreamPosition) {
+	h.publications.Add(1)
 	if pub.Sequence.IsZero() {
 		h.broadcast(ch, event{kind: eventPublication, channel: ch, pub: pub, sp: sp})
 		return

@@ -28,6 +28,10 @@ type Principal struct {
 	Info json.RawMessage
 	// Expires is when the session's token expires (zero: never).
 	Expires time.Time
+	// Transport, Protocol and RemoteAddr describe the connection to
+	// operators (the dashboard's connection list): "websocket",
+	// "live", the client's address. Empty when unknown.
+	Transport, Protocol, RemoteAddr string
 }
 
 // Session is one client connection's presence in the hub: its
@@ -39,6 +43,11 @@ type Session struct {
 	info json.RawMessage
 	w    Writer
 	enc  Encoder
+	// conn describes the connection (Principal's Transport, Protocol,
+	// RemoteAddr and the time of Connect); immutable.
+	conn ConnInfo
+	// observer: made by Observe, not a client (see Observe).
+	observer bool
 
 	value atomic.Value
 
@@ -90,7 +99,8 @@ func (sub *subscription) covered(ev *event) bool {
 // Connect registers a session with the hub. The protocol calls
 // Disconnect when the transport closes.
 func (h *Hub) Connect(id string, p Principal, w Writer, enc Encoder) *Session {
-	s := &Session{h: h, id: id, user: p.User, info: p.Info, w: w, enc: enc, expires: p.Expires, subs: map[string]*subscription{}}
+	s := &Session{h: h, id: id, user: p.User, info: p.Info, w: w, enc: enc, expires: p.Expires, subs: map[string]*subscription{},
+		conn: ConnInfo{Transport: p.Transport, Protocol: p.Protocol, RemoteAddr: p.RemoteAddr, Since: h.cfg.Now()}}
 	h.smu.Lock()
 	h.sessions[s] = struct{}{}
 	if s.user != "" {

@@ -26,6 +26,7 @@ import (
 	"github.com/switchyardhq/switchyard/clients"
 	"github.com/switchyardhq/switchyard/cluster"
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/dashboard"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/binding"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
@@ -55,6 +56,9 @@ type Options struct {
 	// (channels-binding's @bind), by event without its #uid
 	// ("simple_reflexion.ping").
 	BindingEvents map[string]binding.Custom
+	// Nodes lists the cluster's nodes on the dashboard's overview (nil:
+	// this process alone).
+	Nodes dashboard.NodeSource
 }
 
 // Check is a named readiness check: /readyz answers 503 while one fails.
@@ -81,11 +85,13 @@ type Server struct {
 	proxy *auth.Proxy
 	// channelstream is the Channelstream API (nil when it is off).
 	channelstream *channelstream.Server
-	metrics       *metrics
-	mux           *http.ServeMux
-	http          *http.Server
-	checks        []Check
-	started       time.Time
+	// dashboard is the admin dashboard (nil when it is off).
+	dashboard *dashboard.Dashboard
+	metrics   *metrics
+	mux       *http.ServeMux
+	http      *http.Server
+	checks    []Check
+	started   time.Time
 	// gate bounds the client connections (limits.max_connections).
 	gate *gate
 	// inflight and active count the HTTP requests being handled.
@@ -387,6 +393,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		s.metrics.channelstream(s.channelstream)
 		log.Info("serving the Channelstream API", "prefix", cs.Prefix, "namespace", cs.Namespace)
 	}
+	if err := s.mountDashboard(o); err != nil {
+		jobs.Close()
+		hb.Close()
+		engine.Close()
+		db.Close()
+		return nil, err
+	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
@@ -525,6 +538,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.channelstream != nil {
 		s.channelstream.Close() // parked long-polls answer now
+	}
+	if s.dashboard != nil {
+		s.dashboard.Close() // its live streams end now
 	}
 	var wg sync.WaitGroup
 	var httpErr, wsErr, jobsErr error

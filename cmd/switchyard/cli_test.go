@@ -28,11 +28,11 @@ var commands = [][]string{
 	{"serve"}, {"config", "check"}, {"config", "init"}, {"token"},
 	{"migrate", "drop-column"}, {"healthcheck"}, {"version"},
 	{"bench", "idle"}, {"bench", "fanout"}, {"bench", "resources"}, {"bench", "longpoll"},
-	{"codegen", "ts"},
+	{"codegen", "ts"}, {"dashboard", "hash-password"},
 }
 
 // groups answer --help with the list of their subcommands.
-var groups = [][]string{{}, {"config"}, {"migrate"}, {"bench"}}
+var groups = [][]string{{}, {"config"}, {"migrate"}, {"bench"}, {"dashboard"}}
 
 // TestHelpEverywhere: -h and --help on every command print its usage and
 // flags on stdout and exit 0.

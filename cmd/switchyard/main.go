@@ -6,6 +6,7 @@
 //	switchyard token --user ID [flags]          mint an HS256 token for development
 //	switchyard migrate drop-column RES FIELD    drop a field removed from the configuration, with its data
 //	switchyard healthcheck [flags]              GET /healthz of the configured server (container HEALTHCHECK)
+//	switchyard dashboard hash-password          print the bcrypt hash of a password read on stdin
 //	switchyard version | --version              print the version and commit
 //	switchyard bench SCENARIO [flags]           measure a server (see docs/BENCHMARKS.md)
 //
@@ -43,6 +44,7 @@ const usage = `Usage:
   switchyard token --user ID [--info JSON] [--ttl DURATION] [--channels A,B] [--config FILE]
   switchyard migrate drop-column RESOURCE FIELD [--config FILE] [--data-dir DIR] [--yes]
   switchyard healthcheck [--url URL] [--config FILE] [--timeout DURATION]
+  switchyard dashboard hash-password [--cost N] < PASSWORD   (for dashboard.password_hash, docs/dashboard.md)
   switchyard version
   switchyard codegen ts [--config FILE]   (TypeScript declarations of the resources, docs/clients.md)
   switchyard bench idle|fanout|resources|longpoll|signals|soak [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
@@ -125,6 +127,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return bench.Main(ctx, args, c.stdout, c.stderr)
 	case "codegen":
 		return c.codegen(args)
+	case "dashboard":
+		return c.dashboardCmd(args)
 	}
 	return errUsage{fmt.Errorf("unknown command %q\n\n%s", cmd, usage)}
 }

@@ -160,7 +160,7 @@ func (s *Server) connect(ctx context.Context, body json.RawMessage) (any, fieldE
 		return nil, fieldErrors{"conn_id": []string{"Connection is in use by another user"}}
 	case c == nil:
 		c = &conn{id: connID, srv: s, user: u, channels: map[*channel]struct{}{}}
-		c.hs = s.cfg.Hub.Connect(connID, hub.Principal{User: username}, c, s.enc)
+		c.hs = s.cfg.Hub.Connect(connID, hub.Principal{User: username, Protocol: "channelstream", Transport: "websocket or long-poll"}, c, s.enc)
 		c.hs.SetValue(c)
 		s.conns[connID] = c
 		u.conns = append(u.conns, c)

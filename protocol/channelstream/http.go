@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyardhq/switchyard/internal/signin"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -541,8 +542,8 @@ func (s *Server) serveSignIn(w http.ResponseWriter, r *http.Request) {
 // success it sets the cookie, redirects and returns 302; otherwise it
 // returns the status and message of the page to show.
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) (int, string) {
-	addr := addressOf(r.RemoteAddr)
-	ok, retry, global := s.signIns.begin(addr)
+	addr := signin.AddressOf(r.RemoteAddr)
+	ok, retry, global := s.signIns.Begin(addr)
 	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Round(time.Second)/time.Second)))
 		key := "channelstream.sign_in_attempts"
@@ -553,17 +554,17 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) (int, string) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		s.signIns.end(addr, false)
+		s.signIns.End(addr, false)
 		return http.StatusBadRequest, "The form could not be read."
 	}
 	if s.credentials(r.PostFormValue("username"), r.PostFormValue("password")) {
-		s.signIns.end(addr, true)
+		s.signIns.End(addr, true)
 		exp := strconv.FormatInt(time.Now().Add(30*24*time.Hour).Unix(), 10)
 		http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: exp + "." + s.cookieSig(exp), Path: s.adminPath, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 30 * 24 * 3600})
 		http.Redirect(w, r, s.adminPath, http.StatusFound)
 		return http.StatusFound, ""
 	}
-	if s.signIns.end(addr, false) {
+	if s.signIns.End(addr, false) {
 		s.log.Warn("channelstream: admin sign-ins locked for everyone: too many failures", "key", "channelstream.sign_in_attempts_global", "lockout", s.cfg.SignInLockout.String())
 	}
 	select { // slow down guessing, as Channelstream does

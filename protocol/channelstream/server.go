@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/hub"
+	"github.com/switchyardhq/switchyard/internal/signin"
 	"github.com/switchyardhq/switchyard/ws"
 )
 
@@ -109,7 +110,7 @@ type Server struct {
 	started   time.Time
 	cookieKey []byte
 	adminPath string // set by Register
-	signIns   *signInLimiter
+	signIns   *signin.Limiter
 
 	mu       sync.Mutex // see the conn type for the lock order
 	users    map[string]*user
@@ -192,7 +193,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		guard:     &Guard{Secret: cfg.Secret, Allowed: cfg.Allowed, MaxAge: maxAge, MaxSkew: cfg.MaxClockSkew, Now: cfg.Now},
-		signIns:   newSignInLimiter(cfg.SignInAttempts, cfg.SignInAttemptsGlobal, cfg.SignInLockout, cfg.Now),
+		signIns:   signin.New(cfg.SignInAttempts, cfg.SignInAttemptsGlobal, cfg.SignInLockout, cfg.Now),
 		prefix:    cfg.Namespace + ":",
 		maxQueued: cfg.MaxQueued,
 		started:   cfg.Now(),

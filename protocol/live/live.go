@@ -207,7 +207,8 @@ type socket struct {
 
 func (s socket) OnOpen(c *ws.Conn) {
 	hb := s.h.cfg.Hub
-	hs := hb.Connect(s.id, hub.Principal{User: s.p.User, Info: s.p.Info, Expires: s.p.Expires}, connWriter{c}, s.h.enc)
+	hs := hb.Connect(s.id, hub.Principal{User: s.p.User, Info: s.p.Info, Expires: s.p.Expires,
+		Transport: "websocket", Protocol: "live", RemoteAddr: s.remoteAddr}, connWriter{c}, s.h.enc)
 	sess := &session{hs: hs, stopKeep: func() {}}
 	if s.grant != nil && s.h.cfg.Proxy != nil {
 		sess.stopKeep = s.h.cfg.Proxy.Keep(hs, s.grant)

@@ -103,7 +103,7 @@ func newFuzzLive(tb testing.TB) *fuzzLive {
 		tb.Fatal(err)
 	}
 	for _, row := range []string{`{"title": "one", "owner": "alice"}`, `{"title": "two", "owner": "bob", "meta": {"k": [1]}}`} {
-		if _, err := svc.Create(context.Background(), "notes", "alice", json.RawMessage(row)); err != nil {
+		if _, err := svc.Create(context.Background(), "notes", resource.AsServer(), json.RawMessage(row)); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -1,4 +1,8 @@
-package channelstream
+// Package signin bounds password guessing on the server's sign-in forms
+// (the Channelstream admin panel, the dashboard): a Limiter counts
+// attempts per address and failures across all addresses. It is safe for
+// concurrent use.
+package signin
 
 import (
 	"net"
@@ -11,54 +15,59 @@ import (
 // limit.
 const maxTrackedAddresses = 10000
 
-// signInLimiter bounds password guessing on /admin/sign_in: per address,
+// Limiter bounds password guessing on a sign-in form: per address,
 // attempts are counted when they start (so parallel guesses count before
 // any of them fails) and past perAddress in one period the address is
 // locked out for a period; across all addresses, past global failures in
 // one period every sign-in is refused until that period ends. A success
 // clears its address. The address is the direct peer's, as for the
-// signed API: behind a proxy the per-address limit is a global one.
-type signInLimiter struct {
+// request: behind a proxy the per-address limit is a global one.
+type Limiter struct {
 	perAddress, global int
 	period             time.Duration
 	now                func() time.Time
 
 	mu          sync.Mutex
-	addrs       map[string]*signInCount
+	addrs       map[string]*count
 	failures    int       // global failures in the period that began at since
 	since       time.Time // start of the global period
 	lockedUntil time.Time // global lockout
 }
 
-type signInCount struct {
+type count struct {
 	attempts    int // started (and not succeeded) in the period
 	since       time.Time
 	lockedUntil time.Time
 }
 
-func newSignInLimiter(perAddress, global int, period time.Duration, now func() time.Time) *signInLimiter {
-	return &signInLimiter{perAddress: perAddress, global: global, period: period, now: now, addrs: map[string]*signInCount{}}
+// New returns a limiter: perAddress attempts per address and global
+// failures in all per period; now is the clock (nil: time.Now).
+func New(perAddress, global int, period time.Duration, now func() time.Time) *Limiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &Limiter{perAddress: perAddress, global: global, period: period, now: now, addrs: map[string]*count{}}
 }
 
-// addressOf is the host of a RemoteAddr.
-func addressOf(remote string) string {
+// AddressOf is the host of a RemoteAddr.
+func AddressOf(remote string) string {
 	if host, _, err := net.SplitHostPort(remote); err == nil {
 		return host
 	}
 	return remote
 }
 
-// begin starts an attempt from addr. When it is refused, retry is how
+// Begin starts an attempt from addr. When it is refused, retry is how
 // long until the lockout ends and global reports whether it is the
 // global one.
-func (l *signInLimiter) begin(addr string) (ok bool, retry time.Duration, global bool) {
+func (l *Limiter) Begin(addr string) (ok bool, retry time.Duration, global bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	if now.Before(l.lockedUntil) {
 		return false, l.lockedUntil.Sub(now), true
 	}
-	c := l.count(addr, now)
+	c := l.entry(addr, now)
 	if c == nil {
 		return true, 0, false
 	}
@@ -76,9 +85,9 @@ func (l *signInLimiter) begin(addr string) (ok bool, retry time.Duration, global
 	return true, 0, false
 }
 
-// end records how an attempt begun from addr ended. It reports whether
+// End records how an attempt begun from addr ended. It reports whether
 // this failure started a global lockout.
-func (l *signInLimiter) end(addr string, success bool) (globalLockout bool) {
+func (l *Limiter) End(addr string, success bool) (globalLockout bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -100,9 +109,9 @@ func (l *signInLimiter) end(addr string, success bool) (globalLockout bool) {
 	return false
 }
 
-// count returns addr's entry, creating it; nil when the table is full of
+// entry returns addr's entry, creating it; nil when the table is full of
 // live entries.
-func (l *signInLimiter) count(addr string, now time.Time) *signInCount {
+func (l *Limiter) entry(addr string, now time.Time) *count {
 	if c := l.addrs[addr]; c != nil {
 		return c
 	}
@@ -116,7 +125,7 @@ func (l *signInLimiter) count(addr string, now time.Time) *signInCount {
 			return nil
 		}
 	}
-	c := &signInCount{since: now}
+	c := &count{since: now}
 	l.addrs[addr] = c
 	return c
 }
