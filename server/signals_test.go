@@ -466,11 +466,11 @@ func TestSignalsSurviveRestart(t *testing.T) {
 	})
 }
 
-// The closest honest equivalent of "enqueue in the same transaction as a
-// resource write" that this build has: an AfterWrite hook (which runs
-// after the commit) enqueues a durable job and triggers a signal. A crash
-// between the commit and the enqueue would lose the job; docs/signals.md
-// says so.
+// On SQLite (jobs in a file of their own) a resource hook enqueues after
+// the commit: an AfterWrite hook enqueues a durable job and triggers a
+// signal. A crash between the commit and the enqueue would lose the job;
+// docs/signals.md says so. On PostgreSQL an InTx hook enqueues in the
+// write's transaction (txjobs_test.go).
 func TestResourceHookEnqueuesAfterCommit(t *testing.T) {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
