@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -78,4 +79,35 @@ func TestReadyWithRedisAndPostgres(t *testing.T) {
 		t.Fatalf("readyz %d %s", code, body)
 	}
 	_ = context.Background
+}
+
+// Redis with SQLite starts, and says at once that data and jobs stay per
+// process; Redis with PostgreSQL does not say it.
+func TestRedisWithSQLiteWarnsDataIsPerProcess(t *testing.T) {
+	const warning = "broker: redis with store: sqlite"
+	for _, tc := range []struct {
+		store string
+		warn  bool
+	}{{config.StoreSQLite, true}, {config.StorePostgres, false}} {
+		t.Run(tc.store, func(t *testing.T) {
+			prefix := testenv.RedisPrefix(t)
+			mutate := func(c *config.Config) {
+				c.Broker.Driver, c.Broker.URL, c.Broker.Prefix = "redis", config.Secret(testenv.RedisURL(t)), prefix
+			}
+			if tc.store == config.StorePostgres {
+				mutate = clusterConfig(t, prefix, testenv.PostgresSchema(t))
+			}
+			var buf logBuffer
+			_, stop := start(t, mutate, Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			buf.mu.Lock()
+			logged := buf.buf.String()
+			buf.mu.Unlock()
+			if got := strings.Contains(logged, warning); got != tc.warn {
+				t.Fatalf("warning logged = %v, want %v; log:\n%s", got, tc.warn, logged)
+			}
+		})
+	}
 }

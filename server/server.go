@@ -270,6 +270,10 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		log.Warn("limits.max_connections is above what the open-file limit leaves for clients: descriptors may run out first (new connections are then refused with 503)",
 			"max_connections", cfg.Limits.MaxConnections, "open_file_limit", n)
 	}
+	if cfg.Broker.Driver == config.BrokerRedis && cfg.Store.Driver == config.StoreSQLite {
+		log.Warn("broker: redis with store: sqlite shares channels across processes but not data: each process keeps its own resources and job queue under its data_dir (use store: postgres to run several processes on one dataset)",
+			"data_dir", cfg.DataDir)
+	}
 	s.gate = newGate(maxConns, engine.Len, log)
 	s.checks = append([]Check{
 		{Name: "store", Func: db.Ping},
