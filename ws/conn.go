@@ -255,7 +255,7 @@ func (c *Conn) SendBatch(ctx context.Context, msgs ...[]byte) error {
 	for _, m := range msgs {
 		payload, rsv1 := m, false
 		if c.deflate && len(m) >= deflateThreshold {
-			payload, rsv1 = c.eng.compress(m), true
+			payload, rsv1 = c.eng.compressShared(m), true
 		}
 		start := len(hdrs)
 		hdrs = appendFrameHeader(hdrs, true, rsv1, opText, len(payload))

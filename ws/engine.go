@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"sync"
@@ -41,6 +42,9 @@ type Stats struct {
 	BytesOut       uint64
 	ProtocolErrors uint64 // connections closed for a protocol error or limit
 	Panics         uint64 // handler panics recovered
+	// DeflateShared counts compressed frames served from a compression
+	// another connection did for the same message (permessage-deflate).
+	DeflateShared uint64
 }
 
 type counters struct {
@@ -52,6 +56,7 @@ type counters struct {
 	bytesOut       atomic.Uint64
 	protocolErrors atomic.Uint64
 	panics         atomic.Uint64
+	deflateShared  atomic.Uint64
 }
 
 const shardCount = 16
@@ -117,6 +122,7 @@ func newEngine(cfg EngineConfig) *Engine {
 		cfg.SweepInterval = time.Second
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	e.flate.seed = maphash.MakeSeed()
 	for i := range e.shards {
 		e.shards[i].conns = make(map[*Conn]struct{})
 	}
@@ -135,6 +141,7 @@ func (e *Engine) Stats() Stats {
 		BytesOut:       e.stats.bytesOut.Load(),
 		ProtocolErrors: e.stats.protocolErrors.Load(),
 		Panics:         e.stats.panics.Load(),
+		DeflateShared:  e.stats.deflateShared.Load(),
 	}
 }
 
