@@ -394,7 +394,26 @@ type Resource struct {
 	// Binding, when set, serves the resource on the channels-binding wire
 	// (see wires.go).
 	Binding *ResourceBinding `yaml:"binding"`
+	// Table, when set, serves an existing PostgreSQL table (optionally
+	// schema-qualified: "app_todo", "public.app_todo") that Switchyard
+	// never creates, alters or drops: its columns, types and primary key
+	// are read from the catalog at start, and Fields only refine them
+	// (docs/existing-tables.md). Needs store.driver: postgres.
+	Table string `yaml:"table"`
+	// Capture says which writes become events: CaptureNone (the
+	// default: writes through Switchyard only) or CaptureTrigger (a
+	// trigger on the table records the changes any program makes).
+	Capture string `yaml:"capture"`
 }
+
+// Capture modes of a resource.
+const (
+	CaptureNone    = "none"
+	CaptureTrigger = "trigger"
+)
+
+// External reports whether the resource serves an existing table.
+func (r *Resource) External() bool { return r.Table != "" }
 
 // Field returns the declared field with the given name.
 func (r *Resource) Field(name string) (*Field, bool) {
@@ -428,6 +447,9 @@ type Field struct {
 	Unique bool `yaml:"unique"`
 	// ReadOnly makes the field settable only by the server.
 	ReadOnly bool `yaml:"read_only"`
+	// Hidden keeps the field from clients: never shown, never settable
+	// by them (a column of an existing table the app keeps to itself).
+	Hidden bool `yaml:"hidden"`
 }
 
 // Field types.
@@ -733,6 +755,7 @@ func defaultResource() Resource {
 	return Resource{
 		PKField:  "id",
 		PageSize: 25,
+		Capture:  CaptureNone,
 		Permissions: ResourcePermissions{
 			Read: AccessAnyone, Create: AccessAnyone, Update: AccessAnyone, Delete: AccessAnyone,
 		},

@@ -76,6 +76,7 @@ var (
 	// signalNameRE is df_websockets' signal path: dotted identifiers.
 	signalNameRE    = regexp.MustCompile(`^[_a-zA-Z]\w*(\.[_a-zA-Z]\w*)*$`)
 	resourceNameRE  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	tableNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$`)
 	namespaceNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
 	brokerPrefixRE  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	entryNameRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:-]*$`)
@@ -474,9 +475,10 @@ func (c *Config) validateResources(v *validator) {
 			v.add(key, "duplicate resource")
 		}
 		seen[r.Name] = true
-		if len(r.Fields) == 0 {
-			v.add(key+".fields", "at least one field is required")
+		if len(r.Fields) == 0 && !r.External() {
+			v.add(key+".fields", "at least one field is required (or name an existing table with table:)")
 		}
+		c.validateTable(v, key, r)
 		fields := map[string]*Field{}
 		for fi := range r.Fields {
 			f := &r.Fields[fi]
@@ -488,6 +490,9 @@ func (c *Config) validateResources(v *validator) {
 				v.add(fkey, "duplicate field")
 			}
 			fields[f.Name] = f
+			if r.External() && f.Type == "" {
+				continue // the type comes from the catalog; checked at start
+			}
 			v.field(fkey, f)
 		}
 		if !resourceNameRE.MatchString(r.PKField) {
@@ -498,15 +503,18 @@ func (c *Config) validateResources(v *validator) {
 		for i, s := range r.Search {
 			skey := fmt.Sprintf("%s.search[%d]", key, i)
 			switch f := fields[s]; {
+			case f == nil && r.External():
+				// A column of the table: checked at start.
 			case f == nil:
 				v.add(skey, "%q is not a declared field", s)
+			case f.Type == "" && r.External():
 			case f.Type != FieldString && f.Type != FieldText:
 				v.add(skey, "field %q has type %s; only string and text fields can be searched", s, f.Type)
 			}
 		}
 		for i, o := range r.Ordering {
 			name := strings.TrimPrefix(o, "-")
-			if fields[name] == nil && name != r.PKField {
+			if fields[name] == nil && name != r.PKField && !r.External() {
 				v.add(fmt.Sprintf("%s.ordering[%d]", key, i), "%q is not a declared field or the pk_field (%s); write NAME or -NAME", name, r.PKField)
 			}
 		}
@@ -520,10 +528,13 @@ func (c *Config) validateResources(v *validator) {
 			pkey := key + ".permissions." + e.name
 			if owner, ok := OwnerField(e.val); ok {
 				switch f := fields[owner]; {
+				case f == nil && r.External():
+					// A column of the table: checked at start.
 				case f == nil:
 					v.add(pkey, "owner:%s names no declared field", owner)
-				case f.Type != FieldString:
-					v.add(pkey, "owner:%s must name a string field (it is %s)", owner, f.Type)
+				case f.Type == "" && r.External():
+				case f.Type != FieldString && f.Type != FieldInt:
+					v.add(pkey, "owner:%s must name a string or int field holding the user id (it is %s)", owner, f.Type)
 				}
 				continue
 			}
@@ -776,5 +787,25 @@ func (v *validator) signalArg(key string, a *SignalArg) {
 		if _, err := regexp.Compile(a.Pattern); err != nil {
 			v.add(key+".pattern", "is not a valid regular expression: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
 		}
+	}
+}
+
+// validateTable checks the keys of a resource on an existing table; what
+// the table holds is checked at start, against the catalog.
+func (c *Config) validateTable(v *validator, key string, r *Resource) {
+	if !v.oneOf(key+".capture", r.Capture, CaptureNone, CaptureTrigger) {
+		return
+	}
+	if r.Table == "" {
+		if r.Capture == CaptureTrigger && c.Store.Driver != StorePostgres {
+			v.addAt(key+".capture", "store.driver", "capture: trigger needs store.driver: postgres (the trigger writes into PostgreSQL's change log)")
+		}
+		return
+	}
+	if !tableNameRE.MatchString(r.Table) {
+		v.add(key+".table", "must be a table name, optionally schema-qualified (%s), got %q", tableNameRE, r.Table)
+	}
+	if c.Store.Driver != StorePostgres {
+		v.addAt(key+".table", "store.driver", "an existing table needs store.driver: postgres (it is %s)", c.Store.Driver)
 	}
 }

@@ -36,7 +36,7 @@ func (s *Schema) filter(filter map[string]json.RawMessage, verr *ValidationError
 			continue
 		}
 		f, ok := s.r.Field(field)
-		if !ok {
+		if !ok || f.Hidden {
 			verr.add(field, "Unknown field to filter on.")
 			continue
 		}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -79,12 +80,14 @@ type Schema struct {
 	// a user fills them with that user, and clients cannot set or change
 	// them (the server can).
 	ownerFields map[string]bool
+	// hidden are the fields clients never see nor set.
+	hidden map[string]bool
 }
 
 // NewSchema checks a resource declaration (the config package already
 // validated files; this guards the Go API) and returns its schema.
 func NewSchema(r config.Resource) (*Schema, error) {
-	s := &Schema{r: r, pk: r.PKField, owner: map[string]string{}, ownerFields: map[string]bool{}}
+	s := &Schema{r: r, pk: r.PKField, owner: map[string]string{}, ownerFields: map[string]bool{}, hidden: map[string]bool{}}
 	if s.pk == "" {
 		s.pk = "id"
 	}
@@ -95,11 +98,14 @@ func NewSchema(r config.Resource) (*Schema, error) {
 		if f.Name == s.pk {
 			return nil, fmt.Errorf("resource %s: field %q is the primary key's name", r.Name, f.Name)
 		}
+		if f.Hidden {
+			s.hidden[f.Name] = true
+		}
 	}
 	for action, perm := range map[string]string{"read": r.Permissions.Read, "create": r.Permissions.Create, "update": r.Permissions.Update, "delete": r.Permissions.Delete} {
 		if field, ok := config.OwnerField(perm); ok {
-			if f, ok := r.Field(field); !ok || f.Type != config.FieldString {
-				return nil, fmt.Errorf("resource %s: permission %s %q needs a declared string field", r.Name, action, perm)
+			if f, ok := r.Field(field); !ok || (f.Type != config.FieldString && f.Type != config.FieldInt) || f.Hidden {
+				return nil, fmt.Errorf("resource %s: permission %s %q needs a string or int field that is not hidden", r.Name, action, perm)
 			}
 			s.owner[action] = field
 			s.ownerFields[field] = true
@@ -111,10 +117,10 @@ func NewSchema(r config.Resource) (*Schema, error) {
 // Name returns the resource's name.
 func (s *Schema) Name() string { return s.r.Name }
 
-// Field returns a declared field.
+// Field returns a declared field that clients see (not hidden).
 func (s *Schema) Field(name string) (config.Field, bool) {
 	f, ok := s.r.Field(name)
-	if !ok {
+	if !ok || f.Hidden {
 		return config.Field{}, false
 	}
 	return *f, true
@@ -128,7 +134,7 @@ func (s *Schema) Fields() []config.Field { return append([]config.Field(nil), s.
 // server).
 func (s *Schema) Writable(name string) bool {
 	f, ok := s.r.Field(name)
-	return ok && !f.ReadOnly && !s.ownerFields[name]
+	return ok && !f.ReadOnly && !f.Hidden && !s.ownerFields[name]
 }
 
 // PageSize returns the resource's page size (default 25).
@@ -145,7 +151,7 @@ func (s *Schema) PK() string { return s.pk }
 
 // Table returns the store table of the resource.
 func (s *Schema) Table() store.Table {
-	t := store.Table{Name: s.r.Name}
+	t := store.Table{Name: s.r.Name, Source: s.r.Table}
 	for _, f := range s.r.Fields {
 		t.Columns = append(t.Columns, store.Column{Name: f.Name, Type: f.Type, Unique: f.Unique})
 	}
@@ -194,7 +200,7 @@ func (s *Schema) Decode(body json.RawMessage, mode Mode, who Actor) (store.Row, 
 		if name == s.pk {
 			continue
 		}
-		if _, ok := s.r.Field(name); !ok {
+		if f, ok := s.r.Field(name); !ok || (f.Hidden && !who.Server) {
 			verr.add(name, "Unknown field.")
 		} else if s.ownerFields[name] && !who.Server {
 			verr.add(name, "This field is read-only.")
@@ -203,7 +209,7 @@ func (s *Schema) Decode(body json.RawMessage, mode Mode, who Actor) (store.Row, 
 	for i := range s.r.Fields {
 		f := &s.r.Fields[i]
 		raw, present := in[f.Name]
-		if (f.ReadOnly || s.ownerFields[f.Name]) && !who.Server {
+		if (f.ReadOnly || f.Hidden || s.ownerFields[f.Name]) && !who.Server {
 			continue
 		}
 		if !present {
@@ -232,7 +238,12 @@ func (s *Schema) Decode(body json.RawMessage, mode Mode, who Actor) (store.Row, 
 			if who.User == "" {
 				verr.add(field, "An authenticated user is required to own this record.")
 			} else if _, sent := in[field]; !sent {
-				row[field] = who.User
+				v, ok := s.ownerValue(field, who.User)
+				if !ok {
+					verr.add(field, fmt.Sprintf("The user id %q is not an integer, which this owner field holds.", who.User))
+					continue
+				}
+				row[field] = v
 			}
 		}
 	}
@@ -371,6 +382,9 @@ func (s *Schema) Encode(row store.Row) json.RawMessage {
 	idb, _ := json.Marshal(row["id"])
 	b.Write(idb)
 	for _, f := range s.r.Fields {
+		if f.Hidden {
+			continue
+		}
 		b.WriteByte(',')
 		writeKey(f.Name)
 		switch v := row[f.Name].(type) {
@@ -438,8 +452,33 @@ func (s *Schema) allowed(action string, who Actor, row store.Row) bool {
 		// OwnerFilter narrows) an owner permission needs a user.
 		return true
 	}
-	owner, _ := row[field].(string)
-	return owner == user
+	owner, ok := ownerID(row[field])
+	return ok && owner == user
+}
+
+// ownerID is an owner field's value as a user id: a string as it is, an
+// integer in decimal (an app's integer owner_id matches the user "42").
+func ownerID(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	}
+	return "", false
+}
+
+// ownerValue is a user id as an owner field stores it; false when the
+// field holds integers and the user id is not one.
+func (s *Schema) ownerValue(field, user string) (any, bool) {
+	if f, ok := s.r.Field(field); ok && f.Type == config.FieldInt {
+		n, err := strconv.ParseInt(user, 10, 64)
+		if err != nil || strconv.FormatInt(n, 10) != user {
+			return nil, false
+		}
+		return n, true
+	}
+	return user, true
 }
 
 // readable reports whether an actor may read a record as row holds it. A
@@ -456,9 +495,20 @@ func (s *Schema) readable(who Actor, row store.Row) bool {
 // records when reading is owner:<field>, and false when reading is not
 // owner-limited (or the actor is the server).
 func (s *Schema) OwnerFilter(who Actor) (store.Cond, bool) {
+	c, limited, _ := s.ownerCond(who)
+	return c, limited
+}
+
+// ownerCond is OwnerFilter, and none reports that the actor can own no
+// record (a user id that is not an integer, for an integer owner field).
+func (s *Schema) ownerCond(who Actor) (c store.Cond, limited, none bool) {
 	field, ok := s.owner["read"]
 	if !ok || who.Server {
-		return store.Cond{}, false
+		return store.Cond{}, false, false
 	}
-	return store.Cond{Column: field, Value: who.User}, true
+	v, ok := s.ownerValue(field, who.User)
+	if !ok {
+		return store.Cond{}, true, true
+	}
+	return store.Cond{Column: field, Value: v}, true, false
 }

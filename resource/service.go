@@ -301,11 +301,20 @@ func (s *Service) schema(name string) (*Schema, error) {
 // storeError maps store errors to client errors.
 func (s *Service) storeError(sc *Schema, err error) error {
 	var ce *store.ConflictError
+	var se *store.SchemaError
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return ErrNotFound
 	case errors.As(err, &ce):
 		return &ValidationError{Fields: map[string][]string{ce.Column: {fmt.Sprintf("%s with this %s already exists.", sc.Name(), ce.Column)}}}
+	case errors.As(err, &se):
+		// A value the database refused (an existing table's type or
+		// constraint): the client's to fix.
+		field := se.Column
+		if field == "" {
+			field = "non_field_errors"
+		}
+		return &ValidationError{Fields: map[string][]string{field: {se.Problem}}}
 	}
 	return err
 }
@@ -506,7 +515,8 @@ func (s *Service) List(ctx context.Context, name string, who Actor, q ListQuery)
 	sq := store.Query{Limit: q.Limit, Offset: q.Offset}
 	verr := &ValidationError{}
 	sq.Where = sc.filter(q.Filter, verr)
-	if cond, ok := sc.OwnerFilter(who); ok {
+	cond, limited, none := sc.ownerCond(who)
+	if limited {
 		sq.Where = append(sq.Where, cond)
 	}
 	if q.Search != "" {
@@ -526,7 +536,7 @@ func (s *Service) List(ctx context.Context, name string, who Actor, q ListQuery)
 		case field == sc.PK() || field == "id":
 			sq.OrderBy = append(sq.OrderBy, store.Order{Column: "id", Desc: desc})
 		default:
-			if _, ok := sc.r.Field(field); !ok {
+			if _, ok := sc.Field(field); !ok {
 				verr.add("ordering", fmt.Sprintf("Invalid ordering field %q.", field))
 				continue
 			}
@@ -538,6 +548,9 @@ func (s *Service) List(ctx context.Context, name string, who Actor, q ListQuery)
 	}
 	if len(verr.Fields) > 0 {
 		return ListResult{}, verr
+	}
+	if none {
+		return ListResult{Results: []json.RawMessage{}}, nil
 	}
 	rows, n, err := s.st.List(ctx, name, sq)
 	if err != nil {

@@ -239,7 +239,7 @@ func (v *View) owners(sc *Schema) {
 	for i, row := range [2]store.Row{v.ev.BeforeRow, v.ev.Row} {
 		v.owner[i], v.ownerOK[i] = "", false
 		if row != nil && field != "" {
-			v.owner[i], v.ownerOK[i] = row[field].(string)
+			v.owner[i], v.ownerOK[i] = ownerID(row[field])
 		}
 	}
 }

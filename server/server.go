@@ -81,6 +81,11 @@ type Server struct {
 	// jobs and signals: the durable queues and the signal service.
 	jobs    *queue.Queue
 	signals *signal.Service
+	// follow runs the capture follower until its context ends (nil when
+	// no resource captures); Run starts it, Shutdown stops it.
+	follow     func(context.Context)
+	stopFollow context.CancelFunc
+	followDone chan struct{}
 	// proxy is the connect proxy (nil when auth.proxy is off).
 	proxy *auth.Proxy
 	// channelstream is the Channelstream API (nil when it is off).
@@ -202,6 +207,16 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	// Resources on existing tables take their fields from the catalog
+	// (capture.go).
+	if err := attachTables(context.Background(), db, cfg.Resources, log); err != nil {
+		hb.Close()
+		engine.Close()
+		node.Stop(context.Background())
+		b.Close(context.Background())
+		db.Close()
+		return nil, err
+	}
 	// Every committed write of a resource becomes a publication on the
 	// record's channel; the protocols turn it into their events.
 	resources, err := resource.NewService(context.Background(), resource.ServiceConfig{
@@ -225,6 +240,15 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		b.Close(context.Background())
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
+	}
+	follow, err := startCapture(context.Background(), db, cfg.Resources, resources, cfg.Broker.Driver == config.BrokerRedis, log)
+	if err != nil {
+		hb.Close()
+		engine.Close()
+		node.Stop(context.Background())
+		b.Close(context.Background())
+		db.Close()
+		return nil, err
 	}
 	// Signals and their durable queues (docs/signals.md), where the store
 	// is (drivers.go). Workers start with Run.
@@ -261,6 +285,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		resources: resources,
 		jobs:      jobs,
 		signals:   signals,
+		follow:    follow,
 		proxy:     proxy,
 		mux:       http.NewServeMux(),
 		started:   time.Now(),
@@ -507,6 +532,16 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.jobs.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	if s.follow != nil {
+		fctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		s.mu.Lock()
+		s.stopFollow, s.followDone = stop, make(chan struct{})
+		s.mu.Unlock()
+		go func() {
+			defer close(s.followDone)
+			s.follow(fctx)
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
 	select {
@@ -573,6 +608,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.gate.close()
 	if s.proxy != nil {
 		s.proxy.Close() // its refresh calls
+	}
+	s.mu.Lock()
+	stopFollow, followDone := s.stopFollow, s.followDone
+	s.mu.Unlock()
+	if stopFollow != nil {
+		stopFollow()
+		<-followDone
 	}
 	s.hub.Close()
 	// The broker, the node and the store get their own second: a graceful part that

@@ -40,6 +40,12 @@ type Column struct {
 type Table struct {
 	Name    string
 	Columns []Column
+	// Source, when set, is an existing table the resource serves (a
+	// PostgreSQL table an app owns, optionally schema-qualified): the
+	// store never creates, alters or drops it, reads its columns and
+	// primary key from the catalog, and keeps Name for the change log.
+	// Its primary key is a single integer column, seen as "id" in rows.
+	Source string
 }
 
 // Column returns the named column.
@@ -79,6 +85,12 @@ type Change struct {
 	Op    Op
 	Row   Row // the row after the change; nil for a delete
 	Time  time.Time
+	// Before is the row before an update or delete, for changes another
+	// program made (captured by a trigger); nil otherwise.
+	Before Row
+	// Captured marks a change made by another program and recorded by a
+	// capture trigger (not by a write through the store).
+	Captured bool
 }
 
 // RowLog is what the store holds about one row, read from one snapshot:
@@ -199,4 +211,25 @@ type MigrationError struct {
 
 func (e *MigrationError) Error() string {
 	return fmt.Sprintf("store: table %s, column %s: %s; %s", e.Table, e.Column, e.Problem, e.Fix)
+}
+
+// CatalogColumn is a column of an existing table as the database's
+// catalog shows it, with the store type it is served as.
+type CatalogColumn struct {
+	Name    string
+	SQLType string // as the database writes it: "character varying(200)", "numeric(10,2)"
+	Type    string // the store type it is served as (String for types served as their text)
+	// NotNull, HasDefault (a default, serial or identity) and Generated
+	// (computed by the database: never written) come from the catalog;
+	// PK marks the primary key's column.
+	NotNull, HasDefault, Generated, PK bool
+	MaxLength int      // varchar(n) and char(n): n; 0 otherwise
+	Enum      []string // an enum type's labels, in order
+	// Known is false for a type without a documented mapping, served as
+	// its text (and named in a start-up warning).
+	Known bool
+	// Cast is the type a written value is converted to from its text
+	// ("" none); Array marks an array column, written from a JSON array.
+	Cast  string
+	Array bool
 }

@@ -106,7 +106,7 @@ type DB struct {
 	trimDone chan struct{} // closed when the trimmer returned
 
 	mu     sync.RWMutex
-	tables map[string]*store.Table
+	tables map[string]*table
 }
 
 var _ store.Store = (*DB)(nil)
@@ -152,7 +152,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store/postgres: %w", err)
 	}
-	db := &DB{pool: pool, cfg: cfg, log: cfg.Logger, addr: addr, tables: map[string]*store.Table{}}
+	db := &DB{pool: pool, cfg: cfg, log: cfg.Logger, addr: addr, tables: map[string]*table{}}
 	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	for {
@@ -207,7 +207,10 @@ func (db *DB) bootstrap(ctx context.Context) error {
 		CREATE TABLE IF NOT EXISTS _switchyard_log (id INT PRIMARY KEY CHECK (id = 1), last BIGINT NOT NULL);
 		INSERT INTO _switchyard_log (id, last) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
 		CREATE TABLE IF NOT EXISTS _switchyard_trim (id INT PRIMARY KEY CHECK (id = 1), trimmed BIGINT NOT NULL);
-		INSERT INTO _switchyard_trim (id, trimmed) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;`); err != nil {
+		INSERT INTO _switchyard_trim (id, trimmed) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+		ALTER TABLE _switchyard_changes ADD COLUMN IF NOT EXISTS before JSON, ADD COLUMN IF NOT EXISTS captured BOOLEAN NOT NULL DEFAULT false, ADD COLUMN IF NOT EXISTS prev BIGINT;
+		CREATE TABLE IF NOT EXISTS _switchyard_capture (id INT PRIMARY KEY CHECK (id = 1), published BIGINT NOT NULL);
+		INSERT INTO _switchyard_capture (id, published) SELECT 1, last FROM _switchyard_log ON CONFLICT (id) DO NOTHING;`); err != nil {
 		return db.fail(ctx, "open", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -317,19 +320,29 @@ func (db *DB) Migrate(ctx context.Context, tables []store.Table) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
 		return db.fail(ctx, "migrate", err)
 	}
+	infos := make([]*table, 0, len(tables))
 	for _, t := range tables {
+		if t.Source != "" {
+			ti, err := db.attach(ctx, tx, t) // catalog.go
+			if err != nil {
+				return err
+			}
+			infos = append(infos, ti)
+			continue
+		}
 		if err := db.migrateTable(ctx, tx, t); err != nil {
 			return err
 		}
+		t.Columns = append([]store.Column(nil), t.Columns...)
+		infos = append(infos, newTable(t, quote(t.Name), "id", nil))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return db.fail(ctx, "migrate", err)
 	}
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	for _, t := range tables {
-		t.Columns = append([]store.Column(nil), t.Columns...)
-		db.tables[t.Name] = &t
+	for _, t := range infos {
+		db.tables[t.Name] = t
 	}
 	return nil
 }
@@ -414,7 +427,7 @@ func (db *DB) migrateTable(ctx context.Context, tx pgx.Tx, t store.Table) error 
 }
 
 // table returns the schema of a migrated table.
-func (db *DB) table(name string) (*store.Table, error) {
+func (db *DB) table(name string) (*table, error) {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	t, ok := db.tables[name]

@@ -18,7 +18,7 @@ import (
 )
 
 // toDB converts a value for a column into what pgx sends.
-func toDB(t *store.Table, col string, v any) (any, error) {
+func toDB(t *table, col string, v any) (any, error) {
 	c, ok := t.Column(col)
 	if !ok {
 		return nil, &store.SchemaError{Table: t.Name, Column: col, Problem: "no such column"}
@@ -87,7 +87,7 @@ func toDB(t *store.Table, col string, v any) (any, error) {
 }
 
 // decodeRow reads a row from row_to_json's output into column types.
-func decodeRow(t *store.Table, b []byte) (store.Row, error) {
+func decodeRow(t *table, b []byte) (store.Row, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("store/postgres: row of %s: %w", t.Name, err)
@@ -95,7 +95,12 @@ func decodeRow(t *store.Table, b []byte) (store.Row, error) {
 	row := store.Row{}
 	for k, raw := range m {
 		typ := store.Int
-		if k != "id" {
+		if k == t.pkCol {
+			k = "id"
+		} else {
+			if k == "id" {
+				continue // a column "id" that is not the primary key is not served
+			}
 			c, ok := t.Column(k)
 			if !ok {
 				continue // a column dropped by hand since
@@ -131,6 +136,12 @@ func decodeRow(t *store.Table, b []byte) (store.Row, error) {
 		case store.JSON:
 			v = []byte(append([]byte(nil), raw...))
 		default:
+			if len(raw) > 0 && raw[0] != '"' {
+				// A type served as its text whose JSON form is not a
+				// string (numeric: 12.50, exactly as stored).
+				v = string(raw)
+				break
+			}
 			var s string
 			err = json.Unmarshal(raw, &s)
 			v = s
@@ -151,12 +162,16 @@ func parseTime(s string) (time.Time, error) {
 		// Offsets may be written as +00 (no minutes).
 		tm, err = time.Parse("2006-01-02T15:04:05.999999999Z07", s)
 	}
+	if err != nil {
+		// A timestamp without time zone (an existing table's): UTC.
+		tm, err = time.Parse("2006-01-02T15:04:05.999999999", s)
+	}
 	return tm.UTC(), err
 }
 
-// assignments validates a row against the schema and returns quoted
+// assignments validates a row against the schema and returns the
 // column names and values, in a stable order.
-func assignments(t *store.Table, row store.Row) ([]string, []any, error) {
+func assignments(t *table, row store.Row) ([]string, []any, error) {
 	names := make([]string, 0, len(row))
 	for k := range row {
 		if k == "id" {
@@ -172,7 +187,7 @@ func assignments(t *store.Table, row store.Row) ([]string, []any, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		cols[i], args[i] = quote(k), v
+		cols[i], args[i] = k, v
 	}
 	return cols, args, nil
 }
@@ -189,8 +204,12 @@ func param(i int) string { return "$" + strconv.Itoa(i) }
 // returns the one before (the change's Prev): an upsert sees the latest
 // committed version of that entry even after waiting for another writer
 // of the row, where a query in the statement would see its snapshot.
+//
+// It marks the transaction as Switchyard's (switchyard.origin), so that
+// the capture triggers of existing tables (capture.go) do not record the
+// write a second time.
 const logChange = `,
-	a AS (SELECT set_config('synchronous_commit', 'off', true)),
+	a AS (SELECT set_config('synchronous_commit', 'off', true), set_config('switchyard.origin', '1', true)),
 	s AS (UPDATE _switchyard_log SET last = last + 1 WHERE id = 1 AND EXISTS (SELECT 1 FROM w) RETURNING last),
 	p AS (INSERT INTO _switchyard_row_seq AS r (tbl, row_id, seq, prev) SELECT $1, w.id, s.last, 0 FROM w, s
 		ON CONFLICT (tbl, row_id) DO UPDATE SET prev = r.seq, seq = excluded.seq RETURNING prev)
@@ -208,15 +227,16 @@ func (db *DB) Insert(ctx context.Context, table string, row store.Row) (store.Ro
 	if err != nil {
 		return nil, store.Change{}, err
 	}
-	ins := "INSERT INTO " + quote(t.Name) + " DEFAULT VALUES RETURNING *"
+	ins := "INSERT INTO " + t.sql + " DEFAULT VALUES RETURNING *"
 	if len(cols) > 0 {
 		ps := make([]string, len(cols))
-		for i := range cols {
-			ps[i] = param(i + 3)
+		for i, c := range cols {
+			ps[i] = t.placeholder(c, param(i+3))
+			cols[i] = quote(c)
 		}
-		ins = "INSERT INTO " + quote(t.Name) + " (" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(ps, ", ") + ") RETURNING *"
+		ins = "INSERT INTO " + t.sql + " (" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(ps, ", ") + ") RETURNING *"
 	}
-	return db.write(ctx, t, store.OpCreate, 0, "WITH w AS ("+ins+")"+logChange, args)
+	return db.write(ctx, t, store.OpCreate, 0, "WITH w AS ("+ins+")"+t.logChange, args)
 }
 
 // Update sets columns of a row; see store.Store.
@@ -231,15 +251,15 @@ func (db *DB) Update(ctx context.Context, table string, id int64, set store.Row)
 	}
 	// An update without columns still records a change of the row (as
 	// on SQLite): the row is locked and logged as it is.
-	upd := "SELECT * FROM " + quote(t.Name) + " WHERE id = $3 FOR UPDATE"
+	upd := "SELECT * FROM " + t.sql + " WHERE " + t.pk + " = $3 FOR UPDATE"
 	if len(cols) > 0 {
 		sets := make([]string, len(cols))
 		for i, c := range cols {
-			sets[i] = c + " = " + param(i+4)
+			sets[i] = quote(c) + " = " + t.placeholder(c, param(i+4))
 		}
-		upd = "UPDATE " + quote(t.Name) + " SET " + strings.Join(sets, ", ") + " WHERE id = $3 RETURNING *"
+		upd = "UPDATE " + t.sql + " SET " + strings.Join(sets, ", ") + " WHERE " + t.pk + " = $3 RETURNING *"
 	}
-	return db.write(ctx, t, store.OpUpdate, id, "WITH w AS ("+upd+")"+logChange, append([]any{id}, args...))
+	return db.write(ctx, t, store.OpUpdate, id, "WITH w AS ("+upd+")"+t.logChange, append([]any{id}, args...))
 }
 
 // Delete removes a row; see store.Store.
@@ -248,13 +268,13 @@ func (db *DB) Delete(ctx context.Context, table string, id int64) (store.Change,
 	if err != nil {
 		return store.Change{}, err
 	}
-	_, ch, err := db.write(ctx, t, store.OpDelete, id, "WITH w AS (DELETE FROM "+quote(t.Name)+" WHERE id = $3 RETURNING *)"+logChange, []any{id})
+	_, ch, err := db.write(ctx, t, store.OpDelete, id, "WITH w AS (DELETE FROM "+t.sql+" WHERE "+t.pk+" = $3 RETURNING *)"+t.logChange, []any{id})
 	return ch, err
 }
 
 // write runs one write statement (the row and its change record, one
 // implicit transaction).
-func (db *DB) write(ctx context.Context, t *store.Table, op store.Op, id int64, q string, args []any) (store.Row, store.Change, error) {
+func (db *DB) write(ctx context.Context, t *table, op store.Op, id int64, q string, args []any) (store.Row, store.Change, error) {
 	var (
 		seq    int64
 		rowID  int64
@@ -271,6 +291,10 @@ func (db *DB) write(ctx context.Context, t *store.Table, op store.Op, id int64, 
 		if c := conflict(t, err); c != nil {
 			db.ok()
 			return nil, store.Change{}, c
+		}
+		if v := refused(t, err); v != nil {
+			db.ok()
+			return nil, store.Change{}, v
 		}
 		return nil, store.Change{}, db.fail(ctx, string(op)+" "+t.Name, err)
 	}
@@ -301,7 +325,7 @@ func (db *DB) flush(ctx context.Context) error {
 }
 
 // conflict returns a *store.ConflictError for a unique violation.
-func conflict(t *store.Table, err error) error {
+func conflict(t *table, err error) error {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "23505" {
 		return nil
@@ -314,9 +338,20 @@ func conflict(t *store.Table, err error) error {
 	return &store.ConflictError{Table: t.Name, Column: pe.ConstraintName}
 }
 
+// refused returns a *store.SchemaError for a value the database refused:
+// bad input for a column's type (an enum label, a uuid, a numeric), a
+// NOT NULL, foreign key or check constraint of an existing table.
+func refused(t *table, err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || !(strings.HasPrefix(pe.Code, "22") || pe.Code == "23502" || pe.Code == "23503" || pe.Code == "23514") {
+		return nil
+	}
+	return &store.SchemaError{Table: t.Name, Column: pe.ColumnName, Problem: pe.Message}
+}
+
 // rowQuery selects rows as JSON.
-func rowQuery(t *store.Table) string {
-	return "SELECT row_to_json(r) FROM " + quote(t.Name) + " r"
+func rowQuery(t *table) string {
+	return "SELECT row_to_json(r) FROM " + t.sql + " r"
 }
 
 // Get reads a row; see store.Store.
@@ -326,7 +361,7 @@ func (db *DB) Get(ctx context.Context, table string, id int64) (store.Row, error
 		return nil, err
 	}
 	var raw []byte
-	err = db.pool.QueryRow(ctx, rowQuery(t)+" WHERE id = $1", id).Scan(&raw)
+	err = db.pool.QueryRow(ctx, rowQuery(t)+" WHERE "+t.pk+" = $1", id).Scan(&raw)
 	if errors.Is(err, pgx.ErrNoRows) {
 		db.ok()
 		return nil, fmt.Errorf("%s %d: %w", table, id, store.ErrNotFound)
@@ -352,7 +387,7 @@ func (db *DB) List(ctx context.Context, table string, q store.Query) ([]store.Ro
 	}
 	for _, c := range q.Where {
 		if c.Column == "id" {
-			where = append(where, "id = "+next(c.Value))
+			where = append(where, t.pk+" = "+next(c.Value))
 			continue
 		}
 		v, err := toDB(t, c.Column, c.Value)
@@ -366,7 +401,7 @@ func (db *DB) List(ctx context.Context, table string, q store.Query) ([]store.Ro
 		case col.Type == store.JSON:
 			where = append(where, quote(c.Column)+"::text = "+next(v))
 		default:
-			where = append(where, quote(c.Column)+" = "+next(v))
+			where = append(where, quote(c.Column)+" = "+t.placeholder(c.Column, next(v)))
 		}
 	}
 	if q.Search != "" && len(q.SearchColumns) > 0 {
@@ -377,7 +412,7 @@ func (db *DB) List(ctx context.Context, table string, q store.Query) ([]store.Ro
 			if !ok || (col.Type != store.String && col.Type != store.Text) {
 				return nil, 0, &store.SchemaError{Table: t.Name, Column: c, Problem: "not a text column to search"}
 			}
-			ors = append(ors, "lower("+quote(c)+") LIKE "+next(pattern)+` ESCAPE '\'`)
+			ors = append(ors, "lower("+quote(c)+"::text) LIKE "+next(pattern)+` ESCAPE '\'`)
 		}
 		where = append(where, "("+strings.Join(ors, " OR ")+")")
 	}
@@ -394,9 +429,13 @@ func (db *DB) List(ctx context.Context, table string, q store.Query) ([]store.Ro
 		if o.Desc {
 			dir = " DESC NULLS LAST"
 		}
-		order = append(order, quote(o.Column)+dir)
+		col := quote(o.Column)
+		if o.Column == "id" {
+			col = t.pk
+		}
+		order = append(order, col+dir)
 	}
-	order = append(order, "id ASC") // a stable order for paging
+	order = append(order, t.pk+" ASC") // a stable order for paging
 	// One snapshot for the count and the page.
 	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -404,10 +443,10 @@ func (db *DB) List(ctx context.Context, table string, q store.Query) ([]store.Ro
 	}
 	defer tx.Rollback(ctx)
 	var total int
-	if err := tx.QueryRow(ctx, "SELECT COUNT(*) FROM "+quote(t.Name)+clause, args...).Scan(&total); err != nil {
+	if err := tx.QueryRow(ctx, "SELECT COUNT(*) FROM "+t.sql+clause, args...).Scan(&total); err != nil {
 		return nil, 0, db.fail(ctx, "list "+table, err)
 	}
-	sqlq := "SELECT row_to_json(r) FROM (SELECT * FROM " + quote(t.Name) + clause + " ORDER BY " + strings.Join(order, ", ")
+	sqlq := "SELECT row_to_json(r) FROM (SELECT * FROM " + t.sql + clause + " ORDER BY " + strings.Join(order, ", ")
 	if q.Limit > 0 {
 		sqlq += " LIMIT " + next(int64(q.Limit))
 	}
@@ -448,7 +487,7 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]store.Chan
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := db.pool.Query(ctx, "SELECT seq, tbl, row_id, op, row::text, at FROM _switchyard_changes WHERE seq > $1 ORDER BY seq LIMIT $2", after, limit)
+	rows, err := db.pool.Query(ctx, "SELECT seq, tbl, row_id, op, row::text, at, before::text, captured FROM _switchyard_changes WHERE seq > $1 ORDER BY seq LIMIT $2", after, limit)
 	if err != nil {
 		return nil, db.fail(ctx, "changes", err)
 	}
@@ -468,18 +507,18 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]store.Chan
 	return out, nil
 }
 
-// scanChange reads seq, tbl, row_id, op, row, at (tbl given when the
-// query does not select it).
+// scanChange reads seq, tbl, row_id, op, row, at, before, captured (tbl
+// given when the query does not select it).
 func (db *DB) scanChange(rows pgx.Rows, table string) (store.Change, error) {
 	var c store.Change
 	var op string
-	var raw *string
+	var raw, before *string
 	var err error
 	if table == "" {
-		err = rows.Scan(&c.Seq, &c.Table, &c.ID, &op, &raw, &c.Time)
+		err = rows.Scan(&c.Seq, &c.Table, &c.ID, &op, &raw, &c.Time, &before, &c.Captured)
 	} else {
 		c.Table = table
-		err = rows.Scan(&c.Seq, &c.ID, &op, &raw, &c.Time)
+		err = rows.Scan(&c.Seq, &c.ID, &op, &raw, &c.Time, &before, &c.Captured)
 	}
 	if err != nil {
 		return c, fmt.Errorf("store/postgres: change log: %w", err)
@@ -492,6 +531,15 @@ func (db *DB) scanChange(rows pgx.Rows, table string) (store.Change, error) {
 			return c, err
 		}
 		if c.Row, err = decodeRow(t, []byte(*raw)); err != nil {
+			return c, err
+		}
+	}
+	if before != nil {
+		t, err := db.table(c.Table)
+		if err != nil {
+			return c, err
+		}
+		if c.Before, err = decodeRow(t, []byte(*before)); err != nil {
 			return c, err
 		}
 	}
@@ -518,7 +566,7 @@ func (db *DB) RowChanges(ctx context.Context, table string, id, after int64, lim
 		return fail(err)
 	}
 	var raw []byte
-	switch err := tx.QueryRow(ctx, rowQuery(t)+" WHERE id = $1", id).Scan(&raw); {
+	switch err := tx.QueryRow(ctx, rowQuery(t)+" WHERE "+t.pk+" = $1", id).Scan(&raw); {
 	case err == nil:
 		if out.Row, err = decodeRow(t, raw); err != nil {
 			return store.RowLog{}, err
@@ -526,7 +574,7 @@ func (db *DB) RowChanges(ctx context.Context, table string, id, after int64, lim
 	case !errors.Is(err, pgx.ErrNoRows):
 		return fail(err)
 	}
-	q := "SELECT seq, row_id, op, row::text, at FROM _switchyard_changes WHERE tbl = $1 AND row_id = $2 AND seq > $3 ORDER BY seq"
+	q := "SELECT seq, row_id, op, row::text, at, before::text, captured FROM _switchyard_changes WHERE tbl = $1 AND row_id = $2 AND seq > $3 ORDER BY seq"
 	qargs := []any{t.Name, id, after}
 	if limit > 0 {
 		q += " LIMIT $4"

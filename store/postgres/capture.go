@@ -1,0 +1,375 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/switchyardhq/switchyard/store"
+)
+
+// Capture: a trigger on an existing table records every row change that
+// another program commits (psql, Django, a cron job) into the change log,
+// in the same transaction as the change, and wakes the followers with
+// pg_notify. Switchyard's own writes mark their transaction
+// (switchyard.origin, see logChange) and are not recorded twice.
+//
+// The trigger takes the change log's counter like Switchyard's writes, so
+// sequence numbers stay consecutive and in commit order across every
+// writer: the app's transactions that change a captured table queue on
+// that counter from their first captured change to their commit.
+
+// CaptureTrigger is the name of the trigger on a captured table, and of
+// its function.
+const CaptureTrigger = "_switchyard_capture"
+
+// NotifyChannel is the channel the capture trigger notifies.
+const NotifyChannel = "switchyard_changes"
+
+// captureLock is the session advisory lock of the follower that
+// publishes (one per database when Leader).
+const captureLock = 0x5377_7963_6870 // "Swychp"
+
+// captureFunction records one row change. TG_ARGV: the resource's name
+// (the change log's tbl) and the primary key's column.
+const captureFunction = `CREATE OR REPLACE FUNCTION _switchyard_capture() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+	s bigint; p bigint; rid bigint; r json; b json; o text;
+BEGIN
+	IF current_setting('switchyard.origin', true) = '1' THEN
+		RETURN NULL; -- a write through Switchyard: logged by its own statement
+	END IF;
+	IF TG_OP = 'DELETE' THEN
+		o := 'delete'; b := row_to_json(OLD); rid := (b->>TG_ARGV[1])::bigint;
+	ELSIF TG_OP = 'UPDATE' THEN
+		o := 'update'; r := row_to_json(NEW); b := row_to_json(OLD); rid := (r->>TG_ARGV[1])::bigint;
+	ELSE
+		o := 'create'; r := row_to_json(NEW); rid := (r->>TG_ARGV[1])::bigint;
+	END IF;
+	UPDATE _switchyard_log SET last = last + 1 WHERE id = 1 RETURNING last INTO s;
+	INSERT INTO _switchyard_row_seq AS q (tbl, row_id, seq, prev) VALUES (TG_ARGV[0], rid, s, 0)
+		ON CONFLICT (tbl, row_id) DO UPDATE SET prev = q.seq, seq = excluded.seq RETURNING prev INTO p;
+	IF o = 'create' THEN
+		p := 0;
+	END IF;
+	INSERT INTO _switchyard_changes (seq, tbl, row_id, op, row, at, before, captured, prev)
+		VALUES (s, TG_ARGV[0], rid, o, r, clock_timestamp(), b, true, p);
+	PERFORM pg_notify('switchyard_changes', '');
+	RETURN NULL;
+END
+$fn$`
+
+// CaptureSQL is the SQL that installs capture on an existing table for a
+// resource: what Install runs, for a DBA to run when Switchyard's role may
+// not (it needs CREATE on the schema for the function, and to own the
+// table or hold the TRIGGER privilege on it).
+func CaptureSQL(resource, source, pkCol string) string {
+	return captureFunction + ";\n" + createTrigger(resource, source, pkCol) + ";"
+}
+
+func createTrigger(resource, source, pkCol string) string {
+	return "CREATE OR REPLACE TRIGGER " + CaptureTrigger + " AFTER INSERT OR UPDATE OR DELETE ON " + quoteQualified(source) +
+		" FOR EACH ROW EXECUTE FUNCTION _switchyard_capture(" + sqlString(resource) + ", " + sqlString(pkCol) + ")"
+}
+
+// CaptureStatus is what is installed on a table.
+type CaptureStatus struct {
+	Table     string // the existing table
+	Installed bool   // the trigger exists
+	Enabled   bool   // and fires (not disabled with ALTER TABLE … DISABLE TRIGGER)
+	Resource  string // the resource it records changes for
+	// Definition is the trigger as PostgreSQL shows it.
+	Definition string
+	// Pending counts captured changes not yet published by a follower
+	// (Leader mode).
+	Pending int64
+}
+
+// PrivilegeError reports that the role may not install capture; SQL is
+// what a DBA can run instead.
+type PrivilegeError struct {
+	Table, Privilege, SQL string
+	Err                   error
+}
+
+func (e *PrivilegeError) Error() string {
+	return fmt.Sprintf("store/postgres: installing capture on %s needs %s (%v); a DBA can run instead:\n%s", e.Table, e.Privilege, e.Err, e.SQL)
+}
+
+func (e *PrivilegeError) Unwrap() error { return e.Err }
+
+// InstallCapture installs (or replaces) the capture trigger on an
+// existing table, in one transaction. The resource must be attached
+// (Migrate).
+func (db *DB) InstallCapture(ctx context.Context, resource string) error {
+	t, err := db.table(resource)
+	if err != nil {
+		return err
+	}
+	source := t.Source
+	if source == "" {
+		source = t.Name
+	}
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return db.fail(ctx, "install capture", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
+		return db.fail(ctx, "install capture", err)
+	}
+	for _, q := range []string{captureFunction, createTrigger(resource, source, t.pkCol)} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "42501" {
+				return &PrivilegeError{Table: source, Privilege: "the TRIGGER privilege on the table (or owning it) and CREATE on its schema",
+					SQL: CaptureSQL(resource, source, t.pkCol), Err: err}
+			}
+			return db.fail(ctx, "install capture on "+source, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return db.fail(ctx, "install capture", err)
+	}
+	db.ok()
+	return nil
+}
+
+// RemoveCapture drops the capture trigger of a resource's table (the
+// function too when no other table uses it). The table is left as it was
+// before InstallCapture; changes already recorded stay in the log.
+func (db *DB) RemoveCapture(ctx context.Context, resource string) error {
+	t, err := db.table(resource)
+	if err != nil {
+		return err
+	}
+	source := t.Source
+	if source == "" {
+		source = t.Name
+	}
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return db.fail(ctx, "remove capture", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
+		return db.fail(ctx, "remove capture", err)
+	}
+	if _, err := tx.Exec(ctx, "DROP TRIGGER IF EXISTS "+CaptureTrigger+" ON "+quoteQualified(source)); err != nil {
+		return db.fail(ctx, "remove capture from "+source, err)
+	}
+	var others int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_trigger WHERE tgname = $1", CaptureTrigger).Scan(&others); err != nil {
+		return db.fail(ctx, "remove capture", err)
+	}
+	if others == 0 {
+		if _, err := tx.Exec(ctx, "DROP FUNCTION IF EXISTS _switchyard_capture()"); err != nil {
+			return db.fail(ctx, "remove capture", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return db.fail(ctx, "remove capture", err)
+	}
+	db.ok()
+	return nil
+}
+
+// CaptureStatus says what is installed on a resource's table.
+func (db *DB) CaptureStatus(ctx context.Context, resource string) (CaptureStatus, error) {
+	t, err := db.table(resource)
+	if err != nil {
+		return CaptureStatus{}, err
+	}
+	st := CaptureStatus{Table: t.Source}
+	if st.Table == "" {
+		st.Table = t.Name
+	}
+	var enabled string
+	var args []byte
+	err = db.pool.QueryRow(ctx, "SELECT tgenabled::text, pg_get_triggerdef(oid), tgargs FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2",
+		regclass(st.Table), CaptureTrigger).Scan(&enabled, &st.Definition, &args)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return st, db.fail(ctx, "capture status", err)
+	default:
+		st.Installed, st.Enabled = true, enabled != "D"
+		if name, _, ok := strings.Cut(string(args), "\x00"); ok {
+			st.Resource = name
+		}
+	}
+	if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM _switchyard_changes WHERE captured AND tbl = $1 AND seq > (SELECT published FROM _switchyard_capture)", t.Name).Scan(&st.Pending); err != nil {
+		return st, db.fail(ctx, "capture status", err)
+	}
+	db.ok()
+	return st, nil
+}
+
+// FollowOptions configure FollowCaptured.
+type FollowOptions struct {
+	// Leader makes one follower at a time publish, across every process
+	// on the database (a session advisory lock; the others wait to take
+	// over): for brokers that carry events between processes (Redis).
+	// Without it each process's follower delivers every captured change
+	// (a broker of its own: memory).
+	Leader bool
+	// Poll is how often the log is read when no notification came
+	// (default 1 s): notifications are a wake-up, the log is the truth.
+	Poll time.Duration
+	// Batch bounds the changes handed over at once (default 1,000).
+	Batch int
+	// Retry is the wait before reconnecting after an error, and between
+	// attempts to take the lead (default 1 s).
+	Retry time.Duration
+}
+
+// FollowCaptured hands captured changes (Change.Captured) to fn in the
+// log's order, from the moment it starts (Leader: from where the previous
+// leader stopped), until ctx is done; then it returns nil. fn's error
+// stops nothing: the same batch is not retried, the error is logged.
+func (db *DB) FollowCaptured(ctx context.Context, o FollowOptions, fn func(ctx context.Context, chs []store.Change)) error {
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.Batch <= 0 {
+		o.Batch = 1000
+	}
+	if o.Retry <= 0 {
+		o.Retry = time.Second
+	}
+	pos := int64(-1) // not read yet
+	for ctx.Err() == nil {
+		err := db.follow(ctx, o, &pos, fn)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			db.log.Warn("capture follower: reconnecting", "err", err, "in", o.Retry)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(o.Retry):
+		}
+	}
+	return nil
+}
+
+// follow runs one connection's worth of following.
+func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(context.Context, []store.Change)) error {
+	conn, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if o.Leader {
+		for {
+			var got bool
+			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(captureLock)).Scan(&got); err != nil {
+				return err
+			}
+			if got {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(o.Retry):
+			}
+		}
+		// Resume where the last leader stopped.
+		if err := conn.QueryRow(ctx, "SELECT published FROM _switchyard_capture WHERE id = 1").Scan(pos); err != nil {
+			return err
+		}
+		db.log.Info("capture follower: publishing captured changes", "from", *pos)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
+		return err
+	}
+	if *pos < 0 {
+		if err := conn.QueryRow(ctx, "SELECT last FROM _switchyard_log WHERE id = 1").Scan(pos); err != nil {
+			return err
+		}
+	}
+	for {
+		rows, err := conn.Query(ctx, "SELECT seq, tbl, row_id, op, row::text, at, before::text, captured, COALESCE(prev, 0) FROM _switchyard_changes WHERE captured AND seq > $1 ORDER BY seq LIMIT $2", *pos, o.Batch)
+		if err != nil {
+			return err
+		}
+		var chs []store.Change
+		for rows.Next() {
+			c, err := db.scanCaptured(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			chs = append(chs, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(chs) > 0 {
+			// Changes of tables this process does not serve are skipped.
+			keep := chs[:0]
+			for _, c := range chs {
+				if c.Table != "" {
+					keep = append(keep, c)
+				}
+			}
+			last := chs[len(chs)-1].Seq
+			if len(keep) > 0 {
+				fn(ctx, keep)
+			}
+			*pos = last
+			if o.Leader {
+				if _, err := conn.Exec(ctx, "UPDATE _switchyard_capture SET published = $1 WHERE id = 1 AND published < $1", *pos); err != nil {
+					return err
+				}
+			}
+			if len(chs) == o.Batch {
+				continue
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, o.Poll)
+		_, err = conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && !errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err):
+			return err
+		}
+	}
+}
+
+// scanCaptured reads a captured change; one of a table this process does
+// not serve comes back with an empty Table.
+func (db *DB) scanCaptured(rows pgx.Rows) (store.Change, error) {
+	var c store.Change
+	var op string
+	var raw, before *string
+	if err := rows.Scan(&c.Seq, &c.Table, &c.ID, &op, &raw, &c.Time, &before, &c.Captured, &c.Prev); err != nil {
+		return c, fmt.Errorf("store/postgres: change log: %w", err)
+	}
+	c.Op, c.Time = store.Op(op), c.Time.UTC()
+	t, err := db.table(c.Table)
+	if err != nil {
+		return store.Change{Seq: c.Seq}, nil
+	}
+	if raw != nil {
+		if c.Row, err = decodeRow(t, []byte(*raw)); err != nil {
+			return c, err
+		}
+	}
+	if before != nil {
+		if c.Before, err = decodeRow(t, []byte(*before)); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,420 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchyardhq/switchyard/store"
+)
+
+// djangoTable is app_todo as Django's migrations would create it.
+const djangoTable = `CREATE TABLE app_todo (
+	id serial PRIMARY KEY,
+	title varchar(200) NOT NULL,
+	done boolean NOT NULL DEFAULT false,
+	due timestamptz,
+	price numeric(10,2),
+	owner_id integer NOT NULL,
+	meta jsonb,
+	tags text[],
+	state mood,
+	ref uuid,
+	shape point
+)`
+
+// externalTable creates app_todo with plain SQL in a fresh schema and
+// returns the schema's URL and a connection that is not Switchyard's.
+func externalTable(t *testing.T) (string, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	u := testSchema(t)
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); "+djangoTable); err != nil {
+		t.Fatal(err)
+	}
+	return u, conn
+}
+
+// catalog is what the catalog holds about app_todo: columns, triggers,
+// constraints, indexes (to compare before and after).
+func catalog(t *testing.T, conn *pgx.Conn) string {
+	t.Helper()
+	var out string
+	err := conn.QueryRow(context.Background(), `
+		SELECT concat_ws(E'\n',
+			(SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull::text || ' ' || COALESCE(pg_get_expr(d.adbin, d.adrelid), ''), ', ' ORDER BY attnum)
+				FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+				WHERE attrelid = 'app_todo'::regclass AND attnum > 0 AND NOT attisdropped),
+			(SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'app_todo'::regclass),
+			(SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'app_todo'::regclass),
+			(SELECT string_agg(indexdef, ',' ORDER BY indexdef) FROM pg_indexes WHERE tablename = 'app_todo' AND schemaname = current_schema()),
+			(SELECT relacl::text FROM pg_class WHERE oid = 'app_todo'::regclass))`).Scan(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func todoTable(t *testing.T, db *DB) []store.Column {
+	t.Helper()
+	cols, err := db.Describe(context.Background(), "app_todo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []store.Column
+	for _, c := range cols {
+		if !c.PK {
+			out = append(out, store.Column{Name: c.Name, Type: c.Type})
+		}
+	}
+	return out
+}
+
+func TestDescribeMapsTypes(t *testing.T) {
+	u, _ := externalTable(t)
+	db := openTest(t, u)
+	cols, err := db.Describe(context.Background(), "app_todo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range cols {
+		got = append(got, fmt.Sprintf("%s:%s:pk=%v:notnull=%v:default=%v:max=%d:known=%v:cast=%s:enum=%v", c.Name, c.Type, c.PK, c.NotNull, c.HasDefault, c.MaxLength, c.Known, c.Cast, c.Enum))
+	}
+	want := []string{
+		"id:int:pk=true:notnull=true:default=true:max=0:known=true:cast=:enum=[]",
+		"title:string:pk=false:notnull=true:default=false:max=200:known=true:cast=:enum=[]",
+		"done:bool:pk=false:notnull=true:default=true:max=0:known=true:cast=:enum=[]",
+		"due:datetime:pk=false:notnull=false:default=false:max=0:known=true:cast=:enum=[]",
+		"price:string:pk=false:notnull=false:default=false:max=0:known=true:cast=numeric(10,2):enum=[]",
+		"owner_id:int:pk=false:notnull=true:default=false:max=0:known=true:cast=:enum=[]",
+		"meta:json:pk=false:notnull=false:default=false:max=0:known=true:cast=jsonb:enum=[]",
+		"tags:json:pk=false:notnull=false:default=false:max=0:known=true:cast=text[]:enum=[]",
+		"state:string:pk=false:notnull=false:default=false:max=0:known=true:cast=mood:enum=[sad ok happy]",
+		"ref:string:pk=false:notnull=false:default=false:max=0:known=true:cast=uuid:enum=[]",
+		"shape:string:pk=false:notnull=false:default=false:max=0:known=false:cast=point:enum=[]",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("catalog mapping:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if _, err := db.Describe(context.Background(), "no_such_table"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a missing table: %v", err)
+	}
+}
+
+// Values of every mapped type go in and come back exactly, through
+// Switchyard and from rows another program wrote.
+func TestExistingTableRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	before := catalog(t, conn)
+	tbl := store.Table{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}
+	if err := db.Migrate(ctx, []store.Table{tbl}); err != nil {
+		t.Fatal(err)
+	}
+	due := time.Date(2026, 12, 2, 10, 30, 0, 123456000, time.UTC)
+	row, ch, err := db.Insert(ctx, "todos", store.Row{
+		"title": "milk", "owner_id": int64(42), "due": due, "price": "12.50",
+		"meta": []byte(`{"b": 1, "a": [true, null]}`), "tags": []byte(`["x", "y z"]`), "state": "happy",
+		"ref": "7f1f8e0c-2c1d-4f55-9a51-5d1f1b0e8a10", "shape": "(1,2)",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Seq == 0 || ch.ID != row["id"] {
+		t.Fatalf("change %+v row %v", ch, row)
+	}
+	got, err := db.Get(ctx, "todos", row["id"].(int64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]any{"title": "milk", "owner_id": int64(42), "price": "12.50", "done": false, "state": "happy", "ref": "7f1f8e0c-2c1d-4f55-9a51-5d1f1b0e8a10", "shape": "(1,2)"} {
+		if got[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	if !got["due"].(time.Time).Equal(due) {
+		t.Errorf("due %v", got["due"])
+	}
+	if string(got["meta"].([]byte)) != `{"a": [true, null], "b": 1}` || string(got["tags"].([]byte)) != `["x","y z"]` {
+		t.Errorf("json %s, array %s", got["meta"], got["tags"])
+	}
+	// What the app sees of Switchyard's write, at once.
+	var title string
+	var price string
+	if err := conn.QueryRow(ctx, "SELECT title, price::text FROM app_todo WHERE id = $1", row["id"]).Scan(&title, &price); err != nil || title != "milk" || price != "12.50" {
+		t.Fatalf("the app reads %q %q %v", title, price, err)
+	}
+	// Bad input for a type is the client's error, not the server's.
+	_, _, err = db.Insert(ctx, "todos", store.Row{"title": "x", "owner_id": int64(1), "state": "furious"})
+	var se *store.SchemaError
+	if !errors.As(err, &se) || !strings.Contains(se.Problem, "mood") {
+		t.Fatalf("a bad enum label: %v", err)
+	}
+	_, _, err = db.Insert(ctx, "todos", store.Row{"title": "x"})
+	if !errors.As(err, &se) || se.Column != "owner_id" {
+		t.Fatalf("a missing NOT NULL column: %v", err)
+	}
+	rows, n, err := db.List(ctx, "todos", store.Query{Where: []store.Cond{{Column: "price", Value: "12.5"}, {Column: "owner_id", Value: int64(42)}}, OrderBy: []store.Order{{Column: "id", Desc: true}}})
+	if err != nil || n != 1 || len(rows) != 1 {
+		t.Fatalf("list by numeric %v %d %v", rows, n, err)
+	}
+	if _, err := db.Delete(ctx, "todos", row["id"].(int64)); err != nil {
+		t.Fatal(err)
+	}
+	if after := catalog(t, conn); after != before {
+		t.Fatalf("serving the table changed it:\n%s\n%s", before, after)
+	}
+}
+
+func TestAttachRefusesWhatIsNotThere(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	for _, c := range []struct {
+		tbl  store.Table
+		want string
+	}{
+		{store.Table{Name: "todos", Source: "app_nothing"}, "app_nothing"},
+		{store.Table{Name: "todos", Source: "app_todo", Columns: []store.Column{{Name: "colour", Type: store.String}}}, "colour"},
+		{store.Table{Name: "todos", Source: "app_todo", Columns: []store.Column{{Name: "title", Type: store.Int}}}, "character varying(200)"},
+	} {
+		err := db.Migrate(ctx, []store.Table{c.tbl})
+		var me *store.MigrationError
+		if !errors.As(err, &me) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v", c.tbl, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE nopk (a int)"); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Migrate(ctx, []store.Table{{Name: "x", Source: "nopk"}})
+	if err == nil || !strings.Contains(err.Error(), "primary key") {
+		t.Fatalf("a table without a primary key: %v", err)
+	}
+}
+
+// follower collects what FollowCaptured hands over.
+type follower struct {
+	mu   sync.Mutex
+	chs  []store.Change
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func follow(t *testing.T, db *DB, o FollowOptions) *follower {
+	f := &follower{done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.stop = cancel
+	if o.Poll == 0 {
+		o.Poll = 200 * time.Millisecond
+	}
+	o.Retry = 100 * time.Millisecond
+	go func() {
+		defer close(f.done)
+		db.FollowCaptured(ctx, o, func(_ context.Context, chs []store.Change) {
+			f.mu.Lock()
+			f.chs = append(f.chs, chs...)
+			f.mu.Unlock()
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-f.done })
+	return f
+}
+
+func (f *follower) wait(t *testing.T, n int) []store.Change {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		got := append([]store.Change(nil), f.chs...)
+		f.mu.Unlock()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCaptureExternalWrites(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	before := catalog(t, conn)
+	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InstallCapture(ctx, "todos"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.CaptureStatus(ctx, "todos")
+	if err != nil || !st.Installed || !st.Enabled || st.Resource != "todos" {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	f := follow(t, db, FollowOptions{})
+	time.Sleep(300 * time.Millisecond) // the follower is listening
+
+	mustExec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustExec("INSERT INTO app_todo (title, owner_id, price) VALUES ('ext', 7, 3.10)")
+	mustExec("UPDATE app_todo SET done = true, title = 'ext2' WHERE title = 'ext'")
+	// A transaction rolled back records nothing.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('ghost', 1)")
+	tx.Rollback(ctx)
+	// A write through Switchyard is logged once, by Switchyard.
+	own, ownCh, err := db.Insert(ctx, "todos", store.Row{"title": "own", "owner_id": int64(9)})
+	if err != nil || ownCh.Captured {
+		t.Fatal(err, ownCh)
+	}
+	mustExec("DELETE FROM app_todo WHERE title = 'ext2'")
+	got := f.wait(t, 3)
+	if len(got) != 3 {
+		t.Fatalf("captured %d changes, want 3: %+v", len(got), got)
+	}
+	ops := []store.Op{store.OpCreate, store.OpUpdate, store.OpDelete}
+	for i, c := range got {
+		if c.Op != ops[i] || c.Table != "todos" || !c.Captured || c.ID != got[0].ID {
+			t.Fatalf("change %d: %+v", i, c)
+		}
+		if i > 0 && (c.Seq <= got[i-1].Seq || c.Prev != got[i-1].Seq) {
+			t.Fatalf("change %d out of order or without its prev: %+v after %+v", i, c, got[i-1])
+		}
+	}
+	if got[0].Row["title"] != "ext" || got[0].Row["price"] != "3.10" || got[0].Before != nil || got[0].Prev != 0 {
+		t.Fatalf("create %+v", got[0])
+	}
+	if got[1].Row["title"] != "ext2" || got[1].Before["title"] != "ext" || got[1].Row["done"] != true {
+		t.Fatalf("update %+v", got[1])
+	}
+	if got[2].Row != nil || got[2].Before["title"] != "ext2" {
+		t.Fatalf("delete %+v", got[2])
+	}
+	if ownCh.Seq <= got[1].Seq || ownCh.Seq >= got[2].Seq {
+		t.Fatalf("seqs are not in commit order: own %d among %d %d", ownCh.Seq, got[1].Seq, got[2].Seq)
+	}
+	// Catch-up sees captured changes like Switchyard's.
+	rl, err := db.RowChanges(ctx, "todos", got[0].ID, 0, 0)
+	if err != nil || len(rl.Changes) != 3 || rl.Changes[2].Op != store.OpDelete {
+		t.Fatalf("row changes %+v %v", rl, err)
+	}
+	time.Sleep(500 * time.Millisecond) // anything more would have come by now
+	for _, c := range f.wait(t, 3) {
+		if c.ID == own["id"] {
+			t.Fatalf("Switchyard's own write was captured: %+v", c)
+		}
+	}
+	if n := len(f.wait(t, 3)); n != 3 {
+		t.Fatalf("%d changes captured, want 3", n)
+	}
+	if err := db.RemoveCapture(ctx, "todos"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := db.CaptureStatus(ctx, "todos"); st.Installed {
+		t.Fatalf("still installed: %+v", st)
+	}
+	mustExec("DELETE FROM app_todo")
+	if after := catalog(t, conn); after != before {
+		t.Fatalf("capture remove left the table changed:\n%s\n%s", before, after)
+	}
+}
+
+// A burst of 10,000 external updates (100 statements of 100 rows, back to
+// back) arrives whole and in order.
+func TestCaptureBurst(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InstallCapture(ctx, "todos"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) SELECT 't' || g, 1 FROM generate_series(1, 100) g"); err != nil {
+		t.Fatal(err)
+	}
+	f := follow(t, db, FollowOptions{})
+	time.Sleep(300 * time.Millisecond)
+	if _, err := conn.Exec(ctx, "UPDATE app_todo SET owner_id = owner_id + 1 FROM generate_series(1, 100) g"); err != nil {
+		t.Fatal(err)
+	}
+	// 100 statements × 100 rows = 10,000 updates, one transaction each.
+	for i := range 99 {
+		if _, err := conn.Exec(ctx, "UPDATE app_todo SET done = NOT done, title = $1 || id", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := f.wait(t, 10_000)
+	if len(got) != 10_000 {
+		t.Fatalf("%d changes of 10000", len(got))
+	}
+	last := map[int64]int64{}
+	for i, c := range got {
+		if i > 0 && c.Seq != got[i-1].Seq+1 {
+			t.Fatalf("change %d: seq %d after %d", i, c.Seq, got[i-1].Seq)
+		}
+		if c.Prev != last[c.ID] && last[c.ID] != 0 {
+			t.Fatalf("row %d: prev %d, its last change was %d", c.ID, c.Prev, last[c.ID])
+		}
+		last[c.ID] = c.Seq
+	}
+}
+
+// With Leader, one follower of two publishes; when it stops, the other
+// takes over where it stopped: each change is handed over once.
+func TestCaptureLeader(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db1, db2 := openTest(t, u), openTest(t, u)
+	for _, db := range []*DB{db1, db2} {
+		if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db1.InstallCapture(ctx, "todos"); err != nil {
+		t.Fatal(err)
+	}
+	f1 := follow(t, db1, FollowOptions{Leader: true})
+	time.Sleep(300 * time.Millisecond)
+	f2 := follow(t, db2, FollowOptions{Leader: true})
+	for i := range 20 {
+		if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ($1, 1)", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := f1.wait(t, 20)
+	if len(a) != 20 {
+		t.Fatalf("the leader handed over %d of 20", len(a))
+	}
+	f1.stop()
+	<-f1.done
+	for i := range 20 {
+		if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ($1, 1)", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := f2.wait(t, 20)
+	if len(b) != 20 || b[0].Seq != a[19].Seq+1 {
+		t.Fatalf("the second follower handed over %d (from %v), want the 20 after %d", len(b), b, a[19].Seq)
+	}
+}
