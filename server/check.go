@@ -39,6 +39,9 @@ func CheckConfig(cfg config.Config) error {
 		add("auth.jwt.public_key_file", "%v", err)
 	}
 	for _, r := range cfg.Resources {
+		if r.External() {
+			continue // its fields come from the catalog, checked at start
+		}
 		if _, err := resource.NewSchema(r); err != nil {
 			add("resources."+r.Name, "%v", err)
 		}

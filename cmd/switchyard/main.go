@@ -5,6 +5,7 @@
 //	switchyard config init [FILE]               write a commented starting configuration with new secrets
 //	switchyard token --user ID [flags]          mint an HS256 token for development
 //	switchyard migrate drop-column RES FIELD    drop a field removed from the configuration, with its data
+//	switchyard capture status|install|remove RES  the capture trigger of a PostgreSQL table
 //	switchyard healthcheck [flags]              GET /healthz of the configured server (container HEALTHCHECK)
 //	switchyard dashboard hash-password          print the bcrypt hash of a password read on stdin
 //	switchyard version | --version              print the version and commit
@@ -43,11 +44,12 @@ const usage = `Usage:
   switchyard config init [FILE] [--force]
   switchyard token --user ID [--info JSON] [--ttl DURATION] [--channels A,B] [--config FILE]
   switchyard migrate drop-column RESOURCE FIELD [--config FILE] [--data-dir DIR] [--yes]
+  switchyard capture status|install|remove RESOURCE [--config FILE]   (existing tables, docs/existing-tables.md)
   switchyard healthcheck [--url URL] [--config FILE] [--timeout DURATION]
   switchyard dashboard hash-password [--cost N] < PASSWORD   (for dashboard.password_hash, docs/dashboard.md)
   switchyard version
   switchyard codegen ts [--config FILE]   (TypeScript declarations of the resources, docs/clients.md)
-  switchyard bench idle|fanout|resources|longpoll|signals|soak [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
+  switchyard bench idle|fanout|resources|longpoll|signals|soak|capture [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
 
 Every command prints its flags with --help (switchyard bench fanout --help, ...).
 
@@ -119,6 +121,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.token(args)
 	case "migrate":
 		return c.migrate(ctx, args)
+	case "capture":
+		return c.capture(ctx, args)
 	case "healthcheck":
 		return c.healthcheck(ctx, args)
 	case "version":

@@ -36,8 +36,15 @@ const NotifyChannel = "switchyard_changes"
 const captureLock = 0x5377_7963_6870 // "Swychp"
 
 // captureFunction records one row change. TG_ARGV: the resource's name
-// (the change log's tbl) and the primary key's column.
-const captureFunction = `CREATE OR REPLACE FUNCTION _switchyard_capture() RETURNS trigger LANGUAGE plpgsql AS $fn$
+// (the change log's tbl) and the primary key's column. It runs as its
+// owner (SECURITY DEFINER: Switchyard's role), so the app's roles need no
+// privilege on the change log, with a fixed search_path and the change
+// log's tables named with their schema, so the app's search_path does not
+// matter.
+func captureFunction(schema string) string {
+	q := quote(schema) + "."
+	return `CREATE OR REPLACE FUNCTION ` + q + `_switchyard_capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
 	s bigint; p bigint; rid bigint; r json; b json; o text;
 BEGIN
@@ -51,30 +58,43 @@ BEGIN
 	ELSE
 		o := 'create'; r := row_to_json(NEW); rid := (r->>TG_ARGV[1])::bigint;
 	END IF;
-	UPDATE _switchyard_log SET last = last + 1 WHERE id = 1 RETURNING last INTO s;
-	INSERT INTO _switchyard_row_seq AS q (tbl, row_id, seq, prev) VALUES (TG_ARGV[0], rid, s, 0)
+	UPDATE ` + q + `_switchyard_log SET last = last + 1 WHERE id = 1 RETURNING last INTO s;
+	INSERT INTO ` + q + `_switchyard_row_seq AS q (tbl, row_id, seq, prev) VALUES (TG_ARGV[0], rid, s, 0)
 		ON CONFLICT (tbl, row_id) DO UPDATE SET prev = q.seq, seq = excluded.seq RETURNING prev INTO p;
 	IF o = 'create' THEN
 		p := 0;
 	END IF;
-	INSERT INTO _switchyard_changes (seq, tbl, row_id, op, row, at, before, captured, prev)
+	INSERT INTO ` + q + `_switchyard_changes (seq, tbl, row_id, op, row, at, before, captured, prev)
 		VALUES (s, TG_ARGV[0], rid, o, r, clock_timestamp(), b, true, p);
 	PERFORM pg_notify('switchyard_changes', '');
 	RETURN NULL;
 END
 $fn$`
-
-// CaptureSQL is the SQL that installs capture on an existing table for a
-// resource: what Install runs, for a DBA to run when Switchyard's role may
-// not (it needs CREATE on the schema for the function, and to own the
-// table or hold the TRIGGER privilege on it).
-func CaptureSQL(resource, source, pkCol string) string {
-	return captureFunction + ";\n" + createTrigger(resource, source, pkCol) + ";"
 }
 
-func createTrigger(resource, source, pkCol string) string {
+// CaptureSQL is the SQL that installs capture on an existing table for a
+// resource, with Switchyard's tables in schema: what Install runs, for a
+// DBA to run when Switchyard's role may not (creating the trigger needs
+// to own the table; the function, CREATE on the schema; run it as
+// Switchyard's role, or ALTER FUNCTION … OWNER TO it, since the function
+// runs as its owner).
+func CaptureSQL(resource, source, pkCol, schema string) string {
+	return captureFunction(schema) + ";\n" + createTrigger(resource, source, pkCol, schema) + ";"
+}
+
+func createTrigger(resource, source, pkCol, schema string) string {
 	return "CREATE OR REPLACE TRIGGER " + CaptureTrigger + " AFTER INSERT OR UPDATE OR DELETE ON " + quoteQualified(source) +
-		" FOR EACH ROW EXECUTE FUNCTION _switchyard_capture(" + sqlString(resource) + ", " + sqlString(pkCol) + ")"
+		" FOR EACH ROW EXECUTE FUNCTION " + quote(schema) + "._switchyard_capture(" + sqlString(resource) + ", " + sqlString(pkCol) + ")"
+}
+
+// Schema returns the schema Switchyard's tables are in (the connection's
+// current schema).
+func (db *DB) Schema(ctx context.Context) (string, error) {
+	var s string
+	if err := db.pool.QueryRow(ctx, "SELECT current_schema()").Scan(&s); err != nil {
+		return "", db.fail(ctx, "schema", err)
+	}
+	return s, nil
 }
 
 // CaptureStatus is what is installed on a table.
@@ -123,12 +143,16 @@ func (db *DB) InstallCapture(ctx context.Context, resource string) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
 		return db.fail(ctx, "install capture", err)
 	}
-	for _, q := range []string{captureFunction, createTrigger(resource, source, t.pkCol)} {
+	var schema string
+	if err := tx.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return db.fail(ctx, "install capture", err)
+	}
+	for _, q := range []string{captureFunction(schema), createTrigger(resource, source, t.pkCol, schema)} {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			var pe *pgconn.PgError
 			if errors.As(err, &pe) && pe.Code == "42501" {
-				return &PrivilegeError{Table: source, Privilege: "the TRIGGER privilege on the table (or owning it) and CREATE on its schema",
-					SQL: CaptureSQL(resource, source, t.pkCol), Err: err}
+				return &PrivilegeError{Table: source, Privilege: "to own the table (or the TRIGGER privilege on it) and CREATE on schema " + schema,
+					SQL: CaptureSQL(resource, source, t.pkCol, schema), Err: err}
 			}
 			return db.fail(ctx, "install capture on "+source, err)
 		}
@@ -164,7 +188,7 @@ func (db *DB) RemoveCapture(ctx context.Context, resource string) error {
 		return db.fail(ctx, "remove capture from "+source, err)
 	}
 	var others int
-	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_trigger WHERE tgname = $1", CaptureTrigger).Scan(&others); err != nil {
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_trigger WHERE tgfoid = to_regprocedure(quote_ident(current_schema()) || '._switchyard_capture()')").Scan(&others); err != nil {
 		return db.fail(ctx, "remove capture", err)
 	}
 	if others == 0 {

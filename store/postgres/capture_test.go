@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -416,5 +417,112 @@ func TestCaptureLeader(t *testing.T) {
 	b := f2.wait(t, 20)
 	if len(b) != 20 || b[0].Seq != a[19].Seq+1 {
 		t.Fatalf("the second follower handed over %d (from %v), want the 20 after %d", len(b), b, a[19].Seq)
+	}
+}
+
+// withRole creates a login role of the test's own (dropped at the end,
+// with what it owns and was granted) and returns u connecting as it.
+func withRole(t *testing.T, u, role string, grants ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+quote(role)+" LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), u)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP OWNED BY "+quote(role)+"; DROP ROLE "+quote(role)); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, g := range grants {
+		if _, err := admin.Exec(ctx, strings.ReplaceAll(g, "ROLE", quote(role))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu.User = url.User(role)
+	return pu.String()
+}
+
+// The app writes as a role of its own, with its own search_path, and
+// holds no privilege on Switchyard's tables: its writes succeed and are
+// captured (the trigger's function runs as Switchyard's role).
+func TestCaptureAppRoleAndSearchPath(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	var schema string
+	conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema)
+	db := openTest(t, u)
+	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InstallCapture(ctx, "todos"); err != nil {
+		t.Fatal(err)
+	}
+	f := follow(t, db, FollowOptions{})
+	time.Sleep(300 * time.Millisecond)
+	appURL := withRole(t, u, schema+"_app", "GRANT USAGE ON SCHEMA "+quote(schema)+" TO ROLE",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON app_todo TO ROLE", "GRANT USAGE ON SEQUENCE app_todo_id_seq TO ROLE")
+	app, err := pgx.Connect(ctx, appURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	if _, err := app.Exec(ctx, "SET search_path TO public"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Exec(ctx, "INSERT INTO "+quote(schema)+".app_todo (title, owner_id) VALUES ('by the app', 3)"); err != nil {
+		t.Fatalf("the app's write failed: %v", err)
+	}
+	if _, err := app.Exec(ctx, "SELECT 1 FROM "+quote(schema)+"._switchyard_changes"); err == nil {
+		t.Fatal("the app's role can read the change log; the test proves nothing")
+	}
+	if got := f.wait(t, 1); len(got) != 1 || got[0].Row["title"] != "by the app" {
+		t.Fatalf("captured %+v", got)
+	}
+}
+
+// Installing without the privilege says which one, and the SQL a DBA can
+// run instead; nothing is left half-installed.
+func TestCaptureInstallWithoutPrivilege(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	var schema string
+	conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema)
+	lowURL := withRole(t, u, schema+"_low", "GRANT USAGE, CREATE ON SCHEMA "+quote(schema)+" TO ROLE",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON app_todo TO ROLE")
+	db := openTest(t, lowURL)
+	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
+		t.Fatal(err)
+	}
+	err := db.InstallCapture(ctx, "todos")
+	var pe *PrivilegeError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "to own the table") || !strings.Contains(pe.SQL, "CREATE OR REPLACE TRIGGER _switchyard_capture AFTER INSERT OR UPDATE OR DELETE ON \"app_todo\"") {
+		t.Fatalf("install without the privilege: %v", err)
+	}
+	var n int
+	conn.QueryRow(ctx, "SELECT count(*) FROM pg_proc WHERE proname = '_switchyard_capture'").Scan(&n)
+	if n != 0 {
+		t.Fatal("the function was left behind by a failed install")
+	}
+	// The DBA runs the SQL: capture works.
+	if _, err := conn.Exec(ctx, pe.SQL); err != nil {
+		t.Fatalf("the SQL given to the DBA: %v", err)
+	}
+	if st, err := db.CaptureStatus(ctx, "todos"); err != nil || !st.Installed {
+		t.Fatalf("after the DBA ran it: %+v %v", st, err)
 	}
 }
