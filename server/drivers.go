@@ -12,6 +12,7 @@ import (
 	redisbroker "github.com/switchyardhq/switchyard/broker/redis"
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/queue"
+	"github.com/switchyardhq/switchyard/resource"
 	"github.com/switchyardhq/switchyard/signal"
 	"github.com/switchyardhq/switchyard/signal/rediswindows"
 	"github.com/switchyardhq/switchyard/store"
@@ -138,4 +139,47 @@ func brokerCheck(b broker.Broker) func(context.Context) error {
 		return p.Ping
 	}
 	return func(context.Context) error { return nil }
+}
+
+// CheckTables checks the resources on existing tables against the
+// database's catalog, creating nothing, as serve would at start (switchyard
+// config check): a missing table, column or primary key, a declared type
+// the column contradicts, an owner rule on a column the table lacks.
+func CheckTables(ctx context.Context, cfg config.Config) error {
+	var names []string
+	for _, r := range cfg.Resources {
+		if r.External() {
+			names = append(names, r.Table)
+		}
+	}
+	if len(names) == 0 || cfg.Store.Driver != config.StorePostgres {
+		return nil
+	}
+	cats, err := postgres.Inspect(ctx, postgres.Config{URL: string(cfg.Store.URL), ConnectTimeout: time.Duration(cfg.Store.ConnectTimeout)}, names)
+	if err != nil {
+		return fmt.Errorf("checking the existing tables: %w", err)
+	}
+	var errs config.Errors
+	for _, r := range cfg.Resources {
+		if !r.External() {
+			continue
+		}
+		cols, ok := cats[r.Table]
+		if !ok {
+			errs = append(errs, &config.Error{Key: "resources." + r.Name + ".table",
+				Msg: fmt.Sprintf("table %s does not exist (or is not visible on the connection's search_path); Switchyard never creates an existing table's resource", r.Table)})
+			continue
+		}
+		full, _, err := resource.FromCatalog(r, cols)
+		if err == nil {
+			_, err = resource.NewSchema(full)
+		}
+		if err != nil {
+			errs = append(errs, &config.Error{Key: "resources." + r.Name + ".table", Msg: err.Error()})
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }

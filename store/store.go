@@ -223,8 +223,8 @@ type CatalogColumn struct {
 	// (computed by the database: never written) come from the catalog;
 	// PK marks the primary key's column.
 	NotNull, HasDefault, Generated, PK bool
-	MaxLength int      // varchar(n) and char(n): n; 0 otherwise
-	Enum      []string // an enum type's labels, in order
+	MaxLength                          int      // varchar(n) and char(n): n; 0 otherwise
+	Enum                               []string // an enum type's labels, in order
 	// Known is false for a type without a documented mapping, served as
 	// its text (and named in a start-up warning).
 	Known bool

@@ -27,12 +27,13 @@ import (
 var commands = [][]string{
 	{"serve"}, {"config", "check"}, {"config", "init"}, {"token"},
 	{"migrate", "drop-column"}, {"healthcheck"}, {"version"},
+	{"capture", "status"}, {"capture", "install"}, {"capture", "remove"},
 	{"bench", "idle"}, {"bench", "fanout"}, {"bench", "resources"}, {"bench", "longpoll"},
 	{"codegen", "ts"}, {"dashboard", "hash-password"},
 }
 
 // groups answer --help with the list of their subcommands.
-var groups = [][]string{{}, {"config"}, {"migrate"}, {"bench"}, {"dashboard"}}
+var groups = [][]string{{}, {"config"}, {"migrate"}, {"bench"}, {"dashboard"}, {"capture"}}
 
 // TestHelpEverywhere: -h and --help on every command print its usage and
 // flags on stdout and exit 0.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"flag"
@@ -65,6 +66,17 @@ func (c *cli) configCheck(args []string) error {
 				if e.Source == "" {
 					e.Source = path
 				}
+			}
+		}
+		return err
+	}
+	// Resources on existing tables: their tables, as serve would check
+	// them (this connects to the database).
+	if err := server.CheckTables(context.Background(), cfg); err != nil {
+		var ce config.Errors
+		if errors.As(err, &ce) {
+			for _, e := range ce {
+				e.Source = path
 			}
 		}
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -193,4 +194,35 @@ func (db *DB) attach(ctx context.Context, tx pgx.Tx, t store.Table) (*table, err
 	}
 	t.Columns = append([]store.Column(nil), t.Columns...)
 	return newTable(t, quoteQualified(t.Source), pks[0].Name, cols), nil
+}
+
+// Inspect describes existing tables over one connection of its own,
+// creating nothing (for switchyard config check): by table name; a table
+// that does not exist is left out.
+func Inspect(ctx context.Context, cfg Config, tables []string) (map[string][]store.CatalogColumn, error) {
+	pc, err := pgx.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("store/postgres: url: %s", redactParseError(err))
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	pc.ConnectTimeout = cfg.ConnectTimeout
+	conn, err := pgx.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("store/postgres: cannot reach PostgreSQL at %s:%d: %w", pc.Host, pc.Port, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	out := map[string][]store.CatalogColumn{}
+	for _, name := range tables {
+		cols, err := describe(ctx, conn, name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store/postgres: describe %s: %w", name, err)
+		}
+		out[name] = cols
+	}
+	return out, nil
 }
