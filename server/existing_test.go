@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +224,167 @@ func apiDo(t *testing.T, method, url, auth, body string, want int) map[string]an
 		t.Fatalf("%s %s: %d %v, want %d", method, url, resp.StatusCode, m, want)
 	}
 	return m
+}
+
+// nodeLines runs a script of tests/dcrf and returns its output lines as
+// they come.
+func nodeLines(t *testing.T, dir, script string, env ...string) <-chan string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	return lines
+}
+
+// collect reads lines until n of them start with prefix (or 20 s pass),
+// keeping every line read.
+func collect(t *testing.T, lines <-chan string, got *[]string, prefix string, n int) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	count := func() int {
+		c := 0
+		for _, l := range *got {
+			if strings.HasPrefix(l, prefix) {
+				c++
+			}
+		}
+		return c
+	}
+	for count() < n {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the client ended; it printed:\n%s", strings.Join(*got, "\n"))
+			}
+			if strings.HasPrefix(l, "FAIL") {
+				t.Fatalf("the client failed: %s\n%s", l, strings.Join(*got, "\n"))
+			}
+			*got = append(*got, l)
+		case <-timeout:
+			t.Fatalf("timed out waiting for %d %q lines; got:\n%s", n, prefix, strings.Join(*got, "\n"))
+		}
+	}
+}
+
+func only(lines []string, prefix string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// The unmodified npm dcrf-client, connected to either of two Switchyard
+// processes (Redis broker, one PostgreSQL), receives every change that
+// plain SQL makes to an existing table, in order and once, and nothing of
+// the records its user may not read.
+func TestExistingTableDCRFClient(t *testing.T) {
+	dir := dcrfDir(t)
+	u, conn := existingTable(t)
+	prefix := testenv.RedisPrefix(t)
+	redisURL := testenv.RedisURL(t)
+	cfg := todosConfig(u, func(c *config.Config) {
+		c.Broker.Driver, c.Broker.URL, c.Broker.Prefix = "redis", config.Secret(redisURL), prefix
+	})
+	_, baseA, _ := startServer(t, cfg, Options{})
+	_, baseB, _ := startServer(t, cfg, Options{})
+	ctx := context.Background()
+	var r1, r2 int64
+	if err := conn.QueryRow(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('a', 42) RETURNING id").Scan(&r1); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('bob1', 7) RETURNING id").Scan(&r2); err != nil {
+		t.Fatal(err)
+	}
+	wsURL := func(base, user string) string {
+		return "SWITCHYARD_URL=ws" + strings.TrimPrefix(base, "http") + "/live?token=" + token(t, user, time.Hour, nil)
+	}
+	clients := []struct {
+		name  string
+		lines <-chan string
+		got   []string
+	}{
+		{name: "alice on A", lines: nodeLines(t, dir, "capture.js", wsURL(baseA, "42"), fmt.Sprint("SWITCHYARD_PK=", r1))},
+		{name: "alice on B", lines: nodeLines(t, dir, "capture.js", wsURL(baseB, "42"), fmt.Sprint("SWITCHYARD_PK=", r1))},
+		{name: "bob on B", lines: nodeLines(t, dir, "capture.js", wsURL(baseB, "7"), fmt.Sprint("SWITCHYARD_PK=", r2))},
+	}
+	for i := range clients {
+		collect(t, clients[i].lines, &clients[i].got, "SUBSCRIBED", 1)
+	}
+	execSQL(t, conn, "UPDATE app_todo SET title = 'b' WHERE id = $1", r1)
+	tx, _ := conn.Begin(ctx)
+	tx.Exec(ctx, "UPDATE app_todo SET title = 'rolled back' WHERE id = $1", r1)
+	tx.Rollback(ctx)
+	execSQL(t, conn, "UPDATE app_todo SET title = 'c', done = true WHERE id = $1", r1)
+	var r3 int64
+	if err := conn.QueryRow(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('new', 42) RETURNING id").Scan(&r3); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, conn, "DELETE FROM app_todo WHERE id = $1", r1)
+	execSQL(t, conn, "UPDATE app_todo SET title = 'bob2' WHERE id = $1", r2)
+
+	rec := func(pk int64, title string, done bool, owner int) string {
+		return fmt.Sprintf(`{"id":%d,"title":%q,"done":%v,"due":null,"price":null,"owner_id":%d,"meta":null}`, pk, title, done, owner)
+	}
+	wantAlice := map[string][]string{
+		"INSTANCE": {"INSTANCE update " + rec(r1, "b", false, 42), "INSTANCE update " + rec(r1, "c", true, 42), fmt.Sprintf(`INSTANCE delete {"id":%d}`, r1)},
+		"LIST": {"LIST update " + rec(r1, "b", false, 42), "LIST update " + rec(r1, "c", true, 42), "LIST create " + rec(r3, "new", false, 42),
+			fmt.Sprintf(`LIST delete {"pk":%d}`, r1)}, // the wire's delete data, as DCRF sends it
+	}
+	wantBob := map[string][]string{
+		"INSTANCE": {"INSTANCE update " + rec(r2, "bob2", false, 7)},
+		"LIST":     {"LIST update " + rec(r2, "bob2", false, 7)},
+	}
+	for i := range clients {
+		c := &clients[i]
+		want := wantAlice
+		if strings.HasPrefix(c.name, "bob") {
+			want = wantBob
+		}
+		for _, kind := range []string{"INSTANCE", "LIST"} {
+			collect(t, c.lines, &c.got, kind, len(want[kind]))
+		}
+	}
+	time.Sleep(time.Second) // anything more (a duplicate, a leak) would have come by now
+	for i := range clients {
+		c := &clients[i]
+	drain:
+		for {
+			select {
+			case l := <-c.lines:
+				c.got = append(c.got, l)
+			default:
+				break drain
+			}
+		}
+		want := wantAlice
+		if strings.HasPrefix(c.name, "bob") {
+			want = wantBob
+		}
+		for _, kind := range []string{"INSTANCE", "LIST"} {
+			if got := only(c.got, kind); strings.Join(got, "\n") != strings.Join(want[kind], "\n") {
+				t.Errorf("%s, %s events:\n%s\nwant\n%s", c.name, kind, strings.Join(got, "\n"), strings.Join(want[kind], "\n"))
+			}
+		}
+	}
 }
