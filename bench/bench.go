@@ -32,6 +32,7 @@ var scenarios = []struct{ name, about string }{
 	{"resources", "resource writes per second and write -> subscriber event latency (--mode writes), or server CPU per resource event to live queries against a channel publication (--mode live-queries)"},
 	{"longpoll", "parked Channelstream /listen polls and their delivery latency"},
 	{"signals", "signal call -> handler -> trigger round trips, durable queue throughput, topic vs channel fan-out"},
+	{"capture", "external writes to an existing PostgreSQL table (plain SQL) -> live-query events through the capture trigger, and the write overhead the trigger adds to the app's writes (needs --store-url)"},
 	{"soak", "a long run with connection churn, publications and resource writes: server RSS, goroutines and descriptors at start and end (flat = pass)"},
 }
 
@@ -47,7 +48,7 @@ Scenarios:
 // scenarios and `bench SCENARIO --help` the flags of one, on stdout.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr error) {
 	if len(args) == 0 {
-		return UsageError{errors.New("usage: switchyard bench idle|fanout|resources|longpoll|signals|soak [flags] (switchyard bench --help lists them)")}
+		return UsageError{errors.New("usage: switchyard bench idle|fanout|resources|longpoll|signals|soak|capture [flags] (switchyard bench --help lists them)")}
 	}
 	scenario, args := args[0], args[1:]
 	switch scenario {
@@ -58,9 +59,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		}
 		fmt.Fprintln(stdout, "\nswitchyard bench SCENARIO --help shows the flags of a scenario.")
 		return nil
-	case "idle", "fanout", "resources", "longpoll", "signals", "soak":
+	case "idle", "fanout", "resources", "longpoll", "signals", "soak", "capture":
 	default:
-		return UsageError{fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll, signals, soak; see switchyard bench --help)", scenario)}
+		return UsageError{fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll, signals, soak, capture; see switchyard bench --help)", scenario)}
 	}
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -76,6 +77,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	apiKey, secret, targetPID, mode, jwtSecret := "", "", 0, "writes", ""
 	callers, jobs, fanouts, fanoutRate := 50, 5000, 20, 10
 	storeURL := ""
+	subscribers, overheadWrites := 1, 1000
 	churn, writes, warmup, watchers := 0, 30, time.Duration(0), -1
 	switch scenario {
 	case "idle":
@@ -99,6 +101,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		fs.IntVar(&fanouts, "fanouts", fanouts, "triggers to the topic (then publications to the channel) of --conns windows")
 		fs.IntVar(&fanoutRate, "fanout-rate", fanoutRate, "those per second")
 		fs.StringVar(&storeURL, "store-url", storeURL, "a postgres:// database for the store and the queue (in a schema of their own, dropped afterwards; default: SQLite)")
+	case "capture":
+		fs.IntVar(&rate, "rate", 2000, "external writes per second")
+		fs.DurationVar(&duration, "duration", duration, "how long to write")
+		fs.IntVar(&writers, "writers", 8, "connections writing (the app's, plain SQL)")
+		fs.IntVar(&subscribers, "subscribers", subscribers, "/live connections running a live query on the table")
+		fs.IntVar(&overheadWrites, "overhead-writes", overheadWrites, "writes per round of the write-overhead measurement (3 rounds with the trigger, 3 without)")
+		fs.StringVar(&storeURL, "store-url", storeURL, "a postgres:// database (required): the table and Switchyard's tables go in a schema of their own, dropped afterwards")
 	case "soak":
 		fs.IntVar(&channels, "channels", channels, "channels (default conns/100: every publication reaches about 100 subscribers)")
 		fs.IntVar(&rate, "rate", 50, "publications per second through the server API")
@@ -192,6 +201,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
+	if scenario == "capture" {
+		if *target != "" {
+			return errors.New("capture runs its own server in this process, on the database of --store-url: --target is not supported")
+		}
+		if subscribers < 1 || subscribers > 10000 || overheadWrites < 10 {
+			return fmt.Errorf("want --subscribers 1..10000, --overhead-writes >= 10")
+		}
+		res, err := Capture(ctx, CaptureConfig{StoreURL: storeURL, Rate: rate, Duration: duration, Writers: writers, Subscribers: subscribers, OverheadWrites: overheadWrites, Progress: stderr})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(res)
+		}
+		res.WriteTable(stdout)
+		return nil
+	}
 	if scenario == "signals" {
 		if *target != "" {
 			return errSignalsTarget

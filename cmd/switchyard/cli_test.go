@@ -28,7 +28,7 @@ var commands = [][]string{
 	{"serve"}, {"config", "check"}, {"config", "init"}, {"token"},
 	{"migrate", "drop-column"}, {"healthcheck"}, {"version"},
 	{"capture", "status"}, {"capture", "install"}, {"capture", "remove"},
-	{"bench", "idle"}, {"bench", "fanout"}, {"bench", "resources"}, {"bench", "longpoll"},
+	{"bench", "idle"}, {"bench", "fanout"}, {"bench", "resources"}, {"bench", "longpoll"}, {"bench", "capture"},
 	{"codegen", "ts"}, {"dashboard", "hash-password"},
 }
 

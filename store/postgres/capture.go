@@ -14,15 +14,17 @@ import (
 )
 
 // Capture: a trigger on an existing table records every row change that
-// another program commits (psql, Django, a cron job) into the change log,
-// in the same transaction as the change, and wakes the followers with
+// another program commits (psql, Django, a cron job) in a queue table, in
+// the same transaction as the change, and wakes the followers with
 // pg_notify. Switchyard's own writes mark their transaction
 // (switchyard.origin, see logChange) and are not recorded twice.
 //
-// The trigger takes the change log's counter like Switchyard's writes, so
-// sequence numbers stay consecutive and in commit order across every
-// writer: the app's transactions that change a captured table queue on
-// that counter from their first captured change to their commit.
+// The trigger takes no lock the app's other transactions wait for: it
+// only appends to the queue. One follower at a time (a session advisory
+// lock) moves what the queue holds into the change log, in the queue's
+// order, giving the changes their sequence numbers (so a record's changes
+// keep their commit order, and catch-up with since sees them); the
+// followers then read the captured changes from the log.
 
 // CaptureTrigger is the name of the trigger on a captured table, and of
 // its function.
@@ -46,7 +48,7 @@ func captureFunction(schema string) string {
 	return `CREATE OR REPLACE FUNCTION ` + q + `_switchyard_capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
-	s bigint; p bigint; rid bigint; r json; b json; o text;
+	rid bigint; r json; b json; o text;
 BEGIN
 	IF current_setting('switchyard.origin', true) = '1' THEN
 		RETURN NULL; -- a write through Switchyard: logged by its own statement
@@ -58,15 +60,14 @@ BEGIN
 	ELSE
 		o := 'create'; r := row_to_json(NEW); rid := (r->>TG_ARGV[1])::bigint;
 	END IF;
-	UPDATE ` + q + `_switchyard_log SET last = last + 1 WHERE id = 1 RETURNING last INTO s;
-	INSERT INTO ` + q + `_switchyard_row_seq AS q (tbl, row_id, seq, prev) VALUES (TG_ARGV[0], rid, s, 0)
-		ON CONFLICT (tbl, row_id) DO UPDATE SET prev = q.seq, seq = excluded.seq RETURNING prev INTO p;
-	IF o = 'create' THEN
-		p := 0;
+	-- Wake the followers only when the queue looks empty: while changes
+	-- flow they poll it, and a NOTIFY serialises the commits of the
+	-- transactions that send one.
+	IF NOT EXISTS (SELECT 1 FROM ` + q + `_switchyard_capture_queue) THEN
+		PERFORM pg_notify('switchyard_changes', '');
 	END IF;
-	INSERT INTO ` + q + `_switchyard_changes (seq, tbl, row_id, op, row, at, before, captured, prev)
-		VALUES (s, TG_ARGV[0], rid, o, r, clock_timestamp(), b, true, p);
-	PERFORM pg_notify('switchyard_changes', '');
+	INSERT INTO ` + q + `_switchyard_capture_queue (tbl, row_id, op, row, before, at)
+		VALUES (TG_ARGV[0], rid, o, r, b, clock_timestamp());
 	RETURN NULL;
 END
 $fn$`
@@ -105,8 +106,9 @@ type CaptureStatus struct {
 	Resource  string // the resource it records changes for
 	// Definition is the trigger as PostgreSQL shows it.
 	Definition string
-	// Pending counts captured changes not yet published by a follower
-	// (Leader mode).
+	// Pending counts captured changes not yet in the change log, or not
+	// yet published by a leader (a count that only falls while a
+	// Switchyard process with a broker shared by its processes runs).
 	Pending int64
 }
 
@@ -227,7 +229,8 @@ func (db *DB) CaptureStatus(ctx context.Context, resource string) (CaptureStatus
 			st.Resource = name
 		}
 	}
-	if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM _switchyard_changes WHERE captured AND tbl = $1 AND seq > (SELECT published FROM _switchyard_capture)", t.Name).Scan(&st.Pending); err != nil {
+	if err := db.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM _switchyard_capture_queue WHERE tbl = $1) +
+		(SELECT count(*) FROM _switchyard_changes WHERE captured AND tbl = $1 AND seq > (SELECT published FROM _switchyard_capture))`, t.Name).Scan(&st.Pending); err != nil {
 		return st, db.fail(ctx, "capture status", err)
 	}
 	db.ok()
@@ -242,9 +245,15 @@ type FollowOptions struct {
 	// Without it each process's follower delivers every captured change
 	// (a broker of its own: memory).
 	Leader bool
-	// Poll is how often the log is read when no notification came
-	// (default 1 s): notifications are a wake-up, the log is the truth.
-	Poll time.Duration
+	// Poll is how often the queue and the log are read when nothing
+	// happens and no notification came (default 1 s): notifications are
+	// a wake-up, the tables are the truth. Active is the interval while
+	// changes flow (default 2 ms), doubling up to Poll after reads that
+	// found nothing: the trigger notifies only when the queue looks
+	// empty, since NOTIFY serialises the commits of the transactions
+	// that send one.
+	Poll   time.Duration
+	Active time.Duration
 	// Batch bounds the changes handed over at once (default 1,000).
 	Batch int
 	// Retry is the wait before reconnecting after an error, and between
@@ -260,6 +269,10 @@ func (db *DB) FollowCaptured(ctx context.Context, o FollowOptions, fn func(ctx c
 	if o.Poll <= 0 {
 		o.Poll = time.Second
 	}
+	if o.Active <= 0 {
+		o.Active = 2 * time.Millisecond
+	}
+	o.Active = min(o.Active, o.Poll)
 	if o.Batch <= 0 {
 		o.Batch = 1000
 	}
@@ -283,83 +296,105 @@ func (db *DB) FollowCaptured(ctx context.Context, o FollowOptions, fn func(ctx c
 	return nil
 }
 
-// follow runs one connection's worth of following.
+// moveCaptured moves up to $1 changes from the capture queue into the
+// change log, in the queue's order, with consecutive sequence numbers and
+// each record's previous change (Prev), in one statement: the log's
+// counter is locked as by Switchyard's writes (commit order), and the
+// commit does not wait for the flush (flush follows, as for writes). It
+// returns how many it moved.
+const moveCaptured = `WITH
+	a AS (SELECT set_config('synchronous_commit', 'off', true)),
+	m AS (DELETE FROM _switchyard_capture_queue WHERE id IN (SELECT id FROM _switchyard_capture_queue ORDER BY id LIMIT $1) RETURNING *),
+	n AS (SELECT count(*) AS c FROM m),
+	s AS (UPDATE _switchyard_log SET last = last + (SELECT c FROM n) WHERE id = 1 AND (SELECT c FROM n) > 0 RETURNING last - (SELECT c FROM n) AS base),
+	o AS (SELECT m.*, s.base + row_number() OVER (ORDER BY m.id) AS seq FROM m, s),
+	p AS (SELECT o.*, lag(o.seq) OVER (PARTITION BY o.tbl, o.row_id ORDER BY o.seq) AS prev_in_batch,
+		row_number() OVER (PARTITION BY o.tbl, o.row_id ORDER BY o.seq DESC) AS newest FROM o),
+	r AS (INSERT INTO _switchyard_row_seq AS rs (tbl, row_id, seq, prev) SELECT tbl, row_id, seq, 0 FROM p WHERE newest = 1
+		ON CONFLICT (tbl, row_id) DO UPDATE SET prev = rs.seq, seq = excluded.seq RETURNING tbl, row_id, prev AS last_before),
+	i AS (INSERT INTO _switchyard_changes (seq, tbl, row_id, op, row, at, before, captured, prev)
+		SELECT p.seq, p.tbl, p.row_id, p.op, p.row, p.at, p.before, true,
+			CASE WHEN p.op = 'create' THEN 0 ELSE COALESCE(p.prev_in_batch, r.last_before, 0) END
+		FROM p LEFT JOIN r ON r.tbl = p.tbl AND r.row_id = p.row_id, a
+		RETURNING 1)
+SELECT count(*) FROM i`
+
+// follow runs one connection's worth of following. Whoever holds the
+// capture lock moves the queue into the log; with Leader only it hands
+// the changes over, without it every process does.
 func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(context.Context, []store.Change)) error {
 	conn, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if o.Leader {
-		for {
-			var got bool
-			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(captureLock)).Scan(&got); err != nil {
-				return err
-			}
-			if got {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(o.Retry):
-			}
-		}
-		// Resume where the last leader stopped.
-		if err := conn.QueryRow(ctx, "SELECT published FROM _switchyard_capture WHERE id = 1").Scan(pos); err != nil {
-			return err
-		}
-		db.log.Info("capture follower: publishing captured changes", "from", *pos)
-	}
 	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
 		return err
 	}
-	if *pos < 0 {
+	if *pos < 0 && !o.Leader {
 		if err := conn.QueryRow(ctx, "SELECT last FROM _switchyard_log WHERE id = 1").Scan(pos); err != nil {
 			return err
 		}
 	}
+	mover := false
+	var nextTry time.Time
+	idle := o.Active // the wait before the next read when nothing comes
 	for {
-		rows, err := conn.Query(ctx, "SELECT seq, tbl, row_id, op, row::text, at, before::text, captured, COALESCE(prev, 0) FROM _switchyard_changes WHERE captured AND seq > $1 ORDER BY seq LIMIT $2", *pos, o.Batch)
-		if err != nil {
-			return err
-		}
-		var chs []store.Change
-		for rows.Next() {
-			c, err := db.scanCaptured(rows)
-			if err != nil {
-				rows.Close()
+		if !mover && !time.Now().Before(nextTry) {
+			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(captureLock)).Scan(&mover); err != nil {
 				return err
 			}
-			chs = append(chs, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if len(chs) > 0 {
-			// Changes of tables this process does not serve are skipped.
-			keep := chs[:0]
-			for _, c := range chs {
-				if c.Table != "" {
-					keep = append(keep, c)
-				}
-			}
-			last := chs[len(chs)-1].Seq
-			if len(keep) > 0 {
-				fn(ctx, keep)
-			}
-			*pos = last
-			if o.Leader {
-				if _, err := conn.Exec(ctx, "UPDATE _switchyard_capture SET published = $1 WHERE id = 1 AND published < $1", *pos); err != nil {
+			nextTry = time.Now().Add(o.Retry)
+			if mover && o.Leader {
+				// Resume where the last leader stopped.
+				if err := conn.QueryRow(ctx, "SELECT published FROM _switchyard_capture WHERE id = 1").Scan(pos); err != nil {
 					return err
 				}
-			}
-			if len(chs) == o.Batch {
-				continue
+				db.log.Info("capture follower: publishing captured changes", "from", *pos)
 			}
 		}
-		wctx, cancel := context.WithTimeout(ctx, o.Poll)
+		more := false
+		if mover {
+			var moved int
+			if err := conn.QueryRow(ctx, moveCaptured, o.Batch).Scan(&moved); err != nil {
+				return err
+			}
+			if moved > 0 {
+				// Durable before anyone is told (see flush), then a
+				// wake-up for the followers of other processes.
+				if _, err := conn.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+					return err
+				}
+				if !o.Leader {
+					if _, err := conn.Exec(ctx, "SELECT pg_notify($1, '')", NotifyChannel); err != nil {
+						return err
+					}
+				}
+			}
+			more = moved == o.Batch
+			if moved > 0 {
+				idle = o.Active
+			}
+		}
+		if mover || !o.Leader {
+			n, err := db.handOver(ctx, conn, o, pos, fn)
+			if err != nil {
+				return err
+			}
+			more = more || n == o.Batch
+			if n > 0 {
+				idle = o.Active
+			}
+		}
+		if more {
+			continue
+		}
+		wait := idle
+		idle = min(idle*2, o.Poll)
+		if !mover {
+			wait = min(wait, time.Until(nextTry)+time.Millisecond)
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
 		_, err = conn.WaitForNotification(wctx)
 		cancel()
 		switch {
@@ -369,6 +404,48 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 			return err
 		}
 	}
+}
+
+// handOver reads the captured changes after pos from the log and gives
+// them to fn; it returns how many it read.
+func (db *DB) handOver(ctx context.Context, conn *pgx.Conn, o FollowOptions, pos *int64, fn func(context.Context, []store.Change)) (int, error) {
+	rows, err := conn.Query(ctx, "SELECT seq, tbl, row_id, op, row::text, at, before::text, captured, COALESCE(prev, 0) FROM _switchyard_changes WHERE captured AND seq > $1 ORDER BY seq LIMIT $2", *pos, o.Batch)
+	if err != nil {
+		return 0, err
+	}
+	var chs []store.Change
+	for rows.Next() {
+		c, err := db.scanCaptured(rows)
+		if err != nil {
+			rows.Close()
+			return 0, err
+		}
+		chs = append(chs, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(chs) == 0 {
+		return 0, nil
+	}
+	// Changes of tables this process does not serve are skipped.
+	keep := make([]store.Change, 0, len(chs))
+	for _, c := range chs {
+		if c.Table != "" {
+			keep = append(keep, c)
+		}
+	}
+	if len(keep) > 0 {
+		fn(ctx, keep)
+	}
+	*pos = chs[len(chs)-1].Seq
+	if o.Leader {
+		if _, err := conn.Exec(ctx, "UPDATE _switchyard_capture SET published = $1 WHERE id = 1 AND published < $1", *pos); err != nil {
+			return 0, err
+		}
+	}
+	return len(chs), nil
 }
 
 // scanCaptured reads a captured change; one of a table this process does
