@@ -308,6 +308,7 @@ func TestFullFile(t *testing.T) {
 			PageSize:    50,
 			Permissions: ResourcePermissions{Read: "authenticated", Create: "authenticated", Update: "owner:author", Delete: "none"},
 			Binding:     &ResourceBinding{Stream: "app.Todo", PostDelete: ptr(false)},
+			Capture:     CaptureNone,
 		}},
 		Channels: Channels{
 			Default: ChannelOptions{
@@ -437,7 +438,11 @@ func TestErrors(t *testing.T) {
 		{"search on a non-string field", "resources:\n  todos:\n    fields:\n      n: {type: int}\n    search: [n]\n", 5, "resources.todos.search[0]", "only string and text fields can be searched"},
 		{"search on an unknown field", "resources:\n  todos:\n    fields: {a: {type: string}}\n    search:\n      - a\n      - b\n", 6, "resources.todos.search[1]", `"b" is not a declared field`},
 		{"owner unknown field", "resources:\n  todos:\n    fields: {title: {type: string}}\n    permissions:\n      update: owner:author\n", 5, "resources.todos.permissions.update", "owner:author names no declared field"},
-		{"owner non-string field", "resources:\n  todos:\n    fields: {n: {type: int}}\n    permissions: {delete: \"owner:n\"}\n", 4, "resources.todos.permissions.delete", "must name a string field"},
+		{"owner non-string field", "resources:\n  todos:\n    fields: {n: {type: bool}}\n    permissions: {delete: \"owner:n\"}\n", 4, "resources.todos.permissions.delete", "must name a string or int field holding the user id (it is bool)"},
+		{"existing table on sqlite", "resources:\n  todos:\n    table: app_todo\n", 3, "resources.todos.table", "an existing table needs store.driver: postgres (it is sqlite)"},
+		{"capture mode", "store: {driver: postgres, url: \"postgres://h/db\"}\nresources:\n  todos:\n    table: app_todo\n    capture: triggers\n", 5, "resources.todos.capture", `must be one of none, trigger (got "triggers")`},
+		{"capture on sqlite", "resources:\n  todos:\n    fields: {a: {type: string}}\n    capture: trigger\n", 4, "resources.todos.capture", "capture: trigger needs store.driver: postgres"},
+		{"table name", "store: {driver: postgres, url: \"postgres://h/db\"}\nresources:\n  todos:\n    table: \"app todo\"\n", 4, "resources.todos.table", "must be a table name"},
 		{"owned records created anonymously", "resources:\n  todos:\n    fields: {title: {type: string}, owner: {type: string}}\n    permissions:\n      create: anyone\n      update: owner:owner\n", 5, "resources.todos.permissions.create", "create: anyone lets anonymous users create records, which would have no owner, so nobody could read or edit them under update: owner:owner; set create: authenticated"},
 		{"owned records created anonymously by default", "resources:\n  todos:\n    fields: {title: {type: string}, owner: {type: string}}\n    permissions: {read: owner:owner}\n", 4, "resources.todos.permissions.create", "under read: owner:owner"},
 		{"default of the wrong type", "resources:\n  todos:\n    fields:\n      n: {type: int, default: five}\n", 4, "resources.todos.fields.n.default", `must match the field's type int (got string "five")`},
