@@ -146,6 +146,15 @@ func brokerCheck(b broker.Broker) func(context.Context) error {
 // config check): a missing table, column or primary key, a declared type
 // the column contradicts, an owner rule on a column the table lacks.
 func CheckTables(ctx context.Context, cfg config.Config) error {
+	_, err := ResolveTables(ctx, cfg)
+	return err
+}
+
+// ResolveTables returns cfg with its resources on existing tables
+// completed from the database's catalog (their fields, as serve serves
+// them), creating nothing; a *config.Errors names each resource whose
+// table does not fit.
+func ResolveTables(ctx context.Context, cfg config.Config) (config.Config, error) {
 	var names []string
 	for _, r := range cfg.Resources {
 		if r.External() {
@@ -153,14 +162,15 @@ func CheckTables(ctx context.Context, cfg config.Config) error {
 		}
 	}
 	if len(names) == 0 || cfg.Store.Driver != config.StorePostgres {
-		return nil
+		return cfg, nil
 	}
 	cats, err := postgres.Inspect(ctx, postgres.Config{URL: string(cfg.Store.URL), ConnectTimeout: time.Duration(cfg.Store.ConnectTimeout)}, names)
 	if err != nil {
-		return fmt.Errorf("checking the existing tables: %w", err)
+		return cfg, fmt.Errorf("checking the existing tables: %w", err)
 	}
 	var errs config.Errors
-	for _, r := range cfg.Resources {
+	cfg.Resources = append([]config.Resource(nil), cfg.Resources...)
+	for i, r := range cfg.Resources {
 		if !r.External() {
 			continue
 		}
@@ -176,10 +186,12 @@ func CheckTables(ctx context.Context, cfg config.Config) error {
 		}
 		if err != nil {
 			errs = append(errs, &config.Error{Key: "resources." + r.Name + ".table", Msg: err.Error()})
+			continue
 		}
+		cfg.Resources[i] = full
 	}
 	if len(errs) > 0 {
-		return errs
+		return cfg, errs
 	}
-	return nil
+	return cfg, nil
 }

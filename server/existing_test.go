@@ -388,3 +388,42 @@ func TestExistingTableDCRFClient(t *testing.T) {
 		}
 	}
 }
+
+// Catch-up with since replays the changes another program made, under the
+// read permission: the owner gets them, another user gets nothing.
+func TestExistingTableCatchUp(t *testing.T) {
+	u, conn := existingTable(t)
+	_, base, _ := startServer(t, todosConfig(u, nil), Options{})
+	alice := dialRecorder(t, base, "?token="+token(t, "42", time.Hour, nil))
+	alice.send("todos", map[string]any{"action": "subscribe_list", "request_id": "lq"})
+	alice.waitFor("lq", 1)
+	var pk int64
+	if err := conn.QueryRow(context.Background(), "INSERT INTO app_todo (title, owner_id) VALUES ('v1', 42) RETURNING id").Scan(&pk); err != nil {
+		t.Fatal(err)
+	}
+	execSQL(t, conn, "UPDATE app_todo SET title = 'v2' WHERE id = $1", pk)
+	execSQL(t, conn, "UPDATE app_todo SET title = 'v3' WHERE id = $1", pk)
+	alice.waitFor("lq", 4) // the three changes are in the log
+	var created int64 // the create's seq: the client saw the record then
+	if err := conn.QueryRow(context.Background(), "SELECT min(seq) FROM _switchyard_changes WHERE tbl = 'todos' AND row_id = $1", pk).Scan(&created); err != nil {
+		t.Fatal(err)
+	}
+	reply := alice.subscribe("todos", pk, "s", created)
+	if _, recovered := position(t, reply); !recovered {
+		t.Fatalf("catch-up from %d: %s", created, reply.raw)
+	}
+	got := alice.waitFor("s", 3)[1:]
+	for i, title := range []string{"v2", "v3"} {
+		if d, _ := got[i].payload["data"].(map[string]any); d == nil || d["title"] != title {
+			t.Fatalf("catch-up %d: %s", i, raws(got))
+		}
+	}
+	bob := dialRecorder(t, base, "?token="+token(t, "7", time.Hour, nil))
+	if reply := bob.subscribe("todos", pk, "s", created); reply.payload["response_status"] == 201.0 {
+		t.Fatalf("bob subscribed to alice's record: %s", reply.raw)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(bob.of("s")); n != 1 {
+		t.Fatalf("bob received %d frames of alice's record: %s", n, raws(bob.of("s")))
+	}
+}

@@ -45,6 +45,9 @@ func TypeScript(w io.Writer, cfg config.Config, source string) error {
 		fmt.Fprintf(&b, "export interface %s {\n", TypeName(r.Name))
 		fmt.Fprintf(&b, "  /** The primary key, assigned by the server. */\n  readonly %s: number;\n", prop(pk))
 		for _, f := range r.Fields {
+			if f.Hidden {
+				continue // never shown to clients
+			}
 			var notes []string
 			if f.Required {
 				notes = append(notes, "required")

@@ -62,6 +62,9 @@ resources:
 	if out := run(2, "config", "check", "bad.yaml"); !strings.Contains(out, "field colour: the table has no column colour") || !strings.Contains(out, "table app_gone does not exist") {
 		t.Fatalf("config check of a column the table lacks:\n%s", out)
 	}
+	if out := run(0, "codegen", "ts"); !strings.Contains(out, "title: string;") || !strings.Contains(out, "owner_id: number;") {
+		t.Fatalf("codegen ts of a resource on an existing table:\n%s", out)
+	}
 	if out := run(0, "capture", "status", "todos"); !strings.Contains(out, "capture:   not installed (configured: trigger)") {
 		t.Fatalf("status before:\n%s", out)
 	}

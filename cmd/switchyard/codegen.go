@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 
 	"github.com/switchyardhq/switchyard/clients/codegen"
 	"github.com/switchyardhq/switchyard/config"
+	"github.com/switchyardhq/switchyard/server"
 )
 
 const codegenAbout = `Prints TypeScript declarations for @switchyard/client: an interface per
@@ -28,6 +30,10 @@ func (c *cli) codegen(args []string) error {
 	path := configPath(*cfgFile, c.environ)
 	cfg, err := config.Load(path, c.environ)
 	if err != nil {
+		return err
+	}
+	// Resources on existing tables take their fields from the database.
+	if cfg, err = server.ResolveTables(context.Background(), cfg); err != nil {
 		return err
 	}
 	return codegen.TypeScript(c.stdout, cfg, path)
