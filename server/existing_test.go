@@ -404,7 +404,7 @@ func TestExistingTableCatchUp(t *testing.T) {
 	execSQL(t, conn, "UPDATE app_todo SET title = 'v2' WHERE id = $1", pk)
 	execSQL(t, conn, "UPDATE app_todo SET title = 'v3' WHERE id = $1", pk)
 	alice.waitFor("lq", 4) // the three changes are in the log
-	var created int64 // the create's seq: the client saw the record then
+	var created int64      // the create's seq: the client saw the record then
 	if err := conn.QueryRow(context.Background(), "SELECT min(seq) FROM _switchyard_changes WHERE tbl = 'todos' AND row_id = $1", pk).Scan(&created); err != nil {
 		t.Fatal(err)
 	}
