@@ -106,4 +106,3 @@ func TestFromCatalogRefuses(t *testing.T) {
 		t.Errorf("no primary key: %v", err)
 	}
 }
-
