@@ -793,7 +793,7 @@ func (v *validator) signalArg(key string, a *SignalArg) {
 // validateTable checks the keys of a resource on an existing table; what
 // the table holds is checked at start, against the catalog.
 func (c *Config) validateTable(v *validator, key string, r *Resource) {
-	if !v.oneOf(key+".capture", r.Capture, CaptureNone, CaptureTrigger) {
+	if r.Capture != "" && !v.oneOf(key+".capture", r.Capture, CaptureNone, CaptureTrigger) {
 		return
 	}
 	if r.Table == "" {
