@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/url"
@@ -214,5 +215,36 @@ func TestSignalsMeasuresEveryRoundTrip(t *testing.T) {
 		if f.Sent < 1 || f.Deliveries != f.Expected || f.Expected != f.Sent*20 {
 			t.Errorf("fan-out %+v", f)
 		}
+	}
+}
+
+func TestFloorDeliversEveryFrame(t *testing.T) {
+	res, err := Floor(context.Background(), FloorConfig{Conns: 20, Rate: 50, Duration: 300 * time.Millisecond, Size: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Messages < 5 || res.Expected != res.Messages*20 || res.Deliveries != res.Expected {
+		t.Fatalf("result %+v", res)
+	}
+	if res.ShortClients != 0 || res.Disconnects != 0 || res.WriteErrors != 0 || res.CPUSeconds < 0 {
+		t.Fatalf("result %+v", res)
+	}
+	// The frame is what /live pushes: an unmasked text frame whose payload
+	// is as long as its header says.
+	for _, size := range []int{0, 64, 1000, 70000} {
+		f := floorFrame(size)
+		hdr, n := 2, int(f[1])
+		switch n {
+		case 126:
+			hdr, n = 4, int(f[2])<<8|int(f[3])
+		case 127:
+			hdr, n = 10, int(f[6])<<24|int(f[7])<<16|int(f[8])<<8|int(f[9])
+		}
+		if f[0] != 0x81 || n != len(f)-hdr || !bytes.HasSuffix(f, []byte(`"}}}`)) {
+			t.Errorf("size %d: frame header % x, length %d", size, f[:hdr], len(f))
+		}
+	}
+	if res.FrameBytes != len(floorFrame(64)) {
+		t.Errorf("frame bytes %d", res.FrameBytes)
 	}
 }
