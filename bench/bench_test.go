@@ -3,7 +3,9 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -246,5 +248,32 @@ func TestFloorDeliversEveryFrame(t *testing.T) {
 	}
 	if res.FrameBytes != len(floorFrame(64)) {
 		t.Errorf("frame bytes %d", res.FrameBytes)
+	}
+}
+
+// TestFloorFrameIsFanouts: the floor writes as many bytes per delivery as
+// /live pushes for a fanout publication of the same size.
+func TestFloorFrameIsFanouts(t *testing.T) {
+	u := startTestServer(t, nil)
+	c, br, err := subscribeLive(context.Background(), u, "bench0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, size := range []int{64, 1000} {
+		body := fmt.Sprintf(`{"channel":"bench0","data":{"t":%d,"p":%q}}`, time.Now().UnixNano(), strings.Repeat("x", size-40))
+		if err := apiPublish(context.Background(), http.DefaultClient, u, benchKey, body); err != nil {
+			t.Fatal(err)
+		}
+		p, err := readFrame(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := floorFrame(size)
+		payload := f[len(f)-len(p):] // the header is 2 or 4 bytes here
+		cut := bytes.Index(p, []byte(`"t":`))
+		if !(f[0] == 0x81 && (len(f)-len(p) == 2 || len(f)-len(p) == 4) && cut > 0 && bytes.Equal(payload[:cut], p[:cut])) {
+			t.Errorf("size %d: /live pushes %d bytes %s; the floor writes a %d-byte frame %s", size, len(p), p, len(f), f)
+		}
 	}
 }

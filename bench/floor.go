@@ -59,10 +59,11 @@ type FloorResult struct {
 
 // floorFrame is the unmasked text frame the floor writes: the bytes /live
 // pushes for a fanout publication of size bytes (the same envelope and
-// data shape, a fixed send time), so both runs move the same bytes.
+// data shape, a fixed send time; a channel without history, as fanout's:
+// offset 0, no epoch), so both runs move the same bytes.
 func floorFrame(size int) []byte {
 	pad := strings.Repeat("x", max(size-40, 0))
-	p := fmt.Appendf(nil, `{"stream":"$channels","payload":{"action":"message","channel":"bench0","offset":1,"epoch":"ABCDEFGHIJKLM","data":{"t":%d,"p":%q}}}`, int64(1764680000000000000), pad)
+	p := fmt.Appendf(nil, `{"stream":"$channels","payload":{"action":"message","channel":"bench0","offset":0,"epoch":"","data":{"t":%d,"p":%q}}}`, int64(1764680000000000000), pad)
 	b := []byte{0x81}
 	switch {
 	case len(p) <= 125:
