@@ -51,6 +51,20 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		return UsageError{errors.New("usage: switchyard bench idle|fanout|floor|resources|longpoll|signals|soak [flags] (switchyard bench --help lists them)")}
 	}
 	scenario, args := args[0], args[1:]
+	if scenario == "floor-readers" { // the floor's child process, not listed
+		fs := flag.NewFlagSet("bench floor-readers", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		addr := fs.String("addr", "", "address to connect to")
+		conns := fs.Int("conns", 0, "connections")
+		frame := fs.Int("frame", 0, "frame bytes")
+		if err := fs.Parse(args); err != nil {
+			return UsageError{err}
+		}
+		if *addr == "" || *conns < 1 || *frame < 2 {
+			return UsageError{errors.New("bench floor-readers: want --addr, --conns and --frame (it is started by bench floor)")}
+		}
+		return FloorReaders(ctx, *addr, *conns, *frame, os.Stdin, stdout)
+	}
 	switch scenario {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, overview)

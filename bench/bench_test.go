@@ -19,6 +19,19 @@ import (
 
 const benchKey = "bench-test-key-0123456789"
 
+// TestMain runs this binary as the floor's child process when the floor
+// starts it (os.Executable is the test binary here).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == "bench" && os.Args[2] == "floor-readers" {
+		if err := Main(context.Background(), os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
 // startTestServer runs a real server on a free port until the test ends;
 // mutate, when not nil, adjusts its configuration.
 func startTestServer(t *testing.T, mutate func(*config.Config)) *url.URL {

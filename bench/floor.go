@@ -1,13 +1,16 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +52,9 @@ type FloorResult struct {
 	// writev does in fanout.
 	CPUSeconds      float64 `json:"writer_cpu_seconds"`
 	CPUPer1000Deliv float64 `json:"cpu_us_per_1000_deliveries"`
+	// The writing process's CPU over the same time (the thread, the Go
+	// runtime's own threads; the clients are in another process).
+	ProcessCPUSeconds float64 `json:"process_cpu_seconds"`
 
 	// With --with-fanout: the fanout run before this one, with the same
 	// subscribers, rate and size, and fanout's CPU per delivery over
@@ -77,18 +83,21 @@ func floorFrame(size int) []byte {
 }
 
 // Floor measures the least CPU a delivery can cost on this machine: it
-// opens Conns loopback TCP connections to itself, drains the client ends
-// with one reader goroutine each, and for each message writes one
-// pre-built WebSocket frame to every server end with write(2) on the
-// (blocking) descriptor, from one goroutine locked to its thread, with no
-// framing, no goroutine per socket and no allocation per write. The CPU
-// figure is that thread's, read with getrusage around the writes.
+// opens Conns loopback TCP connections to itself from a child process
+// (this binary's hidden `bench floor-readers`, which drains each client
+// end with a reader goroutine, as fanout's clients do, and counts the
+// bytes), and for each message writes one pre-built WebSocket frame to
+// every server end with write(2) on the (blocking) descriptor, from one
+// goroutine locked to its thread, with no framing, no goroutine per socket
+// and no allocation per write. The CPU figure is that thread's, read with
+// getrusage around the writes; the clients' CPU is in the other process,
+// as in fanout.
 func Floor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 	progress := cfg.Progress
 	if progress == nil {
 		progress = io.Discard
 	}
-	if err := raiseOpenFiles(2*cfg.Conns + 256); err != nil {
+	if err := raiseOpenFiles(cfg.Conns + 256); err != nil {
 		return nil, err
 	}
 	frame := floorFrame(cfg.Size)
@@ -97,51 +106,152 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 		return nil, err
 	}
 	defer ln.Close()
+	rd, err := startFloorReaders(ctx, ln.Addr().String(), cfg.Conns, len(frame), progress)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.stop()
+	go func() {
+		select { // unblock Accept if the readers die or time runs out
+		case <-rd.exited:
+		case <-ctx.Done():
+		}
+		ln.Close()
+	}()
 
 	// Server ends: accepted, then moved out of the Go poller into a
 	// blocking descriptor of their own (os.File.Fd sets blocking mode).
 	files := make([]*os.File, 0, cfg.Conns)
-	accepted := make(chan error, 1)
-	go func() {
-		for range cfg.Conns {
-			c, err := ln.Accept()
-			if err != nil {
-				accepted <- err
-				return
-			}
-			f, err := c.(*net.TCPConn).File()
-			c.Close()
-			if err != nil {
-				accepted <- err
-				return
-			}
-			f.Fd()
-			files = append(files, f)
+	defer func() {
+		for _, f := range files {
+			f.Close()
 		}
-		accepted <- nil
 	}()
-	clients := make([]net.Conn, 0, cfg.Conns)
-	received := make([]atomic.Int64, cfg.Conns)
+	fds := make([]int, 0, cfg.Conns)
+	for range cfg.Conns {
+		c, err := ln.Accept()
+		if err != nil {
+			return nil, fmt.Errorf("after %d connections: %w", len(files), err)
+		}
+		f, err := c.(*net.TCPConn).File()
+		c.Close()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+		fds = append(fds, int(f.Fd()))
+	}
+	if line, err := rd.out.ReadString('\n'); err != nil || line != "ready\n" {
+		return nil, fmt.Errorf("floor readers: %q %v", line, err)
+	}
+	fmt.Fprintf(progress, "floor: %d sockets; writing %d-byte frames to each, %d/s for %v\n", len(fds), len(frame), cfg.Rate, cfg.Duration)
+
+	w := writeFloor(ctx, fds, frame, cfg, progress)
+	// The readers wait (up to 5 s) for every byte, then count.
+	fmt.Fprintf(rd.in, "want %d\n", w.messages*int64(len(frame)))
+	var short int
+	var got, disconnects int64
+	if line, err := rd.out.ReadString('\n'); err != nil {
+		return nil, fmt.Errorf("floor readers: %w", err)
+	} else if _, err := fmt.Sscanf(line, "short %d frames %d disconnects %d", &short, &got, &disconnects); err != nil {
+		return nil, fmt.Errorf("floor readers: %q: %w", line, err)
+	}
+	secs := w.elapsed.Seconds()
+	r := &FloorResult{
+		Scenario:          "floor",
+		Conns:             cfg.Conns,
+		Rate:              cfg.Rate,
+		Size:              cfg.Size,
+		FrameBytes:        len(frame),
+		Seconds:           secs,
+		Messages:          w.messages,
+		MessagesPerSec:    float64(w.messages) / secs,
+		Deliveries:        got,
+		Expected:          w.messages * int64(cfg.Conns),
+		ShortClients:      short,
+		Disconnects:       disconnects,
+		WriteErrors:       w.failed,
+		DeliveriesPerSec:  float64(got) / secs,
+		CPUSeconds:        w.thread.Seconds(),
+		ProcessCPUSeconds: w.process.Seconds(),
+	}
+	if got > 0 {
+		r.CPUPer1000Deliv = float64(w.thread.Microseconds()) * 1000 / float64(got)
+	}
+	return r, nil
+}
+
+// floorReaders is the child process holding the client ends.
+type floorReaders struct {
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *bufio.Reader
+	exited chan struct{}
+}
+
+func startFloorReaders(ctx context.Context, addr string, conns, frameLen int, stderr io.Writer) (*floorReaders, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "bench", "floor-readers", "--addr", addr, "--conns", strconv.Itoa(conns), "--frame", strconv.Itoa(frameLen))
+	cmd.Stderr = stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	rd := &floorReaders{cmd: cmd, in: in, out: bufio.NewReader(out), exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(rd.exited) }()
+	return rd, nil
+}
+
+// stop closes the readers' stdin, which ends them, and waits.
+func (rd *floorReaders) stop() {
+	rd.in.Close()
+	select {
+	case <-rd.exited:
+	case <-time.After(10 * time.Second):
+		rd.cmd.Process.Kill()
+		<-rd.exited
+	}
+}
+
+// FloorReaders is the child process of the floor scenario (`switchyard
+// bench floor-readers`, not listed): it opens conns connections to addr,
+// reads them until they close, counting bytes per connection, and prints
+// "ready" once all are open. For each line "want N" on in it waits (up to
+// 5 s) until every connection has received N bytes and prints "short S
+// frames F disconnects D": the connections that received fewer, the whole
+// frames of frameLen bytes received over all, and the connections that
+// ended early. It returns when in ends.
+func FloorReaders(ctx context.Context, addr string, conns, frameLen int, in io.Reader, out io.Writer) error {
+	if err := raiseOpenFiles(conns + 256); err != nil {
+		return err
+	}
+	received := make([]atomic.Int64, conns)
 	var disconnects atomic.Int64
+	clients := make([]net.Conn, 0, conns)
 	var readers sync.WaitGroup
 	stop := make(chan struct{})
 	defer func() {
 		close(stop)
-		for _, f := range files {
-			f.Close()
-		}
 		for _, c := range clients {
 			c.Close()
 		}
 		readers.Wait()
 	}()
 	var d net.Dialer
-	for i := range cfg.Conns {
-		c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+	for i := range conns {
+		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
-			ln.Close()
-			<-accepted
-			return nil, fmt.Errorf("after %d connections: %w", i, err)
+			return fmt.Errorf("after %d connections: %w", i, err)
 		}
 		clients = append(clients, c)
 		readers.Go(func() {
@@ -160,56 +270,38 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 			}
 		})
 	}
-	if err := <-accepted; err != nil {
-		return nil, fmt.Errorf("accepting: %w", err)
-	}
-	fds := make([]int, len(files))
-	for i, f := range files {
-		fds[i] = int(f.Fd())
-	}
-	fmt.Fprintf(progress, "floor: %d sockets; writing %d-byte frames to each, %d/s for %v\n", len(fds), len(frame), cfg.Rate, cfg.Duration)
-
-	messages, writeErrs, cpu, elapsed := writeFloor(ctx, fds, frame, cfg, progress, received)
-	expected := messages * int64(cfg.Conns)
-	want := messages * int64(len(frame))
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if short, _ := tally(received, want, len(frame)); short == 0 {
-			break
+	fmt.Fprintln(out, "ready")
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		var want int64
+		if _, err := fmt.Sscanf(sc.Text(), "want %d", &want); err != nil {
+			return fmt.Errorf("floor readers: %q: %w", sc.Text(), err)
 		}
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if short, _ := tally(received, want, frameLen); short == 0 {
+				break
+			}
+		}
+		short, frames := tally(received, want, frameLen)
+		fmt.Fprintf(out, "short %d frames %d disconnects %d\n", short, frames, disconnects.Load())
 	}
-	short, got := tally(received, want, len(frame))
-	secs := elapsed.Seconds()
-	r := &FloorResult{
-		Scenario:         "floor",
-		Conns:            cfg.Conns,
-		Rate:             cfg.Rate,
-		Size:             cfg.Size,
-		FrameBytes:       len(frame),
-		Seconds:          secs,
-		Messages:         messages,
-		MessagesPerSec:   float64(messages) / secs,
-		Deliveries:       got,
-		Expected:         expected,
-		ShortClients:     short,
-		Disconnects:      disconnects.Load(),
-		WriteErrors:      writeErrs,
-		DeliveriesPerSec: float64(got) / secs,
-		CPUSeconds:       cpu.Seconds(),
-	}
-	if got > 0 {
-		r.CPUPer1000Deliv = float64(cpu.Microseconds()) * 1000 / float64(got)
-	}
-	return r, nil
+	return sc.Err()
+}
+
+// floorWrites is what writeFloor did.
+type floorWrites struct {
+	messages, failed int64
+	thread, process  time.Duration // CPU time of the writing thread and of this process
+	elapsed          time.Duration
 }
 
 // writeFloor writes frame to every descriptor, cfg.Rate times a second for
-// cfg.Duration (back to back when it falls behind), on a thread of its own,
-// and returns the messages written, the failed writes, the thread's CPU
-// time and how long writing took.
-func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, progress io.Writer, received []atomic.Int64) (messages, failed int64, cpu, elapsed time.Duration) {
+// cfg.Duration (back to back when it falls behind), on a thread of its own.
+func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, progress io.Writer) floorWrites {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0 := threadCPU()
+	var w floorWrites
+	thread0, process0 := cpuTime(unix.RUSAGE_THREAD), cpuTime(unix.RUSAGE_SELF)
 	interval := time.Second / time.Duration(cfg.Rate)
 	start := time.Now()
 	end := start.Add(cfg.Duration)
@@ -221,17 +313,18 @@ func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, p
 		next = next.Add(interval)
 		for _, fd := range fds {
 			if writeAll(fd, frame) != nil {
-				failed++
+				w.failed++
 			}
 		}
-		messages++
+		w.messages++
 		if time.Since(lastReport) >= time.Second {
 			lastReport = time.Now()
-			fmt.Fprintf(progress, "floor: %d messages written\n", messages)
+			fmt.Fprintf(progress, "floor: %d messages written\n", w.messages)
 		}
 	}
-	elapsed = time.Since(start)
-	return messages, failed, threadCPU() - cpu0, elapsed
+	w.elapsed = time.Since(start)
+	w.thread, w.process = cpuTime(unix.RUSAGE_THREAD)-thread0, cpuTime(unix.RUSAGE_SELF)-process0
+	return w
 }
 
 // writeAll writes p to the blocking descriptor fd.
@@ -262,10 +355,11 @@ func tally(received []atomic.Int64, want int64, frameLen int) (short int, frames
 	return short, frames
 }
 
-// threadCPU is the calling thread's user + system CPU time.
-func threadCPU() time.Duration {
+// cpuTime is the user + system CPU time of the calling thread
+// (unix.RUSAGE_THREAD) or process (unix.RUSAGE_SELF).
+func cpuTime(who int) time.Duration {
 	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+	if err := unix.Getrusage(who, &ru); err != nil {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -288,7 +382,7 @@ func raiseOpenFiles(n int) error {
 	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
 		if errors.Is(err, syscall.EPERM) {
-			return fmt.Errorf("floor needs %d open files (two per socket) and the hard limit is %d: lower --conns or raise ulimit -Hn", n, rl.Max)
+			return fmt.Errorf("floor needs %d open files (one per socket in each process) and the hard limit is %d: lower --conns or raise ulimit -Hn", n, rl.Max)
 		}
 		return fmt.Errorf("raising the open files limit to %d: %w", n, err)
 	}
@@ -304,6 +398,7 @@ func (r *FloorResult) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "floor (writing thread)\t%d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.0f\t\n", r.Conns, r.MessagesPerSec, r.DeliveriesPerSec, r.Deliveries, r.Expected, r.CPUSeconds, r.CPUPer1000Deliv)
 	tw.Flush()
+	fmt.Fprintf(w, "floor: the writing process used %.2f s of CPU (the thread, the Go runtime)\n", r.ProcessCPUSeconds)
 	if r.ShortClients > 0 || r.Disconnects > 0 || r.WriteErrors > 0 {
 		fmt.Fprintf(w, "floor: %d clients short, %d disconnects, %d failed writes\n", r.ShortClients, r.Disconnects, r.WriteErrors)
 	}
