@@ -63,7 +63,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		if *addr == "" || *conns < 1 || *frame < 2 {
 			return UsageError{errors.New("bench floor-readers: want --addr, --conns and --frame (it is started by bench floor)")}
 		}
-		return FloorReaders(ctx, *addr, *conns, *frame, os.Stdin, stdout)
+		return runFloorReaders(ctx, *addr, *conns, *frame, os.Stdin, stdout)
 	}
 	switch scenario {
 	case "-h", "-help", "--help", "help":

@@ -290,3 +290,34 @@ func TestFloorFrameIsFanouts(t *testing.T) {
 		}
 	}
 }
+
+// TestFloorWithFanout: fanout then the floor, both complete, and the ratio
+// of their CPU per delivery (the server here is this process).
+func TestFloorWithFanout(t *testing.T) {
+	u := startTestServer(t, nil)
+	fc := FanoutConfig{Target: u, APIKey: benchKey, Conns: 20, Channels: 1, Rate: 50, Duration: 500 * time.Millisecond, Size: 64}
+	cfg := FloorConfig{Conns: 20, Rate: 50, Duration: 300 * time.Millisecond, Size: 64}
+	if _, err := FloorWithFanout(context.Background(), fc, cfg); err == nil {
+		t.Fatal("no error without the server's process id")
+	}
+	fc.TargetPID = os.Getpid()
+	res, err := FloorWithFanout(context.Background(), fc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := res.Fanout
+	if f == nil || f.Deliveries != f.Expected || f.Expected != f.Publications*20 || res.Deliveries != res.Expected || res.Messages < 5 {
+		t.Fatalf("result %+v, fanout %+v", res, f)
+	}
+	if f.ServerCPUSeconds <= 0 || f.CPUPer1000Deliv != f.ServerCPUSeconds*1e9/float64(f.Deliveries) {
+		t.Fatalf("fanout CPU %v s, %v µs per 1,000 deliveries", f.ServerCPUSeconds, f.CPUPer1000Deliv)
+	}
+	if res.CPUPer1000Deliv > 0 && res.Ratio != f.CPUPer1000Deliv/res.CPUPer1000Deliv {
+		t.Fatalf("ratio %v", res.Ratio)
+	}
+	var out strings.Builder
+	res.WriteTable(&out)
+	if !strings.Contains(out.String(), "fanout (server process)") || !strings.Contains(out.String(), "fanout / floor:") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+}

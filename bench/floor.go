@@ -223,7 +223,7 @@ func (rd *floorReaders) stop() {
 	}
 }
 
-// FloorReaders is the child process of the floor scenario (`switchyard
+// runFloorReaders is the child process of the floor scenario (`switchyard
 // bench floor-readers`, not listed): it opens conns connections to addr,
 // reads them until they close, counting bytes per connection, and prints
 // "ready" once all are open. For each line "want N" on in it waits (up to
@@ -231,7 +231,7 @@ func (rd *floorReaders) stop() {
 // frames F disconnects D": the connections that received fewer, the whole
 // frames of frameLen bytes received over all, and the connections that
 // ended early. It returns when in ends.
-func FloorReaders(ctx context.Context, addr string, conns, frameLen int, in io.Reader, out io.Writer) error {
+func runFloorReaders(ctx context.Context, addr string, conns, frameLen int, in io.Reader, out io.Writer) error {
 	if err := raiseOpenFiles(conns + 256); err != nil {
 		return err
 	}
