@@ -3,7 +3,7 @@ GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test lint dashboard-screenshots bench bench-idle bench-fanout bench-longpoll bench-signals bench-engines bench-soak fuzz dist
+.PHONY: all build test lint dashboard-screenshots bench bench-idle bench-fanout bench-floor bench-longpoll bench-signals bench-engines bench-soak fuzz dist
 
 all: lint test
 
@@ -102,6 +102,12 @@ bench-fanout:
 	$(GO) build -o bin/switchyard ./cmd/switchyard
 	./bin/switchyard bench fanout --conns 1000 --channels 10 --rate 100 --duration 10s
 	./bin/switchyard bench fanout --conns 10000 --rate 10 --duration 10s
+
+## bench-floor: fan-out server CPU per delivery against the floor (one write(2) per delivery)
+bench-floor:
+	$(GO) build -o bin/switchyard ./cmd/switchyard
+	./bin/switchyard bench floor --with-fanout --conns 1000
+	./bin/switchyard bench floor --with-fanout --conns 10000
 
 ## bench-longpoll: 10,000 parked Channelstream /listen polls, delivery latency
 bench-longpoll:

@@ -29,6 +29,7 @@ import (
 var scenarios = []struct{ name, about string }{
 	{"idle", "server memory per idle WebSocket connection"},
 	{"fanout", "publish -> receive latency and deliveries per second over /live"},
+	{"floor", "the least CPU a delivery costs here: one pre-built frame written with write(2) to as many loopback sockets as fanout's subscribers; --with-fanout runs fanout first and prints fanout CPU per delivery / floor's"},
 	{"resources", "resource writes per second and write -> subscriber event latency (--mode writes), or server CPU per resource event to live queries against a channel publication (--mode live-queries)"},
 	{"longpoll", "parked Channelstream /listen polls and their delivery latency"},
 	{"signals", "signal call -> handler -> trigger round trips, durable queue throughput, topic vs channel fan-out"},
@@ -48,9 +49,23 @@ Scenarios:
 // scenarios and `bench SCENARIO --help` the flags of one, on stdout.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr error) {
 	if len(args) == 0 {
-		return UsageError{errors.New("usage: switchyard bench idle|fanout|resources|longpoll|signals|soak|capture [flags] (switchyard bench --help lists them)")}
+		return UsageError{errors.New("usage: switchyard bench idle|fanout|floor|resources|longpoll|signals|soak|capture [flags] (switchyard bench --help lists them)")}
 	}
 	scenario, args := args[0], args[1:]
+	if scenario == "floor-readers" { // the floor's child process, not listed
+		fs := flag.NewFlagSet("bench floor-readers", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		addr := fs.String("addr", "", "address to connect to")
+		conns := fs.Int("conns", 0, "connections")
+		frame := fs.Int("frame", 0, "frame bytes")
+		if err := fs.Parse(args); err != nil {
+			return UsageError{err}
+		}
+		if *addr == "" || *conns < 1 || *frame < 2 {
+			return UsageError{errors.New("bench floor-readers: want --addr, --conns and --frame (it is started by bench floor)")}
+		}
+		return runFloorReaders(ctx, *addr, *conns, *frame, os.Stdin, stdout)
+	}
 	switch scenario {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, overview)
@@ -59,9 +74,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		}
 		fmt.Fprintln(stdout, "\nswitchyard bench SCENARIO --help shows the flags of a scenario.")
 		return nil
-	case "idle", "fanout", "resources", "longpoll", "signals", "soak", "capture":
+	case "idle", "fanout", "floor", "resources", "longpoll", "signals", "soak", "capture":
 	default:
-		return UsageError{fmt.Errorf("unknown scenario %q (have: idle, fanout, resources, longpoll, signals, soak, capture; see switchyard bench --help)", scenario)}
+		return UsageError{fmt.Errorf("unknown scenario %q (have: idle, fanout, floor, resources, longpoll, signals, soak, capture; see switchyard bench --help)", scenario)}
 	}
 	fs := flag.NewFlagSet("bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -76,7 +91,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	channels, rate, duration, size, writers := 1, 100, 10*time.Second, 64, 4
 	apiKey, secret, targetPID, mode, jwtSecret := "", "", 0, "writes", ""
 	callers, jobs, fanouts, fanoutRate := 50, 5000, 20, 10
-	storeURL := ""
+	storeURL, withFanout := "", false
 	subscribers, overheadWrites := 1, 1000
 	churn, writes, warmup, watchers := 0, 30, time.Duration(0), -1
 	switch scenario {
@@ -93,6 +108,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		} else {
 			fs.StringVar(&secret, "secret", secret, "with --target: the server's channelstream.secret")
 		}
+	case "floor":
+		fs.IntVar(&rate, "rate", rate, "messages per second, each written to every socket (fanout's default)")
+		fs.DurationVar(&duration, "duration", duration, "how long to write")
+		fs.IntVar(&size, "size", size, "payload bytes: the frame is the one /live pushes for a fanout publication of this size")
+		fs.BoolVar(&withFanout, "with-fanout", withFanout, "first run fanout (one channel, same --conns, --rate, --size, --duration) against a server started for it, then the floor, and print the ratio of their CPU per delivery")
+		fs.StringVar(&apiKey, "api-key", apiKey, "--with-fanout with --target: a key of the server's api_keys")
+		fs.IntVar(&targetPID, "target-pid", targetPID, "--with-fanout with --target: the server's process id, for its CPU time")
 	case "signals":
 		fs.IntVar(&rate, "rate", rate, "signal calls per second, over all callers")
 		fs.DurationVar(&duration, "duration", duration, "how long to call")
@@ -190,6 +212,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	if scenario == "resources" && mode != "writes" && !liveQueries {
 		return UsageError{fmt.Errorf("bench resources: --mode %q: want writes or live-queries", mode)}
 	}
+	if scenario == "floor" && *target != "" && (!withFanout || targetPID == 0) {
+		return fmt.Errorf("floor: --target is for --with-fanout, with --target-pid (the floor itself needs no server)")
+	}
 	if targetPID != 0 {
 		if *target == "" {
 			return fmt.Errorf("--target-pid is for a server given with --target (one this run did not start)")
@@ -226,6 +251,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 			return fmt.Errorf("want --callers 1..1000, --jobs 1..1000000, --fanouts >= 1, --fanout-rate 1..1000")
 		}
 		res, err := Signals(ctx, SignalsConfig{Callers: callers, Rate: rate, Duration: duration, Jobs: jobs, Windows: *conns, Fanouts: fanouts, FanoutRate: fanoutRate, StoreURL: storeURL, Progress: stderr})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(res)
+		}
+		res.WriteTable(stdout)
+		return nil
+	}
+
+	floorCfg := FloorConfig{Conns: *conns, Rate: rate, Duration: duration, Size: size, Progress: stderr}
+	if scenario == "floor" && !withFanout {
+		res, err := Floor(ctx, floorCfg)
 		if err != nil {
 			return err
 		}
@@ -275,7 +313,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		if key == "" {
 			return fmt.Errorf("fanout with --target needs --api-key (the server API publishes)")
 		}
-		res, err = Fanout(ctx, FanoutConfig{Target: u, Subscribe: targets, APIKey: key, Conns: *conns, Channels: channels, Rate: rate, Duration: duration, Size: size, Progress: stderr})
+		res, err = Fanout(ctx, FanoutConfig{Target: u, Subscribe: targets, APIKey: key, Conns: *conns, Channels: channels, Rate: rate, Duration: duration, Size: size, TargetPID: pid, Progress: stderr})
+	case "floor":
+		if key == "" {
+			return fmt.Errorf("floor --with-fanout with --target needs --api-key (the server API publishes)")
+		}
+		res, err = FloorWithFanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: 1, Rate: rate, Duration: duration, Size: size, TargetPID: pid, Progress: stderr}, floorCfg)
 	case "resources":
 		if !liveQueries {
 			res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: writers, Conns: *conns, Duration: duration, Progress: stderr})

@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -15,6 +18,19 @@ import (
 )
 
 const benchKey = "bench-test-key-0123456789"
+
+// TestMain runs this binary as the floor's child process when the floor
+// starts it (os.Executable is the test binary here).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 2 && os.Args[1] == "bench" && os.Args[2] == "floor-readers" {
+		if err := Main(context.Background(), os.Args[2:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // startTestServer runs a real server on a free port until the test ends;
 // mutate, when not nil, adjusts its configuration.
@@ -214,5 +230,94 @@ func TestSignalsMeasuresEveryRoundTrip(t *testing.T) {
 		if f.Sent < 1 || f.Deliveries != f.Expected || f.Expected != f.Sent*20 {
 			t.Errorf("fan-out %+v", f)
 		}
+	}
+}
+
+func TestFloorDeliversEveryFrame(t *testing.T) {
+	res, err := Floor(context.Background(), FloorConfig{Conns: 20, Rate: 50, Duration: 300 * time.Millisecond, Size: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Messages < 5 || res.Expected != res.Messages*20 || res.Deliveries != res.Expected {
+		t.Fatalf("result %+v", res)
+	}
+	if res.ShortClients != 0 || res.Disconnects != 0 || res.WriteErrors != 0 || res.CPUSeconds < 0 {
+		t.Fatalf("result %+v", res)
+	}
+	// The frame is what /live pushes: an unmasked text frame whose payload
+	// is as long as its header says.
+	for _, size := range []int{0, 64, 1000, 70000} {
+		f := floorFrame(size)
+		hdr, n := 2, int(f[1])
+		switch n {
+		case 126:
+			hdr, n = 4, int(f[2])<<8|int(f[3])
+		case 127:
+			hdr, n = 10, int(f[6])<<24|int(f[7])<<16|int(f[8])<<8|int(f[9])
+		}
+		if f[0] != 0x81 || n != len(f)-hdr || !bytes.HasSuffix(f, []byte(`"}}}`)) {
+			t.Errorf("size %d: frame header % x, length %d", size, f[:hdr], len(f))
+		}
+	}
+	if res.FrameBytes != len(floorFrame(64)) {
+		t.Errorf("frame bytes %d", res.FrameBytes)
+	}
+}
+
+// TestFloorFrameIsFanouts: the floor writes as many bytes per delivery as
+// /live pushes for a fanout publication of the same size.
+func TestFloorFrameIsFanouts(t *testing.T) {
+	u := startTestServer(t, nil)
+	c, br, err := subscribeLive(context.Background(), u, "bench0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, size := range []int{64, 1000} {
+		body := fmt.Sprintf(`{"channel":"bench0","data":{"t":%d,"p":%q}}`, time.Now().UnixNano(), strings.Repeat("x", size-40))
+		if err := apiPublish(context.Background(), http.DefaultClient, u, benchKey, body); err != nil {
+			t.Fatal(err)
+		}
+		p, err := readFrame(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := floorFrame(size)
+		payload := f[len(f)-len(p):] // the header is 2 or 4 bytes here
+		cut := bytes.Index(p, []byte(`"t":`))
+		if !(f[0] == 0x81 && (len(f)-len(p) == 2 || len(f)-len(p) == 4) && cut > 0 && bytes.Equal(payload[:cut], p[:cut])) {
+			t.Errorf("size %d: /live pushes %d bytes %s; the floor writes a %d-byte frame %s", size, len(p), p, len(f), f)
+		}
+	}
+}
+
+// TestFloorWithFanout: fanout then the floor, both complete, and the ratio
+// of their CPU per delivery (the server here is this process).
+func TestFloorWithFanout(t *testing.T) {
+	u := startTestServer(t, nil)
+	fc := FanoutConfig{Target: u, APIKey: benchKey, Conns: 20, Channels: 1, Rate: 50, Duration: 500 * time.Millisecond, Size: 64}
+	cfg := FloorConfig{Conns: 20, Rate: 50, Duration: 300 * time.Millisecond, Size: 64}
+	if _, err := FloorWithFanout(context.Background(), fc, cfg); err == nil {
+		t.Fatal("no error without the server's process id")
+	}
+	fc.TargetPID = os.Getpid()
+	res, err := FloorWithFanout(context.Background(), fc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := res.Fanout
+	if f == nil || f.Deliveries != f.Expected || f.Expected != f.Publications*20 || res.Deliveries != res.Expected || res.Messages < 5 {
+		t.Fatalf("result %+v, fanout %+v", res, f)
+	}
+	if f.ServerCPUSeconds <= 0 || f.CPUPer1000Deliv != f.ServerCPUSeconds*1e9/float64(f.Deliveries) {
+		t.Fatalf("fanout CPU %v s, %v µs per 1,000 deliveries", f.ServerCPUSeconds, f.CPUPer1000Deliv)
+	}
+	if res.CPUPer1000Deliv > 0 && res.Ratio != f.CPUPer1000Deliv/res.CPUPer1000Deliv {
+		t.Fatalf("ratio %v", res.Ratio)
+	}
+	var out strings.Builder
+	res.WriteTable(&out)
+	if !strings.Contains(out.String(), "fanout (server process)") || !strings.Contains(out.String(), "fanout / floor:") {
+		t.Fatalf("table:\n%s", out.String())
 	}
 }

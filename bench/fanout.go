@@ -33,6 +33,10 @@ type FanoutConfig struct {
 	Rate      int           // publications per second, over all channels
 	Duration  time.Duration // how long to publish
 	Size      int           // payload bytes
+	// TargetPID, when not zero, is the server's process id: its CPU time
+	// (/proc/PID/stat) is read before publishing and after the last
+	// delivery, for the CPU per delivery (bench floor compares it).
+	TargetPID int
 	Progress  io.Writer
 }
 
@@ -61,6 +65,10 @@ type FanoutResult struct {
 	Disconnects        int64   `json:"disconnects"`
 	PublishErrors      int64   `json:"publish_errors"`
 	LatencyMS          Latency `json:"latency_ms"`
+	// With TargetPID: the server's CPU time over publishing and the
+	// drain, and per 1,000 deliveries.
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
+	CPUPer1000Deliv  float64 `json:"server_cpu_us_per_1000_deliveries,omitempty"`
 }
 
 // Fanout subscribes Conns clients to Channels channels on /live, publishes
@@ -125,14 +133,29 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	// of HTTP clients so one slow request does not hold the pace.
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}, Timeout: 10 * time.Second}
 	pad := strings.Repeat("x", max(cfg.Size-40, 0))
+	var cpu0 float64
+	if cfg.TargetPID != 0 {
+		var err error
+		if cpu0, err = procCPU(cfg.TargetPID); err != nil {
+			return nil, err
+		}
+	}
 	published, pubErrors, elapsed := pace(ctx, cfg.Rate, cfg.Duration, progress, "fanout", &deliveries, func(n int) error {
 		body := fmt.Sprintf(`{"channel":"bench%d","data":{"t":%d,"p":%q}}`, n%cfg.Channels, time.Now().UnixNano(), pad)
 		return apiPublish(ctx, client, cfg.Target, cfg.APIKey, body)
 	})
 	expected := published * int64(cfg.Conns) / int64(cfg.Channels)
 	drain(&deliveries, expected, 5*time.Second)
+	var cpu float64
+	if cfg.TargetPID != 0 {
+		cpu1, err := procCPU(cfg.TargetPID)
+		if err != nil {
+			return nil, err
+		}
+		cpu = cpu1 - cpu0
+	}
 	secs := elapsed.Seconds()
-	return &FanoutResult{
+	r := &FanoutResult{
 		Scenario:           "fanout",
 		Conns:              cfg.Conns,
 		Channels:           cfg.Channels,
@@ -147,7 +170,12 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 		Disconnects:        disconnects.Load(),
 		PublishErrors:      pubErrors,
 		LatencyMS:          hist.latency(),
-	}, nil
+		ServerCPUSeconds:   cpu,
+	}
+	if r.Deliveries > 0 {
+		r.CPUPer1000Deliv = cpu * 1e9 / float64(r.Deliveries)
+	}
+	return r, nil
 }
 
 // WriteTable prints the result for people.
@@ -157,6 +185,9 @@ func (r *FanoutResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%d/%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", r.Scenario, r.Conns, r.Channels, r.PublicationsPerSec, r.DeliveriesPerSec,
 		r.Deliveries, r.Expected, r.Disconnects, r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.P999, r.LatencyMS.Max)
 	tw.Flush()
+	if r.ServerCPUSeconds > 0 {
+		fmt.Fprintf(w, "server CPU: %.2f s, %.0f µs per 1,000 deliveries\n", r.ServerCPUSeconds, r.CPUPer1000Deliv)
+	}
 }
 
 func apiPublish(ctx context.Context, client *http.Client, base *url.URL, key, body string) error {

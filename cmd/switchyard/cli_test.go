@@ -28,7 +28,7 @@ var commands = [][]string{
 	{"serve"}, {"config", "check"}, {"config", "init"}, {"token"},
 	{"migrate", "drop-column"}, {"healthcheck"}, {"version"},
 	{"capture", "status"}, {"capture", "install"}, {"capture", "remove"},
-	{"bench", "idle"}, {"bench", "fanout"}, {"bench", "resources"}, {"bench", "longpoll"}, {"bench", "capture"},
+	{"bench", "idle"}, {"bench", "fanout"}, {"bench", "floor"}, {"bench", "resources"}, {"bench", "longpoll"}, {"bench", "capture"},
 	{"codegen", "ts"}, {"dashboard", "hash-password"},
 }
 
@@ -56,6 +56,7 @@ func TestHelpEverywhere(t *testing.T) {
 		"healthcheck":         {"--url", "--config", "--timeout"},
 		"bench resources":     {"--writers", "--conns", "--duration", "--target", "--json"},
 		"bench idle":          {"--conns", "--target-pid", "--settle"},
+		"bench floor":         {"--conns", "--rate", "--size", "--duration", "--json", "--with-fanout"},
 	} {
 		_, out, _ := runCmd(t, t.TempDir(), nil, append(strings.Fields(cmd), "--help")...)
 		for _, f := range flags {

@@ -49,7 +49,7 @@ const usage = `Usage:
   switchyard dashboard hash-password [--cost N] < PASSWORD   (for dashboard.password_hash, docs/dashboard.md)
   switchyard version
   switchyard codegen ts [--config FILE]   (TypeScript declarations of the resources, docs/clients.md)
-  switchyard bench idle|fanout|resources|longpoll|signals|soak|capture [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
+  switchyard bench idle|fanout|floor|resources|longpoll|signals|soak|capture [--target URL] [--conns N] [--json] ...  (docs/BENCHMARKS.md)
 
 Every command prints its flags with --help (switchyard bench fanout --help, ...).
 

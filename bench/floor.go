@@ -1,0 +1,434 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// FloorConfig configures the floor scenario.
+type FloorConfig struct {
+	Conns    int           // sockets
+	Rate     int           // messages per second, each written to every socket
+	Duration time.Duration // how long to write
+	Size     int           // payload bytes, as for fanout (the frame carries what fanout's would)
+	Progress io.Writer
+}
+
+// FloorResult is what the floor scenario measured; with --with-fanout it
+// also holds the fanout run it is compared with.
+type FloorResult struct {
+	Scenario         string  `json:"scenario"`
+	Conns            int     `json:"conns"`
+	Rate             int     `json:"rate"`
+	Size             int     `json:"size"`
+	FrameBytes       int     `json:"frame_bytes"` // one WebSocket frame, header included
+	Seconds          float64 `json:"seconds"`
+	Messages         int64   `json:"messages"`
+	MessagesPerSec   float64 `json:"messages_per_sec"`
+	Deliveries       int64   `json:"deliveries"` // frames the clients received whole
+	Expected         int64   `json:"expected_deliveries"`
+	ShortClients     int     `json:"short_clients"` // clients that received fewer bytes than written to them
+	Disconnects      int64   `json:"disconnects"`
+	WriteErrors      int64   `json:"write_errors"`
+	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
+	// CPU of the writing thread (getrusage RUSAGE_THREAD, user + system):
+	// on loopback it includes the receiving TCP stack, as the server's
+	// writev does in fanout.
+	CPUSeconds      float64 `json:"writer_cpu_seconds"`
+	CPUPer1000Deliv float64 `json:"cpu_us_per_1000_deliveries"`
+	// The writing process's CPU over the same time (the thread, the Go
+	// runtime's own threads; the clients are in another process).
+	ProcessCPUSeconds float64 `json:"process_cpu_seconds"`
+
+	// With --with-fanout: the fanout run before this one, with the same
+	// subscribers, rate and size, and fanout's CPU per delivery over
+	// the floor's.
+	Fanout *FanoutResult `json:"fanout,omitempty"`
+	Ratio  float64       `json:"fanout_over_floor,omitempty"`
+}
+
+// floorFrame is the unmasked text frame the floor writes: the bytes /live
+// pushes for a fanout publication of size bytes (the same envelope and
+// data shape, a fixed send time; a channel without history, as fanout's:
+// offset 0, no epoch), so both runs move the same bytes.
+func floorFrame(size int) []byte {
+	pad := strings.Repeat("x", max(size-40, 0))
+	p := fmt.Appendf(nil, `{"stream":"$channels","payload":{"action":"message","channel":"bench0","offset":0,"epoch":"","data":{"t":%d,"p":%q}}}`, int64(1764680000000000000), pad)
+	b := []byte{0x81}
+	switch {
+	case len(p) <= 125:
+		b = append(b, byte(len(p)))
+	case len(p) <= 0xFFFF:
+		b = append(b, 126, byte(len(p)>>8), byte(len(p)))
+	default:
+		b = append(b, 127, 0, 0, 0, 0, byte(len(p)>>24), byte(len(p)>>16), byte(len(p)>>8), byte(len(p)))
+	}
+	return append(b, p...)
+}
+
+// Floor measures the least CPU a delivery can cost on this machine: it
+// opens Conns loopback TCP connections to itself from a child process
+// (this binary's hidden `bench floor-readers`, which drains each client
+// end with a reader goroutine, as fanout's clients do, and counts the
+// bytes), and for each message writes one pre-built WebSocket frame to
+// every server end with write(2) on the (blocking) descriptor, from one
+// goroutine locked to its thread, with no framing, no goroutine per socket
+// and no allocation per write. The CPU figure is that thread's, read with
+// getrusage around the writes; the clients' CPU is in the other process,
+// as in fanout.
+func Floor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	if err := raiseOpenFiles(cfg.Conns + 256); err != nil {
+		return nil, err
+	}
+	frame := floorFrame(cfg.Size)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	rd, err := startFloorReaders(ctx, ln.Addr().String(), cfg.Conns, len(frame), progress)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.stop()
+	go func() {
+		select { // unblock Accept if the readers die or time runs out
+		case <-rd.exited:
+		case <-ctx.Done():
+		}
+		ln.Close()
+	}()
+
+	// Server ends: accepted, then moved out of the Go poller into a
+	// blocking descriptor of their own (os.File.Fd sets blocking mode).
+	files := make([]*os.File, 0, cfg.Conns)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	fds := make([]int, 0, cfg.Conns)
+	for range cfg.Conns {
+		c, err := ln.Accept()
+		if err != nil {
+			return nil, fmt.Errorf("after %d connections: %w", len(files), err)
+		}
+		f, err := c.(*net.TCPConn).File()
+		c.Close()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f)
+		fds = append(fds, int(f.Fd()))
+	}
+	if line, err := rd.out.ReadString('\n'); err != nil || line != "ready\n" {
+		return nil, fmt.Errorf("floor readers: %q %v", line, err)
+	}
+	fmt.Fprintf(progress, "floor: %d sockets; writing %d-byte frames to each, %d/s for %v\n", len(fds), len(frame), cfg.Rate, cfg.Duration)
+
+	w := writeFloor(ctx, fds, frame, cfg, progress)
+	// The readers wait (up to 5 s) for every byte, then count.
+	fmt.Fprintf(rd.in, "want %d\n", w.messages*int64(len(frame)))
+	var short int
+	var got, disconnects int64
+	if line, err := rd.out.ReadString('\n'); err != nil {
+		return nil, fmt.Errorf("floor readers: %w", err)
+	} else if _, err := fmt.Sscanf(line, "short %d frames %d disconnects %d", &short, &got, &disconnects); err != nil {
+		return nil, fmt.Errorf("floor readers: %q: %w", line, err)
+	}
+	secs := w.elapsed.Seconds()
+	r := &FloorResult{
+		Scenario:          "floor",
+		Conns:             cfg.Conns,
+		Rate:              cfg.Rate,
+		Size:              cfg.Size,
+		FrameBytes:        len(frame),
+		Seconds:           secs,
+		Messages:          w.messages,
+		MessagesPerSec:    float64(w.messages) / secs,
+		Deliveries:        got,
+		Expected:          w.messages * int64(cfg.Conns),
+		ShortClients:      short,
+		Disconnects:       disconnects,
+		WriteErrors:       w.failed,
+		DeliveriesPerSec:  float64(got) / secs,
+		CPUSeconds:        w.thread.Seconds(),
+		ProcessCPUSeconds: w.process.Seconds(),
+	}
+	if got > 0 {
+		r.CPUPer1000Deliv = float64(w.thread.Microseconds()) * 1000 / float64(got)
+	}
+	return r, nil
+}
+
+// floorReaders is the child process holding the client ends.
+type floorReaders struct {
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *bufio.Reader
+	exited chan struct{}
+}
+
+func startFloorReaders(ctx context.Context, addr string, conns, frameLen int, stderr io.Writer) (*floorReaders, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "bench", "floor-readers", "--addr", addr, "--conns", strconv.Itoa(conns), "--frame", strconv.Itoa(frameLen))
+	cmd.Stderr = stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	rd := &floorReaders{cmd: cmd, in: in, out: bufio.NewReader(out), exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(rd.exited) }()
+	return rd, nil
+}
+
+// stop closes the readers' stdin, which ends them, and waits.
+func (rd *floorReaders) stop() {
+	rd.in.Close()
+	select {
+	case <-rd.exited:
+	case <-time.After(10 * time.Second):
+		rd.cmd.Process.Kill()
+		<-rd.exited
+	}
+}
+
+// runFloorReaders is the child process of the floor scenario (`switchyard
+// bench floor-readers`, not listed): it opens conns connections to addr,
+// reads them until they close, counting bytes per connection, and prints
+// "ready" once all are open. For each line "want N" on in it waits (up to
+// 5 s) until every connection has received N bytes and prints "short S
+// frames F disconnects D": the connections that received fewer, the whole
+// frames of frameLen bytes received over all, and the connections that
+// ended early. It returns when in ends.
+func runFloorReaders(ctx context.Context, addr string, conns, frameLen int, in io.Reader, out io.Writer) error {
+	if err := raiseOpenFiles(conns + 256); err != nil {
+		return err
+	}
+	received := make([]atomic.Int64, conns)
+	var disconnects atomic.Int64
+	clients := make([]net.Conn, 0, conns)
+	var readers sync.WaitGroup
+	stop := make(chan struct{})
+	defer func() {
+		close(stop)
+		for _, c := range clients {
+			c.Close()
+		}
+		readers.Wait()
+	}()
+	var d net.Dialer
+	for i := range conns {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("after %d connections: %w", i, err)
+		}
+		clients = append(clients, c)
+		readers.Go(func() {
+			buf := make([]byte, 4096) // bufio's default, as fanout's clients
+			for {
+				n, err := c.Read(buf)
+				received[i].Add(int64(n))
+				if err != nil {
+					select {
+					case <-stop:
+					default:
+						disconnects.Add(1)
+					}
+					return
+				}
+			}
+		})
+	}
+	fmt.Fprintln(out, "ready")
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		var want int64
+		if _, err := fmt.Sscanf(sc.Text(), "want %d", &want); err != nil {
+			return fmt.Errorf("floor readers: %q: %w", sc.Text(), err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if short, _ := tally(received, want, frameLen); short == 0 {
+				break
+			}
+		}
+		short, frames := tally(received, want, frameLen)
+		fmt.Fprintf(out, "short %d frames %d disconnects %d\n", short, frames, disconnects.Load())
+	}
+	return sc.Err()
+}
+
+// floorWrites is what writeFloor did.
+type floorWrites struct {
+	messages, failed int64
+	thread, process  time.Duration // CPU time of the writing thread and of this process
+	elapsed          time.Duration
+}
+
+// writeFloor writes frame to every descriptor, cfg.Rate times a second for
+// cfg.Duration (back to back when it falls behind), on a thread of its own.
+func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, progress io.Writer) floorWrites {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var w floorWrites
+	thread0, process0 := cpuTime(unix.RUSAGE_THREAD), cpuTime(unix.RUSAGE_SELF)
+	interval := time.Second / time.Duration(cfg.Rate)
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	next, lastReport := start, start
+	for time.Now().Before(end) && ctx.Err() == nil {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		next = next.Add(interval)
+		for _, fd := range fds {
+			if writeAll(fd, frame) != nil {
+				w.failed++
+			}
+		}
+		w.messages++
+		if time.Since(lastReport) >= time.Second {
+			lastReport = time.Now()
+			fmt.Fprintf(progress, "floor: %d messages written\n", w.messages)
+		}
+	}
+	w.elapsed = time.Since(start)
+	w.thread, w.process = cpuTime(unix.RUSAGE_THREAD)-thread0, cpuTime(unix.RUSAGE_SELF)-process0
+	return w
+}
+
+// writeAll writes p to the blocking descriptor fd.
+func writeAll(fd int, p []byte) error {
+	for len(p) > 0 {
+		n, err := unix.Write(fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// tally returns how many clients received fewer than want bytes, and the
+// whole frames received over all clients.
+func tally(received []atomic.Int64, want int64, frameLen int) (short int, frames int64) {
+	for i := range received {
+		n := received[i].Load()
+		if n < want {
+			short++
+		}
+		frames += n / int64(frameLen)
+	}
+	return short, frames
+}
+
+// cpuTime is the user + system CPU time of the calling thread
+// (unix.RUSAGE_THREAD) or process (unix.RUSAGE_SELF).
+func cpuTime(who int) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(who, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// raiseOpenFiles makes room for n open files: the soft limit up to the
+// hard one, and the hard one too when the process may (root).
+func raiseOpenFiles(n int) error {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return err
+	}
+	if rl.Cur >= uint64(n) {
+		return nil
+	}
+	want := rl
+	want.Cur = uint64(n)
+	if want.Max < want.Cur {
+		want.Max = want.Cur
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			return fmt.Errorf("floor needs %d open files (one per socket in each process) and the hard limit is %d: lower --conns or raise ulimit -Hn", n, rl.Max)
+		}
+		return fmt.Errorf("raising the open files limit to %d: %w", n, err)
+	}
+	return nil
+}
+
+// WriteTable prints the result for people.
+func (r *FloorResult) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\tsubs\tmsg/s\tdeliveries/s\tdelivered/expected\tCPU s\tCPU µs / 1,000 deliveries\t")
+	if f := r.Fanout; f != nil {
+		fmt.Fprintf(tw, "fanout (server process)\t%d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.0f\t\n", f.Conns, f.PublicationsPerSec, f.DeliveriesPerSec, f.Deliveries, f.Expected, f.ServerCPUSeconds, f.CPUPer1000Deliv)
+	}
+	fmt.Fprintf(tw, "floor (writing thread)\t%d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.0f\t\n", r.Conns, r.MessagesPerSec, r.DeliveriesPerSec, r.Deliveries, r.Expected, r.CPUSeconds, r.CPUPer1000Deliv)
+	tw.Flush()
+	fmt.Fprintf(w, "floor: the writing process used %.2f s of CPU (the thread, the Go runtime)\n", r.ProcessCPUSeconds)
+	if r.ShortClients > 0 || r.Disconnects > 0 || r.WriteErrors > 0 {
+		fmt.Fprintf(w, "floor: %d clients short, %d disconnects, %d failed writes\n", r.ShortClients, r.Disconnects, r.WriteErrors)
+	}
+	if r.Fanout != nil {
+		fmt.Fprintf(w, "fanout / floor: %.2f× CPU per delivery (%d-byte frames)\n", r.Ratio, r.FrameBytes)
+	}
+}
+
+// FloorWithFanout runs fanout (fc, whose TargetPID must be set) and then,
+// a few seconds after its sockets are closed, the floor with the same
+// sockets, rate and size, and returns the floor's result holding the
+// fanout's and the ratio of their CPU per delivery.
+func FloorWithFanout(ctx context.Context, fc FanoutConfig, cfg FloorConfig) (*FloorResult, error) {
+	if fc.TargetPID == 0 {
+		return nil, errors.New("floor --with-fanout: the server's process id is needed for its CPU time")
+	}
+	fr, err := Fanout(ctx, fc)
+	if err != nil {
+		return nil, fmt.Errorf("fanout: %w", err)
+	}
+	if err := sleep(ctx, 3*time.Second); err != nil { // let the server settle
+		return nil, err
+	}
+	r, err := Floor(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.Fanout = fr
+	if r.CPUPer1000Deliv > 0 {
+		r.Ratio = fr.CPUPer1000Deliv / r.CPUPer1000Deliv
+	}
+	return r, nil
+}
