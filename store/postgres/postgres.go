@@ -283,6 +283,11 @@ func isConnectionError(err error) bool {
 // quote quotes an identifier.
 func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
 
+// shellQuoted escapes what a POSIX shell interprets inside double quotes.
+func shellQuoted(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "$", `\$`, "`", "\\`").Replace(s)
+}
+
 func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func sqlType(t string) string {
@@ -386,8 +391,8 @@ func (db *DB) migrateTable(ctx context.Context, tx pgx.Tx, t store.Table) error 
 		if !want[name] {
 			return &store.MigrationError{Table: t.Name, Column: name,
 				Problem: "the field was removed from the configuration, which would drop its data",
-				Fix: fmt.Sprintf(`declare it again, or drop it yourself: psql "$DATABASE_URL" -c 'ALTER TABLE %s DROP COLUMN %s; DELETE FROM _switchyard_columns WHERE tbl = %s AND col = %s'`,
-					quote(t.Name), quote(name), sqlString(t.Name), sqlString(name))}
+				Fix: fmt.Sprintf(`declare it again, or drop it and its data yourself: psql "$DATABASE_URL" -c "ALTER TABLE %s DROP COLUMN %s; DELETE FROM _switchyard_columns WHERE tbl = %s AND col = %s"`,
+					shellQuoted(quote(t.Name)), shellQuoted(quote(name)), sqlString(t.Name), sqlString(name))}
 		}
 	}
 	if len(have) == 0 {

@@ -1,12 +1,15 @@
 package postgres
 
 import (
+	"context"
+	"errors"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
 	"time"
 
-	"context"
 	"github.com/switchyardhq/switchyard"
-	"net/url"
-	"testing"
 
 	"github.com/jackc/pgx/v5"
 
@@ -287,4 +290,45 @@ func TestRetentionMaxAge(t *testing.T) {
 	if chs, _ := db.Changes(ctx, 0, 100); len(chs) != 6 || chs[0].Seq != 5 {
 		t.Fatalf("kept %d changes", len(chs))
 	}
+}
+
+// The command a refused migration prints runs as printed: the shell hands
+// psql SQL that drops the column and its record, and the next Migrate
+// without the field passes.
+func TestDropColumnHintRuns(t *testing.T) {
+	ctx := context.Background()
+	u := testSchema(t)
+	db := openTest(t, u)
+	if err := db.Migrate(ctx, []store.Table{storetest.Todos}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// Each refusal names one removed field; run each hint in turn.
+	for range len(storetest.Todos.Columns) {
+		err := db.Migrate(ctx, []store.Table{{Name: "todos", Columns: storetest.Todos.Columns[:2]}})
+		if err == nil {
+			return
+		}
+		var me *store.MigrationError
+		if !errors.As(err, &me) || !strings.Contains(me.Fix, "psql") {
+			t.Fatalf("dropping a field: %v", err)
+		}
+		cmd, ok := strings.CutPrefix(me.Fix[strings.Index(me.Fix, "psql"):], `psql "$DATABASE_URL" -c `)
+		if !ok {
+			t.Fatalf("hint %q", me.Fix)
+		}
+		// What the shell passes to psql -c: printf it instead.
+		out, err := exec.Command("bash", "-c", "printf %s "+cmd).Output()
+		if err != nil {
+			t.Fatalf("the hint does not parse in a shell: %v (%s)", err, cmd)
+		}
+		if _, err := conn.Exec(ctx, string(out)); err != nil {
+			t.Fatalf("the hint's SQL %q: %v", out, err)
+		}
+	}
+	t.Fatal("Migrate still refuses after running every hint")
 }
