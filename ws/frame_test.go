@@ -2,9 +2,12 @@ package ws
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"testing"
 	"unicode/utf8"
 )
@@ -369,4 +372,50 @@ func BenchmarkBroadcastDeflate(b *testing.B) {
 			_ = m.frame(false, nil)
 		}
 	})
+}
+
+// BenchmarkSendBatch is one write of a writer's batch (what a hub session
+// writer does per flush) over loopback TCP to a reader that discards, with
+// compression off and on (the message compressed once, as in a broadcast).
+// It should not allocate: a broadcast calls it once per subscriber.
+func BenchmarkSendBatch(b *testing.B) {
+	msg := bytes.Repeat([]byte(`{"stream":"$channels","payload":{"channel":"news","data":{"n":1}}} `), 4)
+	for _, tc := range []struct {
+		name    string
+		deflate bool
+		n       int
+	}{{"1", false, 1}, {"8", false, 8}, {"8-deflate", true, 8}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				peer, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, peer)
+				peer.Close()
+			}()
+			nc, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := &Conn{nc: nc, eng: newEngine(EngineConfig{}), o: resolve(nil), deflate: tc.deflate, done: make(chan struct{})}
+			defer nc.Close()
+			msgs := make([][]byte, tc.n)
+			for i := range msgs {
+				msgs[i] = msg
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.SendBatch(ctx, msgs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
