@@ -114,3 +114,32 @@ func BenchmarkSubscribeUnsubscribe(b *testing.B) {
 		}
 	}
 }
+
+// TestBroadcastAllocationsDoNotGrowWithSubscribers guards issue 20: once
+// the outboxes have their slices, a broadcast allocates for the
+// publication (encoding, the broker), not for each subscriber: queueing a
+// frame and starting the session's writer allocate nothing.
+func TestBroadcastAllocationsDoNotGrowWithSubscribers(t *testing.T) {
+	h := benchHub(t, config.DefaultChannelOptions())
+	w, enc := &countWriter{}, &jsonEncoder{}
+	ctx := context.Background()
+	const n = 1000
+	for i := range n {
+		s := h.Connect(fmt.Sprint(i), Principal{}, w, enc)
+		if err := h.Subscribe(ctx, s, "ns:room", nil, noReply); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := json.RawMessage(`{"text":"hello, world"}`)
+	publish := func() {
+		if _, err := h.Publish(ctx, nil, "ns:room", data); err != nil {
+			t.Fatal(err)
+		}
+		h.writers.Wait()
+	}
+	publish() // the outboxes' two slices
+	publish()
+	if allocs := testing.AllocsPerRun(10, publish); allocs > n/10 {
+		t.Fatalf("a publication to %d subscribers allocates %.0f times; want a small constant (the publication's own)", n, allocs)
+	}
+}
