@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -51,7 +52,11 @@ func noReply(SubscribeResult) []byte { return []byte("ok") }
 
 // BenchmarkBroadcast publishes to one channel with N subscribers: the
 // encoding happens once per publication, the frames are queued to N
-// outboxes and written by their writers.
+// outboxes and written by their writers. allocs/delivery counts every
+// allocation of the run, the writers' included (they may finish after the
+// timer stops), divided by the deliveries: it should stay near 0 whatever
+// N, the per-publication allocations (encoding, the broker) spread over
+// the subscribers.
 func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
@@ -66,6 +71,9 @@ func BenchmarkBroadcast(b *testing.B) {
 				}
 			}
 			data := json.RawMessage(`{"text":"hello, world","n":12345}`)
+			h.writers.Wait() // the subscribe replies written
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
@@ -75,7 +83,9 @@ func BenchmarkBroadcast(b *testing.B) {
 			}
 			b.StopTimer()
 			h.writers.Wait() // writers drained
+			runtime.ReadMemStats(&after)
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/(float64(n)*float64(b.N)), "allocs/delivery")
 			if enc.encodes.Load() != int64(b.N) {
 				b.Fatalf("encoded %d times for %d publications", enc.encodes.Load(), b.N)
 			}
@@ -102,5 +112,34 @@ func BenchmarkSubscribeUnsubscribe(b *testing.B) {
 		if err := h.Unsubscribe(ctx, s, "ns:room"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestBroadcastAllocationsDoNotGrowWithSubscribers guards issue 20: once
+// the outboxes have their slices, a broadcast allocates for the
+// publication (encoding, the broker), not for each subscriber: queueing a
+// frame and starting the session's writer allocate nothing.
+func TestBroadcastAllocationsDoNotGrowWithSubscribers(t *testing.T) {
+	h := benchHub(t, config.DefaultChannelOptions())
+	w, enc := &countWriter{}, &jsonEncoder{}
+	ctx := context.Background()
+	const n = 1000
+	for i := range n {
+		s := h.Connect(fmt.Sprint(i), Principal{}, w, enc)
+		if err := h.Subscribe(ctx, s, "ns:room", nil, noReply); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := json.RawMessage(`{"text":"hello, world"}`)
+	publish := func() {
+		if _, err := h.Publish(ctx, nil, "ns:room", data); err != nil {
+			t.Fatal(err)
+		}
+		h.writers.Wait()
+	}
+	publish() // the outboxes' two slices
+	publish()
+	if allocs := testing.AllocsPerRun(10, publish); allocs > n/10 {
+		t.Fatalf("a publication to %d subscribers allocates %.0f times; want a small constant (the publication's own)", n, allocs)
 	}
 }

@@ -76,6 +76,8 @@ func (h *Hub) Stats() Stats {
 // subscriber in Channels. The dashboard's live views are observers. Call
 // Disconnect when done with it.
 func (h *Hub) Observe(id string, w Writer, enc Encoder) *Session {
-	return &Session{h: h, id: id, w: w, enc: enc, subs: map[string]*subscription{}, observer: true,
+	s := &Session{h: h, id: id, w: w, enc: enc, subs: map[string]*subscription{}, observer: true,
 		conn: ConnInfo{Protocol: "observer", Since: h.cfg.Now()}}
+	s.write = s.writeLoop
+	return s
 }

@@ -237,46 +237,86 @@ func (c *Conn) SendBinary(ctx context.Context, data []byte) error {
 }
 
 func (c *Conn) writeData(ctx context.Context, op byte, data []byte) error {
-	var hdr [10]byte
 	rsv1 := false
 	payload := data
 	if c.deflate && len(data) >= deflateThreshold {
 		payload = c.eng.compress(data)
 		rsv1 = true
 	}
-	h := appendFrameHeader(hdr[:0], true, rsv1, op, len(payload))
-	return c.write(ctx, net.Buffers{h, payload}, 1)
+	b := getBatch(1)
+	b.hdrs = appendFrameHeader(b.hdrs, true, rsv1, op, len(payload))
+	b.bufs = append(b.bufs, b.hdrs, payload)
+	return c.writeBatch(ctx, b, 1)
 }
 
 // SendBatch sends text messages in one write (one writev of their frames).
+// It does not allocate (but to compress a message not sent before): the
+// hub's writers call it once per subscriber of a broadcast.
 func (c *Conn) SendBatch(ctx context.Context, msgs ...[]byte) error {
-	bufs := make(net.Buffers, 0, 2*len(msgs))
-	hdrs := make([]byte, 0, 10*len(msgs))
+	b := getBatch(len(msgs))
 	for _, m := range msgs {
 		payload, rsv1 := m, false
 		if c.deflate && len(m) >= deflateThreshold {
 			payload, rsv1 = c.eng.compressShared(m), true
 		}
-		start := len(hdrs)
-		hdrs = appendFrameHeader(hdrs, true, rsv1, opText, len(payload))
-		bufs = append(bufs, hdrs[start:len(hdrs):len(hdrs)], payload)
+		start := len(b.hdrs)
+		b.hdrs = appendFrameHeader(b.hdrs, true, rsv1, opText, len(payload))
+		b.bufs = append(b.bufs, b.hdrs[start:len(b.hdrs):len(b.hdrs)], payload)
 	}
-	return c.write(ctx, bufs, len(msgs))
+	return c.writeBatch(ctx, b, len(msgs))
 }
 
 // WritePrepared sends prepared messages in one write. It is how a
 // broadcast reaches many connections without encoding it once per
 // connection.
 func (c *Conn) WritePrepared(ctx context.Context, msgs ...*PreparedMessage) error {
-	bufs := make(net.Buffers, len(msgs))
-	for i, m := range msgs {
-		bufs[i] = m.frame(c.deflate, c.eng)
+	b := getBatch(0)
+	for _, m := range msgs {
+		b.bufs = append(b.bufs, m.frame(c.deflate, c.eng))
 	}
-	return c.write(ctx, bufs, len(msgs))
+	return c.writeBatch(ctx, b, len(msgs))
+}
+
+// batch is the scratch space of one write of data frames: their headers
+// and the buffers handed to writev. Batches are reused through a pool, so
+// a send does not allocate.
+type batch struct {
+	hdrs []byte
+	bufs net.Buffers
+	w    net.Buffers // bufs as the write consumes them
+}
+
+// maxFrameHeader is the size of the longest header of a frame this side
+// sends (unmasked, 64-bit length).
+const maxFrameHeader = 10
+
+var batches = sync.Pool{New: func() any { return new(batch) }}
+
+// getBatch returns an empty batch whose headers have room for n frames
+// (appending them must not move the headers bufs already points into).
+func getBatch(n int) *batch {
+	b := batches.Get().(*batch)
+	if cap(b.hdrs) < maxFrameHeader*n {
+		b.hdrs = make([]byte, 0, maxFrameHeader*n)
+	}
+	return b
+}
+
+// writeBatch writes a batch's buffers and returns the batch to the pool,
+// without the messages (which must not stay reachable from it).
+func (c *Conn) writeBatch(ctx context.Context, b *batch, n int) error {
+	b.w = b.bufs
+	err := c.write(ctx, &b.w, n)
+	clear(b.bufs)
+	b.bufs, b.hdrs, b.w = b.bufs[:0], b.hdrs[:0], nil
+	if cap(b.bufs) <= 1024 && cap(b.hdrs) <= 8192 { // a huge batch's arrays are left to the collector
+		batches.Put(b)
+	}
+	return err
 }
 
 // write writes whole frames; n counts the data messages among them.
-func (c *Conn) write(ctx context.Context, bufs net.Buffers, n int) error {
+func (c *Conn) write(ctx context.Context, bufs *net.Buffers, n int) error {
 	c.mu.Lock()
 	open := c.state == stateOpen
 	c.mu.Unlock()
@@ -284,7 +324,7 @@ func (c *Conn) write(ctx context.Context, bufs net.Buffers, n int) error {
 		return ErrClosed
 	}
 	var size int
-	for _, b := range bufs {
+	for _, b := range *bufs {
 		size += len(b)
 	}
 	if err := c.writeRaw(ctx, bufs, false); err != nil {
@@ -311,7 +351,7 @@ func (c *Conn) write(ctx context.Context, bufs net.Buffers, n int) error {
 // CPU of a broadcast in profiles), so without a ctx deadline the socket's
 // deadline is only moved when less than half the write timeout is left:
 // every write still gets between half and all of the write timeout.
-func (c *Conn) writeRaw(ctx context.Context, bufs net.Buffers, closing bool) error {
+func (c *Conn) writeRaw(ctx context.Context, bufs *net.Buffers, closing bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.wclosed {
@@ -346,7 +386,7 @@ func (c *Conn) writeRaw(ctx context.Context, bufs net.Buffers, closing bool) err
 func (c *Conn) writeControl(op byte, payload []byte) error {
 	var hdr [2]byte
 	h := appendFrameHeader(hdr[:0], true, false, op, len(payload))
-	return c.writeRaw(context.Background(), net.Buffers{h, payload}, op == opClose)
+	return c.writeRaw(context.Background(), &net.Buffers{h, payload}, op == opClose)
 }
 
 // closeWrite shuts down the sending half of the socket after the close

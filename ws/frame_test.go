@@ -2,9 +2,12 @@ package ws
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"testing"
 	"unicode/utf8"
 )
@@ -369,4 +372,84 @@ func BenchmarkBroadcastDeflate(b *testing.B) {
 			_ = m.frame(false, nil)
 		}
 	})
+}
+
+// loopbackConn is a server Conn over loopback TCP to a peer that reads
+// and discards everything.
+func loopbackConn(tb testing.TB, deflate bool) *Conn {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		peer, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, peer)
+		peer.Close()
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { nc.Close() })
+	return &Conn{nc: nc, eng: newEngine(EngineConfig{}), o: resolve(nil), deflate: deflate, done: make(chan struct{})}
+}
+
+// sendBatchMessage is a small broadcast frame's payload, over
+// deflateThreshold.
+var sendBatchMessage = bytes.Repeat([]byte(`{"stream":"$channels","payload":{"channel":"news","data":{"n":1}}} `), 4)
+
+// BenchmarkSendBatch is one write of a writer's batch (what a hub session
+// writer does per flush) over loopback TCP to a reader that discards, with
+// compression off and on (the message compressed once, as in a broadcast).
+func BenchmarkSendBatch(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		deflate bool
+		n       int
+	}{{"1", false, 1}, {"8", false, 8}, {"8-deflate", true, 8}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := loopbackConn(b, tc.deflate)
+			msgs := make([][]byte, tc.n)
+			for i := range msgs {
+				msgs[i] = sendBatchMessage
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.SendBatch(ctx, msgs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestSendsDoNotAllocate guards issue 20: a hub session's writer calls
+// SendBatch once per flush, for each subscriber of a broadcast.
+func TestSendsDoNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops items")
+	}
+	for _, deflate := range []bool{false, true} {
+		c := loopbackConn(t, deflate)
+		ctx := context.Background()
+		short := []byte("short")
+		msgs := [][]byte{sendBatchMessage, short, sendBatchMessage}
+		prepared := NewPreparedMessage(Text, sendBatchMessage)
+		for name, send := range map[string]func(){
+			"SendBatch":     func() { c.SendBatch(ctx, msgs...) },
+			"Send":          func() { c.Send(ctx, short) },
+			"WritePrepared": func() { c.WritePrepared(ctx, prepared) },
+		} {
+			send() // the pool's batch, the shared compression
+			if allocs := testing.AllocsPerRun(100, send); allocs > 0 {
+				t.Errorf("%s (deflate %v): %.1f allocations per call, want 0", name, deflate, allocs)
+			}
+		}
+	}
 }
