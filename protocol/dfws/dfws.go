@@ -59,9 +59,8 @@ type Config struct {
 	Options []ws.Option
 	Logger  *slog.Logger
 	// Identify resolves who a connection is (nil: every connection is
-	// anonymous). It is the seam of the connection's authentication: a
-	// token today (auth.Verifier.FromRequest), the connect proxy
-	// (auth.proxy) when it serves this wire.
+	// anonymous): its token (auth.Verifier.FromRequest) or, without one,
+	// the connect proxy (auth.proxy) when it is configured.
 	Identify IdentifyFunc
 	// Path is where the socket is served (default DefaultPath); it ends
 	// the URL built from a bootstrap's host.
