@@ -109,6 +109,9 @@ type queued struct {
 	// turn is closed when the turn passes to this write; nil for a write
 	// made from a hook, which does not wait.
 	turn chan struct{}
+	// durable is closed when the write returned: its change may be
+	// announced.
+	durable chan struct{}
 }
 
 // inHook marks the context hooks and OnChange are given.
@@ -122,35 +125,65 @@ type inTxHook struct{}
 var errWriteInTx = errors.New("resource: a write from an InTx hook would wait for its own transaction forever: use the hook's transaction")
 
 // commit runs one store write of a resource and emits its event in commit
-// order.
+// order. The resource's lock is held from before the write until its
+// change is queued: on a store that reports the commit before waiting for
+// it to be durable (store.WithCommitted: PostgreSQL), that is the commit
+// only, so the writes of a resource share their flushes; each event is
+// emitted once its write is durable.
 func (s *Service) commit(ctx context.Context, sc *Schema, before store.Row, write func(ctx context.Context) (store.Row, store.Change, error)) (store.Row, error) {
 	if ctx.Value(inTxHook{}) != nil {
 		return nil, errWriteInTx
 	}
 	e := s.emitters[sc.Name()]
-	e.mu.Lock()
-	row, ch, err := s.write(ctx, sc, before, write)
-	if err != nil {
-		e.mu.Unlock()
-		return nil, err
-	}
-	q := &queued{ctx: context.WithoutCancel(ctx), ch: ch, before: before}
+	q := &queued{ctx: context.WithoutCancel(ctx), before: before, durable: make(chan struct{})}
 	if ctx.Value(inHook{}) == nil {
 		q.turn = make(chan struct{})
 	}
-	e.queue = append(e.queue, q)
-	switch {
-	case !e.emitting:
-		e.emitting = true
+	const (
+		notQueued = iota
+		head      // this write takes the turn now
+		waiting   // this write waits for the turn
+		fromHook  // the write holding the turn emits it
+	)
+	role := notQueued
+	enqueue := func(ch store.Change) { // with e.mu held; releases it
+		q.ch = ch
+		e.queue = append(e.queue, q)
+		switch {
+		case !e.emitting:
+			e.emitting = true
+			role = head
+		case q.turn == nil:
+			role = fromHook
+		default:
+			role = waiting
+		}
 		e.mu.Unlock()
-	case q.turn == nil:
-		e.mu.Unlock()
-		return row, nil // from a hook: the write holding the turn emits it
-	default:
-		e.mu.Unlock()
-		<-q.turn
 	}
-	s.takeTurn(sc, e)
+	e.mu.Lock()
+	row, ch, err := s.write(store.WithCommitted(ctx, enqueue), sc, before, write)
+	if role == notQueued {
+		if err != nil {
+			e.mu.Unlock()
+			return nil, err
+		}
+		enqueue(ch)
+	}
+	// Committed; durable unless err (a failed flush: the change is
+	// visible, so its event still goes out, and the caller hears the
+	// error).
+	close(q.durable)
+	switch role {
+	case fromHook:
+	case waiting:
+		<-q.turn
+		s.takeTurn(sc, e)
+	default:
+		s.takeTurn(sc, e)
+	}
+	if err != nil {
+		return nil, err
+	}
 	return row, nil
 }
 
@@ -201,6 +234,7 @@ func (s *Service) takeTurn(sc *Schema, e *emitter) {
 		e.queue[0] = nil
 		e.queue = e.queue[1:]
 		e.mu.Unlock()
+		<-q.durable
 		if p := s.emitRecovering(sc, q); p != nil && panicked == nil {
 			panicked = p
 		}

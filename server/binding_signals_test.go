@@ -108,11 +108,26 @@ func TestBindingSendToOneConnection(t *testing.T) {
 	if bob == nil || cid == "" {
 		t.Fatalf("dial: %d %s (client id %q)", status, body, cid)
 	}
-	code, res := callAPI(t, base, testAPIKey, "binding_send", map[string]any{"event": "sessionid", "data": "k3y", "conn": cid})
-	if code != 200 {
-		t.Fatalf("binding_send: %d %v", code, res)
+	// The socket joins its connection group once the server has opened it,
+	// which may come a moment after the client sees the upgrade: send
+	// again until it arrives (the group keeps no history).
+	var got []byte
+	for try := 0; got == nil; try++ {
+		code, res := callAPI(t, base, testAPIKey, "binding_send", map[string]any{"event": "sessionid", "data": "k3y", "conn": cid})
+		if code != 200 {
+			t.Fatalf("binding_send: %d %v", code, res)
+		}
+		select {
+		case got = <-a.frames:
+		case <-time.After(time.Second):
+			if try == 5 {
+				t.Fatal("binding_send to the connection: no frame after 6 tries")
+			}
+		}
 	}
-	jsonEq(t, a.next(), `{"event": "sessionid", "data": "k3y"}`)
+	var frame any
+	json.Unmarshal(got, &frame)
+	jsonEq(t, frame, `{"event": "sessionid", "data": "k3y"}`)
 	bob.quiet()
 	a.quiet()
 	if code, _ := callAPI(t, base, testAPIKey, "binding_send", map[string]any{"event": "x", "data": 1, "conn": cid, "all": true}); code != 400 {

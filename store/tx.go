@@ -26,3 +26,27 @@ type TxWriter interface {
 	// for this one forever).
 	WriteTx(ctx context.Context, write func(ctx context.Context) error, inTx func(ctx context.Context, tx Tx) error) error
 }
+
+type committedKey struct{}
+
+// WithCommitted returns a context for one write (Insert, Update or
+// Delete) whose store calls fn with the change as soon as the write has
+// committed, before it waits for the commit to be durable (the PostgreSQL
+// store's flush, which concurrent writes share): a caller that orders
+// what follows a write by commit order (the resource service's events)
+// then holds its own lock across the commit only, not across the flush.
+// A store that does not separate the two (SQLite), or a write inside a
+// TxWriter transaction, never calls fn; the caller tells by fn not having
+// run when the write returns. fn runs at most once, on the writing
+// goroutine; the write still returns its error when the flush fails after
+// fn ran (the change committed, and others may already see it).
+func WithCommitted(ctx context.Context, fn func(Change)) context.Context {
+	return context.WithValue(ctx, committedKey{}, fn)
+}
+
+// Committed returns the function WithCommitted put in ctx (nil: none),
+// for stores.
+func Committed(ctx context.Context) func(Change) {
+	fn, _ := ctx.Value(committedKey{}).(func(Change))
+	return fn
+}

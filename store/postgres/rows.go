@@ -298,10 +298,6 @@ func (db *DB) write(ctx context.Context, t *table, op store.Op, id int64, q stri
 		}
 		return nil, store.Change{}, db.fail(ctx, string(op)+" "+t.Name, err)
 	}
-	if err := db.flush(ctx); err != nil {
-		return nil, store.Change{}, db.fail(ctx, string(op)+" "+t.Name, err)
-	}
-	db.ok()
 	var row store.Row
 	if op != store.OpDelete {
 		if row, err = decodeRow(t, rowRaw); err != nil {
@@ -312,6 +308,17 @@ func (db *DB) write(ctx context.Context, t *table, op store.Op, id int64, q stri
 	if prev != nil && op != store.OpCreate {
 		ch.Prev = *prev
 	}
+	if _, inTx := ctx.Value(txKey{}).(*txWrite); !inTx {
+		// Committed (not yet durable): the caller may let the next write
+		// in while this one waits for the flush.
+		if fn := store.Committed(ctx); fn != nil {
+			fn(ch)
+		}
+	}
+	if err := db.flush(ctx); err != nil {
+		return nil, store.Change{}, db.fail(ctx, string(op)+" "+t.Name, err)
+	}
+	db.ok()
 	return row, ch, nil
 }
 
