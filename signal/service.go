@@ -126,6 +126,20 @@ type WindowInfo struct {
 	Transport  string          `json:"transport"`
 	RemoteAddr string          `json:"remote_addr"`
 	UserAgent  string          `json:"user_agent"`
+	// df_websockets' WindowInfo fields, so a handler ported from it finds
+	// them under their names: from the session's claims (a token's, or
+	// what the connect proxy answered: docs/django.md). UserPK is User;
+	// IsActive is true for a user unless the claim says false; Perms is
+	// never null.
+	UserPK       string   `json:"user_pk"`
+	Username     string   `json:"username"`
+	IsSuperuser  bool     `json:"is_superuser"`
+	IsStaff      bool     `json:"is_staff"`
+	IsActive     bool     `json:"is_active"`
+	CSRFCookie   string   `json:"csrf_cookie"`
+	Perms        []string `json:"perms"`
+	UserSet      bool     `json:"user_set"`
+	LanguageCode string   `json:"language_code"`
 }
 
 // JobInfo identifies the job and attempt running a call.

@@ -569,7 +569,9 @@ func TestWebhook(t *testing.T) {
 	}
 	var body map[string]any
 	json.Unmarshal(hits[1].body, &body)
-	want := fmt.Sprintf(`{"job":{"attempt":2,"id":%d},"kwargs":{"content":"hello"},"signal":"hook.ok","window":{"client_id":"w1","info":{"name":"Alice"},"remote_addr":"127.0.0.1:5555","transport":"live","user":"alice","user_agent":"test","window_key":"w1"}}`, res.JobIDs[0])
+	want := fmt.Sprintf(`{"job":{"attempt":2,"id":%d},"kwargs":{"content":"hello"},"signal":"hook.ok","window":{"client_id":"w1","csrf_cookie":"",`+
+		`"info":{"name":"Alice"},"is_active":true,"is_staff":false,"is_superuser":false,"language_code":"","perms":[],"remote_addr":"127.0.0.1:5555",`+
+		`"transport":"live","user":"alice","user_agent":"test","user_pk":"alice","user_set":true,"username":"","window_key":"w1"}}`, res.JobIDs[0])
 	if b, _ := json.Marshal(body); string(b) != want {
 		t.Errorf("body\n got %s\nwant %s", b, want)
 	}
@@ -644,5 +646,34 @@ func TestTruthyAndClaims(t *testing.T) {
 	w := &window{claims: json.RawMessage(payload)}
 	if w.admits("claim:is_staff") || w.admits("perm:x") {
 		t.Error("garbage claims admitted")
+	}
+}
+
+// The window a handler sees carries df_websockets' WindowInfo fields under
+// their names, from the session's claims.
+func TestWindowInfoDjangoFields(t *testing.T) {
+	f := newFixture(t, config.Signals{}, nil)
+	f.attach(t, Window{ID: "staff", User: "42", Claims: claims(map[string]any{"sub": "42", "username": "sam", "is_staff": true,
+		"is_superuser": 0, "perms": []string{"app.run"}, "csrf_cookie": "tok", "language_code": "fr", "is_active": false})})
+	f.attach(t, Window{ID: "anon"})
+	f.attach(t, Window{ID: "plain", User: "7", Claims: claims(map[string]any{"sub": "7"})})
+	got := map[string]WindowInfo{}
+	for _, w := range f.svc.Windows("", 100) {
+		got[w.ClientID] = w.WindowInfo
+	}
+	s := got["staff"]
+	if s.UserPK != "42" || !s.UserSet || s.Username != "sam" || !s.IsStaff || s.IsSuperuser || s.IsActive ||
+		s.CSRFCookie != "tok" || s.LanguageCode != "fr" || len(s.Perms) != 1 || s.Perms[0] != "app.run" {
+		t.Errorf("staff: %+v", s)
+	}
+	if a := got["anon"]; a.UserPK != "" || a.UserSet || a.IsActive || a.Perms == nil {
+		t.Errorf("anonymous: %+v", a)
+	}
+	if p := got["plain"]; !p.IsActive || !p.UserSet || p.IsStaff || p.Perms == nil {
+		t.Errorf("a user without those claims: %+v", p)
+	}
+	b, _ := json.Marshal(got["anon"])
+	if !strings.Contains(string(b), `"perms":[]`) || !strings.Contains(string(b), `"user_pk":""`) {
+		t.Errorf("anonymous as JSON: %s", b)
 	}
 }

@@ -88,7 +88,30 @@ func (w *window) addTopic(t string) {
 }
 
 func (w *window) info() WindowInfo {
-	return WindowInfo{ClientID: w.id, WindowKey: w.key, User: w.user, Info: w.infoJSON, Transport: w.transport, RemoteAddr: w.remoteAddr, UserAgent: w.userAgent}
+	wi := WindowInfo{ClientID: w.id, WindowKey: w.key, User: w.user, Info: w.infoJSON, Transport: w.transport, RemoteAddr: w.remoteAddr, UserAgent: w.userAgent,
+		UserPK: w.user, UserSet: w.user != "", Perms: []string{}}
+	var claims map[string]json.RawMessage
+	if len(w.claims) > 0 && json.Unmarshal(w.claims, &claims) == nil {
+		str := func(name string) string {
+			var s string
+			json.Unmarshal(claims[name], &s)
+			return s
+		}
+		wi.Username, wi.CSRFCookie, wi.LanguageCode = str("username"), str("csrf_cookie"), str("language_code")
+		wi.IsSuperuser, wi.IsStaff = truthy(claims["is_superuser"]), truthy(claims["is_staff"])
+		var perms []string
+		if json.Unmarshal(claims["perms"], &perms) == nil && perms != nil {
+			wi.Perms = perms
+		}
+		if raw, ok := claims["is_active"]; ok {
+			wi.IsActive = truthy(raw)
+		} else {
+			wi.IsActive = wi.UserSet
+		}
+	} else {
+		wi.IsActive = wi.UserSet
+	}
+	return wi
 }
 
 // allow takes a token from the window's call bucket (bursts of twice the
