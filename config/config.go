@@ -625,6 +625,10 @@ const (
 	ArgBool   = "bool"
 	ArgObject = "object"
 	ArgArray  = "array"
+	// ArgForm is a serialized HTML form, as jQuery's serializeArray and
+	// df_websockets' SerializedForm send it: [{"name", "value"}, ...].
+	// Handlers receive it as an object, a repeated name as a list.
+	ArgForm = "form"
 )
 
 // What a signal does with undeclared arguments.

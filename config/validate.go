@@ -763,7 +763,7 @@ func (v *validator) signalArg(key string, a *SignalArg) {
 		v.add(key, "argument name must be an identifier")
 	}
 	if a.Type != "" {
-		v.oneOf(key+".type", a.Type, ArgString, ArgInt, ArgFloat, ArgBool, ArgObject, ArgArray)
+		v.oneOf(key+".type", a.Type, ArgString, ArgInt, ArgFloat, ArgBool, ArgObject, ArgArray, ArgForm)
 	}
 	numeric := a.Type == "" || a.Type == ArgInt || a.Type == ArgFloat
 	if (a.Min != nil || a.Max != nil) && !numeric {
@@ -776,8 +776,8 @@ func (v *validator) signalArg(key string, a *SignalArg) {
 		if *a.MaxLength < 0 {
 			v.add(key+".max_length", "must not be negative (got %d)", *a.MaxLength)
 		}
-		if a.Type != "" && a.Type != ArgString && a.Type != ArgArray {
-			v.add(key+".max_length", "applies to string and array arguments (type is %s)", a.Type)
+		if a.Type != "" && a.Type != ArgString && a.Type != ArgArray && a.Type != ArgForm {
+			v.add(key+".max_length", "applies to string, array and form arguments (type is %s)", a.Type)
 		}
 	}
 	if a.Pattern != "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -36,7 +37,7 @@ func compileSchema(args []config.SignalArg, extra string) (*schema, error) {
 		}
 		seen[a.Name] = true
 		switch a.Type {
-		case "", config.ArgString, config.ArgInt, config.ArgFloat, config.ArgBool, config.ArgObject, config.ArgArray:
+		case "", config.ArgString, config.ArgInt, config.ArgFloat, config.ArgBool, config.ArgObject, config.ArgArray, config.ArgForm:
 		default:
 			return nil, fmt.Errorf("argument %q: unknown type %q", a.Name, a.Type)
 		}
@@ -145,6 +146,10 @@ func (a *arg) check(raw json.RawMessage) string {
 		if _, ok := v.([]any); !ok {
 			return "must be an array"
 		}
+	case config.ArgForm:
+		if _, ok := formFields(v); !ok {
+			return `must be a serialized form: a list of {"name": …, "value": …}`
+		}
 	}
 	if n, ok := v.(json.Number); ok {
 		f, err := n.Float64()
@@ -214,4 +219,74 @@ func sameValue(choice, v any) bool {
 		return ok && b == c
 	}
 	return false // objects and arrays are not choices
+}
+
+// formFields reads a serialized form ([{"name", "value"}, ...]) as an
+// object: a name given once maps to its value, a repeated name to the
+// list of its values, in order (Django's QueryDict.getlist).
+func formFields(v any) (map[string]any, bool) {
+	items, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	values := make(map[string][]any, len(items))
+	for _, it := range items {
+		m, ok := it.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		name, ok := m["name"].(string)
+		if !ok {
+			return nil, false
+		}
+		value, ok := m["value"]
+		if !ok {
+			return nil, false
+		}
+		values[name] = append(values[name], value)
+	}
+	out := make(map[string]any, len(values))
+	for name, vs := range values {
+		if len(vs) == 1 {
+			out[name] = vs[0]
+		} else {
+			out[name] = vs
+		}
+	}
+	return out, true
+}
+
+// canonical returns the kwargs a handler receives: the call's, with form
+// arguments turned into objects (formFields). It runs after validate.
+func (sc *schema) canonical(args map[string]json.RawMessage) json.RawMessage {
+	var out map[string]json.RawMessage
+	for _, a := range sc.args {
+		raw, ok := args[a.Name]
+		if a.Type != config.ArgForm || !ok || bytes.Equal(raw, []byte("null")) {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var v any
+		if dec.Decode(&v) != nil {
+			continue
+		}
+		fields, ok := formFields(v)
+		if !ok {
+			continue
+		}
+		b, err := json.Marshal(fields)
+		if err != nil {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(args)
+		}
+		out[a.Name] = b
+	}
+	if out == nil {
+		out = args
+	}
+	b, _ := json.Marshal(out) // a JSON object, whatever the client sent ({} for null)
+	return b
 }

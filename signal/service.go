@@ -347,11 +347,11 @@ func (s *Service) Call(ctx context.Context, windowID, name string, kwargs json.R
 	if len(valid) == 0 {
 		return CallResult{}, firstBad
 	}
-	canon, _ := json.Marshal(args) // a JSON object, whatever the client sent ({} for null)
 	callID := uuid4()
 	var res CallResult
 	for _, i := range valid {
 		h := hs[i]
+		canon := h.schema.canonical(args)
 		key := fmt.Sprintf("%s.%d", callID, i)
 		if h.sync {
 			out, err := s.runSync(ctx, h, &Call{Signal: name, Kwargs: canon, Window: info, IdempotencyKey: key, svc: s})

@@ -677,3 +677,34 @@ func TestWindowInfoDjangoFields(t *testing.T) {
 		t.Errorf("anonymous as JSON: %s", b)
 	}
 }
+
+// A form argument takes a serialized form ([{name, value}]) and reaches
+// the handler as an object; anything else is refused, naming the shape.
+func TestFormArgument(t *testing.T) {
+	var got json.RawMessage
+	f := newFixture(t, config.Signals{}, func(s *Service) {
+		err := s.Register("demo.form", func(ctx context.Context, c *Call) (any, error) {
+			got = c.Kwargs
+			return nil, nil
+		}, Options{Allowed: "anyone", Sync: true, Args: []config.SignalArg{{Name: "form", Type: config.ArgForm, Required: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	f.attach(t, Window{ID: "w"})
+	ctx := context.Background()
+	if _, err := f.svc.Call(ctx, "w", "demo.form", json.RawMessage(`{"form": [{"name": "title", "value": "x"}, {"name": "tag", "value": "a"}, {"name": "tag", "value": "b"}, {"name": "n", "value": null}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]map[string]any
+	if err := json.Unmarshal(got, &m); err != nil || m["form"]["title"] != "x" || fmt.Sprint(m["form"]["tag"]) != "[a b]" || m["form"]["n"] != nil || len(m["form"]) != 3 {
+		t.Fatalf("the handler got %s", got)
+	}
+	for _, bad := range []string{`{"form": {"title": "x"}}`, `{"form": [{"value": "x"}]}`, `{"form": [{"name": 1, "value": "x"}]}`, `{"form": ["x"]}`} {
+		_, err := f.svc.Call(ctx, "w", "demo.form", json.RawMessage(bad))
+		var ae *ArgsError
+		if !errors.As(err, &ae) || !strings.Contains(ae.Args["form"], "serialized form") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}
