@@ -200,6 +200,17 @@ func (h *Hub) subscribeAt(ctx context.Context, s *Session, ch string, opts confi
 			}
 		}
 	}
+	// Presence before the reply: a client that asks who is here once
+	// subscribed finds itself, on every process.
+	if opts.Presence && !s.observer {
+		info := s.ClientInfo()
+		if err := h.cfg.Presence.AddPresence(ctx, ch, s.id, info, h.cfg.PresenceExpiry); err != nil {
+			h.log.Warn("presence add failed", "channel", ch, "err", err)
+		}
+		if err := h.cfg.Broker.PublishJoin(ctx, ch, info); err != nil {
+			h.log.Warn("join event failed", "channel", ch, "err", err)
+		}
+	}
 	frame := encodeReply(res)
 	s.mu.Lock()
 	s.enqueueLocked(frame)
@@ -218,15 +229,6 @@ func (h *Hub) subscribeAt(ctx context.Context, s *Session, ch string, opts confi
 	sub.recovering.Store(false)
 	s.mu.Unlock()
 
-	if opts.Presence && !s.observer {
-		info := s.ClientInfo()
-		if err := h.cfg.Presence.AddPresence(ctx, ch, s.id, info, h.cfg.PresenceExpiry); err != nil {
-			h.log.Warn("presence add failed", "channel", ch, "err", err)
-		}
-		if err := h.cfg.Broker.PublishJoin(ctx, ch, info); err != nil {
-			h.log.Warn("join event failed", "channel", ch, "err", err)
-		}
-	}
 	return nil
 }
 
