@@ -70,6 +70,14 @@ type Session struct {
 	// statement on it starts the writer without allocating (one on a
 	// method call allocates the closure that carries the receiver).
 	write func()
+	// tw is w when it is a TryWriter (the hub's writer pool writes the
+	// session), else nil. resume is s.resumeLoop, made at Connect like
+	// write; inflight is the batch a worker handed to it, numbered
+	// inflightN.
+	tw        TryWriter
+	resume    func()
+	inflight  [][]byte
+	inflightN uint64
 }
 
 // subscription is a session's membership of a channel.
@@ -105,7 +113,10 @@ func (sub *subscription) covered(ev *event) bool {
 func (h *Hub) Connect(id string, p Principal, w Writer, enc Encoder) *Session {
 	s := &Session{h: h, id: id, user: p.User, info: p.Info, w: w, enc: enc, expires: p.Expires, subs: map[string]*subscription{},
 		conn: ConnInfo{Transport: p.Transport, Protocol: p.Protocol, RemoteAddr: p.RemoteAddr, Since: h.cfg.Now()}}
-	s.write = s.writeLoop
+	s.write, s.resume = s.writeLoop, s.resumeLoop
+	if tw, ok := w.(TryWriter); ok && h.cfg.Writers > 0 {
+		s.tw = tw
+	}
 	h.smu.Lock()
 	h.sessions[s] = struct{}{}
 	if s.user != "" {
@@ -271,50 +282,80 @@ func (s *Session) enqueueLocked(frame []byte) {
 	if !s.writing {
 		s.writing = true
 		s.h.writers.Add(1)
-		go s.write() // no allocation: see Session.write
+		if s.tw == nil || !s.h.pool.push(s) {
+			go s.write() // no allocation: see Session.write
+		}
 	}
 }
 
 // writeLoop drains the outbox in batches; it ends when the outbox is
 // empty, so an idle session has no goroutine.
-func (s *Session) writeLoop() {
-	defer s.h.writers.Done()
+func (s *Session) writeLoop() { s.drain() }
+
+// drain writes the outbox, waiting for the client, until it is empty.
+func (s *Session) drain() {
 	for {
-		s.mu.Lock()
-		if len(s.queue) == 0 || s.closed {
-			// The empty outbox keeps its slice for the next start.
-			s.writing = false
-			s.mu.Unlock()
+		batch, number, ok := s.take()
+		if !ok {
 			return
 		}
-		batch := s.queue
-		s.queue, s.spare = s.spare[:0], nil
-		s.taken++
-		number := s.taken
-		s.mu.Unlock()
 		err := s.w.WriteFrames(context.Background(), batch)
-		var n int64
-		for _, f := range batch {
-			n += int64(len(f))
-		}
-		clear(batch) // drop the frames' memory before the slice is reused
-		s.mu.Lock()
-		s.queued -= n
-		if s.exempt != 0 && s.exemptIn <= number {
-			s.exempt = 0
-		}
-		if s.spare == nil && cap(batch) <= 1024 {
-			s.spare = batch[:0]
-		}
-		if err != nil {
-			s.closed = true
-			s.queue = nil
-			s.writing = false
-			s.mu.Unlock()
+		if !s.written(batch, number, err) {
 			return
 		}
-		s.mu.Unlock()
 	}
+}
+
+// take takes the outbox as the next batch to write, numbered. When there
+// is none (or the session closed) the session stops writing: ok is false.
+func (s *Session) take() (batch [][]byte, number uint64, ok bool) {
+	s.mu.Lock()
+	if len(s.queue) == 0 || s.closed {
+		// The empty outbox keeps its slice for the next start.
+		s.stopWritingLocked()
+		return nil, 0, false
+	}
+	batch = s.queue
+	s.queue, s.spare = s.spare[:0], nil
+	s.taken++
+	number = s.taken
+	s.mu.Unlock()
+	return batch, number, true
+}
+
+// written accounts for a batch written (or failed with err); it returns
+// whether the session still writes: no error and more queued.
+func (s *Session) written(batch [][]byte, number uint64, err error) bool {
+	var n int64
+	for _, f := range batch {
+		n += int64(len(f))
+	}
+	clear(batch) // drop the frames' memory before the slice is reused
+	s.mu.Lock()
+	s.queued -= n
+	if s.exempt != 0 && s.exemptIn <= number {
+		s.exempt = 0
+	}
+	if s.spare == nil && cap(batch) <= 1024 {
+		s.spare = batch[:0]
+	}
+	if err != nil {
+		s.closed = true
+		s.queue = nil
+	}
+	if err != nil || len(s.queue) == 0 {
+		s.stopWritingLocked()
+		return false
+	}
+	s.mu.Unlock()
+	return true
+}
+
+// stopWritingLocked ends the session's writing and unlocks s.mu.
+func (s *Session) stopWritingLocked() {
+	s.writing = false
+	s.mu.Unlock()
+	s.h.writers.Done()
 }
 
 // SubscriptionCounter is implemented by a protocol's session value (see
