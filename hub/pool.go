@@ -63,6 +63,58 @@ func (p *pool) push(s *Session) bool {
 	return true
 }
 
+// pushAll queues sessions for the workers under one lock; the ones it
+// returns false for (the pool is closed) need a goroutine.
+func (p *pool) pushAll(ss []*Session) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.ready = append(p.ready, ss...)
+	switch {
+	case p.idle == 1 || len(ss) <= readyChunk && p.idle > 0:
+		p.cond.Signal()
+	case p.idle > 1:
+		p.cond.Broadcast()
+	}
+	p.mu.Unlock()
+	return true
+}
+
+// readyBatch gathers the sessions a broadcast starts writing, to queue
+// them for the workers a batch at a time (one lock of the queue per
+// batch, not per session).
+type readyBatch struct {
+	n  int
+	ss [readyChunk]*Session
+}
+
+// add holds a session for the pool, flushing a full batch. The session's
+// mu may be held.
+func (b *readyBatch) add(s *Session) {
+	b.ss[b.n] = s
+	b.n++
+	if b.n == len(b.ss) {
+		b.flush()
+	}
+}
+
+// flush queues the held sessions.
+func (b *readyBatch) flush() {
+	if b.n == 0 {
+		return
+	}
+	ss := b.ss[:b.n]
+	if !ss[0].h.pool.pushAll(ss) {
+		for _, s := range ss {
+			go s.write()
+		}
+	}
+	clear(ss)
+	b.n = 0
+}
+
 // stop ends the workers once the queue is empty and waits for them.
 func (p *pool) stop() {
 	p.mu.Lock()

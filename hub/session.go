@@ -167,7 +167,7 @@ func (s *Session) Subscribed() []string {
 // Send queues a frame (a reply) behind what is already queued.
 func (s *Session) Send(frame []byte) {
 	s.mu.Lock()
-	s.enqueueLocked(frame)
+	s.enqueueLocked(frame, nil)
 	s.mu.Unlock()
 }
 
@@ -194,7 +194,7 @@ func (s *Session) deliver(sub *subscription, ev *event, cache *encodeCache) {
 	case sub.covered(ev):
 	default:
 		for _, f := range frames {
-			s.enqueueLocked(f)
+			s.enqueueLocked(f, &cache.ready)
 		}
 	}
 	s.mu.Unlock()
@@ -261,8 +261,10 @@ func (s *Session) Value() any {
 // if it is no larger than MaxFrameBytes: so an empty outbox always takes
 // a frame up to MaxFrameBytes, and a single big reply or event does not
 // disconnect a client that reads, while frames that keep queueing behind
-// one that is not read still do. s.mu must be held.
-func (s *Session) enqueueLocked(frame []byte) {
+// one that is not read still do. s.mu must be held. A session that starts
+// writing goes to the writer pool (or its goroutine) at once, or joins
+// ready when not nil (a broadcast's sessions go to the pool in batches).
+func (s *Session) enqueueLocked(frame []byte, ready *readyBatch) {
 	if s.closed || frame == nil {
 		return
 	}
@@ -282,9 +284,19 @@ func (s *Session) enqueueLocked(frame []byte) {
 	if !s.writing {
 		s.writing = true
 		s.h.writers.Add(1)
-		if s.tw == nil || !s.h.pool.push(s) {
-			go s.write() // no allocation: see Session.write
+		if ready == nil || s.tw == nil {
+			s.startWriter()
+		} else {
+			ready.add(s)
 		}
+	}
+}
+
+// startWriter hands a session that just started writing to the writer
+// pool, or to a goroutine of its own.
+func (s *Session) startWriter() {
+	if s.tw == nil || !s.h.pool.push(s) {
+		go s.write() // no allocation: see Session.write
 	}
 }
 
