@@ -22,6 +22,13 @@ func (w *countWriter) WriteFrames(ctx context.Context, frames [][]byte) error {
 }
 func (w *countWriter) Close(int, string) error { return nil }
 
+// TryWriteFrames makes countWriter a TryWriter, as the WebSocket
+// transports are: its sessions are written by the hub's writer pool.
+func (w *countWriter) TryWriteFrames(frames [][]byte) (bool, error) {
+	w.frames.Add(int64(len(frames)))
+	return true, nil
+}
+
 // jsonEncoder encodes like a protocol would (one JSON object per event).
 type jsonEncoder struct{ encodes atomic.Int64 }
 

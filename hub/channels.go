@@ -213,7 +213,7 @@ func (h *Hub) subscribeAt(ctx context.Context, s *Session, ch string, opts confi
 	}
 	frame := encodeReply(res)
 	s.mu.Lock()
-	s.enqueueLocked(frame)
+	s.enqueueLocked(frame, nil)
 	sub.upTo, sub.epoch = res.Offset, res.Epoch
 	for i := range sub.pending {
 		ev := &sub.pending[i]
@@ -222,7 +222,7 @@ func (h *Hub) subscribeAt(ctx context.Context, s *Session, ch string, opts confi
 		}
 		var cache encodeCache // one event per cache
 		for _, f := range s.frames(ev, &cache) {
-			s.enqueueLocked(f)
+			s.enqueueLocked(f, nil)
 		}
 	}
 	sub.pending = nil

@@ -60,6 +60,9 @@ type encodeCache struct {
 	pok     bool
 	pmore   map[SessionEncoder]prepared
 	scratch [][]byte // the frames of the session being delivered to
+	// ready holds the sessions the broadcast started writing, for the
+	// writer pool (flushed at the end of the broadcast).
+	ready readyBatch
 }
 
 type prepared struct {
@@ -133,6 +136,7 @@ func (h *Hub) broadcast(ch string, ev event) {
 		s.deliver(sub, &ev, &cache)
 		n++
 	}
+	cache.ready.flush()
 	if ev.kind == eventPublication {
 		h.deliveries.Add(uint64(n))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,16 @@ type Config struct {
 	ReorderWait time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Writers is how many worker goroutines write the outboxes of
+	// sessions whose transport is a TryWriter (default GOMAXPROCS, at
+	// most MaxWriters; -1: none, a goroutine per flush for every
+	// session). A session whose client does not take a batch at once
+	// gets a goroutine of its own until its outbox is empty.
+	Writers int
 }
+
+// MaxWriters bounds Config.Writers.
+const MaxWriters = 1024
 
 // Conditions callers branch on, behind the *switchyard.Error the hub
 // returns (test with errors.Is).
@@ -128,7 +138,8 @@ type Hub struct {
 	publications, deliveries atomic.Uint64
 
 	wg      sync.WaitGroup // maintain
-	writers sync.WaitGroup // session writers and slow-consumer closes
+	writers sync.WaitGroup // sessions writing (on a worker or their own goroutine) and slow-consumer closes
+	pool    pool           // writer workers (pool.go)
 	stop    chan struct{}
 	closed  bool
 
@@ -159,6 +170,12 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	switch {
+	case cfg.Writers == 0:
+		cfg.Writers = runtime.GOMAXPROCS(0)
+	case cfg.Writers < -1 || cfg.Writers > MaxWriters:
+		return nil, fmt.Errorf("hub: Writers is %d: want -1 (no pool), 0 (GOMAXPROCS) or up to %d", cfg.Writers, MaxWriters)
+	}
 	h := &Hub{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -181,7 +198,9 @@ func New(cfg Config) (*Hub, error) {
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
+	h.pool.start(max(cfg.Writers, 0))
 	if err := cfg.Broker.Run(h); err != nil {
+		h.pool.stop()
 		return nil, fmt.Errorf("hub: broker: %w", err)
 	}
 	h.wg.Go(h.maintain)
@@ -198,6 +217,7 @@ func (h *Hub) Close() {
 	}
 	h.smu.Unlock()
 	h.wg.Wait()
+	h.pool.stop() // the queued sessions written first; later ones get a goroutine
 	h.writers.Wait()
 }
 

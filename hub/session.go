@@ -70,6 +70,14 @@ type Session struct {
 	// statement on it starts the writer without allocating (one on a
 	// method call allocates the closure that carries the receiver).
 	write func()
+	// tw is w when it is a TryWriter (the hub's writer pool writes the
+	// session), else nil. resume is s.resumeLoop, made at Connect like
+	// write; inflight is the batch a worker handed to it, numbered
+	// inflightN.
+	tw        TryWriter
+	resume    func()
+	inflight  [][]byte
+	inflightN uint64
 }
 
 // subscription is a session's membership of a channel.
@@ -105,7 +113,10 @@ func (sub *subscription) covered(ev *event) bool {
 func (h *Hub) Connect(id string, p Principal, w Writer, enc Encoder) *Session {
 	s := &Session{h: h, id: id, user: p.User, info: p.Info, w: w, enc: enc, expires: p.Expires, subs: map[string]*subscription{},
 		conn: ConnInfo{Transport: p.Transport, Protocol: p.Protocol, RemoteAddr: p.RemoteAddr, Since: h.cfg.Now()}}
-	s.write = s.writeLoop
+	s.write, s.resume = s.writeLoop, s.resumeLoop
+	if tw, ok := w.(TryWriter); ok && h.cfg.Writers > 0 {
+		s.tw = tw
+	}
 	h.smu.Lock()
 	h.sessions[s] = struct{}{}
 	if s.user != "" {
@@ -156,7 +167,7 @@ func (s *Session) Subscribed() []string {
 // Send queues a frame (a reply) behind what is already queued.
 func (s *Session) Send(frame []byte) {
 	s.mu.Lock()
-	s.enqueueLocked(frame)
+	s.enqueueLocked(frame, nil)
 	s.mu.Unlock()
 }
 
@@ -183,7 +194,7 @@ func (s *Session) deliver(sub *subscription, ev *event, cache *encodeCache) {
 	case sub.covered(ev):
 	default:
 		for _, f := range frames {
-			s.enqueueLocked(f)
+			s.enqueueLocked(f, &cache.ready)
 		}
 	}
 	s.mu.Unlock()
@@ -250,8 +261,10 @@ func (s *Session) Value() any {
 // if it is no larger than MaxFrameBytes: so an empty outbox always takes
 // a frame up to MaxFrameBytes, and a single big reply or event does not
 // disconnect a client that reads, while frames that keep queueing behind
-// one that is not read still do. s.mu must be held.
-func (s *Session) enqueueLocked(frame []byte) {
+// one that is not read still do. s.mu must be held. A session that starts
+// writing goes to the writer pool (or its goroutine) at once, or joins
+// ready when not nil (a broadcast's sessions go to the pool in batches).
+func (s *Session) enqueueLocked(frame []byte, ready *readyBatch) {
 	if s.closed || frame == nil {
 		return
 	}
@@ -271,50 +284,90 @@ func (s *Session) enqueueLocked(frame []byte) {
 	if !s.writing {
 		s.writing = true
 		s.h.writers.Add(1)
+		if ready == nil || s.tw == nil {
+			s.startWriter()
+		} else {
+			ready.add(s)
+		}
+	}
+}
+
+// startWriter hands a session that just started writing to the writer
+// pool, or to a goroutine of its own.
+func (s *Session) startWriter() {
+	if s.tw == nil || !s.h.pool.push(s) {
 		go s.write() // no allocation: see Session.write
 	}
 }
 
 // writeLoop drains the outbox in batches; it ends when the outbox is
 // empty, so an idle session has no goroutine.
-func (s *Session) writeLoop() {
-	defer s.h.writers.Done()
+func (s *Session) writeLoop() { s.drain() }
+
+// drain writes the outbox, waiting for the client, until it is empty.
+func (s *Session) drain() {
 	for {
-		s.mu.Lock()
-		if len(s.queue) == 0 || s.closed {
-			// The empty outbox keeps its slice for the next start.
-			s.writing = false
-			s.mu.Unlock()
+		batch, number, ok := s.take()
+		if !ok {
 			return
 		}
-		batch := s.queue
-		s.queue, s.spare = s.spare[:0], nil
-		s.taken++
-		number := s.taken
-		s.mu.Unlock()
 		err := s.w.WriteFrames(context.Background(), batch)
-		var n int64
-		for _, f := range batch {
-			n += int64(len(f))
-		}
-		clear(batch) // drop the frames' memory before the slice is reused
-		s.mu.Lock()
-		s.queued -= n
-		if s.exempt != 0 && s.exemptIn <= number {
-			s.exempt = 0
-		}
-		if s.spare == nil && cap(batch) <= 1024 {
-			s.spare = batch[:0]
-		}
-		if err != nil {
-			s.closed = true
-			s.queue = nil
-			s.writing = false
-			s.mu.Unlock()
+		if !s.written(batch, number, err) {
 			return
 		}
-		s.mu.Unlock()
 	}
+}
+
+// take takes the outbox as the next batch to write, numbered. When there
+// is none (or the session closed) the session stops writing: ok is false.
+func (s *Session) take() (batch [][]byte, number uint64, ok bool) {
+	s.mu.Lock()
+	if len(s.queue) == 0 || s.closed {
+		// The empty outbox keeps its slice for the next start.
+		s.stopWritingLocked()
+		return nil, 0, false
+	}
+	batch = s.queue
+	s.queue, s.spare = s.spare[:0], nil
+	s.taken++
+	number = s.taken
+	s.mu.Unlock()
+	return batch, number, true
+}
+
+// written accounts for a batch written (or failed with err); it returns
+// whether the session still writes: no error and more queued.
+func (s *Session) written(batch [][]byte, number uint64, err error) bool {
+	var n int64
+	for _, f := range batch {
+		n += int64(len(f))
+	}
+	clear(batch) // drop the frames' memory before the slice is reused
+	s.mu.Lock()
+	s.queued -= n
+	if s.exempt != 0 && s.exemptIn <= number {
+		s.exempt = 0
+	}
+	if s.spare == nil && cap(batch) <= 1024 {
+		s.spare = batch[:0]
+	}
+	if err != nil {
+		s.closed = true
+		s.queue = nil
+	}
+	if err != nil || len(s.queue) == 0 {
+		s.stopWritingLocked()
+		return false
+	}
+	s.mu.Unlock()
+	return true
+}
+
+// stopWritingLocked ends the session's writing and unlocks s.mu.
+func (s *Session) stopWritingLocked() {
+	s.writing = false
+	s.mu.Unlock()
+	s.h.writers.Done()
 }
 
 // SubscriptionCounter is implemented by a protocol's session value (see

@@ -66,6 +66,13 @@ type Conn struct {
 	wmu       sync.Mutex // serialises writes to nc
 	wdeadline time.Time  // the socket's write deadline (guarded by wmu)
 	wclosed   bool       // the close frame is out: nothing may follow (guarded by wmu)
+	// pending is what a TrySendBatch left unwritten: it goes out before
+	// anything else (guarded by wmu; pmu guards it too, for a
+	// TrySendBatch that found a write in progress).
+	pending *batch
+	pmu     sync.Mutex
+	wrc     syscall.RawConn // the socket, for writes that must not wait (guarded by wmu)
+	wrcErr  bool            // the socket has none (TLS, a pipe): TrySendBatch never writes
 
 	cbmu sync.Mutex // serialises Handler calls
 
@@ -284,13 +291,23 @@ type batch struct {
 	hdrs []byte
 	bufs net.Buffers
 	w    net.Buffers // bufs as the write consumes them
+
+	// TrySendBatch's non-blocking writes (trysend.go).
+	iov      iovecs
+	tryWrite func(fd uintptr) bool // b.writev, made once per batch
+	wn       int
+	werr     error
 }
 
 // maxFrameHeader is the size of the longest header of a frame this side
 // sends (unmasked, 64-bit length).
 const maxFrameHeader = 10
 
-var batches = sync.Pool{New: func() any { return new(batch) }}
+var batches = sync.Pool{New: func() any {
+	b := new(batch)
+	b.tryWrite = b.writev
+	return b
+}}
 
 // getBatch returns an empty batch whose headers have room for n frames
 // (appending them must not move the headers bufs already points into).
@@ -307,11 +324,7 @@ func getBatch(n int) *batch {
 func (c *Conn) writeBatch(ctx context.Context, b *batch, n int) error {
 	b.w = b.bufs
 	err := c.write(ctx, &b.w, n)
-	clear(b.bufs)
-	b.bufs, b.hdrs, b.w = b.bufs[:0], b.hdrs[:0], nil
-	if cap(b.bufs) <= 1024 && cap(b.hdrs) <= 8192 { // a huge batch's arrays are left to the collector
-		batches.Put(b)
-	}
+	b.release()
 	return err
 }
 
@@ -377,6 +390,9 @@ func (c *Conn) writeRaw(ctx context.Context, bufs *net.Buffers, closing bool) er
 				c.wdeadline = time.Time{} // ctx moved the deadline to the past
 			}
 		}()
+	}
+	if err := c.flushPendingLocked(); err != nil {
+		return err
 	}
 	_, err := bufs.WriteTo(c.nc)
 	return err

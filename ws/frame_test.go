@@ -443,6 +443,7 @@ func TestSendsDoNotAllocate(t *testing.T) {
 		prepared := NewPreparedMessage(Text, sendBatchMessage)
 		for name, send := range map[string]func(){
 			"SendBatch":     func() { c.SendBatch(ctx, msgs...) },
+			"TrySendBatch":  func() { c.TrySendBatch(msgs...) },
 			"Send":          func() { c.Send(ctx, short) },
 			"WritePrepared": func() { c.WritePrepared(ctx, prepared) },
 		} {

@@ -254,4 +254,10 @@ func (w connWriter) WriteFrames(ctx context.Context, frames [][]byte) error {
 	return w.c.SendBatch(ctx, frames...)
 }
 
+// TryWriteFrames implements hub.TryWriter: the hub's writer pool writes
+// without waiting for the client.
+func (w connWriter) TryWriteFrames(frames [][]byte) (bool, error) {
+	return w.c.TrySendBatch(frames...)
+}
+
 func (w connWriter) Close(code int, reason string) error { return w.c.Close(code, reason) }

@@ -1,0 +1,194 @@
+package hub
+
+import (
+	"context"
+	"sync"
+)
+
+// TryWriter is implemented by a Writer that can write without waiting
+// for the client. The hub's writer pool (Config.Writers) writes such a
+// session's outbox on one of a few worker goroutines instead of starting
+// a goroutine for each flush; a transport without it keeps a goroutine
+// per flush.
+type TryWriter interface {
+	Writer
+	// TryWriteFrames writes a batch of frames, in order, without waiting:
+	// what the transport can take now. done is false when some is left;
+	// the transport keeps it and writes it before anything else, and the
+	// next WriteFrames (the hub makes one, with no frames) waits for it.
+	// An error ends the session.
+	TryWriteFrames(frames [][]byte) (done bool, err error)
+}
+
+// pool is a hub's writer workers and their ready-queue: the sessions
+// whose outbox became non-empty. A worker writes a session's batch
+// without waiting (TryWriteFrames); a session whose client does not take
+// it all is handed to a goroutine of its own, which waits for it and
+// drains its outbox as a session without a pool would: a slow client
+// never holds a worker.
+type pool struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	ready  []*Session
+	spare  []*Session
+	idle   int // workers waiting on cond
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// readyChunk is the most sessions a worker takes from the queue at once:
+// large enough that the queue's lock is taken once per many writes, small
+// enough that the workers share a broadcast.
+const readyChunk = 64
+
+func (p *pool) start(n int) {
+	p.cond.L = &p.mu
+	for range n {
+		p.wg.Go(p.work)
+	}
+}
+
+// push queues a session for a worker; false when the pool is closed.
+func (p *pool) push(s *Session) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.ready = append(p.ready, s)
+	if p.idle > 0 {
+		p.cond.Signal()
+	}
+	p.mu.Unlock()
+	return true
+}
+
+// pushAll queues sessions for the workers under one lock; the ones it
+// returns false for (the pool is closed) need a goroutine.
+func (p *pool) pushAll(ss []*Session) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.ready = append(p.ready, ss...)
+	switch {
+	case p.idle == 1 || len(ss) <= readyChunk && p.idle > 0:
+		p.cond.Signal()
+	case p.idle > 1:
+		p.cond.Broadcast()
+	}
+	p.mu.Unlock()
+	return true
+}
+
+// readyBatch gathers the sessions a broadcast starts writing, to queue
+// them for the workers a batch at a time (one lock of the queue per
+// batch, not per session).
+type readyBatch struct {
+	n  int
+	ss [readyChunk]*Session
+}
+
+// add holds a session for the pool, flushing a full batch. The session's
+// mu may be held.
+func (b *readyBatch) add(s *Session) {
+	b.ss[b.n] = s
+	b.n++
+	if b.n == len(b.ss) {
+		b.flush()
+	}
+}
+
+// flush queues the held sessions.
+func (b *readyBatch) flush() {
+	if b.n == 0 {
+		return
+	}
+	ss := b.ss[:b.n]
+	if !ss[0].h.pool.pushAll(ss) {
+		for _, s := range ss {
+			go s.write()
+		}
+	}
+	clear(ss)
+	b.n = 0
+}
+
+// stop ends the workers once the queue is empty and waits for them.
+func (p *pool) stop() {
+	p.mu.Lock()
+	p.closed = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (p *pool) work() {
+	var mine []*Session
+	for {
+		p.mu.Lock()
+		for len(p.ready) == 0 && !p.closed {
+			p.idle++
+			p.cond.Wait()
+			p.idle--
+		}
+		if len(p.ready) == 0 { // closed and drained
+			p.mu.Unlock()
+			return
+		}
+		if len(p.ready) <= readyChunk {
+			mine, p.ready = p.ready, mine[:0]
+		} else {
+			// Take from the end: order between sessions does not matter,
+			// and the rest stays in place.
+			mine = append(mine[:0], p.ready[len(p.ready)-readyChunk:]...)
+			clear(p.ready[len(p.ready)-readyChunk:])
+			p.ready = p.ready[:len(p.ready)-readyChunk]
+		}
+		if len(p.ready) > 0 && p.idle > 0 {
+			p.cond.Signal()
+		}
+		p.mu.Unlock()
+		for i, s := range mine {
+			s.tryFlush()
+			mine[i] = nil
+		}
+	}
+}
+
+// tryFlush writes one batch of the session's outbox without waiting, on
+// a worker. The session is writing (s.writing), counted in h.writers.
+func (s *Session) tryFlush() {
+	batch, number, ok := s.take()
+	if !ok {
+		return
+	}
+	done, err := s.tw.TryWriteFrames(batch)
+	if !done && err == nil {
+		// The client did not take it all: a goroutine of the session's
+		// own waits for the rest and drains the outbox.
+		s.inflight, s.inflightN = batch, number
+		go s.resume() // no allocation: see Session.write
+		return
+	}
+	if !s.written(batch, number, err) {
+		return
+	}
+	// More was queued meanwhile: back in the queue, behind the others.
+	if !s.h.pool.push(s) {
+		go s.write()
+	}
+}
+
+// resumeLoop waits for the rest of the batch a worker could not write,
+// then drains the outbox like writeLoop.
+func (s *Session) resumeLoop() {
+	batch, number := s.inflight, s.inflightN
+	s.inflight = nil
+	err := s.w.WriteFrames(context.Background(), nil)
+	if !s.written(batch, number, err) {
+		return
+	}
+	s.drain()
+}

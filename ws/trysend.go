@@ -1,0 +1,198 @@
+package ws
+
+import (
+	"net"
+	"syscall"
+)
+
+// TrySendBatch sends text messages like SendBatch but never waits for the
+// socket: it writes what the kernel's send buffer takes now. done is false
+// when some of the batch is left: the connection keeps it and writes it,
+// before anything else, with the next send (a SendBatch with no messages
+// only finishes it). It does not allocate (but to compress a message not
+// sent before, and once per connection for its socket). A write in
+// progress on another goroutine, or a socket without a descriptor (TLS),
+// leaves the whole batch pending.
+func (c *Conn) TrySendBatch(msgs ...[]byte) (done bool, err error) {
+	c.mu.Lock()
+	open := c.state == stateOpen
+	c.mu.Unlock()
+	if !open {
+		return false, ErrClosed
+	}
+	b := getBatch(len(msgs))
+	var size int
+	for _, m := range msgs {
+		payload, rsv1 := m, false
+		if c.deflate && len(m) >= deflateThreshold {
+			payload, rsv1 = c.eng.compressShared(m), true
+		}
+		start := len(b.hdrs)
+		b.hdrs = appendFrameHeader(b.hdrs, true, rsv1, opText, len(payload))
+		b.bufs = append(b.bufs, b.hdrs[start:len(b.hdrs):len(b.hdrs)], payload)
+		size += len(b.hdrs) - start + len(payload)
+	}
+	b.w = b.bufs
+	if !c.wmu.TryLock() {
+		// A write (a control frame, most likely) is in progress: leave
+		// the batch to the next send, which takes wmu after it.
+		c.pmu.Lock()
+		if c.pending != nil {
+			c.pmu.Unlock()
+			b.release()
+			return false, errPendingTwice
+		}
+		c.pending = b
+		c.pmu.Unlock()
+		c.countSent(len(msgs), size)
+		return false, nil
+	}
+	defer c.wmu.Unlock()
+	if c.wclosed {
+		b.release()
+		return false, ErrClosed
+	}
+	if err := c.tryPendingLocked(); err != nil {
+		b.release()
+		return false, c.writeFailed(err)
+	}
+	c.pmu.Lock()
+	busy := c.pending != nil
+	c.pmu.Unlock()
+	if !busy {
+		if err := c.tryWriteLocked(b); err != nil {
+			b.release()
+			return false, c.writeFailed(err)
+		}
+	}
+	c.countSent(len(msgs), size)
+	if len(b.w) == 0 {
+		b.release()
+		return true, nil
+	}
+	c.pmu.Lock()
+	if c.pending != nil { // behind the rest of an earlier batch
+		c.pending.bufs = append(c.pending.bufs, b.w...)
+		c.pending.w = c.pending.bufs[len(c.pending.bufs)-len(c.pending.w)-len(b.w):]
+		c.pmu.Unlock()
+		b.release()
+		return false, nil
+	}
+	c.pending = b
+	c.pmu.Unlock()
+	return false, nil
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// errPendingTwice: TrySendBatch was called again before the rest of the
+// previous one was sent (the hub never does).
+const errPendingTwice = errorString("ws: TrySendBatch: the previous batch is still pending")
+
+func (c *Conn) countSent(n, size int) {
+	c.eng.stats.messagesOut.Add(uint64(n))
+	c.eng.stats.bytesOut.Add(uint64(size))
+}
+
+func (c *Conn) writeFailed(err error) error {
+	c.finish(err)
+	return err
+}
+
+// tryPendingLocked writes what the socket takes of the pending batch;
+// wmu must be held.
+func (c *Conn) tryPendingLocked() error {
+	c.pmu.Lock()
+	p := c.pending
+	c.pmu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if err := c.tryWriteLocked(p); err != nil {
+		return err
+	}
+	if len(p.w) == 0 {
+		c.pmu.Lock()
+		c.pending = nil
+		c.pmu.Unlock()
+		p.release()
+	}
+	return nil
+}
+
+// flushPendingLocked writes the pending batch, waiting for the socket
+// (under the write deadline writeRaw set); wmu must be held.
+func (c *Conn) flushPendingLocked() error {
+	c.pmu.Lock()
+	p := c.pending
+	c.pending = nil
+	c.pmu.Unlock()
+	if p == nil {
+		return nil
+	}
+	_, err := p.w.WriteTo(c.nc)
+	p.release()
+	return err
+}
+
+// tryWriteLocked writes b.w without waiting, consuming what was written.
+// wmu must be held.
+func (c *Conn) tryWriteLocked(b *batch) error {
+	if c.wrc == nil && !c.wrcErr {
+		sc, ok := c.nc.(syscall.Conn)
+		if ok {
+			rc, err := sc.SyscallConn()
+			ok = err == nil
+			c.wrc = rc
+		}
+		c.wrcErr = !ok
+	}
+	if c.wrcErr {
+		return nil // everything stays pending
+	}
+	for len(b.w) > 0 {
+		b.werr, b.wn = nil, 0
+		if err := c.wrc.Write(b.tryWrite); err != nil {
+			return err
+		}
+		if b.werr != nil {
+			if b.werr == errWouldBlock {
+				return nil
+			}
+			return b.werr
+		}
+		consume(&b.w, b.wn)
+	}
+	return nil
+}
+
+// consume drops the first n bytes of bufs.
+func consume(bufs *net.Buffers, n int) {
+	w := *bufs
+	for n > 0 && len(w) > 0 {
+		if len(w[0]) <= n {
+			n -= len(w[0])
+			w[0] = nil
+			w = w[1:]
+			continue
+		}
+		w[0] = w[0][n:]
+		n = 0
+	}
+	for len(w) > 0 && len(w[0]) == 0 {
+		w = w[1:]
+	}
+	*bufs = w
+}
+
+// release returns a batch to the pool without the messages (which must not
+// stay reachable from it).
+func (b *batch) release() {
+	clear(b.bufs)
+	b.bufs, b.hdrs, b.w = b.bufs[:0], b.hdrs[:0], nil
+	if cap(b.bufs) <= 1024 && cap(b.hdrs) <= 8192 { // a huge batch's arrays are left to the collector
+		batches.Put(b)
+	}
+}

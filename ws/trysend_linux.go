@@ -1,0 +1,54 @@
+//go:build linux
+
+package ws
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// iovecs is the scratch space of one writev.
+type iovecs = []unix.Iovec
+
+const errWouldBlock = errorString("ws: would block")
+
+// maxIovecs bounds one writev (IOV_MAX is 1024 on Linux).
+const maxIovecs = 1024
+
+// writev is one non-blocking writev of the start of b.w, as a
+// syscall.RawConn Write callback (it never asks to wait): it sets b.wn
+// and b.werr (errWouldBlock when the socket is full).
+func (b *batch) writev(fd uintptr) bool {
+	b.iov = b.iov[:0]
+	for _, p := range b.w {
+		if len(b.iov) == maxIovecs {
+			break
+		}
+		if len(p) == 0 {
+			continue
+		}
+		v := unix.Iovec{Base: &p[0]}
+		v.SetLen(len(p))
+		b.iov = append(b.iov, v)
+	}
+	if len(b.iov) == 0 {
+		return true
+	}
+	for {
+		n, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&b.iov[0])), uintptr(len(b.iov)))
+		switch errno {
+		case 0:
+			b.wn = int(n)
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			b.werr = errWouldBlock
+		default:
+			b.werr = errno
+		}
+		break
+	}
+	clear(b.iov) // the iovecs point into the messages
+	return true
+}
