@@ -30,7 +30,6 @@ type pool struct {
 	mu     sync.Mutex
 	cond   sync.Cond
 	ready  []*Session
-	spare  []*Session
 	idle   int // workers waiting on cond
 	closed bool
 	wg     sync.WaitGroup
