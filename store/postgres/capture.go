@@ -33,9 +33,11 @@ const CaptureTrigger = "_switchyard_capture"
 // NotifyChannel is the channel the capture trigger notifies.
 const NotifyChannel = "switchyard_changes"
 
-// captureLock is the session advisory lock of the follower that
-// publishes (one per database when Leader).
-const captureLock = 0x5377_7963_6870 // "Swychp"
+// captureLock is the session advisory lock of the follower that moves
+// the queue (and, with Leader, publishes): one per schema, the second key
+// being the hash of the schema's name, so deployments that share a
+// database in schemas of their own do not wait for each other.
+const captureLock = 0x5379_6370 // "Sycp"
 
 // captureFunction records one row change. TG_ARGV: the resource's name
 // (the change log's tbl) and the primary key's column. It runs as its
@@ -246,14 +248,17 @@ type FollowOptions struct {
 	// (a broker of its own: memory).
 	Leader bool
 	// Poll is how often the queue and the log are read when nothing
-	// happens and no notification came (default 1 s): notifications are
-	// a wake-up, the tables are the truth. Active is the interval while
-	// changes flow (default 2 ms), doubling up to Poll after reads that
-	// found nothing: the trigger notifies only when the queue looks
-	// empty, since NOTIFY serialises the commits of the transactions
-	// that send one.
+	// happens and no notification came (default 250 ms): notifications
+	// are a wake-up, the tables are the truth. Active is the interval
+	// while changes flow (default 2 ms), kept for Quiet (default 1 s)
+	// after the last change seen, then doubling up to Poll. The trigger
+	// notifies only when the queue looks empty (NOTIFY serialises the
+	// commits of the transactions that send one), so a transaction that
+	// saw rows waiting and commits late is found by polling: within
+	// Active while changes flow, within Poll after a quiet second.
 	Poll   time.Duration
 	Active time.Duration
+	Quiet  time.Duration
 	// Batch bounds the changes handed over at once (default 1,000).
 	Batch int
 	// Retry is the wait before reconnecting after an error, and between
@@ -267,10 +272,13 @@ type FollowOptions struct {
 // stops nothing: the same batch is not retried, the error is logged.
 func (db *DB) FollowCaptured(ctx context.Context, o FollowOptions, fn func(ctx context.Context, chs []store.Change)) error {
 	if o.Poll <= 0 {
-		o.Poll = time.Second
+		o.Poll = 250 * time.Millisecond
 	}
 	if o.Active <= 0 {
 		o.Active = 2 * time.Millisecond
+	}
+	if o.Quiet <= 0 {
+		o.Quiet = time.Second
 	}
 	o.Active = min(o.Active, o.Poll)
 	if o.Batch <= 0 {
@@ -338,10 +346,11 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 	}
 	mover := false
 	var nextTry time.Time
-	idle := o.Active // the wait before the next read when nothing comes
+	idle := o.Active       // the wait before the next read when nothing comes
+	var lastSeen time.Time // when a change was last moved or handed over
 	for {
 		if !mover && !time.Now().Before(nextTry) {
-			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(captureLock)).Scan(&mover); err != nil {
+			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1::int, hashtext(current_schema()))", int32(captureLock)).Scan(&mover); err != nil {
 				return err
 			}
 			nextTry = time.Now().Add(o.Retry)
@@ -373,7 +382,7 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 			}
 			more = moved == o.Batch
 			if moved > 0 {
-				idle = o.Active
+				lastSeen = time.Now()
 			}
 		}
 		if mover || !o.Leader {
@@ -383,11 +392,14 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 			}
 			more = more || n == o.Batch
 			if n > 0 {
-				idle = o.Active
+				lastSeen = time.Now()
 			}
 		}
 		if more {
 			continue
+		}
+		if time.Since(lastSeen) < o.Quiet {
+			idle = o.Active // changes flow: poll at once
 		}
 		wait := idle
 		idle = min(idle*2, o.Poll)

@@ -531,3 +531,53 @@ func TestCaptureInstallWithoutPrivilege(t *testing.T) {
 		t.Fatalf("after the DBA ran it: %+v %v", st, err)
 	}
 }
+
+// A transaction that saw changes waiting in the queue sends no
+// notification; when it commits late, after the follower went quiet, its
+// change still arrives within the follower's Poll.
+func TestCaptureLateCommitWithoutNotification(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InstallCapture(ctx, "todos"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('first', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	late, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close(ctx)
+	tx, err := late.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// 'first' waits in the queue: this transaction's trigger sees it and
+	// sends no notification.
+	if _, err := tx.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('late', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	const poll = 300 * time.Millisecond
+	f := follow(t, db, FollowOptions{Poll: poll, Quiet: 50 * time.Millisecond})
+	if got := f.wait(t, 1); len(got) != 1 || got[0].Row["title"] != "first" {
+		t.Fatalf("first: %+v", got)
+	}
+	time.Sleep(time.Second) // the follower goes quiet: it polls every Poll
+	committed := time.Now()
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := f.wait(t, 2)
+	if len(got) != 2 || got[1].Row["title"] != "late" {
+		t.Fatalf("late: %+v", got)
+	}
+	if d := time.Since(committed); d > 2*poll {
+		t.Fatalf("the late commit arrived after %v, want within Poll (%v)", d, poll)
+	}
+}
