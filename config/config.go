@@ -267,6 +267,11 @@ type Limits struct {
 	// authenticated user across its connections on this process; 0 is
 	// unlimited.
 	MaxSubscriptionsPerUser int `yaml:"max_subscriptions_per_user"`
+	// Writers is how many worker goroutines write broadcasts to the
+	// clients' sockets (0: one per CPU, GOMAXPROCS; -1: none, a goroutine
+	// per flush). A client whose socket is full gets a goroutine of its
+	// own, so a slow client never holds a worker.
+	Writers int `yaml:"writers"`
 	// MaxHistoryBytes bounds the history kept across all channels; past
 	// it, the history of the channels published to least recently is
 	// dropped first (their epoch changes). 0 is unlimited.
@@ -811,6 +816,7 @@ func (c Config) LogValue() slog.Value {
 			"max_connections", c.Limits.MaxConnections,
 			"max_subscriptions", c.Limits.MaxSubscriptions,
 			"max_subscriptions_per_user", c.Limits.MaxSubscriptionsPerUser,
+			"writers", c.Limits.Writers,
 			"max_history_bytes", c.Limits.MaxHistoryBytes.String(),
 			"max_channels_per_namespace", c.Limits.MaxChannelsPerNamespace,
 			"max_search_length", c.Limits.MaxSearchLength,

@@ -186,6 +186,9 @@ func (c *Config) validate() []verr {
 	if l.MaxConnections < 0 {
 		v.add("limits.max_connections", "must not be negative; 0 derives it from the open-file limit (got %d)", l.MaxConnections)
 	}
+	if l.Writers < -1 || l.Writers > 1024 {
+		v.add("limits.writers", "must be between -1 (no workers) and 1024; 0 is one per CPU (got %d)", l.Writers)
+	}
 	for _, e := range []struct {
 		key string
 		n   int

@@ -192,6 +192,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		MaxSubscriptions:     cfg.Limits.MaxSubscriptions,
 		MaxUserSubscriptions: cfg.Limits.MaxSubscriptionsPerUser,
 		PresenceExpiry:       time.Duration(cfg.Broker.PresenceTTL),
+		Writers:              cfg.Limits.Writers,
 		Logger:               log,
 	})
 	if err != nil {
