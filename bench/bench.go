@@ -237,11 +237,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return json.NewEncoder(stdout).Encode(res)
-		}
-		res.WriteTable(stdout)
-		return nil
+		return report(stdout, *asJSON, res)
 	}
 	if scenario == "signals" {
 		if *target != "" {
@@ -254,11 +250,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return json.NewEncoder(stdout).Encode(res)
-		}
-		res.WriteTable(stdout)
-		return nil
+		return report(stdout, *asJSON, res)
 	}
 
 	floorCfg := FloorConfig{Conns: *conns, Rate: rate, Duration: duration, Size: size, Progress: stderr}
@@ -267,11 +259,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return json.NewEncoder(stdout).Encode(res)
-		}
-		res.WriteTable(stdout)
-		return nil
+		return report(stdout, *asJSON, res)
 	}
 
 	base, key, csSecret, jwtKey, pid := *target, apiKey, secret, jwtSecret, targetPID
@@ -346,10 +334,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(res)
+	return report(stdout, *asJSON, res)
+}
+
+// report prints a scenario's result: one JSON object, or its table.
+func report(w io.Writer, asJSON bool, res interface{ WriteTable(io.Writer) }) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(res)
 	}
-	res.WriteTable(stdout)
+	res.WriteTable(w)
 	return nil
 }
 

@@ -157,6 +157,12 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Resources on existing tables take their fields from the catalog
+	// (capture.go), before anything else depends on them.
+	if err := attachTables(context.Background(), db, cfg.Resources, log); err != nil {
+		db.Close()
+		return nil, err
+	}
 	b, err := openBroker(context.Background(), cfg, log)
 	if err != nil {
 		db.Close()
@@ -208,15 +214,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	// Resources on existing tables take their fields from the catalog
-	// (capture.go).
-	if err := attachTables(context.Background(), db, cfg.Resources, log); err != nil {
+	// What is open from here on, released when a later step fails.
+	release := func() {
 		hb.Close()
 		engine.Close()
 		node.Stop(context.Background())
 		b.Close(context.Background())
 		db.Close()
-		return nil, err
 	}
 	// Every committed write of a resource becomes a publication on the
 	// record's channel; the protocols turn it into their events.
@@ -235,41 +239,25 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		},
 	})
 	if err != nil {
-		hb.Close()
-		engine.Close()
-		node.Stop(context.Background())
-		b.Close(context.Background())
-		db.Close()
+		release()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	follow, err := startCapture(context.Background(), db, cfg.Resources, resources, cfg.Broker.Driver == config.BrokerRedis, log)
 	if err != nil {
-		hb.Close()
-		engine.Close()
-		node.Stop(context.Background())
-		b.Close(context.Background())
-		db.Close()
+		release()
 		return nil, err
 	}
 	// Signals and their durable queues (docs/signals.md), where the store
 	// is (drivers.go). Workers start with Run.
 	jobs, err := openQueue(context.Background(), cfg, db, log)
 	if err != nil {
-		hb.Close()
-		engine.Close()
-		node.Stop(context.Background())
-		b.Close(context.Background())
-		db.Close()
+		release()
 		return nil, err
 	}
 	signals, err := newSignals(cfg, o, jobs, node, b, log) // signalbus.go
 	if err != nil {
 		jobs.Close()
-		hb.Close()
-		engine.Close()
-		node.Stop(context.Background())
-		b.Close(context.Background())
-		db.Close()
+		release()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if n := len(cfg.Signals.Declared); n > 0 {

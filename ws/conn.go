@@ -260,7 +260,16 @@ func (c *Conn) writeData(ctx context.Context, op byte, data []byte) error {
 // It does not allocate (but to compress a message not sent before): the
 // hub's writers call it once per subscriber of a broadcast.
 func (c *Conn) SendBatch(ctx context.Context, msgs ...[]byte) error {
+	b, _ := c.textBatch(msgs)
+	return c.writeBatch(ctx, b, len(msgs))
+}
+
+// textBatch frames text messages into a pooled batch (a broadcast
+// compressed once for every connection, compressShared) and returns it
+// with the bytes of its frames.
+func (c *Conn) textBatch(msgs [][]byte) (*batch, int) {
 	b := getBatch(len(msgs))
+	size := 0
 	for _, m := range msgs {
 		payload, rsv1 := m, false
 		if c.deflate && len(m) >= deflateThreshold {
@@ -269,8 +278,9 @@ func (c *Conn) SendBatch(ctx context.Context, msgs ...[]byte) error {
 		start := len(b.hdrs)
 		b.hdrs = appendFrameHeader(b.hdrs, true, rsv1, opText, len(payload))
 		b.bufs = append(b.bufs, b.hdrs[start:len(b.hdrs):len(b.hdrs)], payload)
+		size += len(b.hdrs) - start + len(payload)
 	}
-	return c.writeBatch(ctx, b, len(msgs))
+	return b, size
 }
 
 // WritePrepared sends prepared messages in one write. It is how a

@@ -20,18 +20,7 @@ func (c *Conn) TrySendBatch(msgs ...[]byte) (done bool, err error) {
 	if !open {
 		return false, ErrClosed
 	}
-	b := getBatch(len(msgs))
-	var size int
-	for _, m := range msgs {
-		payload, rsv1 := m, false
-		if c.deflate && len(m) >= deflateThreshold {
-			payload, rsv1 = c.eng.compressShared(m), true
-		}
-		start := len(b.hdrs)
-		b.hdrs = appendFrameHeader(b.hdrs, true, rsv1, opText, len(payload))
-		b.bufs = append(b.bufs, b.hdrs[start:len(b.hdrs):len(b.hdrs)], payload)
-		size += len(b.hdrs) - start + len(payload)
-	}
+	b, size := c.textBatch(msgs)
 	b.w = b.bufs
 	if !c.wmu.TryLock() {
 		// A write (a control frame, most likely) is in progress: leave

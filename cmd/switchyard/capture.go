@@ -121,25 +121,11 @@ func (c *cli) capture(ctx context.Context, args []string) error {
 		}
 	case "install":
 		if sqlOnly {
-			source := res.Table
-			if source == "" {
-				source = res.Name
-			}
-			cols, err := db.Describe(ctx, source)
+			q, err := db.InstallSQL(ctx, res.Name)
 			if err != nil {
 				return err
 			}
-			pk := "id"
-			for _, c := range cols {
-				if c.PK {
-					pk = c.Name
-				}
-			}
-			schema, err := db.Schema(ctx)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(c.stdout, postgres.CaptureSQL(res.Name, source, pk, schema))
+			fmt.Fprintln(c.stdout, q)
 			return nil
 		}
 		if err := db.InstallCapture(ctx, res.Name); err != nil {

@@ -127,84 +127,97 @@ func (e *PrivilegeError) Error() string {
 
 func (e *PrivilegeError) Unwrap() error { return e.Err }
 
-// InstallCapture installs (or replaces) the capture trigger on an
-// existing table, in one transaction. The resource must be attached
-// (Migrate).
-func (db *DB) InstallCapture(ctx context.Context, resource string) error {
+// source is the table a resource is stored in, as written in the
+// configuration: the existing table it serves, or its own.
+func (t *table) source() string {
+	if t.Source != "" {
+		return t.Source
+	}
+	return t.Name
+}
+
+// captureTx runs fn in one transaction under the migration lock, with the
+// attached table of resource and Switchyard's schema.
+func (db *DB) captureTx(ctx context.Context, op, resource string, fn func(tx pgx.Tx, t *table, schema string) error) error {
 	t, err := db.table(resource)
 	if err != nil {
 		return err
 	}
-	source := t.Source
-	if source == "" {
-		source = t.Name
-	}
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
-		return db.fail(ctx, "install capture", err)
+		return db.fail(ctx, op, err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
-		return db.fail(ctx, "install capture", err)
-	}
 	var schema string
-	if err := tx.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
-		return db.fail(ctx, "install capture", err)
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
+		return db.fail(ctx, op, err)
 	}
-	for _, q := range []string{captureFunction(schema), createTrigger(resource, source, t.pkCol, schema)} {
-		if _, err := tx.Exec(ctx, q); err != nil {
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) && pe.Code == "42501" {
-				return &PrivilegeError{Table: source, Privilege: "to own the table (or the TRIGGER privilege on it) and CREATE on schema " + schema,
-					SQL: CaptureSQL(resource, source, t.pkCol, schema), Err: err}
-			}
-			return db.fail(ctx, "install capture on "+source, err)
-		}
+	if err := tx.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return db.fail(ctx, op, err)
+	}
+	if err := fn(tx, t, schema); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return db.fail(ctx, "install capture", err)
+		return db.fail(ctx, op, err)
 	}
 	db.ok()
 	return nil
+}
+
+// InstallCapture installs (or replaces) the capture trigger on an
+// existing table, in one transaction. The resource must be attached
+// (Migrate).
+func (db *DB) InstallCapture(ctx context.Context, resource string) error {
+	return db.captureTx(ctx, "install capture", resource, func(tx pgx.Tx, t *table, schema string) error {
+		for _, q := range []string{captureFunction(schema), createTrigger(resource, t.source(), t.pkCol, schema)} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				var pe *pgconn.PgError
+				if errors.As(err, &pe) && pe.Code == "42501" {
+					return &PrivilegeError{Table: t.source(), Privilege: "to own the table (or the TRIGGER privilege on it) and CREATE on schema " + schema,
+						SQL: CaptureSQL(resource, t.source(), t.pkCol, schema), Err: err}
+				}
+				return db.fail(ctx, "install capture on "+t.source(), err)
+			}
+		}
+		return nil
+	})
+}
+
+// InstallSQL returns the SQL InstallCapture runs for an attached
+// resource, for a DBA to run instead (CaptureSQL).
+func (db *DB) InstallSQL(ctx context.Context, resource string) (string, error) {
+	t, err := db.table(resource)
+	if err != nil {
+		return "", err
+	}
+	schema, err := db.Schema(ctx)
+	if err != nil {
+		return "", err
+	}
+	return CaptureSQL(resource, t.source(), t.pkCol, schema), nil
 }
 
 // RemoveCapture drops the capture trigger of a resource's table (the
 // function too when no other table uses it). The table is left as it was
 // before InstallCapture; changes already recorded stay in the log.
 func (db *DB) RemoveCapture(ctx context.Context, resource string) error {
-	t, err := db.table(resource)
-	if err != nil {
-		return err
-	}
-	source := t.Source
-	if source == "" {
-		source = t.Name
-	}
-	tx, err := db.pool.Begin(ctx)
-	if err != nil {
-		return db.fail(ctx, "remove capture", err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLock)); err != nil {
-		return db.fail(ctx, "remove capture", err)
-	}
-	if _, err := tx.Exec(ctx, "DROP TRIGGER IF EXISTS "+CaptureTrigger+" ON "+quoteQualified(source)); err != nil {
-		return db.fail(ctx, "remove capture from "+source, err)
-	}
-	var others int
-	if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_trigger WHERE tgfoid = to_regprocedure(quote_ident(current_schema()) || '._switchyard_capture()')").Scan(&others); err != nil {
-		return db.fail(ctx, "remove capture", err)
-	}
-	if others == 0 {
-		if _, err := tx.Exec(ctx, "DROP FUNCTION IF EXISTS _switchyard_capture()"); err != nil {
+	return db.captureTx(ctx, "remove capture", resource, func(tx pgx.Tx, t *table, schema string) error {
+		if _, err := tx.Exec(ctx, "DROP TRIGGER IF EXISTS "+CaptureTrigger+" ON "+quoteQualified(t.source())); err != nil {
+			return db.fail(ctx, "remove capture from "+t.source(), err)
+		}
+		fn := quote(schema) + "._switchyard_capture()"
+		var others int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM pg_trigger WHERE tgfoid = to_regprocedure($1)", fn).Scan(&others); err != nil {
 			return db.fail(ctx, "remove capture", err)
 		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return db.fail(ctx, "remove capture", err)
-	}
-	db.ok()
-	return nil
+		if others == 0 {
+			if _, err := tx.Exec(ctx, "DROP FUNCTION IF EXISTS "+fn); err != nil {
+				return db.fail(ctx, "remove capture", err)
+			}
+		}
+		return nil
+	})
 }
 
 // CaptureStatus says what is installed on a resource's table.
@@ -213,14 +226,11 @@ func (db *DB) CaptureStatus(ctx context.Context, resource string) (CaptureStatus
 	if err != nil {
 		return CaptureStatus{}, err
 	}
-	st := CaptureStatus{Table: t.Source}
-	if st.Table == "" {
-		st.Table = t.Name
-	}
+	st := CaptureStatus{Table: t.source()}
 	var enabled string
 	var args []byte
 	err = db.pool.QueryRow(ctx, "SELECT tgenabled::text, pg_get_triggerdef(oid), tgargs FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2",
-		regclass(st.Table), CaptureTrigger).Scan(&enabled, &st.Definition, &args)
+		quoteQualified(st.Table), CaptureTrigger).Scan(&enabled, &st.Definition, &args)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
@@ -421,13 +431,18 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 // handOver reads the captured changes after pos from the log and gives
 // them to fn; it returns how many it read.
 func (db *DB) handOver(ctx context.Context, conn *pgx.Conn, o FollowOptions, pos *int64, fn func(context.Context, []store.Change)) (int, error) {
-	rows, err := conn.Query(ctx, "SELECT seq, tbl, row_id, op, row::text, at, before::text, captured, COALESCE(prev, 0) FROM _switchyard_changes WHERE captured AND seq > $1 ORDER BY seq LIMIT $2", *pos, o.Batch)
+	rows, err := conn.Query(ctx, "SELECT seq, tbl, "+changeColumns+" FROM _switchyard_changes WHERE captured AND seq > $1 ORDER BY seq LIMIT $2", *pos, o.Batch)
 	if err != nil {
 		return 0, err
 	}
 	var chs []store.Change
+	n, last := 0, *pos
 	for rows.Next() {
-		c, err := db.scanCaptured(rows)
+		c, err := db.scanChange(rows, "")
+		n, last = n+1, c.Seq
+		if errors.Is(err, store.ErrNotFound) {
+			continue // a table this process does not serve
+		}
 		if err != nil {
 			rows.Close()
 			return 0, err
@@ -438,51 +453,17 @@ func (db *DB) handOver(ctx context.Context, conn *pgx.Conn, o FollowOptions, pos
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
-	if len(chs) == 0 {
+	if n == 0 {
 		return 0, nil
 	}
-	// Changes of tables this process does not serve are skipped.
-	keep := make([]store.Change, 0, len(chs))
-	for _, c := range chs {
-		if c.Table != "" {
-			keep = append(keep, c)
-		}
+	if len(chs) > 0 {
+		fn(ctx, chs)
 	}
-	if len(keep) > 0 {
-		fn(ctx, keep)
-	}
-	*pos = chs[len(chs)-1].Seq
+	*pos = last
 	if o.Leader {
 		if _, err := conn.Exec(ctx, "UPDATE _switchyard_capture SET published = $1 WHERE id = 1 AND published < $1", *pos); err != nil {
 			return 0, err
 		}
 	}
-	return len(chs), nil
-}
-
-// scanCaptured reads a captured change; one of a table this process does
-// not serve comes back with an empty Table.
-func (db *DB) scanCaptured(rows pgx.Rows) (store.Change, error) {
-	var c store.Change
-	var op string
-	var raw, before *string
-	if err := rows.Scan(&c.Seq, &c.Table, &c.ID, &op, &raw, &c.Time, &before, &c.Captured, &c.Prev); err != nil {
-		return c, fmt.Errorf("store/postgres: change log: %w", err)
-	}
-	c.Op, c.Time = store.Op(op), c.Time.UTC()
-	t, err := db.table(c.Table)
-	if err != nil {
-		return store.Change{Seq: c.Seq}, nil
-	}
-	if raw != nil {
-		if c.Row, err = decodeRow(t, []byte(*raw)); err != nil {
-			return c, err
-		}
-	}
-	if before != nil {
-		if c.Before, err = decodeRow(t, []byte(*before)); err != nil {
-			return c, err
-		}
-	}
-	return c, nil
+	return n, nil
 }

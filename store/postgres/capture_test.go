@@ -82,6 +82,21 @@ func todoTable(t *testing.T, db *DB) []store.Column {
 	return out
 }
 
+// attachTodos attaches app_todo as the resource todos, with capture
+// installed when install.
+func attachTodos(t *testing.T, db *DB, install bool) {
+	t.Helper()
+	ctx := context.Background()
+	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
+		t.Fatal(err)
+	}
+	if install {
+		if err := db.InstallCapture(ctx, "todos"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestDescribeMapsTypes(t *testing.T) {
 	u, _ := externalTable(t)
 	db := openTest(t, u)
@@ -254,12 +269,7 @@ func TestCaptureExternalWrites(t *testing.T) {
 	u, conn := externalTable(t)
 	db := openTest(t, u)
 	before := catalog(t, conn)
-	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.InstallCapture(ctx, "todos"); err != nil {
-		t.Fatal(err)
-	}
+	attachTodos(t, db, true)
 	st, err := db.CaptureStatus(ctx, "todos")
 	if err != nil || !st.Installed || !st.Enabled || st.Resource != "todos" {
 		t.Fatalf("status %+v %v", st, err)
@@ -348,12 +358,7 @@ func TestCaptureBurst(t *testing.T) {
 	ctx := context.Background()
 	u, conn := externalTable(t)
 	db := openTest(t, u)
-	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.InstallCapture(ctx, "todos"); err != nil {
-		t.Fatal(err)
-	}
+	attachTodos(t, db, true)
 	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) SELECT 't' || g, 1 FROM generate_series(1, 100) g"); err != nil {
 		t.Fatal(err)
 	}
@@ -393,9 +398,7 @@ func TestCaptureLeader(t *testing.T) {
 	u, conn := externalTable(t)
 	db1, db2 := openTest(t, u), openTest(t, u)
 	for _, db := range []*DB{db1, db2} {
-		if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
-			t.Fatal(err)
-		}
+		attachTodos(t, db, false)
 	}
 	if err := db1.InstallCapture(ctx, "todos"); err != nil {
 		t.Fatal(err)
@@ -471,12 +474,7 @@ func TestCaptureAppRoleAndSearchPath(t *testing.T) {
 	var schema string
 	conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema)
 	db := openTest(t, u)
-	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.InstallCapture(ctx, "todos"); err != nil {
-		t.Fatal(err)
-	}
+	attachTodos(t, db, true)
 	f := follow(t, db, FollowOptions{})
 	time.Sleep(300 * time.Millisecond)
 	appURL := withRole(t, u, schema+"_app", "GRANT USAGE ON SCHEMA "+quote(schema)+" TO ROLE",
@@ -510,9 +508,7 @@ func TestCaptureInstallWithoutPrivilege(t *testing.T) {
 	lowURL := withRole(t, u, schema+"_low", "GRANT USAGE, CREATE ON SCHEMA "+quote(schema)+" TO ROLE",
 		"GRANT SELECT, INSERT, UPDATE, DELETE ON app_todo TO ROLE")
 	db := openTest(t, lowURL)
-	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
-		t.Fatal(err)
-	}
+	attachTodos(t, db, false)
 	err := db.InstallCapture(ctx, "todos")
 	var pe *PrivilegeError
 	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "to own the table") || !strings.Contains(pe.SQL, "CREATE OR REPLACE TRIGGER _switchyard_capture AFTER INSERT OR UPDATE OR DELETE ON \"app_todo\"") {
@@ -539,12 +535,7 @@ func TestCaptureLateCommitWithoutNotification(t *testing.T) {
 	ctx := context.Background()
 	u, conn := externalTable(t)
 	db := openTest(t, u)
-	if err := db.Migrate(ctx, []store.Table{{Name: "todos", Source: "app_todo", Columns: todoTable(t, db)}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.InstallCapture(ctx, "todos"); err != nil {
-		t.Fatal(err)
-	}
+	attachTodos(t, db, true)
 	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('first', 1)"); err != nil {
 		t.Fatal(err)
 	}

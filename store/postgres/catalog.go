@@ -61,10 +61,6 @@ func quoteQualified(name string) string {
 	return quote(schema) + "." + quote(tbl)
 }
 
-// regclass is the text to_regclass reads for a table name: each part
-// quoted, so names are taken as written.
-func regclass(name string) string { return quoteQualified(name) }
-
 // Describe reads an existing table's columns from the catalog, with the
 // store type each is served as (the mapping of docs/existing-tables.md).
 // A missing table is an error wrapping store.ErrNotFound.
@@ -87,7 +83,7 @@ type queryer interface {
 
 func describe(ctx context.Context, q queryer, name string) ([]store.CatalogColumn, error) {
 	var oid *uint32
-	if err := q.QueryRow(ctx, "SELECT to_regclass($1)::oid", regclass(name)).Scan(&oid); err != nil {
+	if err := q.QueryRow(ctx, "SELECT to_regclass($1)::oid", quoteQualified(name)).Scan(&oid); err != nil {
 		return nil, err
 	}
 	if oid == nil {

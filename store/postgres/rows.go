@@ -494,7 +494,7 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]store.Chan
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := db.pool.Query(ctx, "SELECT seq, tbl, row_id, op, row::text, at, before::text, captured FROM _switchyard_changes WHERE seq > $1 ORDER BY seq LIMIT $2", after, limit)
+	rows, err := db.pool.Query(ctx, "SELECT seq, tbl, "+changeColumns+" FROM _switchyard_changes WHERE seq > $1 ORDER BY seq LIMIT $2", after, limit)
 	if err != nil {
 		return nil, db.fail(ctx, "changes", err)
 	}
@@ -514,38 +514,41 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]store.Chan
 	return out, nil
 }
 
-// scanChange reads seq, tbl, row_id, op, row, at, before, captured (tbl
-// given when the query does not select it).
+// changeColumns are what scanChange reads, after tbl.
+const changeColumns = "row_id, op, row::text, at, before::text, captured, COALESCE(prev, 0)"
+
+// scanChange reads seq, tbl, then changeColumns (tbl given when the query
+// does not select it). A change of a table this store does not serve is
+// an error wrapping store.ErrNotFound, with the change's Seq and Table.
 func (db *DB) scanChange(rows pgx.Rows, table string) (store.Change, error) {
 	var c store.Change
 	var op string
 	var raw, before *string
 	var err error
 	if table == "" {
-		err = rows.Scan(&c.Seq, &c.Table, &c.ID, &op, &raw, &c.Time, &before, &c.Captured)
+		err = rows.Scan(&c.Seq, &c.Table, &c.ID, &op, &raw, &c.Time, &before, &c.Captured, &c.Prev)
 	} else {
 		c.Table = table
-		err = rows.Scan(&c.Seq, &c.ID, &op, &raw, &c.Time, &before, &c.Captured)
+		err = rows.Scan(&c.Seq, &c.ID, &op, &raw, &c.Time, &before, &c.Captured, &c.Prev)
 	}
 	if err != nil {
 		return c, fmt.Errorf("store/postgres: change log: %w", err)
 	}
 	c.Op = store.Op(op)
 	c.Time = c.Time.UTC()
+	if raw == nil && before == nil {
+		return c, nil
+	}
+	t, err := db.table(c.Table)
+	if err != nil {
+		return c, err
+	}
 	if raw != nil {
-		t, err := db.table(c.Table)
-		if err != nil {
-			return c, err
-		}
 		if c.Row, err = decodeRow(t, []byte(*raw)); err != nil {
 			return c, err
 		}
 	}
 	if before != nil {
-		t, err := db.table(c.Table)
-		if err != nil {
-			return c, err
-		}
 		if c.Before, err = decodeRow(t, []byte(*before)); err != nil {
 			return c, err
 		}
@@ -581,7 +584,7 @@ func (db *DB) RowChanges(ctx context.Context, table string, id, after int64, lim
 	case !errors.Is(err, pgx.ErrNoRows):
 		return fail(err)
 	}
-	q := "SELECT seq, row_id, op, row::text, at, before::text, captured FROM _switchyard_changes WHERE tbl = $1 AND row_id = $2 AND seq > $3 ORDER BY seq"
+	q := "SELECT seq, " + changeColumns + " FROM _switchyard_changes WHERE tbl = $1 AND row_id = $2 AND seq > $3 ORDER BY seq"
 	qargs := []any{t.Name, id, after}
 	if limit > 0 {
 		q += " LIMIT $4"
