@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/switchyardhq/switchyard"
 	"github.com/switchyardhq/switchyard/config"
@@ -84,36 +83,6 @@ type Service struct {
 	emitters map[string]*emitter // by resource; the map is fixed by NewService
 }
 
-// emitter keeps one resource's events in commit order. Writes commit
-// holding mu (the store serialises them anyway) and queue their change in
-// that order. The write at the head of the queue holds the turn: it emits
-// its own change, then those that hooks wrote meanwhile, and hands the
-// turn to the next waiting write. Each write thus waits for its own event
-// (the writers' backpressure on a slow fan-out) and no write emits the
-// others' for long.
-//
-// A write made from a hook (with the ctx the hook was given) never waits:
-// it queues behind the event being emitted, or takes the turn itself when
-// its resource is idle. So a hook may write to any resource, its own
-// included, without deadlocking.
-type emitter struct {
-	mu       sync.Mutex
-	queue    []*queued
-	emitting bool // a write holds the turn
-}
-
-type queued struct {
-	ctx    context.Context
-	ch     store.Change
-	before store.Row
-	// turn is closed when the turn passes to this write; nil for a write
-	// made from a hook, which does not wait.
-	turn chan struct{}
-	// durable is closed when the write returned: its change may be
-	// announced.
-	durable chan struct{}
-}
-
 // inHook marks the context hooks and OnChange are given.
 type inHook struct{}
 
@@ -123,69 +92,6 @@ type inTxHook struct{}
 // errWriteInTx refuses a resource write made from an InTx hook: it would
 // wait for the hook's own transaction forever.
 var errWriteInTx = errors.New("resource: a write from an InTx hook would wait for its own transaction forever: use the hook's transaction")
-
-// commit runs one store write of a resource and emits its event in commit
-// order. The resource's lock is held from before the write until its
-// change is queued: on a store that reports the commit before waiting for
-// it to be durable (store.WithCommitted: PostgreSQL), that is the commit
-// only, so the writes of a resource share their flushes; each event is
-// emitted once its write is durable.
-func (s *Service) commit(ctx context.Context, sc *Schema, before store.Row, write func(ctx context.Context) (store.Row, store.Change, error)) (store.Row, error) {
-	if ctx.Value(inTxHook{}) != nil {
-		return nil, errWriteInTx
-	}
-	e := s.emitters[sc.Name()]
-	q := &queued{ctx: context.WithoutCancel(ctx), before: before, durable: make(chan struct{})}
-	if ctx.Value(inHook{}) == nil {
-		q.turn = make(chan struct{})
-	}
-	const (
-		notQueued = iota
-		head      // this write takes the turn now
-		waiting   // this write waits for the turn
-		fromHook  // the write holding the turn emits it
-	)
-	role := notQueued
-	enqueue := func(ch store.Change) { // with e.mu held; releases it
-		q.ch = ch
-		e.queue = append(e.queue, q)
-		switch {
-		case !e.emitting:
-			e.emitting = true
-			role = head
-		case q.turn == nil:
-			role = fromHook
-		default:
-			role = waiting
-		}
-		e.mu.Unlock()
-	}
-	e.mu.Lock()
-	row, ch, err := s.write(store.WithCommitted(ctx, enqueue), sc, before, write)
-	if role == notQueued {
-		if err != nil {
-			e.mu.Unlock()
-			return nil, err
-		}
-		enqueue(ch)
-	}
-	// Committed; durable unless err (a failed flush: the change is
-	// visible, so its event still goes out, and the caller hears the
-	// error).
-	close(q.durable)
-	switch role {
-	case fromHook:
-	case waiting:
-		<-q.turn
-		s.takeTurn(sc, e)
-	default:
-		s.takeTurn(sc, e)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return row, nil
-}
 
 // write runs a store write, with the resource's InTx hook inside its
 // transaction when it has one.
@@ -209,45 +115,6 @@ func (s *Service) write(ctx context.Context, sc *Schema, before store.Row, write
 		return nil, store.Change{}, err
 	}
 	return row, ch, nil
-}
-
-// takeTurn runs with the turn held and the caller's change at the head
-// of the queue: it emits that change and the hooks' changes after it,
-// then hands the turn to the next waiting write or gives it up. A hook
-// that panics does not leave the turn held: the panic goes on once the
-// turn has moved.
-func (s *Service) takeTurn(sc *Schema, e *emitter) {
-	var panicked any
-	for first := true; ; first = false {
-		e.mu.Lock()
-		if len(e.queue) == 0 {
-			e.emitting = false
-			e.mu.Unlock()
-			break
-		}
-		q := e.queue[0]
-		if !first && q.turn != nil {
-			close(q.turn) // that write emits its own
-			e.mu.Unlock()
-			break
-		}
-		e.queue[0] = nil
-		e.queue = e.queue[1:]
-		e.mu.Unlock()
-		<-q.durable
-		if p := s.emitRecovering(sc, q); p != nil && panicked == nil {
-			panicked = p
-		}
-	}
-	if panicked != nil {
-		panic(panicked)
-	}
-}
-
-func (s *Service) emitRecovering(sc *Schema, q *queued) (panicked any) {
-	defer func() { panicked = recover() }()
-	s.emit(context.WithValue(q.ctx, inHook{}, true), sc, q.ch, q.before)
-	return nil
 }
 
 // NewService builds the schemas and migrates the store to them.

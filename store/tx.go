@@ -34,19 +34,22 @@ type committedKey struct{}
 // committed, before it waits for the commit to be durable (the PostgreSQL
 // store's flush, which concurrent writes share): a caller that orders
 // what follows a write by commit order (the resource service's events)
-// then holds its own lock across the commit only, not across the flush.
-// A store that does not separate the two (SQLite), or a write inside a
-// TxWriter transaction, never calls fn; the caller tells by fn not having
-// run when the write returns. fn runs at most once, on the writing
-// goroutine; the write still returns its error when the flush fails after
-// fn ran (the change committed, and others may already see it).
-func WithCommitted(ctx context.Context, fn func(Change)) context.Context {
+// learns the change's place at once. inOrder is true when the store
+// reports every commit before the next write may commit (SQLite's single
+// writer), so that no write still running can have committed before it;
+// false when reports may come out of commit order (PostgreSQL: the seq
+// orders them). A write inside a TxWriter transaction never calls fn;
+// the caller tells by fn not having run when the write returns. fn runs
+// at most once, on the writing goroutine, and must not write to the
+// store; the write still returns its error when the flush fails after fn
+// ran (the change committed, and others may already see it).
+func WithCommitted(ctx context.Context, fn func(ch Change, inOrder bool)) context.Context {
 	return context.WithValue(ctx, committedKey{}, fn)
 }
 
 // Committed returns the function WithCommitted put in ctx (nil: none),
 // for stores.
-func Committed(ctx context.Context) func(Change) {
-	fn, _ := ctx.Value(committedKey{}).(func(Change))
+func Committed(ctx context.Context) func(ch Change, inOrder bool) {
+	fn, _ := ctx.Value(committedKey{}).(func(Change, bool))
 	return fn
 }

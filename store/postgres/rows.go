@@ -312,7 +312,7 @@ func (db *DB) write(ctx context.Context, t *table, op store.Op, id int64, q stri
 		// Committed (not yet durable): the caller may let the next write
 		// in while this one waits for the flush.
 		if fn := store.Committed(ctx); fn != nil {
-			fn(ch)
+			fn(ch, false)
 		}
 	}
 	if err := db.flush(ctx); err != nil {

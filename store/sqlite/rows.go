@@ -76,7 +76,16 @@ func (db *DB) Delete(ctx context.Context, table string, id int64) (store.Change,
 }
 
 // write runs one write and its change record in a transaction.
+//
+// It reports the commit (store.WithCommitted) before the next write of
+// the store may begin, so the reports come in commit order.
 func (db *DB) write(ctx context.Context, t *store.Table, op store.Op, do func(*sql.Tx) (int64, error)) (store.Row, store.Change, error) {
+	select {
+	case db.writing <- struct{}{}:
+	case <-ctx.Done():
+		return nil, store.Change{}, fmt.Errorf("store/sqlite: %s %s: %w", op, t.Name, ctx.Err())
+	}
+	defer func() { <-db.writing }()
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, store.Change{}, fmt.Errorf("store/sqlite: %s %s: %w", op, t.Name, err)
@@ -121,7 +130,11 @@ func (db *DB) write(ctx context.Context, t *store.Table, op store.Op, do func(*s
 	if err := tx.Commit(); err != nil {
 		return nil, store.Change{}, fmt.Errorf("store/sqlite: commit: %w", err)
 	}
-	return row, store.Change{Seq: seq, Prev: prev, Table: t.Name, ID: id, Op: op, Row: row, Time: now}, nil
+	ch := store.Change{Seq: seq, Prev: prev, Table: t.Name, ID: id, Op: op, Row: row, Time: now}
+	if fn := store.Committed(ctx); fn != nil {
+		fn(ch, true)
+	}
+	return row, ch, nil
 }
 
 // Get reads a row; see store.Store.

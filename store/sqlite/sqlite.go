@@ -78,6 +78,12 @@ type DB struct {
 	mu     sync.RWMutex
 	tables map[string]*store.Table
 
+	// writing holds one token: resource writes take it around their
+	// transaction and the report of its commit (store.WithCommitted), so
+	// the reports come in commit order. The single write connection
+	// serialises the writes anyway.
+	writing chan struct{}
+
 	// The change-log trimmer: stopTrim ends it, trimDone is closed when
 	// it has returned (nil when no retention is configured).
 	stopTrim context.CancelFunc
@@ -131,7 +137,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("store/sqlite: open %s: %w", cfg.Path, err)
 	}
 	r.SetMaxOpenConns(cfg.Readers)
-	db := &DB{w: w, r: r, cfg: cfg, log: cfg.Logger, tables: map[string]*store.Table{}}
+	db := &DB{w: w, r: r, cfg: cfg, log: cfg.Logger, tables: map[string]*store.Table{}, writing: make(chan struct{}, 1)}
 	if db.log == nil {
 		db.log = slog.New(slog.DiscardHandler)
 	}
