@@ -62,10 +62,10 @@ BEGIN
 	ELSE
 		o := 'create'; r := row_to_json(NEW); rid := (r->>TG_ARGV[1])::bigint;
 	END IF;
-	-- Wake the followers only when the queue looks empty: while changes
-	-- flow they poll it, and a NOTIFY serialises the commits of the
-	-- transactions that send one.
-	IF NOT EXISTS (SELECT 1 FROM ` + q + `_switchyard_capture_queue) THEN
+	-- Wake the followers unless the one that moves the queue is polling
+	-- it (it marks itself awake while changes flow): a NOTIFY serialises
+	-- the commits of the transactions that send one.
+	IF coalesce((SELECT awake_until FROM ` + q + `_switchyard_capture WHERE id = 1), '-infinity') < clock_timestamp() THEN
 		PERFORM pg_notify('switchyard_changes', '');
 	END IF;
 	INSERT INTO ` + q + `_switchyard_capture_queue (tbl, row_id, op, row, before, at)
@@ -261,11 +261,13 @@ type FollowOptions struct {
 	// happens and no notification came (default 250 ms): notifications
 	// are a wake-up, the tables are the truth. Active is the interval
 	// while changes flow (default 2 ms), kept for Quiet (default 1 s)
-	// after the last change seen, then doubling up to Poll. The trigger
-	// notifies only when the queue looks empty (NOTIFY serialises the
-	// commits of the transactions that send one), so a transaction that
-	// saw rows waiting and commits late is found by polling: within
-	// Active while changes flow, within Poll after a quiet second.
+	// after the last change seen, then doubling up to Poll. While it
+	// moves changes, the follower marks itself awake for Quiet/2
+	// (_switchyard_capture.awake_until) and the trigger sends no NOTIFY
+	// (NOTIFY serialises the commits of the transactions that send one),
+	// so a transaction that saw it awake and commits late is found by
+	// polling: within Active for Quiet/2 after the mark ran out, within
+	// Poll after that.
 	Poll   time.Duration
 	Active time.Duration
 	Quiet  time.Duration
@@ -337,6 +339,16 @@ const moveCaptured = `WITH
 		RETURNING 1)
 SELECT count(*) FROM i`
 
+// markAwake tells the capture triggers that the follower moving the
+// queue polls it for the next $1 seconds, so they need not notify. It is
+// a write, so its commit is synchronous: it makes the move before it
+// durable too. markAwakeNotify also wakes the other processes' followers
+// (in the same commit).
+const (
+	markAwake       = "UPDATE _switchyard_capture SET awake_until = clock_timestamp() + make_interval(secs => $1) WHERE id = 1"
+	markAwakeNotify = "UPDATE _switchyard_capture SET awake_until = clock_timestamp() + make_interval(secs => $1) FROM (SELECT pg_notify('" + NotifyChannel + "', '')) n WHERE id = 1"
+)
+
 // follow runs one connection's worth of following. Whoever holds the
 // capture lock moves the queue into the log; with Leader only it hands
 // the changes over, without it every process does.
@@ -379,15 +391,15 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 				return err
 			}
 			if moved > 0 {
-				// Durable before anyone is told (see flush), then a
-				// wake-up for the followers of other processes.
-				if _, err := conn.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
-					return err
-				}
+				// Durable before anyone is told: markAwake commits
+				// synchronously, flushing the WAL past the move (see
+				// flush). It also wakes the followers of other processes.
+				q := markAwake
 				if !o.Leader {
-					if _, err := conn.Exec(ctx, "SELECT pg_notify($1, '')", NotifyChannel); err != nil {
-						return err
-					}
+					q = markAwakeNotify
+				}
+				if _, err := conn.Exec(ctx, q, (o.Quiet / 2).Seconds()); err != nil {
+					return err
 				}
 			}
 			more = moved == o.Batch

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,9 +251,11 @@ func follow(t *testing.T, db *DB, o FollowOptions) *follower {
 	return f
 }
 
+// wait returns once n changes arrived, or after a minute (a loaded
+// machine moves a burst slowly; a change that never comes fails anyway).
 func (f *follower) wait(t *testing.T, n int) []store.Change {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		f.mu.Lock()
 		got := append([]store.Change(nil), f.chs...)
@@ -528,9 +531,81 @@ func TestCaptureInstallWithoutPrivilege(t *testing.T) {
 	}
 }
 
-// A transaction that saw changes waiting in the queue sends no
-// notification; when it commits late, after the follower went quiet, its
-// change still arrives within the follower's Poll.
+// notifications counts the NOTIFYs on the capture channel that a
+// connection of its own receives until stop is called.
+type notifications struct {
+	n    atomic.Int64
+	stop func()
+}
+
+func listen(t *testing.T, u string) *notifications {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	l := &notifications{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := conn.WaitForNotification(ctx); err != nil {
+				return
+			}
+			l.n.Add(1)
+		}
+	}()
+	l.stop = func() { cancel(); <-done; conn.Close(context.Background()) }
+	t.Cleanup(l.stop)
+	return l
+}
+
+// While the follower moves changes, the app's transactions send no
+// NOTIFY (it serialises their commits): the first change wakes the
+// follower, which then marks itself awake and polls.
+func TestCaptureSendsNoNotifyWhileFollowing(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	attachTodos(t, db, true)
+	// Leader: the follower itself sends no wake-up for other processes,
+	// so every NOTIFY counted is a trigger's.
+	f := follow(t, db, FollowOptions{Leader: true})
+	l := listen(t, u)
+	time.Sleep(200 * time.Millisecond)
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('wake', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(t, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for l.n.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := l.n.Load(); n != 1 {
+		t.Fatalf("%d notifications for the first change, want 1", n)
+	}
+	for i := range 150 {
+		if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ($1, 1)", fmt.Sprint("w", i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // the follower empties the queue between writes
+	}
+	if got := f.wait(t, 151); len(got) != 151 {
+		t.Fatalf("%d changes, want 151", len(got))
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := l.n.Load(); n != 1 {
+		t.Fatalf("%d notifications, want only the first change's", n)
+	}
+}
+
+// A transaction whose trigger saw the follower awake sends no NOTIFY;
+// when it commits after the follower went quiet, polling finds it within
+// Poll.
 func TestCaptureLateCommitWithoutNotification(t *testing.T) {
 	ctx := context.Background()
 	u, conn := externalTable(t)
@@ -549,17 +624,20 @@ func TestCaptureLateCommitWithoutNotification(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	// 'first' waits in the queue: this transaction's trigger sees it and
-	// sends no notification.
-	if _, err := tx.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('late', 1)"); err != nil {
-		t.Fatal(err)
-	}
 	const poll = 300 * time.Millisecond
-	f := follow(t, db, FollowOptions{Poll: poll, Quiet: 50 * time.Millisecond})
+	// Quiet 2 s: the follower marks itself awake for 1 s after each move.
+	f := follow(t, db, FollowOptions{Poll: poll, Quiet: 2 * time.Second, Leader: true})
 	if got := f.wait(t, 1); len(got) != 1 || got[0].Row["title"] != "first" {
 		t.Fatalf("first: %+v", got)
 	}
-	time.Sleep(time.Second) // the follower goes quiet: it polls every Poll
+	l := listen(t, u)
+	time.Sleep(50 * time.Millisecond)
+	// The follower is awake: this transaction's trigger sends no
+	// notification.
+	if _, err := tx.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('late', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // the follower goes quiet: it polls every Poll
 	committed := time.Now()
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
@@ -570,5 +648,8 @@ func TestCaptureLateCommitWithoutNotification(t *testing.T) {
 	}
 	if d := time.Since(committed); d > 2*poll {
 		t.Fatalf("the late commit arrived after %v, want within Poll (%v)", d, poll)
+	}
+	if n := l.n.Load(); n != 0 {
+		t.Fatalf("the late transaction sent %d notifications: the test proves nothing", n)
 	}
 }

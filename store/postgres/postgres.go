@@ -211,6 +211,7 @@ func (db *DB) bootstrap(ctx context.Context) error {
 		ALTER TABLE _switchyard_changes ADD COLUMN IF NOT EXISTS before JSON, ADD COLUMN IF NOT EXISTS captured BOOLEAN NOT NULL DEFAULT false, ADD COLUMN IF NOT EXISTS prev BIGINT;
 		CREATE TABLE IF NOT EXISTS _switchyard_capture (id INT PRIMARY KEY CHECK (id = 1), published BIGINT NOT NULL);
 		INSERT INTO _switchyard_capture (id, published) SELECT 1, last FROM _switchyard_log ON CONFLICT (id) DO NOTHING;
+		ALTER TABLE _switchyard_capture ADD COLUMN IF NOT EXISTS awake_until TIMESTAMPTZ;
 		CREATE TABLE IF NOT EXISTS _switchyard_capture_queue (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tbl TEXT NOT NULL, row_id BIGINT NOT NULL, op TEXT NOT NULL, row JSON, before JSON, at TIMESTAMPTZ NOT NULL);
 		-- A queue is emptied all the time: vacuum must not truncate it,
 		-- which takes a lock that stalls the app's captured writes.
