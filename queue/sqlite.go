@@ -29,9 +29,11 @@ type sqliteBackend struct {
 
 var _ backend = (*sqliteBackend)(nil)
 
-// openSQLite opens the file (WAL, synchronous=NORMAL: a committed job
-// survives kill -9), migrates River's tables and recovers what a killed
-// process left behind. One connection: River's own advice for SQLite,
+// openSQLite opens the file (WAL, synchronous=NORMAL: a committed job is
+// in the WAL, written to the OS, so it survives kill -9 of this process;
+// an OS crash or power loss can drop the commits since the WAL was last
+// synced at a checkpoint), migrates River's tables and recovers what a
+// killed process left behind. One connection: River's own advice for SQLite,
 // which allows one writer at a time anyway.
 func openSQLite(ctx context.Context, path string, rcfg *river.Config, log *slog.Logger) (*sqliteBackend, error) {
 	if path == "" {
