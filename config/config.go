@@ -574,9 +574,9 @@ type Signals struct {
 	WindowTTL Duration `yaml:"window_ttl"`
 	// WebhookIdleConns is how many keep-alive connections to each webhook
 	// host are kept open between calls (default 64). Concurrent webhook
-	// calls beyond it open connections of their own, closed afterwards:
-	// Go's default of 2 made each of 16 concurrent workers at 1,000
-	// calls/s connect anew (and left thousands of sockets in TIME_WAIT).
+	// calls beyond it open connections of their own, closed afterwards
+	// (each then waits a minute in TIME_WAIT): with Go's default of 2, 16
+	// concurrent calls to one host opened ~40 connections per 1,000 calls.
 	WebhookIdleConns int `yaml:"webhook_idle_conns"`
 	// Declared are the declared signals, in declaration order: every key
 	// of the section other than the settings above.

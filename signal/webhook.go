@@ -28,9 +28,10 @@ const DefaultWebhookIdleConns = 64
 // webhookTransport is Go's default transport (proxy from the
 // environment, dial and TLS timeouts) keeping idle connections per host
 // open between calls (0: DefaultWebhookIdleConns). Go's default keeps 2:
-// with more concurrent calls to one host than that, each call beyond it
-// connects, and closes its connection afterwards (measured with `bench
-// signals`: docs/BENCHMARKS.md, "Signals").
+// with more concurrent calls to one host than that, calls beyond it
+// connect, and close their connection afterwards (BenchmarkWebhookCall,
+// 16 goroutines: 37–40 connections per 1,000 calls against 5–6, and
+// half the time per call; docs/BENCHMARKS.md, "Signals").
 func webhookTransport(idle int) *http.Transport {
 	if idle <= 0 {
 		idle = DefaultWebhookIdleConns
