@@ -170,6 +170,11 @@ func Signals(ctx context.Context, cfg SignalsConfig) (*SignalsResult, error) {
 	res := &SignalsResult{Scenario: "signals", Store: c.Store.Driver, Windows: cfg.Windows}
 
 	for i, sig := range []string{"bench.echo", "bench.hook", "bench.echo_sync"} {
+		// A run starts on an empty queue: the jobs a saturated run left
+		// behind would otherwise be counted in the next run's latency.
+		if err := waitQueueIdle(ctx, srv.Queue(), 2*time.Minute, progress); err != nil {
+			return nil, err
+		}
 		fmt.Fprintf(progress, "signals: %s, %d calls/s over %d connections for %v\n", sig, cfg.Rate, cfg.Callers, cfg.Duration)
 		f, err := callRun(ctx, base, sig, cfg, progress)
 		if err != nil {
@@ -236,6 +241,32 @@ func Signals(ctx context.Context, cfg SignalsConfig) (*SignalsResult, error) {
 	}
 	res.Topic, res.Channel = *topic, *channel
 	return res, nil
+}
+
+// waitQueueIdle waits until no job is available, running or waiting for
+// a retry (or max passed: the run then starts anyway, and says so).
+func waitQueueIdle(ctx context.Context, q *queue.Queue, max time.Duration, progress io.Writer) error {
+	for deadline := time.Now().Add(max); ; {
+		stats, err := q.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		var busy int64
+		for _, st := range stats {
+			busy += st.Jobs[queue.StateAvailable] + st.Jobs[queue.StateRunning] + st.Jobs[queue.StateRetryable]
+		}
+		if busy == 0 || time.Now().After(deadline) {
+			if busy > 0 {
+				fmt.Fprintf(progress, "signals: %d jobs of the previous run still queued after %s\n", busy, max)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // benchSchema creates a schema of its own in the database at raw and

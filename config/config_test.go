@@ -187,6 +187,7 @@ signals:
   max_kwargs_bytes: 8KiB
   calls_per_second: 5
   window_ttl: 1h
+  webhook_idle_conns: 32
   myproject.first_signal: {queue: default, allowed: anyone, webhook: "http://127.0.0.1:9000/signals"}
   myproject.second:
     queue: mail
@@ -328,10 +329,11 @@ func TestFullFile(t *testing.T) {
 			},
 		},
 		Signals: Signals{
-			WebhookSecret:  "0123456789abcdef-secret",
-			MaxKwargsBytes: 8 * KiB,
-			CallsPerSecond: 5,
-			WindowTTL:      Duration(time.Hour),
+			WebhookSecret:    "0123456789abcdef-secret",
+			MaxKwargsBytes:   8 * KiB,
+			CallsPerSecond:   5,
+			WindowTTL:        Duration(time.Hour),
+			WebhookIdleConns: 32,
 			Declared: []Signal{
 				{Name: "myproject.first_signal", Queue: "default", Allowed: "anyone", Webhook: "http://127.0.0.1:9000/signals", ExtraArgs: "reject"},
 				{Name: "myproject.second", Queue: "mail", Allowed: "server_side", Webhook: "https://app.internal/hooks/second", Sync: true, ExtraArgs: "accept",

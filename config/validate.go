@@ -709,6 +709,9 @@ func (c *Config) validateSignals(v *validator, queues map[string]bool) {
 		v.add("signals.calls_per_second", "must not be negative (got %d)", sg.CallsPerSecond)
 	}
 	v.positive("signals.window_ttl", sg.WindowTTL)
+	if sg.WebhookIdleConns < 0 || sg.WebhookIdleConns > 10000 {
+		v.add("signals.webhook_idle_conns", "must be 0 to 10000; 0 is the default, 64 (got %d)", sg.WebhookIdleConns)
+	}
 	webhooks := false
 	seen := map[string]bool{}
 	for i := range sg.Declared {

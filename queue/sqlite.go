@@ -16,7 +16,9 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	"modernc.org/sqlite"
+
+	"github.com/switchyardhq/switchyard/internal/stmtcache"
 )
 
 // sqliteBackend is River on a SQLite file with its SQLite driver.
@@ -27,9 +29,11 @@ type sqliteBackend struct {
 
 var _ backend = (*sqliteBackend)(nil)
 
-// openSQLite opens the file (WAL, synchronous=NORMAL: a committed job
-// survives kill -9), migrates River's tables and recovers what a killed
-// process left behind. One connection: River's own advice for SQLite,
+// openSQLite opens the file (WAL, synchronous=NORMAL: a committed job is
+// in the WAL, written to the OS, so it survives kill -9 of this process;
+// an OS crash or power loss can drop the commits since the WAL was last
+// synced at a checkpoint), migrates River's tables and recovers what a
+// killed process left behind. One connection: River's own advice for SQLite,
 // which allows one writer at a time anyway.
 func openSQLite(ctx context.Context, path string, rcfg *river.Config, log *slog.Logger) (*sqliteBackend, error) {
 	if path == "" {
@@ -40,10 +44,13 @@ func openSQLite(ctx context.Context, path string, rcfg *river.Config, log *slog.
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	dsn := fmt.Sprintf("file:%s?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_txlock=immediate", abs)
-	db, err := sql.Open("sqlite", dsn)
+	connector, err := sqlite.NewConnector(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
 	}
+	// River's queries are parsed once per connection, not on every run
+	// (internal/stmtcache says why).
+	db := sql.OpenDB(stmtcache.Wrap(connector, 0))
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxIdleTime(0)
 	fail := func(err error) (*sqliteBackend, error) {

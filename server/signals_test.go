@@ -531,3 +531,84 @@ func TestResourceHookEnqueuesAfterCommit(t *testing.T) {
 		t.Fatal("the job enqueued by the hook did not run")
 	}
 }
+
+// TestSignalsHangingWebhook: a webhook that never answers fails its
+// attempt at the queue's timeout (the request is abandoned, not left
+// open) and the call is retried; meanwhile the calling connection, and
+// the other calls on it, go on as usual.
+func TestSignalsHangingWebhook(t *testing.T) {
+	var hits atomic.Int32
+	abandoned := make(chan struct{})
+	release := make(chan struct{}) // the test's end lets a hung handler go
+	defer close(release)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req map[string]any
+		json.Unmarshal(body, &req)
+		kw := req["kwargs"].(map[string]any)
+		if kw["content"] == "hang" && hits.Add(1) == 1 {
+			select {
+			case <-r.Context().Done(): // Switchyard gave up on the request
+				close(abandoned)
+			case <-release:
+			}
+			return
+		}
+		k, _ := json.Marshal(kw)
+		job := req["job"].(map[string]any)
+		fmt.Fprintf(w, `{"triggers": [{"signal": "demo.reply", "to": {"windows": [%q]}, "kwargs": {"got": %s, "attempt": %v}}]}`,
+			req["window"].(map[string]any)["client_id"], k, job["attempt"])
+	}))
+	defer hook.Close()
+	srv, base, _ := startServer(t, func(c *config.Config) {
+		signalsConfig(hook.URL)(c)
+		c.Queues[0].Timeout = config.Duration(time.Second)
+	}, Options{})
+	caller := newLiveClient(t, base)
+
+	start := time.Now()
+	p := caller.call(map[string]any{"signal": "demo.echo", "kwargs": map[string]any{"content": "hang"}})
+	if p["response_status"] != 202.0 {
+		t.Fatalf("call: %v", p)
+	}
+	hung := int64(p["data"].(map[string]any)["job_id"].(float64))
+	// While the first attempt hangs, the same connection calls again and
+	// gets that call's trigger back: neither the socket nor the queue's
+	// other workers wait for the hung request.
+	if p := caller.call(map[string]any{"signal": "demo.echo", "kwargs": map[string]any{"content": "other"}}); p["response_status"] != 202.0 {
+		t.Fatalf("second call: %v", p)
+	}
+	push := caller.signalPush("demo.reply")
+	if k, _ := json.Marshal(push["kwargs"]); string(k) != `{"attempt":1,"got":{"content":"other"}}` {
+		t.Fatalf("first push %s, want the second call's (the first hangs)", k)
+	}
+	select {
+	case <-abandoned:
+	case <-time.After(slow):
+		t.Fatal("the hung webhook request was not abandoned at the queue timeout")
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("the hung request ended after %s, before the 1 s timeout", d)
+	}
+	// The retry answers: the trigger back reaches the same connection,
+	// once, from attempt 2; the hung attempt's failure is recorded.
+	push = caller.signalPush("demo.reply")
+	if k, _ := json.Marshal(push["kwargs"]); string(k) != `{"attempt":2,"got":{"content":"hang"}}` {
+		t.Fatalf("push after the retry %s", k)
+	}
+	caller.noSignal()
+	var info queue.Info
+	eventually(t, slow, func() error {
+		var err error
+		if info, err = srv.Queue().Get(context.Background(), hung); err == nil && info.State != queue.StateCompleted {
+			err = fmt.Errorf("job %d is %s", hung, info.State)
+		}
+		return err
+	})
+	if info.State != queue.StateCompleted || info.Attempt != 2 || len(info.Errors) != 1 || !strings.Contains(info.Errors[0].Error, "deadline exceeded") {
+		t.Fatalf("hung job %+v, want completed at attempt 2 after one timeout", info)
+	}
+	if p := caller.request("$signals", "call", map[string]any{"signal": "demo.echo", "kwargs": map[string]any{"content": "after"}}); p["response_status"] != 202.0 {
+		t.Fatalf("call after the retry: %v", p)
+	}
+}

@@ -57,7 +57,8 @@ type Config struct {
 	// process only).
 	Windows WindowStore
 	// HTTPClient makes webhook calls (default: a client that does not
-	// follow redirects; a redirect is a failed attempt).
+	// follow redirects, a redirect being a failed attempt, and keeps
+	// Signals.WebhookIdleConns connections per host open between calls).
 	HTTPClient *http.Client
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -199,7 +200,10 @@ func New(cfg Config) (*Service, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		cfg.HTTPClient = &http.Client{
+			Transport:     webhookTransport(cfg.Signals.WebhookIdleConns),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	s := &Service{
 		cfg:      cfg,
