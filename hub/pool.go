@@ -27,9 +27,13 @@ type TryWriter interface {
 // drains its outbox as a session without a pool would: a slow client
 // never holds a worker.
 type pool struct {
-	mu     sync.Mutex
-	cond   sync.Cond
-	ready  []*Session
+	mu    sync.Mutex
+	cond  sync.Cond
+	ready []*Session
+	// splits are broadcasts split into chunks (split.go), taken before
+	// ready: the sooner every outbox holds the event, the sooner all are
+	// written.
+	splits []*split
 	idle   int // workers waiting on cond
 	closed bool
 	wg     sync.WaitGroup
@@ -81,6 +85,27 @@ func (p *pool) pushAll(ss []*Session) bool {
 	return true
 }
 
+// pushSplit asks up to n workers to help with a split broadcast; idle
+// workers are woken, busy ones take it when their batch is written (and
+// find nothing to do when the broadcast is over).
+func (p *pool) pushSplit(sp *split, n int) {
+	if n <= 0 {
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	for range n {
+		p.splits = append(p.splits, sp)
+	}
+	for range min(n, p.idle) {
+		p.cond.Signal()
+	}
+	p.mu.Unlock()
+}
+
 // readyBatch gathers the sessions a broadcast starts writing, to queue
 // them for the workers a batch at a time (one lock of the queue per
 // batch, not per session).
@@ -127,10 +152,18 @@ func (p *pool) work() {
 	var mine []*Session
 	for {
 		p.mu.Lock()
-		for len(p.ready) == 0 && !p.closed {
+		for len(p.ready) == 0 && len(p.splits) == 0 && !p.closed {
 			p.idle++
 			p.cond.Wait()
 			p.idle--
+		}
+		if k := len(p.splits); k > 0 {
+			sp := p.splits[k-1]
+			p.splits[k-1] = nil
+			p.splits = p.splits[:k-1]
+			p.mu.Unlock()
+			sp.help()
+			continue
 		}
 		if len(p.ready) == 0 { // closed and drained
 			p.mu.Unlock()
