@@ -91,7 +91,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	channels, rate, duration, size, writers := 1, 100, 10*time.Second, 64, 4
 	apiKey, secret, targetPID, mode, jwtSecret := "", "", 0, "writes", ""
 	callers, jobs, fanouts, fanoutRate := 50, 5000, 20, 10
-	storeURL, withFanout := "", false
+	storeURL, withFanout, ioURing := "", false, false
 	subscribers, overheadWrites := 1, 1000
 	churn, writes, warmup, watchers := 0, 30, time.Duration(0), -1
 	switch scenario {
@@ -113,6 +113,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		fs.DurationVar(&duration, "duration", duration, "how long to write")
 		fs.IntVar(&size, "size", size, "payload bytes: the frame is the one /live pushes for a fanout publication of this size")
 		fs.BoolVar(&withFanout, "with-fanout", withFanout, "first run fanout (one channel, same --conns, --rate, --size, --duration) against a server started for it, then the floor, and print the ratio of their CPU per delivery")
+		fs.BoolVar(&ioURing, "io-uring", ioURing, "after the floor, write the same sockets in turn with write(2) and with one io_uring submission (IORING_OP_SEND per socket) per message, --duration each, twice, and print the ratio of their CPU per delivery")
 		fs.StringVar(&apiKey, "api-key", apiKey, "--with-fanout with --target: a key of the server's api_keys")
 		fs.IntVar(&targetPID, "target-pid", targetPID, "--with-fanout with --target: the server's process id, for its CPU time")
 	case "signals":
@@ -253,7 +254,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		return report(stdout, *asJSON, res)
 	}
 
-	floorCfg := FloorConfig{Conns: *conns, Rate: rate, Duration: duration, Size: size, Progress: stderr}
+	floorCfg := FloorConfig{Conns: *conns, Rate: rate, Duration: duration, Size: size, IOURing: ioURing, Progress: stderr}
 	if scenario == "floor" && !withFanout {
 		res, err := Floor(ctx, floorCfg)
 		if err != nil {

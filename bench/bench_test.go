@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"net/http"
 	"net/url"
@@ -319,5 +320,76 @@ func TestFloorWithFanout(t *testing.T) {
 	res.WriteTable(&out)
 	if !strings.Contains(out.String(), "fanout (server process)") || !strings.Contains(out.String(), "fanout / floor:") {
 		t.Fatalf("table:\n%s", out.String())
+	}
+}
+
+// TestFloorIOURing: the io_uring rounds deliver every frame whole (the
+// readers count bytes: a lost or short send would leave clients short),
+// take turns with write(2), and submit one io_uring_enter per message
+// when the ring holds every socket.
+func TestFloorIOURing(t *testing.T) {
+	res, err := Floor(context.Background(), FloorConfig{Conns: 20, Rate: 50, Duration: 200 * time.Millisecond, Size: 64, IOURing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := res.IOURing
+	if u == nil {
+		t.Fatal("no io_uring result")
+	}
+	for name, w := range map[string]FloorWay{"write": u.Write, "io_uring": u.IOURing} {
+		if w.Messages < 4 || w.Expected != w.Messages*20 || w.Deliveries != w.Expected || w.WriteErrors != 0 || w.CPUSeconds < 0 {
+			t.Errorf("%s: %+v", name, w)
+		}
+	}
+	if u.RingSize < 20 || u.Submits != u.IOURing.Messages {
+		t.Errorf("ring of %d, %d io_uring_enter calls for %d messages", u.RingSize, u.Submits, u.IOURing.Messages)
+	}
+	var out strings.Builder
+	res.WriteTable(&out)
+	if !strings.Contains(out.String(), "io_uring / write(2):") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+}
+
+// TestURingSendAllBatches: a ring smaller than the sockets sends in
+// batches, and every socket receives the frame once.
+func TestURingSendAllBatches(t *testing.T) {
+	ring, err := newURing(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.close()
+	var fds, peers []int
+	for range 10 {
+		p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(p[0])
+		defer unix.Close(p[1])
+		fds, peers = append(fds, p[0]), append(peers, p[1])
+	}
+	frame := floorFrame(64)
+	if failed := ring.sendAll(fds, frame); failed != 0 {
+		t.Fatalf("%d sends failed", failed)
+	}
+	if ring.submits != 3 {
+		t.Errorf("%d io_uring_enter calls for 10 sockets and a ring of 4; want 3", ring.submits)
+	}
+	buf := make([]byte, 2*len(frame))
+	for i, p := range peers {
+		n, err := unix.Read(p, buf)
+		if err != nil || !bytes.Equal(buf[:n], frame) {
+			t.Errorf("socket %d: read %d bytes, %v", i, n, err)
+		}
+	}
+	p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(p[0])
+	unix.Close(p[1])
+	if failed := ring.sendAll(p[:1], frame); failed != 1 {
+		t.Errorf("a send to a closed descriptor: %d failed, want 1", failed)
 	}
 }
