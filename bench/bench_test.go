@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -391,5 +392,48 @@ func TestURingSendAllBatches(t *testing.T) {
 	unix.Close(p[1])
 	if failed := ring.sendAll(p[:1], frame); failed != 1 {
 		t.Errorf("a send to a closed descriptor: %d failed, want 1", failed)
+	}
+}
+
+// TestFanoutCompressed: with --compress the clients negotiate
+// permessage-deflate, the server's pushes arrive compressed and are
+// counted whole; a server without compression is an error, not a silent
+// uncompressed run. The floor's compressed frame is what the server sends,
+// give or take the send time's digits.
+func TestFanoutCompressed(t *testing.T) {
+	ctx := context.Background()
+	plain := startTestServer(t, nil)
+	if _, err := Fanout(ctx, FanoutConfig{Target: plain, APIKey: benchKey, Conns: 2, Channels: 1, Rate: 50, Duration: 100 * time.Millisecond, Size: 64, Compress: true}); err == nil || !strings.Contains(err.Error(), "permessage-deflate") {
+		t.Fatalf("compress against a server without compression: %v", err)
+	}
+	u := startTestServer(t, func(c *config.Config) { c.WebSocket.Compression = true })
+	res, err := Fanout(ctx, FanoutConfig{Target: u, APIKey: benchKey, Conns: 20, Channels: 2, Rate: 50, Duration: 500 * time.Millisecond, Size: 64, Compress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Compress || res.Publications < 10 || res.Deliveries != res.Expected || res.Expected != res.Publications*10 || res.Disconnects != 0 {
+		t.Fatalf("result %+v", res)
+	}
+
+	c, br, err := subscribeLiveWith(ctx, u, "bench0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := fmt.Sprintf(`{"channel":"bench0","data":{"t":%d,"p":%q}}`, time.Now().UnixNano(), strings.Repeat("x", 24))
+	if err := apiPublish(ctx, http.DefaultClient, u, benchKey, body); err != nil {
+		t.Fatal(err)
+	}
+	p, compressed, err := readRawFrame(br)
+	if err != nil || !compressed {
+		t.Fatalf("push: compressed %v, %v", compressed, err)
+	}
+	f := floorFrameDeflate(64)
+	if f[0] != 0xC1 || f[1] >= 126 || int(f[1]) != len(f)-2 || len(f)-2 < len(p)-4 || len(f)-2 > len(p)+4 || len(f) >= len(floorFrame(64)) {
+		t.Errorf("the server pushes %d compressed bytes; the floor's frame is %d bytes, header % x", len(p), len(f), f[:2])
+	}
+	var inf inflater
+	if got, err := inf.readFrame(bufio.NewReader(bytes.NewReader(f))); err != nil || !bytes.Equal(got, floorPayload(64)) {
+		t.Errorf("the floor's compressed frame inflates to %q, %v", got, err)
 	}
 }

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +32,11 @@ type FloorConfig struct {
 	// IOURing adds io_uring rounds: the same sockets written in turn by
 	// write(2) and by one io_uring submission of IORING_OP_SEND entries
 	// per message, Duration each, twice (see FloorResult.IOURing).
-	IOURing  bool
+	IOURing bool
+	// Compress writes the frame a permessage-deflate connection receives
+	// (the payload compressed once, as the server's shared compression
+	// does) instead of the plain one.
+	Compress bool
 	Progress io.Writer
 }
 
@@ -82,6 +88,7 @@ type FloorResult struct {
 	Conns            int     `json:"conns"`
 	Rate             int     `json:"rate"`
 	Size             int     `json:"size"`
+	Compress         bool    `json:"compress,omitempty"`
 	FrameBytes       int     `json:"frame_bytes"` // one WebSocket frame, header included
 	Seconds          float64 `json:"seconds"`
 	Messages         int64   `json:"messages"`
@@ -113,12 +120,33 @@ type FloorResult struct {
 
 // floorFrame is the unmasked text frame the floor writes: the bytes /live
 // pushes for a fanout publication of size bytes (the same envelope and
-// data shape, a fixed send time; a channel without history, as fanout's:
+// data shape, a fixed send time, digits as varied as a real one; a channel without history, as fanout's:
 // offset 0, no epoch), so both runs move the same bytes.
 func floorFrame(size int) []byte {
+	return wsFrame(0x81, floorPayload(size))
+}
+
+// floorFrameDeflate is floorFrame as a permessage-deflate connection
+// receives it (--compress): the payload compressed as the server does
+// (one message, no context takeover, the fastest level, the final 00 00
+// ff ff removed) in a frame with RSV1 set.
+func floorFrameDeflate(size int) []byte {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	w.Write(floorPayload(size))
+	w.Flush()
+	out := buf.Bytes()
+	return wsFrame(0xC1, out[:len(out)-4])
+}
+
+func floorPayload(size int) []byte {
 	pad := strings.Repeat("x", max(size-40, 0))
-	p := fmt.Appendf(nil, `{"stream":"$channels","payload":{"action":"message","channel":"bench0","offset":0,"epoch":"","data":{"t":%d,"p":%q}}}`, int64(1764680000000000000), pad)
-	b := []byte{0x81}
+	return fmt.Appendf(nil, `{"stream":"$channels","payload":{"action":"message","channel":"bench0","offset":0,"epoch":"","data":{"t":%d,"p":%q}}}`, int64(1764683917250496183), pad)
+}
+
+// wsFrame is an unmasked frame: the first byte b0, then p's length, then p.
+func wsFrame(b0 byte, p []byte) []byte {
+	b := []byte{b0}
 	switch {
 	case len(p) <= 125:
 		b = append(b, byte(len(p)))
@@ -149,6 +177,9 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 		return nil, err
 	}
 	frame := floorFrame(cfg.Size)
+	if cfg.Compress {
+		frame = floorFrameDeflate(cfg.Size)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -207,6 +238,7 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 		Conns:             cfg.Conns,
 		Rate:              cfg.Rate,
 		Size:              cfg.Size,
+		Compress:          cfg.Compress,
 		FrameBytes:        len(frame),
 		Seconds:           secs,
 		Messages:          w.messages,
