@@ -432,7 +432,7 @@ func TestFanoutCompressed(t *testing.T) {
 	if f[0] != 0xC1 || f[1] >= 126 || int(f[1]) != len(f)-2 || len(f)-2 < len(p)-4 || len(f)-2 > len(p)+4 || len(f) >= len(floorFrame(64)) {
 		t.Errorf("the server pushes %d compressed bytes; the floor's frame is %d bytes, header % x", len(p), len(f), f[:2])
 	}
-	var inf inflater
+	var inf *inflater
 	if got, err := inf.readFrame(bufio.NewReader(bytes.NewReader(f))); err != nil || !bytes.Equal(got, floorPayload(64)) {
 		t.Errorf("the floor's compressed frame inflates to %q, %v", got, err)
 	}

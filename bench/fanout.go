@@ -86,6 +86,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	}
 	hist := newHistogram()
 	var deliveries, disconnects atomic.Int64
+	var inf inflater // the clients' decompressors, shared (one each would be ~45 KB a client)
 	subs := make([]net.Conn, 0, cfg.Conns)
 	var wg sync.WaitGroup // the readers
 	stopReaders := make(chan struct{})
@@ -120,7 +121,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 				}
 				subs = append(subs, c)
 				mu.Unlock()
-				wg.Go(func() { readDeliveries(c, br, hist, &deliveries, &disconnects, stopReaders) })
+				wg.Go(func() { readDeliveriesWith(c, br, hist, &deliveries, &disconnects, stopReaders, &inf) })
 			}
 		})
 	}
@@ -243,7 +244,12 @@ func subscribeLiveWith(ctx context.Context, base *url.URL, ch string, compress b
 
 // readDeliveries reads pushed messages until the connection ends.
 func readDeliveries(c net.Conn, br *bufio.Reader, h *histogram, n, disconnects *atomic.Int64, stop <-chan struct{}) {
-	var inf inflater
+	readDeliveriesWith(c, br, h, n, disconnects, stop, nil)
+}
+
+// readDeliveriesWith is readDeliveries inflating compressed messages with
+// inf's decompressors (nil: a decompressor per message).
+func readDeliveriesWith(c net.Conn, br *bufio.Reader, h *histogram, n, disconnects *atomic.Int64, stop <-chan struct{}, inf *inflater) {
 	for {
 		p, err := inf.readFrame(br)
 		if err != nil {
@@ -328,30 +334,44 @@ func drain(delivered *atomic.Int64, expected int64, max time.Duration) {
 // compressed (RSV1); control frames other than close are skipped (pings
 // are not answered: runs are shorter than the read timeout).
 func readFrame(br *bufio.Reader) ([]byte, error) {
-	var inf inflater
+	var inf *inflater
 	return inf.readFrame(br)
 }
 
-// inflater is one client's decompressor, reused from frame to frame.
-type inflater struct {
+// inflater holds decompressors that clients share (safe for concurrent
+// use; nil makes one per message).
+type inflater struct{ pool sync.Pool }
+
+// decompressor is a flate reader with its source.
+type decompressor struct {
 	r   io.ReadCloser
 	src bytes.Reader
 }
 
-// readFrame is readFrame with the inflater's decompressor.
+// readFrame is readFrame with the inflater's decompressors.
 func (inf *inflater) readFrame(br *bufio.Reader) ([]byte, error) {
 	p, compressed, err := readRawFrame(br)
 	if err != nil || !compressed {
 		return p, err
 	}
+	var d *decompressor
+	if inf != nil {
+		d, _ = inf.pool.Get().(*decompressor)
+	}
+	if d == nil {
+		d = &decompressor{}
+	}
 	// RFC 7692 §7.2.2: the sender removed the final 00 00 ff ff.
-	inf.src.Reset(append(p, 0x00, 0x00, 0xff, 0xff))
-	if inf.r == nil {
-		inf.r = flate.NewReader(&inf.src)
-	} else if err := inf.r.(flate.Resetter).Reset(&inf.src, nil); err != nil {
+	d.src.Reset(append(p, 0x00, 0x00, 0xff, 0xff))
+	if d.r == nil {
+		d.r = flate.NewReader(&d.src)
+	} else if err := d.r.(flate.Resetter).Reset(&d.src, nil); err != nil {
 		return nil, err
 	}
-	out, err := io.ReadAll(inf.r)
+	out, err := io.ReadAll(d.r)
+	if inf != nil {
+		inf.pool.Put(d)
+	}
 	if err != nil && err != io.ErrUnexpectedEOF {
 		return nil, fmt.Errorf("inflate: %w", err)
 	}
