@@ -105,7 +105,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		fs.IntVar(&size, "size", size, "payload bytes")
 		if scenario == "fanout" {
 			fs.StringVar(&apiKey, "api-key", apiKey, "with --target: a key of the server's api_keys")
-			fs.BoolVar(&compress, "compress", compress, "the clients offer permessage-deflate (a server started for the run has websocket.compression on) and inflate what they receive")
+			fs.BoolVar(&compress, "compress", compress, "the clients offer permessage-deflate (a server started for the run has websocket.compression on); each counts every compressed message and inflates one in 8 for the latency")
 		} else {
 			fs.StringVar(&secret, "secret", secret, "with --target: the server's channelstream.secret")
 		}
