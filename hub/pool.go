@@ -85,22 +85,20 @@ func (p *pool) pushAll(ss []*Session) bool {
 	return true
 }
 
-// pushSplit asks up to n workers to help with a split broadcast; idle
-// workers are woken, busy ones take it when their batch is written (and
-// find nothing to do when the broadcast is over).
+// pushSplit asks up to n idle workers to help with a split broadcast:
+// only a worker with nothing to write (a free core, when the pool has one
+// worker per core) is asked, so a broadcast does not wait for workers
+// that are busy writing the previous one. A worker woken for it may still
+// find it over (and does nothing).
 func (p *pool) pushSplit(sp *split, n int) {
-	if n <= 0 {
-		return
-	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return
 	}
+	n = min(n, p.idle-len(p.splits))
 	for range n {
 		p.splits = append(p.splits, sp)
-	}
-	for range min(n, p.idle) {
 		p.cond.Signal()
 	}
 	p.mu.Unlock()

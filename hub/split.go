@@ -8,9 +8,10 @@ import (
 
 // A broadcast to a channel with many local subscribers is split across
 // the writer pool: the publishing goroutine lists the subscribers, cuts
-// the list into chunks of Config.BroadcastChunk, hands the chunks to idle
-// workers and queues chunks itself until none is left, then waits for the
-// chunks the workers took. The broadcast still ends only when every
+// the list into chunks of Config.BroadcastChunk, asks the idle workers (a
+// busy one is not waited for) to take chunks and queues chunks itself
+// until none is left, then waits for the chunks the workers took. With
+// no idle worker the publisher queues every chunk itself. The broadcast still ends only when every
 // subscriber's outbox holds the event, so the events of a channel reach
 // each outbox in the order they were broadcast (a session is in one chunk
 // of a broadcast), and the shard's read lock covers the whole broadcast.
