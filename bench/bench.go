@@ -91,7 +91,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	channels, rate, duration, size, writers := 1, 100, 10*time.Second, 64, 4
 	apiKey, secret, targetPID, mode, jwtSecret := "", "", 0, "writes", ""
 	callers, jobs, fanouts, fanoutRate := 50, 5000, 20, 10
-	storeURL, withFanout := "", false
+	storeURL, withFanout, ioURing, compress := "", false, false, false
 	subscribers, overheadWrites := 1, 1000
 	churn, writes, warmup, watchers := 0, 30, time.Duration(0), -1
 	switch scenario {
@@ -105,6 +105,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		fs.IntVar(&size, "size", size, "payload bytes")
 		if scenario == "fanout" {
 			fs.StringVar(&apiKey, "api-key", apiKey, "with --target: a key of the server's api_keys")
+			fs.BoolVar(&compress, "compress", compress, "the clients offer permessage-deflate (a server started for the run has websocket.compression on); each counts every compressed message and inflates one in 8 for the latency")
 		} else {
 			fs.StringVar(&secret, "secret", secret, "with --target: the server's channelstream.secret")
 		}
@@ -113,6 +114,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		fs.DurationVar(&duration, "duration", duration, "how long to write")
 		fs.IntVar(&size, "size", size, "payload bytes: the frame is the one /live pushes for a fanout publication of this size")
 		fs.BoolVar(&withFanout, "with-fanout", withFanout, "first run fanout (one channel, same --conns, --rate, --size, --duration) against a server started for it, then the floor, and print the ratio of their CPU per delivery")
+		fs.BoolVar(&compress, "compress", compress, "write the frame a permessage-deflate connection receives (compressed once); with --with-fanout the fanout clients negotiate compression too")
+		fs.BoolVar(&ioURing, "io-uring", ioURing, "after the floor, write the same sockets in turn with write(2) and with one io_uring submission (IORING_OP_SEND per socket) per message, --duration each, twice, and print the ratio of their CPU per delivery")
 		fs.StringVar(&apiKey, "api-key", apiKey, "--with-fanout with --target: a key of the server's api_keys")
 		fs.IntVar(&targetPID, "target-pid", targetPID, "--with-fanout with --target: the server's process id, for its CPU time")
 	case "signals":
@@ -253,7 +256,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		return report(stdout, *asJSON, res)
 	}
 
-	floorCfg := FloorConfig{Conns: *conns, Rate: rate, Duration: duration, Size: size, Progress: stderr}
+	floorCfg := FloorConfig{Conns: *conns, Rate: rate, Duration: duration, Size: size, IOURing: ioURing, Compress: compress, Progress: stderr}
 	if scenario == "floor" && !withFanout {
 		res, err := Floor(ctx, floorCfg)
 		if err != nil {
@@ -266,6 +269,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	if base == "" {
 		key, csSecret, jwtKey = rand.Text(), rand.Text(), rand.Text()
 		env := []string{"SWITCHYARD_API_KEYS=" + key, ResourceBenchConfig}
+		if compress {
+			env = append(env, "SWITCHYARD_WEBSOCKET_COMPRESSION=true")
+		}
 		switch {
 		case scenario == "longpoll":
 			env = append(env, "SWITCHYARD_CHANNELSTREAM_ENABLED=true", "SWITCHYARD_CHANNELSTREAM_SECRET="+csSecret)
@@ -301,12 +307,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		if key == "" {
 			return fmt.Errorf("fanout with --target needs --api-key (the server API publishes)")
 		}
-		res, err = Fanout(ctx, FanoutConfig{Target: u, Subscribe: targets, APIKey: key, Conns: *conns, Channels: channels, Rate: rate, Duration: duration, Size: size, TargetPID: pid, Progress: stderr})
+		res, err = Fanout(ctx, FanoutConfig{Target: u, Subscribe: targets, APIKey: key, Conns: *conns, Channels: channels, Rate: rate, Duration: duration, Size: size, TargetPID: pid, Compress: compress, Progress: stderr})
 	case "floor":
 		if key == "" {
 			return fmt.Errorf("floor --with-fanout with --target needs --api-key (the server API publishes)")
 		}
-		res, err = FloorWithFanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: 1, Rate: rate, Duration: duration, Size: size, TargetPID: pid, Progress: stderr}, floorCfg)
+		res, err = FloorWithFanout(ctx, FanoutConfig{Target: u, APIKey: key, Conns: *conns, Channels: 1, Rate: rate, Duration: duration, Size: size, TargetPID: pid, Compress: compress, Progress: stderr}, floorCfg)
 	case "resources":
 		if !liveQueries {
 			res, err = Resources(ctx, ResourcesConfig{Target: u, Writers: writers, Conns: *conns, Duration: duration, Progress: stderr})

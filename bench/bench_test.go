@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"net/http"
 	"net/url"
@@ -319,5 +321,119 @@ func TestFloorWithFanout(t *testing.T) {
 	res.WriteTable(&out)
 	if !strings.Contains(out.String(), "fanout (server process)") || !strings.Contains(out.String(), "fanout / floor:") {
 		t.Fatalf("table:\n%s", out.String())
+	}
+}
+
+// TestFloorIOURing: the io_uring rounds deliver every frame whole (the
+// readers count bytes: a lost or short send would leave clients short),
+// take turns with write(2), and submit one io_uring_enter per message
+// when the ring holds every socket.
+func TestFloorIOURing(t *testing.T) {
+	res, err := Floor(context.Background(), FloorConfig{Conns: 20, Rate: 50, Duration: 200 * time.Millisecond, Size: 64, IOURing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := res.IOURing
+	if u == nil {
+		t.Fatal("no io_uring result")
+	}
+	for name, w := range map[string]FloorWay{"write": u.Write, "io_uring": u.IOURing} {
+		if w.Messages < 4 || w.Expected != w.Messages*20 || w.Deliveries != w.Expected || w.WriteErrors != 0 || w.CPUSeconds < 0 {
+			t.Errorf("%s: %+v", name, w)
+		}
+	}
+	if u.RingSize < 20 || u.Submits != u.IOURing.Messages {
+		t.Errorf("ring of %d, %d io_uring_enter calls for %d messages", u.RingSize, u.Submits, u.IOURing.Messages)
+	}
+	var out strings.Builder
+	res.WriteTable(&out)
+	if !strings.Contains(out.String(), "io_uring / write(2):") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+}
+
+// TestURingSendAllBatches: a ring smaller than the sockets sends in
+// batches, and every socket receives the frame once.
+func TestURingSendAllBatches(t *testing.T) {
+	ring, err := newURing(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.close()
+	var fds, peers []int
+	for range 10 {
+		p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(p[0])
+		defer unix.Close(p[1])
+		fds, peers = append(fds, p[0]), append(peers, p[1])
+	}
+	frame := floorFrame(64)
+	if failed := ring.sendAll(fds, frame); failed != 0 {
+		t.Fatalf("%d sends failed", failed)
+	}
+	if ring.submits != 3 {
+		t.Errorf("%d io_uring_enter calls for 10 sockets and a ring of 4; want 3", ring.submits)
+	}
+	buf := make([]byte, 2*len(frame))
+	for i, p := range peers {
+		n, err := unix.Read(p, buf)
+		if err != nil || !bytes.Equal(buf[:n], frame) {
+			t.Errorf("socket %d: read %d bytes, %v", i, n, err)
+		}
+	}
+	p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(p[0])
+	unix.Close(p[1])
+	if failed := ring.sendAll(p[:1], frame); failed != 1 {
+		t.Errorf("a send to a closed descriptor: %d failed, want 1", failed)
+	}
+}
+
+// TestFanoutCompressed: with --compress the clients negotiate
+// permessage-deflate, the server's pushes arrive compressed and are
+// counted whole; a server without compression is an error, not a silent
+// uncompressed run. The floor's compressed frame is what the server sends,
+// give or take the send time's digits.
+func TestFanoutCompressed(t *testing.T) {
+	ctx := context.Background()
+	plain := startTestServer(t, nil)
+	if _, err := Fanout(ctx, FanoutConfig{Target: plain, APIKey: benchKey, Conns: 2, Channels: 1, Rate: 50, Duration: 100 * time.Millisecond, Size: 64, Compress: true}); err == nil || !strings.Contains(err.Error(), "permessage-deflate") {
+		t.Fatalf("compress against a server without compression: %v", err)
+	}
+	u := startTestServer(t, func(c *config.Config) { c.WebSocket.Compression = true })
+	res, err := Fanout(ctx, FanoutConfig{Target: u, APIKey: benchKey, Conns: 20, Channels: 2, Rate: 50, Duration: 500 * time.Millisecond, Size: 64, Compress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Compress || res.Publications < 10 || res.Deliveries != res.Expected || res.Expected != res.Publications*10 || res.Disconnects != 0 {
+		t.Fatalf("result %+v", res)
+	}
+
+	c, br, err := subscribeLiveWith(ctx, u, "bench0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := fmt.Sprintf(`{"channel":"bench0","data":{"t":%d,"p":%q}}`, time.Now().UnixNano(), strings.Repeat("x", 24))
+	if err := apiPublish(ctx, http.DefaultClient, u, benchKey, body); err != nil {
+		t.Fatal(err)
+	}
+	p, compressed, err := readRawFrame(br)
+	if err != nil || !compressed {
+		t.Fatalf("push: compressed %v, %v", compressed, err)
+	}
+	f := floorFrameDeflate(64)
+	if f[0] != 0xC1 || f[1] >= 126 || int(f[1]) != len(f)-2 || len(f)-2 < len(p)-4 || len(f)-2 > len(p)+4 || len(f) >= len(floorFrame(64)) {
+		t.Errorf("the server pushes %d compressed bytes; the floor's frame is %d bytes, header % x", len(p), len(f), f[:2])
+	}
+	var inf *inflater
+	if got, err := inf.readFrame(bufio.NewReader(bytes.NewReader(f))); err != nil || !bytes.Equal(got, floorPayload(64)) {
+		t.Errorf("the floor's compressed frame inflates to %q, %v", got, err)
 	}
 }

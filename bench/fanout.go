@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -37,7 +38,11 @@ type FanoutConfig struct {
 	// (/proc/PID/stat) is read before publishing and after the last
 	// delivery, for the CPU per delivery (bench floor compares it).
 	TargetPID int
-	Progress  io.Writer
+	// Compress offers permessage-deflate (the server must have
+	// websocket.compression on); each client counts every compressed
+	// message and inflates one in inflateEvery for the latency.
+	Compress bool
+	Progress io.Writer
 }
 
 // Latency holds percentiles in milliseconds.
@@ -56,6 +61,7 @@ type FanoutResult struct {
 	Channels           int     `json:"channels"`
 	Rate               int     `json:"rate"`
 	Size               int     `json:"size"`
+	Compress           bool    `json:"compress,omitempty"`
 	Seconds            float64 `json:"seconds"`
 	Publications       int64   `json:"publications"`
 	PublicationsPerSec float64 `json:"publications_per_sec"`
@@ -81,6 +87,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 	}
 	hist := newHistogram()
 	var deliveries, disconnects atomic.Int64
+	var inf inflater // the clients' decompressors, shared (one each would be ~45 KB a client)
 	subs := make([]net.Conn, 0, cfg.Conns)
 	var wg sync.WaitGroup // the readers
 	stopReaders := make(chan struct{})
@@ -104,7 +111,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 				if len(cfg.Subscribe) > 0 {
 					target = cfg.Subscribe[i%len(cfg.Subscribe)]
 				}
-				c, br, err := subscribeLive(ctx, target, fmt.Sprintf("bench%d", i%cfg.Channels))
+				c, br, err := subscribeLiveWith(ctx, target, fmt.Sprintf("bench%d", i%cfg.Channels), cfg.Compress)
 				mu.Lock()
 				if err != nil {
 					if firstErr == nil {
@@ -115,7 +122,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 				}
 				subs = append(subs, c)
 				mu.Unlock()
-				wg.Go(func() { readDeliveries(c, br, hist, &deliveries, &disconnects, stopReaders) })
+				wg.Go(func() { readDeliveriesWith(c, br, hist, &deliveries, &disconnects, stopReaders, &inf) })
 			}
 		})
 	}
@@ -161,6 +168,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutResult, error) {
 		Channels:           cfg.Channels,
 		Rate:               cfg.Rate,
 		Size:               cfg.Size,
+		Compress:           cfg.Compress,
 		Seconds:            secs,
 		Publications:       published,
 		PublicationsPerSec: float64(published) / secs,
@@ -207,7 +215,13 @@ func apiPublish(ctx context.Context, client *http.Client, base *url.URL, key, bo
 
 // subscribeLive connects to /live and subscribes to a channel.
 func subscribeLive(ctx context.Context, base *url.URL, ch string) (net.Conn, *bufio.Reader, error) {
-	c, br, err := handshake(ctx, base)
+	return subscribeLiveWith(ctx, base, ch, false)
+}
+
+// subscribeLiveWith is subscribeLive, offering permessage-deflate when
+// compress is set.
+func subscribeLiveWith(ctx context.Context, base *url.URL, ch string, compress bool) (net.Conn, *bufio.Reader, error) {
+	c, br, err := handshakeWith(ctx, base, compress)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -231,8 +245,27 @@ func subscribeLive(ctx context.Context, base *url.URL, ch string) (net.Conn, *bu
 
 // readDeliveries reads pushed messages until the connection ends.
 func readDeliveries(c net.Conn, br *bufio.Reader, h *histogram, n, disconnects *atomic.Int64, stop <-chan struct{}) {
+	readDeliveriesWith(c, br, h, n, disconnects, stop, nil)
+}
+
+// readDeliveriesWith is readDeliveries for clients that may receive
+// compressed messages (inf not nil): a compressed message counts as one
+// delivery, and only every inflateEvery-th of a client's is inflated for
+// its latency, so the clients' decompression (the server compresses a
+// broadcast once; every client inflates it) does not starve the server
+// they share the machine with.
+func readDeliveriesWith(c net.Conn, br *bufio.Reader, h *histogram, n, disconnects *atomic.Int64, stop <-chan struct{}, inf *inflater) {
+	compressed := 0
 	for {
-		p, err := readFrame(br)
+		p, deflated, err := readRawFrame(br)
+		if err == nil && deflated {
+			compressed++
+			if compressed%inflateEvery != 1 {
+				n.Add(1)
+				continue
+			}
+			p, err = inf.inflate(p)
+		}
 		if err != nil {
 			select {
 			case <-stop:
@@ -247,6 +280,10 @@ func readDeliveries(c net.Conn, br *bufio.Reader, h *histogram, n, disconnects *
 		})
 	}
 }
+
+// inflateEvery: a compressing client inflates one message in this many
+// for the latency histogram (the first, then every 8th).
+const inflateEvery = 8
 
 // sentTimes calls fn with the send time (Unix ns) of each message in p:
 // the numbers after "t": that the scenarios put in their payloads.
@@ -311,41 +348,93 @@ func drain(delivered *atomic.Int64, expected int64, max time.Duration) {
 }
 
 // readFrame reads one unmasked server frame (no fragmentation: the
-// server never fragments) and returns its payload; control frames other
-// than close are skipped (pings are not answered: runs are shorter than
-// the read timeout).
+// server never fragments) and returns its payload, inflated when it is
+// compressed (RSV1); control frames other than close are skipped (pings
+// are not answered: runs are shorter than the read timeout).
 func readFrame(br *bufio.Reader) ([]byte, error) {
+	var inf *inflater
+	return inf.readFrame(br)
+}
+
+// inflater holds decompressors that clients share (safe for concurrent
+// use; nil makes one per message).
+type inflater struct{ pool sync.Pool }
+
+// decompressor is a flate reader with its source.
+type decompressor struct {
+	r   io.ReadCloser
+	src bytes.Reader
+}
+
+// readFrame is readFrame with the inflater's decompressors.
+func (inf *inflater) readFrame(br *bufio.Reader) ([]byte, error) {
+	p, compressed, err := readRawFrame(br)
+	if err != nil || !compressed {
+		return p, err
+	}
+	return inf.inflate(p)
+}
+
+// inflate decompresses one permessage-deflate message.
+func (inf *inflater) inflate(p []byte) ([]byte, error) {
+	var d *decompressor
+	if inf != nil {
+		d, _ = inf.pool.Get().(*decompressor)
+	}
+	if d == nil {
+		d = &decompressor{}
+	}
+	// RFC 7692 §7.2.2: the sender removed the final 00 00 ff ff.
+	d.src.Reset(append(p, 0x00, 0x00, 0xff, 0xff))
+	if d.r == nil {
+		d.r = flate.NewReader(&d.src)
+	} else if err := d.r.(flate.Resetter).Reset(&d.src, nil); err != nil {
+		return nil, err
+	}
+	out, err := io.ReadAll(d.r)
+	if inf != nil {
+		inf.pool.Put(d)
+	}
+	if err != nil && err != io.ErrUnexpectedEOF {
+		return nil, fmt.Errorf("inflate: %w", err)
+	}
+	return out, nil
+}
+
+// readRawFrame reads one unmasked server frame and returns its payload
+// as sent and whether it is compressed (RSV1).
+func readRawFrame(br *bufio.Reader) ([]byte, bool, error) {
 	for {
 		var hdr [2]byte
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		n := int64(hdr[1] & 0x7F)
 		switch n {
 		case 126:
 			var b [2]byte
 			if _, err := io.ReadFull(br, b[:]); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			n = int64(binary.BigEndian.Uint16(b[:]))
 		case 127:
 			var b [8]byte
 			if _, err := io.ReadFull(br, b[:]); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			n = int64(binary.BigEndian.Uint64(b[:]))
 		}
 		p := make([]byte, n)
 		if _, err := io.ReadFull(br, p); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		switch hdr[0] & 0x0F {
 		case 0x8:
-			return nil, fmt.Errorf("closed by the server: %q", p)
+			return nil, false, fmt.Errorf("closed by the server: %q", p)
 		case 0x9, 0xA:
 			continue
 		}
-		return p, nil
+		return p, hdr[0]&0x40 != 0, nil
 	}
 }
 

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +29,56 @@ type FloorConfig struct {
 	Rate     int           // messages per second, each written to every socket
 	Duration time.Duration // how long to write
 	Size     int           // payload bytes, as for fanout (the frame carries what fanout's would)
+	// IOURing adds io_uring rounds: the same sockets written in turn by
+	// write(2) and by one io_uring submission of IORING_OP_SEND entries
+	// per message, Duration each, twice (see FloorResult.IOURing).
+	IOURing bool
+	// Compress writes the frame a permessage-deflate connection receives
+	// (the payload compressed once, as the server's shared compression
+	// does) instead of the plain one.
+	Compress bool
 	Progress io.Writer
+}
+
+// FloorURing compares, on the floor's sockets, write(2) with io_uring:
+// two rounds of Duration each way, taken in turn (write, io_uring, write,
+// io_uring), summed per way.
+type FloorURing struct {
+	Write   FloorWay `json:"write"`
+	IOURing FloorWay `json:"io_uring"`
+	// Submits is how many io_uring_enter calls the io_uring rounds made
+	// (one per message when the ring holds every socket's send).
+	Submits  int64 `json:"io_uring_enter_calls"`
+	RingSize int   `json:"ring_entries"`
+	// Ratio is io_uring's writing-thread CPU per delivery over write(2)'s;
+	// ProcessRatio the same for the whole process, AllRatio for the
+	// writer, the readers and ksoftirqd together.
+	Ratio        float64 `json:"io_uring_over_write"`
+	ProcessRatio float64 `json:"io_uring_over_write_process"`
+	AllRatio     float64 `json:"io_uring_over_write_all"`
+}
+
+// FloorWay is what one way of writing did over its rounds.
+type FloorWay struct {
+	Messages          int64   `json:"messages"`
+	Deliveries        int64   `json:"deliveries"`
+	Expected          int64   `json:"expected_deliveries"`
+	WriteErrors       int64   `json:"write_errors"`
+	Seconds           float64 `json:"seconds"`
+	CPUSeconds        float64 `json:"writer_cpu_seconds"`
+	ProcessCPUSeconds float64 `json:"process_cpu_seconds"`
+	CPUPer1000Deliv   float64 `json:"cpu_us_per_1000_deliveries"`
+	ProcessPer1000    float64 `json:"process_cpu_us_per_1000_deliveries"`
+	// The readers' process and the kernel's softirq threads (ksoftirqd,
+	// where the receiving stack runs when it is not run inline by the
+	// sender) over the rounds and the readers' drain: work a cheaper
+	// sender may have moved rather than saved. The ksoftirqd figure is
+	// the machine's, other processes' traffic included.
+	ReadersCPUSeconds float64 `json:"readers_cpu_seconds"`
+	SoftirqCPUSeconds float64 `json:"ksoftirqd_cpu_seconds"`
+	// AllPer1000 is writer process + readers + ksoftirqd per 1,000
+	// deliveries.
+	AllPer1000 float64 `json:"all_cpu_us_per_1000_deliveries"`
 }
 
 // FloorResult is what the floor scenario measured; with --with-fanout it
@@ -37,6 +88,7 @@ type FloorResult struct {
 	Conns            int     `json:"conns"`
 	Rate             int     `json:"rate"`
 	Size             int     `json:"size"`
+	Compress         bool    `json:"compress,omitempty"`
 	FrameBytes       int     `json:"frame_bytes"` // one WebSocket frame, header included
 	Seconds          float64 `json:"seconds"`
 	Messages         int64   `json:"messages"`
@@ -61,16 +113,40 @@ type FloorResult struct {
 	// the floor's.
 	Fanout *FanoutResult `json:"fanout,omitempty"`
 	Ratio  float64       `json:"fanout_over_floor,omitempty"`
+
+	// With --io-uring: write(2) against io_uring, after the run above.
+	IOURing *FloorURing `json:"io_uring,omitempty"`
 }
 
 // floorFrame is the unmasked text frame the floor writes: the bytes /live
 // pushes for a fanout publication of size bytes (the same envelope and
-// data shape, a fixed send time; a channel without history, as fanout's:
+// data shape, a fixed send time, digits as varied as a real one; a channel without history, as fanout's:
 // offset 0, no epoch), so both runs move the same bytes.
 func floorFrame(size int) []byte {
+	return wsFrame(0x81, floorPayload(size))
+}
+
+// floorFrameDeflate is floorFrame as a permessage-deflate connection
+// receives it (--compress): the payload compressed as the server does
+// (one message, no context takeover, the fastest level, the final 00 00
+// ff ff removed) in a frame with RSV1 set.
+func floorFrameDeflate(size int) []byte {
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	w.Write(floorPayload(size))
+	w.Flush()
+	out := buf.Bytes()
+	return wsFrame(0xC1, out[:len(out)-4])
+}
+
+func floorPayload(size int) []byte {
 	pad := strings.Repeat("x", max(size-40, 0))
-	p := fmt.Appendf(nil, `{"stream":"$channels","payload":{"action":"message","channel":"bench0","offset":0,"epoch":"","data":{"t":%d,"p":%q}}}`, int64(1764680000000000000), pad)
-	b := []byte{0x81}
+	return fmt.Appendf(nil, `{"stream":"$channels","payload":{"action":"message","channel":"bench0","offset":0,"epoch":"","data":{"t":%d,"p":%q}}}`, int64(1764683917250496183), pad)
+}
+
+// wsFrame is an unmasked frame: the first byte b0, then p's length, then p.
+func wsFrame(b0 byte, p []byte) []byte {
+	b := []byte{b0}
 	switch {
 	case len(p) <= 125:
 		b = append(b, byte(len(p)))
@@ -101,6 +177,9 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 		return nil, err
 	}
 	frame := floorFrame(cfg.Size)
+	if cfg.Compress {
+		frame = floorFrameDeflate(cfg.Size)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -146,15 +225,12 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 	}
 	fmt.Fprintf(progress, "floor: %d sockets; writing %d-byte frames to each, %d/s for %v\n", len(fds), len(frame), cfg.Rate, cfg.Duration)
 
-	w := writeFloor(ctx, fds, frame, cfg, progress)
+	w := writeFloor(ctx, fds, frame, cfg, progress, nil)
 	// The readers wait (up to 5 s) for every byte, then count.
-	fmt.Fprintf(rd.in, "want %d\n", w.messages*int64(len(frame)))
-	var short int
-	var got, disconnects int64
-	if line, err := rd.out.ReadString('\n'); err != nil {
-		return nil, fmt.Errorf("floor readers: %w", err)
-	} else if _, err := fmt.Sscanf(line, "short %d frames %d disconnects %d", &short, &got, &disconnects); err != nil {
-		return nil, fmt.Errorf("floor readers: %q: %w", line, err)
+	written := w.messages
+	short, got, disconnects, err := rd.count(written * int64(len(frame)))
+	if err != nil {
+		return nil, err
 	}
 	secs := w.elapsed.Seconds()
 	r := &FloorResult{
@@ -162,6 +238,7 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 		Conns:             cfg.Conns,
 		Rate:              cfg.Rate,
 		Size:              cfg.Size,
+		Compress:          cfg.Compress,
 		FrameBytes:        len(frame),
 		Seconds:           secs,
 		Messages:          w.messages,
@@ -178,7 +255,104 @@ func Floor(ctx context.Context, cfg FloorConfig) (*FloorResult, error) {
 	if got > 0 {
 		r.CPUPer1000Deliv = float64(w.thread.Microseconds()) * 1000 / float64(got)
 	}
+	if cfg.IOURing {
+		if r.IOURing, err = floorURing(ctx, fds, frame, cfg, progress, rd, written, got); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
+}
+
+// floorURing runs the io_uring rounds on the floor's sockets, which
+// have had written messages (got frames counted) so far.
+func floorURing(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, progress io.Writer, rd *floorReaders, written, got int64) (*FloorURing, error) {
+	ring, err := newURing(uint32(min(len(fds), 16384)))
+	if err != nil {
+		return nil, err
+	}
+	defer ring.close()
+	u := &FloorURing{RingSize: int(ring.entries)}
+	for round := range 4 {
+		way, r := &u.Write, (*uring)(nil)
+		if round%2 == 1 {
+			way, r = &u.IOURing, ring
+		}
+		readers0, softirq0 := procCPUOr0(rd.cmd.Process.Pid), softirqCPU()
+		w := writeFloor(ctx, fds, frame, cfg, progress, r)
+		written += w.messages
+		_, total, _, err := rd.count(written * int64(len(frame)))
+		if err != nil {
+			return nil, err
+		}
+		way.ReadersCPUSeconds += procCPUOr0(rd.cmd.Process.Pid) - readers0
+		way.SoftirqCPUSeconds += softirqCPU() - softirq0
+		way.Messages += w.messages
+		way.Deliveries += total - got
+		way.Expected += w.messages * int64(len(fds))
+		way.WriteErrors += w.failed
+		way.Seconds += w.elapsed.Seconds()
+		way.CPUSeconds += w.thread.Seconds()
+		way.ProcessCPUSeconds += w.process.Seconds()
+		got = total
+	}
+	u.Submits = ring.submits
+	for _, way := range []*FloorWay{&u.Write, &u.IOURing} {
+		if way.Deliveries > 0 {
+			way.CPUPer1000Deliv = way.CPUSeconds * 1e9 / float64(way.Deliveries)
+			way.ProcessPer1000 = way.ProcessCPUSeconds * 1e9 / float64(way.Deliveries)
+			way.AllPer1000 = (way.ProcessCPUSeconds + way.ReadersCPUSeconds + way.SoftirqCPUSeconds) * 1e9 / float64(way.Deliveries)
+		}
+	}
+	if u.Write.CPUPer1000Deliv > 0 && u.Write.ProcessPer1000 > 0 && u.Write.AllPer1000 > 0 {
+		u.Ratio = u.IOURing.CPUPer1000Deliv / u.Write.CPUPer1000Deliv
+		u.ProcessRatio = u.IOURing.ProcessPer1000 / u.Write.ProcessPer1000
+		u.AllRatio = u.IOURing.AllPer1000 / u.Write.AllPer1000
+	}
+	return u, nil
+}
+
+// procCPUOr0 is procCPU, 0 when it cannot be read.
+func procCPUOr0(pid int) float64 {
+	s, err := procCPU(pid)
+	if err != nil {
+		return 0
+	}
+	return s
+}
+
+// softirqCPU is the CPU time of the kernel's ksoftirqd threads, in
+// seconds (0 when /proc cannot tell).
+func softirqCPU() float64 {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile("/proc/" + e.Name() + "/comm"); err == nil && strings.HasPrefix(string(comm), "ksoftirqd/") {
+			total += procCPUOr0(pid)
+		}
+	}
+	return total
+}
+
+// count asks the readers to wait (up to 5 s) until every connection has
+// received want bytes in all, and returns the connections short of it,
+// the whole frames received so far over all, and the disconnects.
+func (rd *floorReaders) count(want int64) (short int, frames, disconnects int64, err error) {
+	fmt.Fprintf(rd.in, "want %d\n", want)
+	line, err := rd.out.ReadString('\n')
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("floor readers: %w", err)
+	}
+	if _, err := fmt.Sscanf(line, "short %d frames %d disconnects %d", &short, &frames, &disconnects); err != nil {
+		return 0, 0, 0, fmt.Errorf("floor readers: %q: %w", line, err)
+	}
+	return short, frames, disconnects, nil
 }
 
 // floorReaders is the child process holding the client ends.
@@ -296,8 +470,9 @@ type floorWrites struct {
 }
 
 // writeFloor writes frame to every descriptor, cfg.Rate times a second for
-// cfg.Duration (back to back when it falls behind), on a thread of its own.
-func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, progress io.Writer) floorWrites {
+// cfg.Duration (back to back when it falls behind), on a thread of its own:
+// with write(2), or through ring when it is not nil.
+func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, progress io.Writer, ring *uring) floorWrites {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var w floorWrites
@@ -311,9 +486,13 @@ func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, p
 			time.Sleep(d)
 		}
 		next = next.Add(interval)
-		for _, fd := range fds {
-			if writeAll(fd, frame) != nil {
-				w.failed++
+		if ring != nil {
+			w.failed += ring.sendAll(fds, frame)
+		} else {
+			for _, fd := range fds {
+				if writeAll(fd, frame) != nil {
+					w.failed++
+				}
 			}
 		}
 		w.messages++
@@ -404,6 +583,19 @@ func (r *FloorResult) WriteTable(w io.Writer) {
 	}
 	if r.Fanout != nil {
 		fmt.Fprintf(w, "fanout / floor: %.2f× CPU per delivery (%d-byte frames)\n", r.Ratio, r.FrameBytes)
+	}
+	if u := r.IOURing; u != nil {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "then, in turn\tmessages\tdelivered/expected\tthread CPU s\tprocess CPU s\treaders CPU s\tksoftirqd CPU s\tthread µs / 1,000\tprocess µs / 1,000\tall µs / 1,000\t")
+		for _, x := range []struct {
+			name string
+			way  FloorWay
+		}{{"write(2)", u.Write}, {"io_uring", u.IOURing}} {
+			fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f\t\n", x.name, x.way.Messages, x.way.Deliveries, x.way.Expected, x.way.CPUSeconds, x.way.ProcessCPUSeconds,
+				x.way.ReadersCPUSeconds, x.way.SoftirqCPUSeconds, x.way.CPUPer1000Deliv, x.way.ProcessPer1000, x.way.AllPer1000)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "io_uring / write(2): %.2f× the thread's CPU per delivery, %.2f× the process's, %.2f× with the readers and ksoftirqd (%d io_uring_enter calls, ring of %d)\n", u.Ratio, u.ProcessRatio, u.AllRatio, u.Submits, u.RingSize)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -214,6 +215,16 @@ func dialLive(ctx context.Context, base *url.URL) (net.Conn, error) {
 // handshake dials /live and completes the WebSocket handshake; the
 // deadline it sets (10 s) is the caller's to clear.
 func handshake(ctx context.Context, base *url.URL) (net.Conn, *bufio.Reader, error) {
+	return handshakeWith(ctx, base, false)
+}
+
+// deflateOffer is the permessage-deflate offer of a compressing client
+// (--compress): no context takeover either way, as the server compresses.
+const deflateOffer = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
+
+// handshakeWith is handshake, offering permessage-deflate when compress
+// is set (and failing when the server does not accept it).
+func handshakeWith(ctx context.Context, base *url.URL, compress bool) (net.Conn, *bufio.Reader, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	c, err := d.DialContext(ctx, "tcp", base.Host)
 	if err != nil {
@@ -226,8 +237,12 @@ func handshake(ctx context.Context, base *url.URL) (net.Conn, *bufio.Reader, err
 	if base.RawQuery != "" {
 		path += "?" + base.RawQuery
 	}
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
-		path, base.Host, base64.StdEncoding.EncodeToString(key[:]))
+	ext := ""
+	if compress {
+		ext = "Sec-WebSocket-Extensions: " + deflateOffer + "\r\n"
+	}
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n%s\r\n",
+		path, base.Host, base64.StdEncoding.EncodeToString(key[:]), ext)
 	br := bufio.NewReaderSize(c, 512)
 	status, err := br.ReadString('\n')
 	if err != nil {
@@ -238,13 +253,21 @@ func handshake(ctx context.Context, base *url.URL) (net.Conn, *bufio.Reader, err
 		c.Close()
 		return nil, nil, fmt.Errorf("handshake: %s", strings.TrimSpace(status))
 	}
+	deflate := false
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
 			c.Close()
 			return nil, nil, fmt.Errorf("handshake: %w", err)
 		}
+		if name, value, ok := strings.Cut(line, ":"); ok && strings.EqualFold(name, "Sec-WebSocket-Extensions") && strings.Contains(value, "permessage-deflate") {
+			deflate = true
+		}
 		if line == "\r\n" {
+			if compress && !deflate {
+				c.Close()
+				return nil, nil, errors.New("handshake: the server did not accept permessage-deflate (websocket.compression is off)")
+			}
 			return c, br, nil
 		}
 	}

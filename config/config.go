@@ -272,6 +272,12 @@ type Limits struct {
 	// per flush). A client whose socket is full gets a goroutine of its
 	// own, so a slow client never holds a worker.
 	Writers int `yaml:"writers"`
+	// BroadcastChunk is how many subscribers each part of a split
+	// broadcast covers: a publication to a channel with at least twice as
+	// many subscribers on this process is queued to them by the writers
+	// and the publishing goroutine together, a chunk each at a time
+	// (0: 1,024; -1: never split).
+	BroadcastChunk int `yaml:"broadcast_chunk"`
 	// MaxHistoryBytes bounds the history kept across all channels; past
 	// it, the history of the channels published to least recently is
 	// dropped first (their epoch changes). 0 is unlimited.
@@ -824,6 +830,7 @@ func (c Config) LogValue() slog.Value {
 			"max_subscriptions", c.Limits.MaxSubscriptions,
 			"max_subscriptions_per_user", c.Limits.MaxSubscriptionsPerUser,
 			"writers", c.Limits.Writers,
+			"broadcast_chunk", c.Limits.BroadcastChunk,
 			"max_history_bytes", c.Limits.MaxHistoryBytes.String(),
 			"max_channels_per_namespace", c.Limits.MaxChannelsPerNamespace,
 			"max_search_length", c.Limits.MaxSearchLength,

@@ -445,6 +445,7 @@ func TestErrors(t *testing.T) {
 		{"capture mode", "store: {driver: postgres, url: \"postgres://h/db\"}\nresources:\n  todos:\n    table: app_todo\n    capture: triggers\n", 5, "resources.todos.capture", `must be one of none, trigger (got "triggers")`},
 		{"capture on sqlite", "resources:\n  todos:\n    fields: {a: {type: string}}\n    capture: trigger\n", 4, "resources.todos.capture", "capture: trigger needs store.driver: postgres"},
 		{"writer pool", "limits:\n  writers: 2000\n", 2, "limits.writers", "must be between -1 (no workers) and 1024"},
+		{"broadcast chunk", "limits:\n  broadcast_chunk: -5\n", 2, "limits.broadcast_chunk", "must be between -1 (never split) and 1048576"},
 		{"table name", "store: {driver: postgres, url: \"postgres://h/db\"}\nresources:\n  todos:\n    table: \"app todo\"\n", 4, "resources.todos.table", "must be a table name"},
 		{"owned records created anonymously", "resources:\n  todos:\n    fields: {title: {type: string}, owner: {type: string}}\n    permissions:\n      create: anyone\n      update: owner:owner\n", 5, "resources.todos.permissions.create", "create: anyone lets anonymous users create records, which would have no owner, so nobody could read or edit them under update: owner:owner; set create: authenticated"},
 		{"owned records created anonymously by default", "resources:\n  todos:\n    fields: {title: {type: string}, owner: {type: string}}\n    permissions: {read: owner:owner}\n", 4, "resources.todos.permissions.create", "under read: owner:owner"},

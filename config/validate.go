@@ -189,6 +189,9 @@ func (c *Config) validate() []verr {
 	if l.Writers < -1 || l.Writers > 1024 {
 		v.add("limits.writers", "must be between -1 (no workers) and 1024; 0 is one per CPU (got %d)", l.Writers)
 	}
+	if l.BroadcastChunk < -1 || l.BroadcastChunk > 1<<20 {
+		v.add("limits.broadcast_chunk", "must be between -1 (never split) and 1048576; 0 is 1024 (got %d)", l.BroadcastChunk)
+	}
 	for _, e := range []struct {
 		key string
 		n   int

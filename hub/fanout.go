@@ -63,6 +63,9 @@ type encodeCache struct {
 	// ready holds the sessions the broadcast started writing, for the
 	// writer pool (flushed at the end of the broadcast).
 	ready readyBatch
+	// shared, in a chunk of a split broadcast, holds the frames every
+	// chunk uses (see split.go): a protocol's frame is encoded once.
+	shared *sharedFrames
 }
 
 type prepared struct {
@@ -101,7 +104,12 @@ func (c *encodeCache) get(ev *event, enc Encoder) []byte {
 	if f, ok := c.more[enc]; ok {
 		return f
 	}
-	f := ev.encode(enc)
+	var f []byte
+	if c.shared != nil {
+		f = c.shared.get(ev, enc)
+	} else {
+		f = ev.encode(enc)
+	}
 	if c.n < len(c.encs) {
 		c.encs[c.n], c.frames[c.n] = enc, f
 		c.n++
@@ -114,7 +122,18 @@ func (c *encodeCache) get(ev *event, enc Encoder) []byte {
 	return f
 }
 
-// broadcast queues an event to every local subscriber of its channel.
+// wants reports whether the session receives the event: join and leave
+// go to subscriptions with presence; a publication with an audience
+// (limited) to its users.
+func (e *event) wants(s *Session, sub *subscription, limited bool) bool {
+	if e.kind != eventPublication && !sub.opts.Presence {
+		return false
+	}
+	return !limited || e.pub.Audience.Includes(s.user)
+}
+
+// broadcast queues an event to every local subscriber of its channel; a
+// channel with many is split across the writer pool (split.go).
 func (h *Hub) broadcast(ch string, ev event) {
 	sh := h.shard(ch)
 	sh.mu.RLock()
@@ -123,20 +142,20 @@ func (h *Hub) broadcast(ch string, ev event) {
 	if c == nil {
 		return
 	}
-	var cache encodeCache
-	limited := ev.kind == eventPublication && !ev.pub.Audience.IsZero()
-	n := 0
-	for s, sub := range c.subs {
-		if ev.kind != eventPublication && !sub.opts.Presence {
-			continue
+	var n int
+	if h.splits(ch, c) {
+		n = h.broadcastSplit(c, &ev)
+	} else {
+		var cache encodeCache
+		limited := ev.kind == eventPublication && !ev.pub.Audience.IsZero()
+		for s, sub := range c.subs {
+			if ev.wants(s, sub, limited) {
+				s.deliver(sub, &ev, &cache)
+				n++
+			}
 		}
-		if limited && !ev.pub.Audience.Includes(s.user) {
-			continue
-		}
-		s.deliver(sub, &ev, &cache)
-		n++
+		cache.ready.flush()
 	}
-	cache.ready.flush()
 	if ev.kind == eventPublication {
 		h.deliveries.Add(uint64(n))
 	}

@@ -68,7 +68,17 @@ type Config struct {
 	// session). A session whose client does not take a batch at once
 	// gets a goroutine of its own until its outbox is empty.
 	Writers int
+	// BroadcastChunk is how many subscribers each part of a split
+	// broadcast covers: a broadcast to at least twice as many local
+	// subscribers of one channel is split into chunks of this many, which
+	// the writer pool's workers queue in parallel with the publishing
+	// goroutine (default 1024; -1: never split; at most MaxBroadcastChunk).
+	// Channels of the "$" namespaces are not split.
+	BroadcastChunk int
 }
+
+// MaxBroadcastChunk bounds Config.BroadcastChunk.
+const MaxBroadcastChunk = 1 << 20
 
 // MaxWriters bounds Config.Writers.
 const MaxWriters = 1024
@@ -140,6 +150,7 @@ type Hub struct {
 	wg      sync.WaitGroup // maintain
 	writers sync.WaitGroup // sessions writing (on a worker or their own goroutine) and slow-consumer closes
 	pool    pool           // writer workers (pool.go)
+	members sync.Pool      // *[]member: the lists of split broadcasts (split.go)
 	stop    chan struct{}
 	closed  bool
 
@@ -175,6 +186,12 @@ func New(cfg Config) (*Hub, error) {
 		cfg.Writers = runtime.GOMAXPROCS(0)
 	case cfg.Writers < -1 || cfg.Writers > MaxWriters:
 		return nil, fmt.Errorf("hub: Writers is %d: want -1 (no pool), 0 (GOMAXPROCS) or up to %d", cfg.Writers, MaxWriters)
+	}
+	switch {
+	case cfg.BroadcastChunk == 0:
+		cfg.BroadcastChunk = defaultBroadcastChunk
+	case cfg.BroadcastChunk < -1 || cfg.BroadcastChunk > MaxBroadcastChunk:
+		return nil, fmt.Errorf("hub: BroadcastChunk is %d: want -1 (never split), 0 (default %d) or 1 to %d", cfg.BroadcastChunk, defaultBroadcastChunk, MaxBroadcastChunk)
 	}
 	h := &Hub{
 		cfg:      cfg,

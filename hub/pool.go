@@ -27,9 +27,13 @@ type TryWriter interface {
 // drains its outbox as a session without a pool would: a slow client
 // never holds a worker.
 type pool struct {
-	mu     sync.Mutex
-	cond   sync.Cond
-	ready  []*Session
+	mu    sync.Mutex
+	cond  sync.Cond
+	ready []*Session
+	// splits are broadcasts split into chunks (split.go), taken before
+	// ready: the sooner every outbox holds the event, the sooner all are
+	// written.
+	splits []*split
 	idle   int // workers waiting on cond
 	closed bool
 	wg     sync.WaitGroup
@@ -81,6 +85,25 @@ func (p *pool) pushAll(ss []*Session) bool {
 	return true
 }
 
+// pushSplit asks up to n idle workers to help with a split broadcast:
+// only a worker with nothing to write (a free core, when the pool has one
+// worker per core) is asked, so a broadcast does not wait for workers
+// that are busy writing the previous one. A worker woken for it may still
+// find it over (and does nothing).
+func (p *pool) pushSplit(sp *split, n int) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	n = min(n, p.idle-len(p.splits))
+	for range n {
+		p.splits = append(p.splits, sp)
+		p.cond.Signal()
+	}
+	p.mu.Unlock()
+}
+
 // readyBatch gathers the sessions a broadcast starts writing, to queue
 // them for the workers a batch at a time (one lock of the queue per
 // batch, not per session).
@@ -127,10 +150,18 @@ func (p *pool) work() {
 	var mine []*Session
 	for {
 		p.mu.Lock()
-		for len(p.ready) == 0 && !p.closed {
+		for len(p.ready) == 0 && len(p.splits) == 0 && !p.closed {
 			p.idle++
 			p.cond.Wait()
 			p.idle--
+		}
+		if k := len(p.splits); k > 0 {
+			sp := p.splits[k-1]
+			p.splits[k-1] = nil
+			p.splits = p.splits[:k-1]
+			p.mu.Unlock()
+			sp.help()
+			continue
 		}
 		if len(p.ready) == 0 { // closed and drained
 			p.mu.Unlock()

@@ -199,6 +199,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		MaxUserSubscriptions: cfg.Limits.MaxSubscriptionsPerUser,
 		PresenceExpiry:       time.Duration(cfg.Broker.PresenceTTL),
 		Writers:              cfg.Limits.Writers,
+		BroadcastChunk:       cfg.Limits.BroadcastChunk,
 		Logger:               log,
 	})
 	if err != nil {

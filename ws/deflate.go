@@ -28,14 +28,24 @@ type flaters struct {
 
 	seed   maphash.Seed
 	recent [sharedSlots]atomic.Pointer[sharedDeflate]
+	kept   atomic.Int64  // bytes of originals and compressed forms in recent
+	seq    atomic.Uint64 // numbers the remembered messages, oldest first
 }
 
-// sharedSlots is the number of messages compressShared remembers, and
+// sharedSlots is the number of messages compressShared remembers,
 // sharedMax the largest it remembers (bigger ones are compressed per
-// call): at most sharedSlots × sharedMax bytes of originals are kept.
+// call), and sharedBytes the most it keeps in all (originals and
+// compressed forms; past it a message is compressed per call until
+// space is freed). The slots are many because a broadcast that runs
+// behind has as many messages in flight as publications queued in the
+// outboxes: with 64 slots, 1,000 subscribers 1–2 s behind 100
+// publications/s evicted each other's messages on nearly every call and
+// compression took ~65 % of the server's CPU (docs/BENCHMARKS.md, issue
+// 20); 1,024 slots cost 8 KiB of pointers per engine.
 const (
-	sharedSlots = 64
+	sharedSlots = 1024
 	sharedMax   = 64 << 10
+	sharedBytes = 8 << 20
 )
 
 // sharedDeflate is one remembered compression: a copy of the message (so
@@ -43,6 +53,7 @@ const (
 // message's bytes) and its compressed form.
 type sharedDeflate struct {
 	hash uint64
+	seq  uint64 // the order it was remembered in
 	data []byte
 	out  []byte
 }
@@ -58,14 +69,33 @@ func (e *Engine) compressShared(data []byte) []byte {
 	if len(data) > sharedMax {
 		return e.compress(data)
 	}
+	// Two slots may hold a message (h's low and high bits choose them),
+	// so two messages in flight that share one slot do not evict each
+	// other; a new one replaces the older of the two.
 	h := maphash.Bytes(e.flate.seed, data)
-	slot := &e.flate.recent[h%sharedSlots]
-	if d := slot.Load(); d != nil && d.hash == h && bytes.Equal(d.data, data) {
-		e.stats.deflateShared.Add(1)
-		return d.out
+	a, b := &e.flate.recent[h%sharedSlots], &e.flate.recent[(h>>32)%sharedSlots]
+	da, db := a.Load(), b.Load()
+	for _, d := range [2]*sharedDeflate{da, db} {
+		if d != nil && d.hash == h && bytes.Equal(d.data, data) {
+			e.stats.deflateShared.Add(1)
+			return d.out
+		}
 	}
 	out := e.compress(data)
-	slot.Store(&sharedDeflate{hash: h, data: bytes.Clone(data), out: out})
+	slot, old := a, da
+	if da != nil && (db == nil || db.seq < da.seq) {
+		slot, old = b, db
+	}
+	grow := int64(len(data) + len(out))
+	if old != nil {
+		grow -= int64(len(old.data) + len(old.out))
+	}
+	if e.flate.kept.Load()+grow > sharedBytes {
+		return out
+	}
+	if slot.CompareAndSwap(old, &sharedDeflate{hash: h, seq: e.flate.seq.Add(1), data: bytes.Clone(data), out: out}) {
+		e.flate.kept.Add(grow)
+	}
 	return out
 }
 

@@ -56,7 +56,8 @@ func TestHelpEverywhere(t *testing.T) {
 		"healthcheck":         {"--url", "--config", "--timeout"},
 		"bench resources":     {"--writers", "--conns", "--duration", "--target", "--json"},
 		"bench idle":          {"--conns", "--target-pid", "--settle"},
-		"bench floor":         {"--conns", "--rate", "--size", "--duration", "--json", "--with-fanout"},
+		"bench floor":         {"--conns", "--rate", "--size", "--duration", "--json", "--with-fanout", "--compress", "--io-uring"},
+		"bench fanout":        {"--conns", "--rate", "--compress"},
 	} {
 		_, out, _ := runCmd(t, t.TempDir(), nil, append(strings.Fields(cmd), "--help")...)
 		for _, f := range flags {
