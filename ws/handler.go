@@ -130,12 +130,34 @@ func (hijackedWriter) WriteHeader(int)           {}
 // failure the HTTP error has been written and the error is returned.
 // Headers already set on w (cookies, for instance) are sent with the 101
 // response.
+//
+// Upgrade resolves opts on every call, and every connection keeps its own
+// copy (about 140 bytes); a handler that upgrades many connections with
+// the same options uses an Upgrader.
 func Upgrade(w http.ResponseWriter, r *http.Request, e *Engine, h Handler, opts ...Option) (*Conn, error) {
-	if e == nil || h == nil {
+	return NewUpgrader(e, opts...).Upgrade(w, r, h)
+}
+
+// Upgrader is Upgrade with its engine and options fixed: they are
+// resolved once, and every connection it accepts shares them. Its
+// methods are safe for concurrent use.
+type Upgrader struct {
+	e *Engine
+	o *options
+}
+
+// NewUpgrader returns an Upgrader that hands connections to e.
+func NewUpgrader(e *Engine, opts ...Option) *Upgrader {
+	return &Upgrader{e: e, o: resolve(append([]Option{WithEngine(e)}, opts...))}
+}
+
+// Upgrade is the package's Upgrade with the Upgrader's engine and
+// options.
+func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*Conn, error) {
+	if u.e == nil || h == nil {
 		return nil, errors.New("ws: Upgrade needs an engine and a handler")
 	}
-	o := resolve(append([]Option{WithEngine(e)}, opts...))
-	return upgrade(w, r, e, o, h, nil)
+	return upgrade(w, r, u.e, u.o, h, nil)
 }
 
 // upgrade completes the handshake; onFinish, if set, is called once the
