@@ -215,7 +215,7 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 	}
 	nc.SetWriteDeadline(time.Time{})
 
-	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate.compress(), done: make(chan struct{}), onFinish: onFinish}
+	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate.compress(), onFinish: onFinish}
 	c.fr.maxMessage = o.maxMessage
 	c.fr.compression = deflate != nil
 	now := time.Now().UnixNano()
