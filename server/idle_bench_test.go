@@ -47,7 +47,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 // idleBudget is what the idle test allows an idle /live connection of
 // live heap: docs/BENCHMARKS.md's goal for RSS is 3 KB, of which about
 // half is GC headroom and handshake garbage.
-const idleBudget = 1800
+const idleBudget = 1700
 
 // TestIdleConnectionCost fails when an idle /live connection holds more
 // live heap than idleBudget, or when it holds a goroutine.

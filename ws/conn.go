@@ -63,10 +63,14 @@ type Conn struct {
 	rmu     sync.Mutex
 	shard   uint8 // the engine's shard (immutable)
 	deflate bool  // permessage-deflate: compress what this side sends (immutable)
-	fr      frameReader
-	rc      syscall.RawConn // set when the engine polls the socket
-	fd      int
-	poller  *poller
+	inflate bool  // permessage-deflate was negotiated: compressed frames may come (immutable)
+	// fr is the frame being read, taken from the engine's pool when bytes
+	// arrive and given back once they ended on a message boundary: an idle
+	// connection holds none.
+	fr     *frameReader
+	rc     syscall.RawConn // set when the engine polls the socket
+	fd     int
+	poller *poller
 
 	wmu       sync.Mutex // serialises writes to nc
 	wclosed   bool       // the close frame is out: nothing may follow (guarded by wmu)
@@ -558,7 +562,18 @@ func (c *Conn) panicked(where string, p any, closeConn bool) {
 func (c *Conn) process(p []byte) {
 	c.lastRead.Store(time.Now().UnixNano())
 	c.eng.stats.bytesIn.Add(uint64(len(p)))
-	c.fr.feed(p, c)
+	fr := c.fr
+	if fr == nil {
+		fr = c.eng.readers.Get().(*frameReader)
+		fr.maxMessage, fr.compression = c.o.maxMessage, c.inflate
+	}
+	fr.feed(p, c)
+	if fr.idle() && !fr.broken {
+		fr.reset()
+		c.eng.readers.Put(fr)
+		fr = nil
+	}
+	c.fr = fr
 }
 
 // message implements frameSink.

@@ -215,9 +215,7 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 	}
 	nc.SetWriteDeadline(time.Time{})
 
-	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate.compress(), onFinish: onFinish}
-	c.fr.maxMessage = o.maxMessage
-	c.fr.compression = deflate != nil
+	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate.compress(), inflate: deflate != nil, onFinish: onFinish}
 	now := time.Now().UnixNano()
 	c.lastRead.Store(now)
 	c.lastPing.Store(now)
