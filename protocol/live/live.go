@@ -121,10 +121,10 @@ type session struct {
 	instances map[string][]*instanceSub
 	lists     map[string][]*listSub // collection channel → live queries
 	// A token bucket for MessagesPerSecond: tokens left and when they were
-	// counted. Touched only by the connection's handler calls, which never
-	// run concurrently.
+	// counted (unix ns; 0: never). Touched only by the connection's
+	// handler calls, which never run concurrently.
 	tokens float64
-	filled time.Time
+	filled int64
 	// nsubs counts the entries of instances and lists: the subscriptions
 	// this protocol holds over the hub's silent channels, one per
 	// request_id (see hub.SubscriptionCounter).
@@ -163,12 +163,13 @@ func (s *session) allow(rate int, now time.Time) bool {
 		return true
 	}
 	burst := float64(2 * rate)
-	if s.filled.IsZero() {
+	ns := now.UnixNano()
+	if s.filled == 0 {
 		s.tokens = burst
 	} else {
-		s.tokens = min(burst, s.tokens+now.Sub(s.filled).Seconds()*float64(rate))
+		s.tokens = min(burst, s.tokens+float64(ns-s.filled)/1e9*float64(rate))
 	}
-	s.filled = now
+	s.filled = ns
 	if s.tokens < 1 {
 		return false
 	}
