@@ -53,17 +53,19 @@ type queued struct {
 // are unix nanoseconds and the done channel is made on demand: see
 // docs/BENCHMARKS.md, "Memory per idle connection".
 type Conn struct {
-	nc          net.Conn
-	eng         *Engine
-	o           *options
-	h           Handler // event mode; nil when messages are queued
-	subprotocol string
+	nc  net.Conn
+	eng *Engine
+	o   *options
+	h   Handler // event mode; nil when messages are queued
 
 	// Reading state: touched only by the single reader of the moment.
 	rmu     sync.Mutex
 	shard   uint8 // the engine's shard (immutable)
 	deflate bool  // permessage-deflate: compress what this side sends (immutable)
 	inflate bool  // permessage-deflate was negotiated: compressed frames may come (immutable)
+	// subprotocol is the negotiated subprotocol's index in o.subprotocols
+	// plus one, 0 for none (immutable).
+	subprotocol uint16
 	// fr is the frame being read, taken from the engine's pool when bytes
 	// arrive and given back once they ended on a message boundary: an idle
 	// connection holds none.
@@ -98,11 +100,16 @@ type Conn struct {
 
 	lastRead atomic.Int64 // unix nanoseconds
 	lastPing atomic.Int64
-	value    atomic.Value
+	value    atomic.Pointer[any]
 }
 
 // Subprotocol returns the negotiated subprotocol, or "".
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string {
+	if c.subprotocol == 0 {
+		return ""
+	}
+	return c.o.subprotocols[c.subprotocol-1]
+}
 
 // RemoteAddr returns the peer's network address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
@@ -112,7 +119,7 @@ func (c *Conn) SetValue(v any) { c.value.Store(&v) }
 
 // Value returns the value given to SetValue, or nil.
 func (c *Conn) Value() any {
-	if p, ok := c.value.Load().(*any); ok {
+	if p := c.value.Load(); p != nil {
 		return *p
 	}
 	return nil

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -189,6 +191,10 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 		return nil, ErrEngineClosed
 	}
 	subprotocol := selectSubprotocol(r, o.subprotocols)
+	proto := slices.Index(o.subprotocols, subprotocol) + 1 // 0: none
+	if proto > math.MaxUint16 {
+		subprotocol, proto = "", 0 // past any real list: not negotiated
+	}
 	var deflate *deflateParams
 	if o.compression {
 		deflate = negotiateDeflate(r)
@@ -215,7 +221,7 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 	}
 	nc.SetWriteDeadline(time.Time{})
 
-	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate.compress(), inflate: deflate != nil, onFinish: onFinish}
+	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: uint16(proto), deflate: deflate.compress(), inflate: deflate != nil, onFinish: onFinish}
 	now := time.Now().UnixNano()
 	c.lastRead.Store(now)
 	c.lastPing.Store(now)
