@@ -15,8 +15,9 @@ build:
 test: tests/dcrf/node_modules tests/channelstream/node_modules tests/binding/node_modules tests/dfws/node_modules js
 	$(GO) build ./...
 	$(GO) test -race -count=1 ./...
-	# allocation guards, which the race detector's sync.Pool would void (skipped under -race)
-	$(GO) test -count=1 -run 'TestSendsDoNotAllocate|BroadcastAllocationsDoNotGrowWithSubscribers' ./ws ./hub
+	# allocation and memory guards, which the race detector's sync.Pool and
+	# shadow memory would void (skipped under -race)
+	$(GO) test -count=1 -run 'TestSendsDoNotAllocate|BroadcastAllocationsDoNotGrowWithSubscribers|TestIdleConnectionCost' ./ws ./hub ./server
 
 ## the unmodified npm dcrf-client, pinned by its package-lock.json (Node 20)
 tests/dcrf/node_modules: tests/dcrf/package-lock.json

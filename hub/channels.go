@@ -292,6 +292,9 @@ func (h *Hub) addSubscriber(ctx context.Context, s *Session, ch string, sub *sub
 		c.ord.mu.Unlock()
 	}
 	s.mu.Lock()
+	if s.subs == nil {
+		s.subs = map[string]*subscription{}
+	}
 	s.subs[ch] = sub
 	if sub.counted {
 		s.counted++

@@ -16,7 +16,9 @@ type ConnInfo struct {
 
 // Conn returns what the protocol said of the session's connection, and
 // when it connected.
-func (s *Session) Conn() ConnInfo { return s.conn }
+func (s *Session) Conn() ConnInfo {
+	return ConnInfo{Transport: s.transport, Protocol: s.protocol, RemoteAddr: s.remoteAddr, Since: time.Unix(0, s.since)}
+}
 
 // Sessions returns the client sessions connected to this process, in no
 // particular order (observers are not among them).
@@ -76,8 +78,6 @@ func (h *Hub) Stats() Stats {
 // subscriber in Channels. The dashboard's live views are observers. Call
 // Disconnect when done with it.
 func (h *Hub) Observe(id string, w Writer, enc Encoder) *Session {
-	s := &Session{h: h, id: id, w: w, enc: enc, subs: map[string]*subscription{}, observer: true,
-		conn: ConnInfo{Protocol: "observer", Since: h.cfg.Now()}}
-	s.write = s.writeLoop
-	return s
+	return &Session{h: h, id: id, w: w, enc: enc, observer: true,
+		protocol: "observer", since: h.cfg.Now().UnixNano()}
 }

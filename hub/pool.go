@@ -130,7 +130,7 @@ func (b *readyBatch) flush() {
 	ss := b.ss[:b.n]
 	if !ss[0].h.pool.pushAll(ss) {
 		for _, s := range ss {
-			go s.write()
+			s.goWrite()
 		}
 	}
 	clear(ss)
@@ -199,7 +199,7 @@ func (s *Session) tryFlush() {
 		// The client did not take it all: a goroutine of the session's
 		// own waits for the rest and drains the outbox.
 		s.inflight, s.inflightN = batch, number
-		go s.resume() // no allocation: see Session.write
+		s.goResume()
 		return
 	}
 	if !s.written(batch, number, err) {
@@ -207,7 +207,7 @@ func (s *Session) tryFlush() {
 	}
 	// More was queued meanwhile: back in the queue, behind the others.
 	if !s.h.pool.push(s) {
-		go s.write()
+		s.goWrite()
 	}
 }
 

@@ -43,37 +43,41 @@ type Session struct {
 	info json.RawMessage
 	w    Writer
 	enc  Encoder
-	// conn describes the connection (Principal's Transport, Protocol,
-	// RemoteAddr and the time of Connect); immutable.
-	conn ConnInfo
-	// observer: made by Observe, not a client (see Observe).
-	observer bool
+	// transport, protocol, remoteAddr and since (unix ns) describe the
+	// connection (Principal's Transport, Protocol, RemoteAddr and the time
+	// of Connect); immutable. Conn returns them as a ConnInfo.
+	transport, protocol, remoteAddr string
+	since                           int64
 
 	value atomic.Value
 
-	mu      sync.Mutex
-	expires time.Time
-	subs    map[string]*subscription
-	counted int // subscriptions of subs that count against the limits
-	queue   [][]byte
-	spare   [][]byte // the previous batch's slice, reused for the next queue
-	queued  int64    // bytes queued or being written
+	mu sync.Mutex
+	// observer: made by Observe, not a client (see Observe); immutable
+	// (it sits after mu only to fill what would be padding: an idle
+	// connection is mostly such structs).
+	observer bool
+	writing  bool
+	closed   bool
+	expires  int64                    // unix ns; 0: never
+	subs     map[string]*subscription // nil until the first subscription
+	counted  int                      // subscriptions of subs that count against the limits
+	queue    [][]byte
+	spare    [][]byte // the previous batch's slice, reused for the next queue
+	queued   int64    // bytes queued or being written
 	// exempt is the size of the one frame the outbox holds beyond
 	// MaxQueuedBytes (see enqueueLocked), 0 when none; it leaves with the
 	// batch numbered exemptIn. taken numbers the batches taken to write.
 	exempt   int64
 	exemptIn uint64
 	taken    uint64
-	writing  bool
-	closed   bool
-	// write is s.writeLoop as a func value, made once at Connect: a go
-	// statement on it starts the writer without allocating (one on a
+	// write is s.writeLoop as a func value, made by the first goWrite: a
+	// go statement on it starts the writer without allocating (one on a
 	// method call allocates the closure that carries the receiver).
 	write func()
 	// tw is w when it is a TryWriter (the hub's writer pool writes the
-	// session), else nil. resume is s.resumeLoop, made at Connect like
-	// write; inflight is the batch a worker handed to it, numbered
-	// inflightN.
+	// session), else nil. resume is s.resumeLoop, made by the first
+	// goResume like write; inflight is the batch a worker handed to it,
+	// numbered inflightN.
 	tw        TryWriter
 	resume    func()
 	inflight  [][]byte
@@ -111,9 +115,8 @@ func (sub *subscription) covered(ev *event) bool {
 // Connect registers a session with the hub. The protocol calls
 // Disconnect when the transport closes.
 func (h *Hub) Connect(id string, p Principal, w Writer, enc Encoder) *Session {
-	s := &Session{h: h, id: id, user: p.User, info: p.Info, w: w, enc: enc, expires: p.Expires, subs: map[string]*subscription{},
-		conn: ConnInfo{Transport: p.Transport, Protocol: p.Protocol, RemoteAddr: p.RemoteAddr, Since: h.cfg.Now()}}
-	s.write, s.resume = s.writeLoop, s.resumeLoop
+	s := &Session{h: h, id: id, user: p.User, info: p.Info, w: w, enc: enc, expires: unixNano(p.Expires),
+		transport: p.Transport, protocol: p.Protocol, remoteAddr: p.RemoteAddr, since: h.cfg.Now().UnixNano()}
 	if tw, ok := w.(TryWriter); ok && h.cfg.Writers > 0 {
 		s.tw = tw
 	}
@@ -127,6 +130,14 @@ func (h *Hub) Connect(id string, p Principal, w Writer, enc Encoder) *Session {
 	}
 	h.smu.Unlock()
 	return s
+}
+
+// unixNano is t in unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // ID returns the session's client id.
@@ -143,14 +154,14 @@ func (s *Session) ClientInfo() switchyard.ClientInfo {
 // SetExpires replaces the token expiry (after a refresh).
 func (s *Session) SetExpires(t time.Time) {
 	s.mu.Lock()
-	s.expires = t
+	s.expires = unixNano(t)
 	s.mu.Unlock()
 }
 
 func (s *Session) expired(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.closed && !s.expires.IsZero() && now.After(s.expires)
+	return !s.closed && s.expires != 0 && now.UnixNano() > s.expires
 }
 
 // Subscribed returns the channels the session is subscribed to.
@@ -296,8 +307,27 @@ func (s *Session) enqueueLocked(frame []byte, ready *readyBatch) {
 // pool, or to a goroutine of its own.
 func (s *Session) startWriter() {
 	if s.tw == nil || !s.h.pool.push(s) {
-		go s.write() // no allocation: see Session.write
+		s.goWrite()
 	}
+}
+
+// goWrite starts s.writeLoop on a goroutine of its own, and goResume
+// s.resumeLoop. Their func values are made on first use and kept, so a
+// start does not allocate, and a session whose outbox only the writer
+// pool writes (an idle one) holds neither. Only the session's writer of
+// the moment (the holder of s.writing) calls them.
+func (s *Session) goWrite() {
+	if s.write == nil {
+		s.write = s.writeLoop
+	}
+	go s.write()
+}
+
+func (s *Session) goResume() {
+	if s.resume == nil {
+		s.resume = s.resumeLoop
+	}
+	go s.resume()
 }
 
 // writeLoop drains the outbox in batches; it ends when the outbox is

@@ -47,53 +47,69 @@ type queued struct {
 
 // Conn is one WebSocket connection. All methods are safe for concurrent
 // use.
+//
+// An idle connection is mostly this struct, so its fields are ordered to
+// leave no padding (small fields after the mutex that guards them), times
+// are unix nanoseconds and the done channel is made on demand: see
+// docs/BENCHMARKS.md, "Memory per idle connection".
 type Conn struct {
-	nc          net.Conn
-	eng         *Engine
-	o           *options
-	h           Handler // event mode; nil when messages are queued
-	subprotocol string
-	deflate     bool // permessage-deflate: compress what this side sends
+	nc  net.Conn
+	eng *Engine
+	o   *options
+	h   Handler // event mode; nil when messages are queued
 
 	// Reading state: touched only by the single reader of the moment.
-	rmu    sync.Mutex
-	fr     frameReader
+	rmu     sync.Mutex
+	shard   uint8 // the engine's shard (immutable)
+	deflate bool  // permessage-deflate: compress what this side sends (immutable)
+	inflate bool  // permessage-deflate was negotiated: compressed frames may come (immutable)
+	// subprotocol is the negotiated subprotocol's index in o.subprotocols
+	// plus one, 0 for none (immutable).
+	subprotocol uint16
+	// fr is the frame being read, taken from the engine's pool when bytes
+	// arrive and given back once they ended on a message boundary: an idle
+	// connection holds none.
+	fr     *frameReader
 	rc     syscall.RawConn // set when the engine polls the socket
 	fd     int
 	poller *poller
-	shard  uint8
 
 	wmu       sync.Mutex // serialises writes to nc
-	wdeadline time.Time  // the socket's write deadline (guarded by wmu)
 	wclosed   bool       // the close frame is out: nothing may follow (guarded by wmu)
+	wrcErr    bool       // the socket has no RawConn (TLS, a pipe): TrySendBatch never writes (guarded by wmu)
+	wdeadline int64      // the socket's write deadline, unix ns; 0: to be set (guarded by wmu)
 	// pending is what a TrySendBatch left unwritten: it goes out before
 	// anything else (guarded by wmu; pmu guards it too, for a
 	// TrySendBatch that found a write in progress).
 	pending *batch
 	pmu     sync.Mutex
 	wrc     syscall.RawConn // the socket, for writes that must not wait (guarded by wmu)
-	wrcErr  bool            // the socket has none (TLS, a pipe): TrySendBatch never writes
 
 	cbmu sync.Mutex // serialises Handler calls
 
 	mu            sync.Mutex
 	state         connState
+	paused        bool  // epoll mode: reading stopped until the queue drains
 	err           error // why the connection ended or is ending
-	closeDeadline time.Time
+	closeDeadline int64 // unix ns; 0 while the close frame is being written
 	queue         []queued
 	queueBytes    int64
-	paused        bool          // epoll mode: reading stopped until the queue drains
 	notify        chan struct{} // closed on any change a waiter cares about
-	done          chan struct{} // closed when the socket is closed
+	done          chan struct{} // made by Done; closed when the socket is closed
 	onFinish      func()        // called once when the socket is closed
 
 	lastRead atomic.Int64 // unix nanoseconds
 	lastPing atomic.Int64
-	value    atomic.Value
+	value    atomic.Pointer[any]
 }
 
 // Subprotocol returns the negotiated subprotocol, or "".
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string {
+	if c.subprotocol == 0 {
+		return ""
+	}
+	return c.o.subprotocols[c.subprotocol-1]
+}
 
 // RemoteAddr returns the peer's network address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
@@ -103,14 +119,24 @@ func (c *Conn) SetValue(v any) { c.value.Store(&v) }
 
 // Value returns the value given to SetValue, or nil.
 func (c *Conn) Value() any {
-	if p, ok := c.value.Load().(*any); ok {
+	if p := c.value.Load(); p != nil {
 		return *p
 	}
 	return nil
 }
 
 // Done returns a channel closed once the connection is gone.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.state == stateClosed {
+			close(c.done)
+		}
+	}
+	return c.done
+}
 
 // Err returns why the connection ended (io.EOF when the peer closed it, a
 // *CloseError when this side did), or nil while it is open.
@@ -386,10 +412,11 @@ func (c *Conn) writeRaw(ctx context.Context, bufs *net.Buffers, closing bool) er
 		if err := c.nc.SetWriteDeadline(d); err != nil {
 			return err
 		}
-		c.wdeadline = time.Time{} // reset on the next write
-	} else if c.wdeadline.Sub(now) < c.o.writeTimeout/2 {
-		c.wdeadline = now.Add(c.o.writeTimeout)
-		if err := c.nc.SetWriteDeadline(c.wdeadline); err != nil {
+		c.wdeadline = 0 // reset on the next write
+	} else if time.Duration(c.wdeadline-now.UnixNano()) < c.o.writeTimeout/2 {
+		d := now.Add(c.o.writeTimeout)
+		c.wdeadline = d.UnixNano()
+		if err := c.nc.SetWriteDeadline(d); err != nil {
 			return err
 		}
 	}
@@ -397,7 +424,7 @@ func (c *Conn) writeRaw(ctx context.Context, bufs *net.Buffers, closing bool) er
 		stop := context.AfterFunc(ctx, func() { c.nc.SetWriteDeadline(time.Unix(1, 0)) })
 		defer func() {
 			if !stop() {
-				c.wdeadline = time.Time{} // ctx moved the deadline to the past
+				c.wdeadline = 0 // ctx moved the deadline to the past
 			}
 		}()
 	}
@@ -463,7 +490,7 @@ func (c *Conn) Close(code int, reason string) error {
 	}
 	// Now wait for the peer's close frame, a few seconds at most.
 	c.mu.Lock()
-	c.closeDeadline = time.Now().Add(closeTimeout)
+	c.closeDeadline = time.Now().Add(closeTimeout).UnixNano()
 	c.mu.Unlock()
 	return nil
 }
@@ -496,6 +523,7 @@ func (c *Conn) finish(cause error) {
 	}
 	err := c.err
 	poller := c.poller
+	done := c.done
 	c.wakeLocked()
 	c.mu.Unlock()
 
@@ -503,7 +531,9 @@ func (c *Conn) finish(cause error) {
 		poller.remove(c)
 	}
 	c.nc.Close()
-	close(c.done)
+	if done != nil {
+		close(done) // else Done makes it closed
+	}
 	if c.onFinish != nil {
 		c.onFinish()
 	}
@@ -539,7 +569,18 @@ func (c *Conn) panicked(where string, p any, closeConn bool) {
 func (c *Conn) process(p []byte) {
 	c.lastRead.Store(time.Now().UnixNano())
 	c.eng.stats.bytesIn.Add(uint64(len(p)))
-	c.fr.feed(p, c)
+	fr := c.fr
+	if fr == nil {
+		fr = c.eng.readers.Get().(*frameReader)
+		fr.maxMessage, fr.compression = c.o.maxMessage, c.inflate
+	}
+	fr.feed(p, c)
+	if fr.idle() && !fr.broken {
+		fr.reset()
+		c.eng.readers.Put(fr)
+		fr = nil
+	}
+	c.fr = fr
 }
 
 // message implements frameSink.
@@ -720,7 +761,7 @@ func (c *Conn) tick(now time.Time) {
 	case stateCloseSent:
 		// A zero deadline: the close frame is still being written (the
 		// write timeout bounds that).
-		if !deadline.IsZero() && now.After(deadline) {
+		if deadline != 0 && now.UnixNano() > deadline {
 			c.finish(nil)
 		}
 		return

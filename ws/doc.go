@@ -9,8 +9,10 @@
 // For servers that hold many mostly idle connections, [Upgrade] hands a
 // connection to an [Engine] and returns at once: on Linux the engine watches
 // the sockets with epoll, so an idle connection holds no goroutine and no
-// read buffer, and a [Handler] is called for each message. Both styles share
-// one frame reader, the same limits and the same close codes.
+// read buffer, and a [Handler] is called for each message. An [Upgrader]
+// does the same with its options resolved once, for handlers that upgrade
+// many connections. Both styles share one frame reader, the same limits
+// and the same close codes.
 //
 // Limits have safe defaults: messages over 64 KiB are refused with close
 // code 1009, text that is not UTF-8 with 1007, protocol violations with

@@ -78,6 +78,9 @@ type Engine struct {
 	stats counters
 	flate flaters
 	bufs  sync.Pool // read buffers of the epoll readers
+	// readers are the frame readers of connections with a frame or
+	// message partly read (Conn.fr).
+	readers sync.Pool
 
 	shards  [shardCount]connShard
 	nextID  atomic.Uint64
@@ -127,6 +130,7 @@ func newEngine(cfg EngineConfig) *Engine {
 		e.shards[i].conns = make(map[*Conn]struct{})
 	}
 	e.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	e.readers.New = func() any { return new(frameReader) }
 	return e
 }
 

@@ -103,3 +103,25 @@ func ExampleUpgrade() {
 	// hello
 	// got news
 }
+
+// An Upgrader resolves its options once: every connection it accepts
+// shares them.
+func ExampleUpgrader() {
+	engine, _ := ws.NewEngine(ws.EngineConfig{})
+	defer engine.Close()
+	up := ws.NewUpgrader(engine, ws.MaxMessageSize(1<<10))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up.Upgrade(w, r, greeter{})
+	}))
+	defer srv.Close()
+
+	for range 2 {
+		c, _, _ := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+		_, msg, _ := c.ReadMessage()
+		fmt.Println(string(msg))
+		c.Close()
+	}
+	// Output:
+	// hello
+	// hello
+}

@@ -446,3 +446,9 @@ func (fr *frameReader) endFrame(sink frameSink) {
 func (fr *frameReader) idle() bool {
 	return fr.hdrN == 0 && !fr.inPayload && !fr.inMessage
 }
+
+// reset empties an idle reader for its pool, keeping the control frame
+// buffer (at most 125 bytes, which no sink keeps).
+func (fr *frameReader) reset() {
+	*fr = frameReader{ctrl: fr.ctrl[:0]}
+}

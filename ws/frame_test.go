@@ -418,7 +418,7 @@ func loopbackConn(tb testing.TB, deflate bool) *Conn {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { nc.Close() })
-	return &Conn{nc: nc, eng: newEngine(EngineConfig{}), o: resolve(nil), deflate: deflate, done: make(chan struct{})}
+	return &Conn{nc: nc, eng: newEngine(EngineConfig{}), o: resolve(nil), deflate: deflate}
 }
 
 // sendBatchMessage is a small broadcast frame's payload, over

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -130,12 +132,34 @@ func (hijackedWriter) WriteHeader(int)           {}
 // failure the HTTP error has been written and the error is returned.
 // Headers already set on w (cookies, for instance) are sent with the 101
 // response.
+//
+// Upgrade resolves opts on every call, and every connection keeps its own
+// copy (about 140 bytes); a handler that upgrades many connections with
+// the same options uses an Upgrader.
 func Upgrade(w http.ResponseWriter, r *http.Request, e *Engine, h Handler, opts ...Option) (*Conn, error) {
-	if e == nil || h == nil {
+	return NewUpgrader(e, opts...).Upgrade(w, r, h)
+}
+
+// Upgrader is Upgrade with its engine and options fixed: they are
+// resolved once, and every connection it accepts shares them. Its
+// methods are safe for concurrent use.
+type Upgrader struct {
+	e *Engine
+	o *options
+}
+
+// NewUpgrader returns an Upgrader that hands connections to e.
+func NewUpgrader(e *Engine, opts ...Option) *Upgrader {
+	return &Upgrader{e: e, o: resolve(append([]Option{WithEngine(e)}, opts...))}
+}
+
+// Upgrade is the package's Upgrade with the Upgrader's engine and
+// options.
+func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, h Handler) (*Conn, error) {
+	if u.e == nil || h == nil {
 		return nil, errors.New("ws: Upgrade needs an engine and a handler")
 	}
-	o := resolve(append([]Option{WithEngine(e)}, opts...))
-	return upgrade(w, r, e, o, h, nil)
+	return upgrade(w, r, u.e, u.o, h, nil)
 }
 
 // upgrade completes the handshake; onFinish, if set, is called once the
@@ -167,6 +191,10 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 		return nil, ErrEngineClosed
 	}
 	subprotocol := selectSubprotocol(r, o.subprotocols)
+	proto := slices.Index(o.subprotocols, subprotocol) + 1 // 0: none
+	if proto > math.MaxUint16 {
+		subprotocol, proto = "", 0 // past any real list: not negotiated
+	}
 	var deflate *deflateParams
 	if o.compression {
 		deflate = negotiateDeflate(r)
@@ -193,9 +221,7 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 	}
 	nc.SetWriteDeadline(time.Time{})
 
-	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: subprotocol, deflate: deflate.compress(), done: make(chan struct{}), onFinish: onFinish}
-	c.fr.maxMessage = o.maxMessage
-	c.fr.compression = deflate != nil
+	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: uint16(proto), deflate: deflate.compress(), inflate: deflate != nil, onFinish: onFinish}
 	now := time.Now().UnixNano()
 	c.lastRead.Store(now)
 	c.lastPing.Store(now)

@@ -35,7 +35,7 @@ func TestTrySendBatchFullSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Conn{nc: nc, eng: newEngine(EngineConfig{}), o: resolve(nil), done: make(chan struct{})}
+	c := &Conn{nc: nc, eng: newEngine(EngineConfig{}), o: resolve(nil)}
 	var want bytes.Buffer
 	frame := func(i int) []byte {
 		m := fmt.Appendf(nil, "%0100d", i) // 100 bytes: a 2-byte header

@@ -81,6 +81,7 @@ type Handler struct {
 	cfg Config
 	log *slog.Logger
 	enc *encoder
+	up  *ws.Upgrader // cfg.Engine and cfg.Options, resolved once
 }
 
 // New returns the /live handler.
@@ -97,13 +98,19 @@ func New(cfg Config) *Handler {
 	if cfg.MaxSearchLength <= 0 {
 		cfg.MaxSearchLength = 256
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{svc: cfg.Resources, seq: resource.NewSequencer(0), log: cfg.Logger}}
+	return &Handler{cfg: cfg, log: cfg.Logger, enc: &encoder{svc: cfg.Resources, seq: resource.NewSequencer(0), log: cfg.Logger},
+		up: ws.NewUpgrader(cfg.Engine, cfg.Options...)}
 }
 
-// session is the state of one connection.
+// session is the state of one connection, and its ws.Handler: one
+// allocation holds what the connection keeps of this protocol (an idle
+// connection's memory is mostly such per-connection structs; see
+// docs/BENCHMARKS.md, "Memory per idle connection").
 type session struct {
+	h        *Handler
 	hs       *hub.Session
-	stopKeep func() // ends the connect proxy's refreshes
+	open     *opening // what OnOpen needs; nil after it
+	stopKeep func()   // ends the connect proxy's refreshes
 	// DCRF instance subscriptions: hub channel → the request_ids
 	// subscribed to it (events go out once per request_id). Written by the
 	// connection's handler calls, read by the hub's broadcasts. smu is
@@ -114,10 +121,10 @@ type session struct {
 	instances map[string][]*instanceSub
 	lists     map[string][]*listSub // collection channel → live queries
 	// A token bucket for MessagesPerSecond: tokens left and when they were
-	// counted. Touched only by the connection's handler calls, which never
-	// run concurrently.
+	// counted (unix ns; 0: never). Touched only by the connection's
+	// handler calls, which never run concurrently.
 	tokens float64
-	filled time.Time
+	filled int64
 	// nsubs counts the entries of instances and lists: the subscriptions
 	// this protocol holds over the hub's silent channels, one per
 	// request_id (see hub.SubscriptionCounter).
@@ -156,12 +163,13 @@ func (s *session) allow(rate int, now time.Time) bool {
 		return true
 	}
 	burst := float64(2 * rate)
-	if s.filled.IsZero() {
+	ns := now.UnixNano()
+	if s.filled == 0 {
 		s.tokens = burst
 	} else {
-		s.tokens = min(burst, s.tokens+now.Sub(s.filled).Seconds()*float64(rate))
+		s.tokens = min(burst, s.tokens+float64(ns-s.filled)/1e9*float64(rate))
 	}
-	s.filled = now
+	s.filled = ns
 	if s.tokens < 1 {
 		return false
 	}
@@ -193,44 +201,47 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.WriteError(w, switchyard.HTTPStatus(code), string(code), switchyard.ErrorMessage(err))
 		return
 	}
-	ws.Upgrade(w, r, h.cfg.Engine, socket{h: h, id: id, p: p, grant: grant, remoteAddr: r.RemoteAddr, userAgent: r.UserAgent()}, h.cfg.Options...)
+	h.up.Upgrade(w, r, &session{h: h, stopKeep: func() {},
+		open: &opening{id: id, p: p, grant: grant, remoteAddr: r.RemoteAddr, userAgent: r.UserAgent()}})
 }
 
-// socket adapts the handler to ws.Handler for one connection.
-type socket struct {
-	h                     *Handler
+// opening is what a connection's OnOpen needs from its request; the
+// session drops it once open.
+type opening struct {
 	id                    string
 	p                     auth.Principal
 	grant                 *auth.Grant // the connect proxy's answer, kept fresh while open
 	remoteAddr, userAgent string
 }
 
-func (s socket) OnOpen(c *ws.Conn) {
-	hb := s.h.cfg.Hub
-	hs := hb.Connect(s.id, hub.Principal{User: s.p.User, Info: s.p.Info, Expires: s.p.Expires,
-		Transport: "websocket", Protocol: "live", RemoteAddr: s.remoteAddr}, connWriter{c}, s.h.enc)
-	sess := &session{hs: hs, stopKeep: func() {}}
-	if s.grant != nil && s.h.cfg.Proxy != nil {
-		sess.stopKeep = s.h.cfg.Proxy.Keep(hs, s.grant)
+// OnOpen implements ws.Handler.
+func (sess *session) OnOpen(c *ws.Conn) {
+	o := sess.open
+	sess.open = nil
+	h, hb := sess.h, sess.h.cfg.Hub
+	hs := hb.Connect(o.id, hub.Principal{User: o.p.User, Info: o.p.Info, Expires: o.p.Expires,
+		Transport: "websocket", Protocol: "live", RemoteAddr: o.remoteAddr}, connWriter{c}, h.enc)
+	sess.hs = hs
+	if o.grant != nil && h.cfg.Proxy != nil {
+		sess.stopKeep = h.cfg.Proxy.Keep(hs, o.grant)
 	}
 	hs.SetValue(sess)
-	c.SetValue(sess)
-	s.h.attachSignals(sess, s)
+	h.attachSignals(sess, o)
 	hs.Send(encode("$session", map[string]any{"action": "connected", "client_id": hs.ID(), "user": hs.User()}))
 	// The token's channels are joined server-side; each is announced
 	// with a "subscribed" push (or an error frame for that channel).
-	ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.RequestTimeout)
 	defer cancel()
-	for _, ch := range s.p.Channels {
+	for _, ch := range o.p.Channels {
 		if err := hb.SubscribeServer(ctx, hs, ch); err != nil {
-			s.h.replyError(c.Value().(*session), "$channels", request{Action: "subscribe", Channel: ch}, err)
+			h.replyError(sess, "$channels", request{Action: "subscribe", Channel: ch}, err)
 		}
 	}
 }
 
-func (s socket) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
-	sess := c.Value().(*session)
-	if !sess.allow(s.h.cfg.MessagesPerSecond, time.Now()) {
+// OnMessage implements ws.Handler.
+func (sess *session) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
+	if !sess.allow(sess.h.cfg.MessagesPerSecond, time.Now()) {
 		// Answer on the frame's stream with its request_id when they can be
 		// read, so the client's pending request fails instead of hanging.
 		var env struct {
@@ -241,18 +252,19 @@ func (s socket) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
 			} `json:"payload"`
 		}
 		json.Unmarshal(data, &env)
-		s.h.replyError(sess, orSession(env.Stream), request{Action: env.Payload.Action, RequestID: env.Payload.RequestID},
-			switchyard.Errorf(switchyard.CodeRateLimited, "over %d messages per second: frame dropped", s.h.cfg.MessagesPerSecond))
+		sess.h.replyError(sess, orSession(env.Stream), request{Action: env.Payload.Action, RequestID: env.Payload.RequestID},
+			switchyard.Errorf(switchyard.CodeRateLimited, "over %d messages per second: frame dropped", sess.h.cfg.MessagesPerSecond))
 		return
 	}
-	s.h.handle(sess, data)
+	sess.h.handle(sess, data)
 }
 
-func (s socket) OnClose(c *ws.Conn, err error) {
-	if sess, ok := c.Value().(*session); ok {
+// OnClose implements ws.Handler.
+func (sess *session) OnClose(c *ws.Conn, err error) {
+	if sess.hs != nil {
 		sess.stopKeep()
-		s.h.detachSignals(sess)
-		s.h.cfg.Hub.Disconnect(sess.hs)
+		sess.h.detachSignals(sess)
+		sess.h.cfg.Hub.Disconnect(sess.hs)
 	}
 }
 

@@ -35,7 +35,7 @@ func (signalEncoder) EncodeSignal(p signal.Push) []byte {
 
 // attachSignals makes the connection a window (when the server has
 // signals).
-func (h *Handler) attachSignals(sess *session, s socket) {
+func (h *Handler) attachSignals(sess *session, s *opening) {
 	if h.cfg.Signals == nil {
 		return
 	}

@@ -60,7 +60,7 @@ func signalsHandler(tb testing.TB) (*Handler, *session, *frames) {
 	h := New(Config{Hub: hb, Signals: svc})
 	w := &frames{wrote: make(chan struct{}, 1)}
 	sess := &session{hs: hb.Connect("sig", hub.Principal{}, w, h.enc)}
-	h.attachSignals(sess, socket{h: h})
+	h.attachSignals(sess, &opening{})
 	return h, sess, w
 }
 
