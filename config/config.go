@@ -330,6 +330,10 @@ type Channelstream struct {
 	ValidateRequests bool `yaml:"validate_requests"`
 	// EnforceHTTPS refuses (406) requests that did not come over HTTPS.
 	EnforceHTTPS bool `yaml:"enforce_https"`
+	// PollGoroutines keeps every /listen long-poll on its net/http
+	// goroutine for the whole wait (~53 KB each) instead of parking it in
+	// the epoll engine (~3 KB); TLS connections always keep it.
+	PollGoroutines bool `yaml:"poll_goroutines"`
 	// UnknownFields is ChannelstreamUnknownReject or
 	// ChannelstreamUnknownIgnore.
 	UnknownFields string `yaml:"unknown_fields"`
