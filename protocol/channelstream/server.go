@@ -74,8 +74,9 @@ type Config struct {
 	// long without activity (0: never, as in Channelstream).
 	ChannelTimeout time.Duration
 	// PollGoroutines serves every /listen with its net/http goroutine for
-	// the whole wait, as before parking existed (about 53 KB per parked
-	// poll against ~3 KB parked, docs/BENCHMARKS.md "Long-poll"). By
+	// the whole wait, as before parking existed (a goroutine each: ~19 KB
+	// of heap and stack per poll against ~4 KB parked, measured by
+	// TestParkedCost; docs/BENCHMARKS.md "Parked polls"). By
 	// default a poll is parked (see Handback) when it can be: HTTP/1.1
 	// keep-alive without TLS, while Handback is served.
 	PollGoroutines bool
