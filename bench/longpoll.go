@@ -34,15 +34,21 @@ type LongpollConfig struct {
 
 // LongpollResult is what the longpoll scenario measured.
 type LongpollResult struct {
-	Scenario           string  `json:"scenario"`
-	Conns              int     `json:"conns"`
-	Channels           int     `json:"channels"`
-	Rate               int     `json:"rate"`
-	Size               int     `json:"size"`
-	Parked             float64 `json:"parked_polls"` // the server's gauge once every poll was sent
-	RSSBefore          float64 `json:"rss_before_bytes"`
-	RSSParked          float64 `json:"rss_parked_bytes"`
-	BytesPerPoll       float64 `json:"bytes_per_parked_poll"` // connection and parked poll, server side
+	Scenario     string  `json:"scenario"`
+	Conns        int     `json:"conns"`
+	Channels     int     `json:"channels"`
+	Rate         int     `json:"rate"`
+	Size         int     `json:"size"`
+	Parked       float64 `json:"parked_polls"` // the server's gauge once every poll was sent
+	RSSBefore    float64 `json:"rss_before_bytes"`
+	RSSParked    float64 `json:"rss_parked_bytes"`
+	BytesPerPoll float64 `json:"bytes_per_parked_poll"` // connection and parked poll, server side
+	// The Go runtime's view of the same delta (heap in use, stacks in
+	// use, goroutines), from the server's /metrics: RSS also keeps what
+	// the connect phase's garbage made the heap grow to.
+	HeapPerPoll        float64 `json:"heap_bytes_per_parked_poll"`
+	StackPerPoll       float64 `json:"stack_bytes_per_parked_poll"`
+	GoroutinesPerPoll  float64 `json:"goroutines_per_parked_poll"`
 	Seconds            float64 `json:"seconds"`
 	Publications       int64   `json:"publications"`
 	PublicationsPerSec float64 `json:"publications_per_sec"`
@@ -187,7 +193,11 @@ func Longpoll(ctx context.Context, cfg LongpollConfig) (*LongpollResult, error) 
 		LatencyMS: hist.latency(),
 	}
 	if cfg.Conns > 0 {
-		r.BytesPerPoll = (r.RSSParked - r.RSSBefore) / float64(cfg.Conns)
+		per := func(k string) float64 { return (after[k] - before[k]) / float64(cfg.Conns) }
+		r.BytesPerPoll = per("process_resident_memory_bytes")
+		r.HeapPerPoll = per("go_memstats_heap_inuse_bytes")
+		r.StackPerPoll = per("go_memstats_stack_inuse_bytes")
+		r.GoroutinesPerPoll = per("go_goroutines")
 	}
 	return r, nil
 }
@@ -229,8 +239,8 @@ func poll(ctx context.Context, base *url.URL, id string, h *histogram, deliverie
 // WriteTable prints the result for people.
 func (r *LongpollResult) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tconns\tparked\tKB/poll\tpub/s\tdeliveries/s\tdelivered/expected\tpoll errors\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\t")
-	fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.0f\t%.0f\t%d/%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", r.Scenario, r.Conns, r.Parked, r.BytesPerPoll/1024,
+	fmt.Fprintln(tw, "scenario\tconns\tparked\tKB/poll\theap KB/poll\tstack KB/poll\tgoroutines/poll\tpub/s\tdeliveries/s\tdelivered/expected\tpoll errors\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\t")
+	fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.2f\t%.0f\t%.0f\t%d/%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", r.Scenario, r.Conns, r.Parked, r.BytesPerPoll/1024, r.HeapPerPoll/1024, r.StackPerPoll/1024, r.GoroutinesPerPoll,
 		r.PublicationsPerSec, r.DeliveriesPerSec, r.Deliveries, r.Expected, r.PollErrors,
 		r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.P999, r.LatencyMS.Max)
 	tw.Flush()

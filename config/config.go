@@ -336,6 +336,11 @@ type Channelstream struct {
 	ValidateRequests bool `yaml:"validate_requests"`
 	// EnforceHTTPS refuses (406) requests that did not come over HTTPS.
 	EnforceHTTPS bool `yaml:"enforce_https"`
+	// PollGoroutines keeps every /listen long-poll on its net/http
+	// goroutine for the whole wait instead of parking it in the epoll
+	// engine (no goroutine: ~4 KB per parked poll against ~19 KB, see
+	// docs/BENCHMARKS.md "Parked polls"); TLS connections always keep it.
+	PollGoroutines bool `yaml:"poll_goroutines"`
 	// UnknownFields is ChannelstreamUnknownReject or
 	// ChannelstreamUnknownIgnore.
 	UnknownFields string `yaml:"unknown_fields"`

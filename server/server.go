@@ -289,7 +289,14 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		log.Warn("broker: redis with store: sqlite shares channels across processes but not data: each process keeps its own resources and job queue under its data_dir (use store: postgres to run several processes on one dataset)",
 			"data_dir", cfg.DataDir)
 	}
-	s.gate = newGate(maxConns, engine.Len, log)
+	// Parked long-polls left net/http's count when they were hijacked.
+	s.gate = newGate(maxConns, func() int {
+		n := engine.Len()
+		if s.channelstream != nil {
+			n += s.channelstream.Parked()
+		}
+		return n
+	}, log)
 	s.checks = append([]Check{
 		{Name: "store", Func: db.Ping},
 		{Name: "broker", Func: brokerCheck(b)},
@@ -392,6 +399,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 			HistoryLimit:         cs.HistoryLimit,
 			MaxBody:              int64(cfg.Limits.MaxRequestBody),
 			MaxQueued:            int(cfg.Limits.MaxQueuedBytes),
+			WriteTimeout:         time.Duration(cfg.Limits.WriteTimeout),
+			PollGoroutines:       cs.PollGoroutines,
 			AdminUser:            cs.AdminUser,
 			AdminSecret:          string(cs.AdminSecret),
 			SignInAttempts:       cs.SignInAttempts,
@@ -534,6 +543,18 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
+	// Answered Channelstream long-polls come back through Handback to be
+	// served like any keep-alive connection; Shutdown closes it.
+	var handback sync.WaitGroup
+	if s.channelstream != nil {
+		handback.Go(func() { s.http.Serve(s.channelstream.Handback()) })
+	}
+	defer func() {
+		if s.channelstream != nil {
+			s.channelstream.Handback().Close()
+		}
+		handback.Wait()
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server: %w", err)

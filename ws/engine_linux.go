@@ -23,6 +23,9 @@ type poller struct {
 
 	mu    sync.RWMutex
 	conns map[int]*Conn
+	// watches are the plain sockets watched for another package (see
+	// Watch); a descriptor is in conns or in watches, never both.
+	watches map[int]*Watch
 }
 
 const armFlags = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
@@ -42,7 +45,7 @@ func newPoller(e *Engine) (*poller, error) {
 		unix.Close(wakefd)
 		return nil, fmt.Errorf("ws: epoll_ctl: %w", err)
 	}
-	return &poller{e: e, epfd: epfd, wakefd: wakefd, conns: make(map[int]*Conn)}, nil
+	return &poller{e: e, epfd: epfd, wakefd: wakefd, conns: make(map[int]*Conn), watches: make(map[int]*Watch)}, nil
 }
 
 // add starts watching a connection's socket.
@@ -123,12 +126,54 @@ func (p *poller) run() {
 			}
 			p.mu.RLock()
 			c := p.conns[fd]
+			w := p.watches[fd]
 			p.mu.RUnlock()
 			if c != nil {
 				p.e.goTracked(c.onReadable)
+			} else if w != nil {
+				p.e.goTracked(w.fn)
 			}
 		}
 	}
+}
+
+// watch starts watching a plain socket for Engine.Watch.
+func (p *poller) watch(w *Watch, rc syscall.RawConn) error {
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.epfd < 0 {
+		return ErrEngineClosed
+	}
+	w.fd = fd
+	p.watches[fd] = w
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: armFlags, Fd: int32(fd)}); err != nil {
+		delete(p.watches, fd)
+		return fmt.Errorf("ws: epoll_ctl add: %w", err)
+	}
+	return nil
+}
+
+func (p *poller) rearmWatch(w *Watch) {
+	p.mu.RLock()
+	if p.watches[w.fd] == w && p.epfd >= 0 {
+		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, w.fd, &unix.EpollEvent{Events: armFlags, Fd: int32(w.fd)})
+	}
+	p.mu.RUnlock()
+}
+
+func (p *poller) unwatch(w *Watch) {
+	p.mu.Lock()
+	if p.watches[w.fd] == w {
+		delete(p.watches, w.fd)
+		if p.epfd >= 0 {
+			unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
+		}
+	}
+	p.mu.Unlock()
 }
 
 // close wakes the loop so it returns.

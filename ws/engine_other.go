@@ -13,13 +13,16 @@ var errNoPoller = errors.New("ws: no epoll on this platform")
 // reading goroutine.
 type poller struct{}
 
-func newPoller(*Engine) (*poller, error)           { return nil, nil }
-func (p *poller) add(*Conn, syscall.RawConn) error { return errNoPoller }
-func (p *poller) rearm(*Conn)                      {}
-func (p *poller) remove(*Conn)                     {}
-func (p *poller) run()                             {}
-func (p *poller) close()                           {}
-func (c *Conn) onReadable()                        {}
+func newPoller(*Engine) (*poller, error)              { return nil, nil }
+func (p *poller) add(*Conn, syscall.RawConn) error    { return errNoPoller }
+func (p *poller) rearm(*Conn)                         {}
+func (p *poller) remove(*Conn)                        {}
+func (p *poller) run()                                {}
+func (p *poller) close()                              {}
+func (c *Conn) onReadable()                           {}
+func (p *poller) watch(*Watch, syscall.RawConn) error { return ErrNoPoller }
+func (p *poller) rearmWatch(*Watch)                   {}
+func (p *poller) unwatch(*Watch)                      {}
 
 // waitReadable cannot wait without a buffer here; Read does the waiting.
 func waitReadable(syscall.RawConn) error { return nil }

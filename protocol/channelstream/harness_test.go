@@ -28,13 +28,13 @@ const testSecret = "secret"
 // testServer is a real Channelstream API on loopback: a hub on the memory
 // broker, the ws engine, and an HTTP server.
 type testServer struct {
-	t   *testing.T
+	t   testing.TB
 	srv *Server
 	hub *hub.Hub
 	url string
 }
 
-func newTestServer(t *testing.T, mutate func(*Config)) *testServer {
+func newTestServer(t testing.TB, mutate func(*Config)) *testServer {
 	t.Helper()
 	b := memory.New(memory.Config{})
 	none := config.ChannelPermissions{Subscribe: "none", Publish: "none", Presence: "none", History: "none"}
@@ -68,8 +68,20 @@ func newTestServer(t *testing.T, mutate func(*Config)) *testServer {
 	mux := http.NewServeMux()
 	s.Register(mux, "/")
 	hs := httptest.NewServer(mux)
+	// Answered parked polls come back to the same http.Server.
+	var handback sync.WaitGroup
+	handback.Go(func() { hs.Config.Serve(s.Handback()) })
+	if !cfg.PollGoroutines {
+		eventually(t, 5*time.Second, func() error {
+			if !s.handback.serving.Load() {
+				return fmt.Errorf("handback not served yet")
+			}
+			return nil
+		})
+	}
 	t.Cleanup(func() {
 		s.Close()
+		handback.Wait()
 		hs.CloseClientConnections()
 		hs.Close()
 		eng.Shutdown(context.Background())
@@ -146,7 +158,7 @@ func (ts *testServer) connect(body map[string]any) string {
 
 // client is a real WebSocket client on /ws that keeps every frame.
 type client struct {
-	t      *testing.T
+	t      testing.TB
 	c      *websocket.Conn
 	mu     sync.Mutex
 	frames [][]any
@@ -263,7 +275,7 @@ func typed(typ string) func(map[string]any) bool {
 	return func(m map[string]any) bool { return m["type"] == typ }
 }
 
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
+func eventually(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

@@ -253,28 +253,12 @@ func (s *Server) serveListen(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, fieldErrors{"conn_id": []string{s.unknownConn(r.Context())}})
 		return
 	}
+	if s.canPark(r) && s.park(w, c, cb) {
+		return
+	}
 	frames := s.listen(r.Context(), c)
-	b := []byte{'['}
-	n := 0
-	for _, f := range frames {
-		if len(f) < 2 || isHeartbeat(f) {
-			continue
-		}
-		if n > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, f[1:len(f)-1]...)
-		n++
-	}
-	b = append(b, ']')
-	if cb != "" {
-		w.Header().Set("Content-Type", "application/javascript")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		b = append(append([]byte(cb+"("), b...), ')')
-	} else {
-		w.Header().Set("Content-Type", "application/json")
-	}
-	w.Write(b)
+	pollHeaders(w.Header(), cb)
+	w.Write(pollBody(frames, cb))
 }
 
 // gap is how long a poll that has a message waits for more before it
@@ -343,12 +327,8 @@ func (s *Server) listen(ctx context.Context, c *conn) [][]byte {
 		t.poll = nil
 		if ctx.Err() != nil && !t.gone {
 			// The client left before the answer: keep its messages.
-			back := make([][]byte, 0, len(frames)+len(t.pending))
-			for _, f := range frames {
-				back = append(back, asCatchup(f))
-			}
-			t.pending = append(back, t.pending...)
-			t.pbytes += p.bytes
+			p.frames = frames
+			t.requeueLocked(p)
 			frames = nil
 		}
 	}

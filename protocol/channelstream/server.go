@@ -73,6 +73,17 @@ type Config struct {
 	// ChannelTimeout forgets a channel without connections after this
 	// long without activity (0: never, as in Channelstream).
 	ChannelTimeout time.Duration
+	// PollGoroutines serves every /listen with its net/http goroutine for
+	// the whole wait, as before parking existed (a goroutine each: ~19 KB
+	// of heap and stack per poll against ~4 KB parked, measured by
+	// TestParkedCost; docs/BENCHMARKS.md "Parked polls"). By
+	// default a poll is parked (see Handback) when it can be: HTTP/1.1
+	// keep-alive without TLS, while Handback is served.
+	PollGoroutines bool
+	// WriteTimeout bounds writing a parked poll's answer (default 10 s,
+	// as limits.write_timeout); a client that does not read it is
+	// disconnected.
+	WriteTimeout time.Duration
 	// HistoryLimit caps every channel's history (default 1000): a
 	// history_size of 0 ("unlimited" in Channelstream) or above it keeps
 	// this many.
@@ -118,7 +129,12 @@ type Server struct {
 	channels map[string]*channel
 	stats    struct{ messages, unique int64 }
 
-	polls atomic.Int64 // parked long-polls
+	polls  atomic.Int64 // parked long-polls (net/http's and parked ones)
+	parked atomic.Int64 // the parked ones (park.go)
+
+	handback *handback
+	heads    sync.Map // rendered header lines -> shared copy (internHead)
+	nheads   atomic.Int64
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -170,6 +186,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
 	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 1 << 20
 	}
@@ -202,14 +221,16 @@ func New(cfg Config) (*Server, error) {
 		conns:     map[string]*conn{},
 		channels:  map[string]*channel{},
 		stop:      make(chan struct{}),
+		handback:  newHandback(),
 	}
 	s.enc = &encoder{srv: s}
 	s.wg.Go(s.maintain)
 	return s, nil
 }
 
-// Close ends every connection (their long-polls answer at once) and stops
-// the maintenance.
+// Close ends every connection (their long-polls answer at once, parked
+// ones with Connection: close, within about a second), closes Handback
+// and stops the maintenance.
 func (s *Server) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -228,6 +249,8 @@ func (s *Server) Close() {
 	for _, w := range sockets {
 		w.Close(1001, "server shutting down")
 	}
+	s.waitParked(2 * time.Second)
+	s.handback.Close()
 	s.wg.Wait()
 }
 

@@ -34,10 +34,16 @@ type poll struct {
 	frames [][]byte
 	bytes  int
 	wake   chan struct{} // one slot: a frame arrived or the poll must end
+	park   *parked       // a parked poll (wake is nil then); see park.go
 	done   bool          // replaced, or the connection is gone
 }
 
+// signal tells the poll's waiter that it changed (t.mu held).
 func (p *poll) signal() {
+	if p.park != nil {
+		p.park.signal()
+		return
+	}
 	select {
 	case p.wake <- struct{}{}:
 	default:

@@ -1,0 +1,5 @@
+//go:build !race
+
+package channelstream
+
+const raceEnabled = false
