@@ -321,7 +321,8 @@ func (db *DB) FollowCaptured(ctx context.Context, o FollowOptions, fn func(ctx c
 // each record's previous change (Prev), in one statement: the log's
 // counter is locked as by Switchyard's writes (commit order), and the
 // commit does not wait for the flush (flush follows, as for writes). It
-// returns how many it moved.
+// returns the changes it moved, as the log holds them (seq, tbl,
+// changeColumns), in seq order.
 const moveCaptured = `WITH
 	a AS (SELECT set_config('synchronous_commit', 'off', true)),
 	m AS (DELETE FROM _switchyard_capture_queue WHERE id IN (SELECT id FROM _switchyard_capture_queue ORDER BY id LIMIT $1) RETURNING *),
@@ -336,8 +337,8 @@ const moveCaptured = `WITH
 		SELECT p.seq, p.tbl, p.row_id, p.op, p.row, p.at, p.before, true,
 			CASE WHEN p.op = 'create' THEN 0 ELSE COALESCE(p.prev_in_batch, r.last_before, 0) END
 		FROM p LEFT JOIN r ON r.tbl = p.tbl AND r.row_id = p.row_id, a
-		RETURNING 1)
-SELECT count(*) FROM i`
+		RETURNING seq, tbl, row_id, op, row::text, at, before::text, captured, COALESCE(prev, 0))
+SELECT * FROM i ORDER BY seq`
 
 // markAwake tells the capture triggers that the follower moving the
 // queue polls it for the next $1 seconds, so they need not notify. It is
@@ -367,6 +368,7 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 		}
 	}
 	mover := false
+	caughtUp := false // the mover has handed over every captured change before its next move
 	var nextTry time.Time
 	idle := o.Active       // the wait before the next read when nothing comes
 	var lastSeen time.Time // when a change was last moved or handed over
@@ -376,6 +378,7 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 				return err
 			}
 			nextTry = time.Now().Add(o.Retry)
+			caughtUp = false // the last mover may have moved changes not handed over yet
 			if mover && o.Leader {
 				// Resume where the last leader stopped.
 				if err := conn.QueryRow(ctx, "SELECT published FROM _switchyard_capture WHERE id = 1").Scan(pos); err != nil {
@@ -385,10 +388,19 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 			}
 		}
 		more := false
+		var batch *capturedBatch // what the move returned, when it may be handed over as is
 		if mover {
-			var moved int
-			if err := conn.QueryRow(ctx, moveCaptured, o.Batch).Scan(&moved); err != nil {
+			rows, err := conn.Query(ctx, moveCaptured, o.Batch)
+			if err != nil {
 				return err
+			}
+			b, err := db.collect(rows)
+			if err != nil {
+				return err
+			}
+			moved := b.n
+			if caughtUp {
+				batch = &b
 			}
 			if moved > 0 {
 				// Durable before anyone is told: markAwake commits
@@ -407,7 +419,15 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 				lastSeen = time.Now()
 			}
 		}
-		if mover || !o.Leader {
+		switch {
+		case batch != nil:
+			// The mover is caught up: what it just moved is everything
+			// captured after pos, so it hands that over without reading
+			// the log again.
+			if err := db.deliver(ctx, conn, o, pos, *batch, fn); err != nil {
+				return err
+			}
+		case mover || !o.Leader:
 			n, err := db.handOver(ctx, conn, o, pos, fn)
 			if err != nil {
 				return err
@@ -416,6 +436,7 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 			if n > 0 {
 				lastSeen = time.Now()
 			}
+			caughtUp = mover && n < o.Batch
 		}
 		if more {
 			continue
@@ -440,6 +461,32 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 	}
 }
 
+// capturedBatch is captured changes read from the log, in its order.
+type capturedBatch struct {
+	chs  []store.Change // those of the tables this process serves
+	n    int            // changes read, served or not
+	last int64          // the last one's seq
+}
+
+// collect reads captured changes (seq, tbl, changeColumns), in seq order.
+func (db *DB) collect(rows pgx.Rows) (capturedBatch, error) {
+	var b capturedBatch
+	defer rows.Close()
+	for rows.Next() {
+		c, err := db.scanChange(rows, "")
+		b.n, b.last = b.n+1, c.Seq
+		if errors.Is(err, store.ErrNotFound) {
+			continue // a table this process does not serve
+		}
+		if err != nil {
+			return capturedBatch{}, err
+		}
+		b.chs = append(b.chs, c)
+	}
+	rows.Close()
+	return b, rows.Err()
+}
+
 // handOver reads the captured changes after pos from the log and gives
 // them to fn; it returns how many it read.
 func (db *DB) handOver(ctx context.Context, conn *pgx.Conn, o FollowOptions, pos *int64, fn func(context.Context, []store.Change)) (int, error) {
@@ -447,38 +494,30 @@ func (db *DB) handOver(ctx context.Context, conn *pgx.Conn, o FollowOptions, pos
 	if err != nil {
 		return 0, err
 	}
-	var chs []store.Change
-	n, last := 0, *pos
-	for rows.Next() {
-		c, err := db.scanChange(rows, "")
-		n, last = n+1, c.Seq
-		if errors.Is(err, store.ErrNotFound) {
-			continue // a table this process does not serve
-		}
-		if err != nil {
-			rows.Close()
-			return 0, err
-		}
-		chs = append(chs, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	b, err := db.collect(rows)
+	if err != nil {
 		return 0, err
 	}
-	if n == 0 {
-		return 0, nil
+	return b.n, db.deliver(ctx, conn, o, pos, b, fn)
+}
+
+// deliver gives a batch to fn and moves pos past it (with Leader, in
+// _switchyard_capture.published too).
+func (db *DB) deliver(ctx context.Context, conn *pgx.Conn, o FollowOptions, pos *int64, b capturedBatch, fn func(context.Context, []store.Change)) error {
+	if b.n == 0 {
+		return nil
 	}
-	if len(chs) > 0 {
-		fn(ctx, chs)
+	if len(b.chs) > 0 {
+		fn(ctx, b.chs)
 	}
-	*pos = last
+	*pos = b.last
 	if o.Leader {
 		// Not waiting for the disk: a position lost in a crash of
 		// PostgreSQL makes the next leader publish a few changes again,
 		// which subscribers drop (per-record order).
 		if _, err := conn.Exec(ctx, "WITH a AS (SELECT set_config('synchronous_commit', 'off', true)) UPDATE _switchyard_capture SET published = $1 FROM a WHERE id = 1 AND published < $1", *pos); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	return n, nil
+	return nil
 }
