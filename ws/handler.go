@@ -214,20 +214,29 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 		early = append([]byte(nil), early...)
 	}
 	nc.SetDeadline(time.Time{}) // undo the server's timeouts
-	nc.SetWriteDeadline(time.Now().Add(o.writeTimeout))
-	if _, err := nc.Write(responseHeader(key, subprotocol, deflate, extra)); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("ws: handshake: %w", err)
-	}
-	nc.SetWriteDeadline(time.Time{})
 
 	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: uint16(proto), deflate: deflate.compress(), inflate: deflate != nil, onFinish: onFinish}
 	now := time.Now().UnixNano()
 	c.lastRead.Store(now)
 	c.lastPing.Store(now)
+	// Registered before the 101 goes out, so that a Shutdown that starts
+	// once the client has its 101 finds the connection and closes it with
+	// 1001; the write lock keeps a close frame from going out before the
+	// 101.
+	c.wmu.Lock()
 	if err := e.register(c); err != nil {
+		c.wmu.Unlock()
 		nc.Close()
 		return nil, err
+	}
+	nc.SetWriteDeadline(time.Now().Add(o.writeTimeout))
+	_, err = nc.Write(responseHeader(key, subprotocol, deflate, extra))
+	nc.SetWriteDeadline(time.Time{})
+	c.wmu.Unlock()
+	if err != nil {
+		e.unregister(c)
+		nc.Close()
+		return nil, fmt.Errorf("ws: handshake: %w", err)
 	}
 	if h != nil {
 		func() {
