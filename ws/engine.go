@@ -239,9 +239,11 @@ func (e *Engine) sweep() {
 // startReading hands a new connection to a poll loop, or to a goroutine
 // of its own.
 func (e *Engine) startReading(c *Conn) {
-	pollers := e.pollers
+	var pollers []*poller
 	if e.private {
-		pollers = e.privatePollers()
+		pollers = e.privatePollers() // under e.mu: the sweeper and other upgrades set it
+	} else {
+		pollers = e.pollers // fixed from the start
 	}
 	if len(pollers) > 0 {
 		if sc, ok := pollable(c.nc); ok {
