@@ -83,6 +83,10 @@ type Store struct {
 	ConnectTimeout Duration `yaml:"connect_timeout"`
 	// MaxConnections is the size of the connection pool (postgres).
 	MaxConnections int `yaml:"max_connections"`
+	// InsertBatch is the most rows that concurrent inserts into one
+	// resource combine into one statement (postgres); 1 turns combining
+	// off.
+	InsertBatch int `yaml:"insert_batch"`
 	// ChangeLog bounds the resource change log.
 	ChangeLog ChangeLog `yaml:"change_log"`
 }
@@ -718,7 +722,7 @@ func Default() Config {
 		Listen:  "127.0.0.1:8000",
 		DataDir: "./switchyard-data",
 		Log:     Log{Format: LogFormatText, Level: LogLevelInfo},
-		Store: Store{Driver: StoreSQLite, ConnectTimeout: Duration(5 * time.Second), MaxConnections: 16, ChangeLog: ChangeLog{
+		Store: Store{Driver: StoreSQLite, ConnectTimeout: Duration(5 * time.Second), MaxConnections: 16, InsertBatch: 64, ChangeLog: ChangeLog{
 			MaxAge:    Duration(DefaultChangeLogMaxAge),
 			MaxRows:   DefaultChangeLogMaxRows,
 			MaxReplay: DefaultChangeLogMaxReplay,

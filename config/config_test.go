@@ -235,7 +235,7 @@ func TestFullFile(t *testing.T) {
 		DataDir: "/var/lib/switchyard",
 		Log:     Log{Format: "json", Level: "debug"},
 		Store: Store{Driver: "postgres", URL: "postgres://sy:pw@db.internal:5432/switchyard?sslmode=require",
-			ConnectTimeout: Duration(5 * time.Second), MaxConnections: 16,
+			ConnectTimeout: Duration(5 * time.Second), MaxConnections: 16, InsertBatch: 64,
 			ChangeLog: ChangeLog{MaxAge: Duration(DefaultChangeLogMaxAge), MaxRows: DefaultChangeLogMaxRows, MaxReplay: DefaultChangeLogMaxReplay}},
 		Broker: Broker{Driver: "nats", URL: "nats://nats.internal:4222", Prefix: "switchyard",
 			ConnectTimeout: Duration(5 * time.Second), PubSubConnections: 4, PresenceTTL: Duration(time.Minute)},

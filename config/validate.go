@@ -111,6 +111,9 @@ func (c *Config) validate() []verr {
 	if c.Store.MaxConnections < 1 || c.Store.MaxConnections > 1000 {
 		v.add("store.max_connections", "must be between 1 and 1000 (got %d)", c.Store.MaxConnections)
 	}
+	if c.Store.InsertBatch < 1 || c.Store.InsertBatch > 1000 {
+		v.add("store.insert_batch", "must be between 1 and 1000; 1 turns combining off (got %d)", c.Store.InsertBatch)
+	}
 	cl := c.Store.ChangeLog
 	v.nonNegative("store.change_log.max_age", cl.MaxAge)
 	if cl.MaxAge > 0 && cl.MaxAge < Duration(time.Minute) {

@@ -48,6 +48,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 		db, err := postgres.Open(ctx, postgres.Config{
 			URL:              string(cfg.Store.URL),
 			MaxConns:         cfg.Store.MaxConnections,
+			InsertBatch:      cfg.Store.InsertBatch,
 			ConnectTimeout:   time.Duration(cfg.Store.ConnectTimeout),
 			ChangeLogMaxAge:  cfg.Store.ChangeLog.MaxAge.Duration(),
 			ChangeLogMaxRows: int64(cfg.Store.ChangeLog.MaxRows),

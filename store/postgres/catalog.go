@@ -15,12 +15,13 @@ import (
 // table is a migrated or attached table as the SQL needs it.
 type table struct {
 	store.Table
-	sql       string            // the quoted (maybe schema-qualified) table name
-	pkCol     string            // the primary key's column name ("id" for managed tables)
-	pk        string            // pkCol quoted
-	cast      map[string]string // column → SQL type a value is cast to from text ("" none)
-	array     map[string]bool   // columns written from a JSON array
-	logChange string            // the write statements' tail, with this table's primary key
+	sql        string            // the quoted (maybe schema-qualified) table name
+	pkCol      string            // the primary key's column name ("id" for managed tables)
+	pk         string            // pkCol quoted
+	cast       map[string]string // column → SQL type a value is cast to from text ("" none)
+	array      map[string]bool   // columns written from a JSON array
+	logChange  string            // the write statements' tail, with this table's primary key
+	logChanges string            // the same for a multi-row insert (combine.go)
 }
 
 func newTable(t store.Table, sqlName, pkCol string, cols []store.CatalogColumn) *table {
@@ -34,6 +35,7 @@ func newTable(t store.Table, sqlName, pkCol string, cols []store.CatalogColumn) 
 		}
 	}
 	ti.logChange = strings.ReplaceAll(logChange, "w.id", "w."+ti.pk)
+	ti.logChanges = strings.ReplaceAll(logChanges, "w.id", "w."+ti.pk)
 	return ti
 }
 

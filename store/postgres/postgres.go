@@ -90,6 +90,10 @@ type Config struct {
 	// bounds the changes one trim transaction drops (default 500).
 	TrimInterval time.Duration
 	TrimBatch    int64
+	// InsertBatch is the most rows that concurrent inserts into one
+	// table combine into one statement (default 64; 1 turns combining
+	// off). See combine.go.
+	InsertBatch int
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -107,6 +111,12 @@ type DB struct {
 
 	mu     sync.RWMutex
 	tables map[string]*table
+
+	gmu    sync.Mutex              // guards groups
+	groups map[string]*insertGroup // inserts being combined, by table and columns
+
+	batches   atomic.Int64 // combined statements (of two rows or more) run
+	batchRows atomic.Int64 // the rows they inserted
 }
 
 var _ store.Store = (*DB)(nil)
@@ -137,6 +147,12 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.TrimBatch <= 0 {
 		cfg.TrimBatch = 500
 	}
+	if cfg.InsertBatch < 0 {
+		return nil, errors.New("store/postgres: InsertBatch must be >= 0")
+	}
+	if cfg.InsertBatch == 0 {
+		cfg.InsertBatch = 64
+	}
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("store/postgres: url: %s", redactParseError(err))
@@ -152,7 +168,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store/postgres: %w", err)
 	}
-	db := &DB{pool: pool, cfg: cfg, log: cfg.Logger, addr: addr, tables: map[string]*table{}}
+	db := &DB{pool: pool, cfg: cfg, log: cfg.Logger, addr: addr, tables: map[string]*table{}, groups: map[string]*insertGroup{}}
 	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	for {

@@ -217,7 +217,8 @@ INSERT INTO _switchyard_changes (seq, tbl, row_id, op, row, at)
 SELECT s.last, $1, w.id, $2, CASE WHEN $2 = 'delete' THEN NULL ELSE row_to_json(w) END, clock_timestamp() FROM w, s, a
 RETURNING seq, row_id, at, (SELECT row_to_json(w) FROM w), (SELECT prev FROM p)`
 
-// Insert adds a row; see store.Store.
+// Insert adds a row; see store.Store. Outside a WriteTx, concurrent
+// inserts into the table are combined (combine.go).
 func (db *DB) Insert(ctx context.Context, table string, row store.Row) (store.Row, store.Change, error) {
 	t, err := db.table(table)
 	if err != nil {
@@ -227,14 +228,23 @@ func (db *DB) Insert(ctx context.Context, table string, row store.Row) (store.Ro
 	if err != nil {
 		return nil, store.Change{}, err
 	}
+	if _, inTx := ctx.Value(txKey{}).(*txWrite); len(cols) > 0 && !inTx && db.cfg.InsertBatch > 1 {
+		return db.insertCombined(ctx, t, cols, args)
+	}
+	return db.insertOne(ctx, t, cols, args)
+}
+
+// insertOne inserts one row with its own statement.
+func (db *DB) insertOne(ctx context.Context, t *table, cols []string, args []any) (store.Row, store.Change, error) {
 	ins := "INSERT INTO " + t.sql + " DEFAULT VALUES RETURNING *"
 	if len(cols) > 0 {
 		ps := make([]string, len(cols))
+		qs := make([]string, len(cols))
 		for i, c := range cols {
 			ps[i] = t.placeholder(c, param(i+3))
-			cols[i] = quote(c)
+			qs[i] = quote(c)
 		}
-		ins = "INSERT INTO " + t.sql + " (" + strings.Join(cols, ", ") + ") VALUES (" + strings.Join(ps, ", ") + ") RETURNING *"
+		ins = "INSERT INTO " + t.sql + " (" + strings.Join(qs, ", ") + ") VALUES (" + strings.Join(ps, ", ") + ") RETURNING *"
 	}
 	return db.write(ctx, t, store.OpCreate, 0, "WITH w AS ("+ins+")"+t.logChange, args)
 }
@@ -283,20 +293,8 @@ func (db *DB) write(ctx context.Context, t *table, op store.Op, id int64, q stri
 		prev   *int64
 	)
 	err := db.querier(ctx).QueryRow(ctx, q, append([]any{t.Name, string(op)}, args...)...).Scan(&seq, &rowID, &at, &rowRaw, &prev)
-	if errors.Is(err, pgx.ErrNoRows) {
-		db.ok()
-		return nil, store.Change{}, fmt.Errorf("%s %d: %w", t.Name, id, store.ErrNotFound)
-	}
 	if err != nil {
-		if c := conflict(t, err); c != nil {
-			db.ok()
-			return nil, store.Change{}, c
-		}
-		if v := refused(t, err); v != nil {
-			db.ok()
-			return nil, store.Change{}, v
-		}
-		return nil, store.Change{}, db.fail(ctx, string(op)+" "+t.Name, err)
+		return nil, store.Change{}, db.writeError(ctx, t, op, id, err)
 	}
 	var row store.Row
 	if op != store.OpDelete {
@@ -320,6 +318,24 @@ func (db *DB) write(ctx context.Context, t *table, op store.Op, id int64, q stri
 	}
 	db.ok()
 	return row, ch, nil
+}
+
+// writeError is what a write's failed statement returns: not found, a
+// conflict, a value refused, or the database's failure.
+func (db *DB) writeError(ctx context.Context, t *table, op store.Op, id int64, err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		db.ok()
+		return fmt.Errorf("%s %d: %w", t.Name, id, store.ErrNotFound)
+	}
+	if c := conflict(t, err); c != nil {
+		db.ok()
+		return c
+	}
+	if v := refused(t, err); v != nil {
+		db.ok()
+		return v
+	}
+	return db.fail(ctx, string(op)+" "+t.Name, err)
 }
 
 // flush makes every commit so far durable: a transaction that takes a
