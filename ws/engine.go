@@ -93,6 +93,9 @@ type Engine struct {
 	wg       sync.WaitGroup // every goroutine the engine starts
 	stop     chan struct{}
 	private  bool // owned by one Accept handler: sweep only while it has connections
+
+	wmu    sync.Mutex
+	parked []chan func() // idle workers (workers.go), the last parked last
 }
 
 // NewEngine creates an engine and, unless it is configured for goroutines

@@ -129,9 +129,9 @@ func (p *poller) run() {
 			w := p.watches[fd]
 			p.mu.RUnlock()
 			if c != nil {
-				p.e.goTracked(c.onReadable)
+				p.e.dispatch(c.onReadable)
 			} else if w != nil {
-				p.e.goTracked(w.fn)
+				p.e.dispatch(w.fn)
 			}
 		}
 	}
