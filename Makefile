@@ -138,6 +138,13 @@ bench-peer:
 bench-cluster:
 	bench/cluster/bench-cluster.sh
 
+## bench-pg-writes: resource writes through one process on PostgreSQL, with the
+## CPU per write of server, PostgreSQL and bench (needs SWITCHYARD_TEST_POSTGRES)
+.PHONY: bench-pg-writes
+bench-pg-writes:
+	$(GO) build -o bin/switchyard ./cmd/switchyard
+	bench/cluster/pg-writes.sh bin/switchyard
+
 ## check-nginx: the nginx configuration of docs/deployment.md in front of three
 ## processes on the test Redis and PostgreSQL (needs nginx: apt-get install nginx)
 .PHONY: check-nginx
