@@ -48,6 +48,10 @@ type direct struct {
 	id      string // the River client's ID: attempted_by of the jobs started here
 	slots   map[string]*semaphore.Weighted
 	started atomic.Int64 // jobs started directly, for tests and figures
+	// stopping ends when Stop begins: River's jobs waiting for a slot
+	// then go back to the queue (acquire).
+	stopping    context.Context
+	endStarting context.CancelFunc
 
 	mu       sync.Mutex
 	open     bool // Start ran and Stop has not begun: jobs may start directly
@@ -79,6 +83,7 @@ const schedulerInterval = 5 * time.Second
 
 func newDirect(q *Queue, b *sqliteBackend) *direct {
 	d := &direct{q: q, b: b, id: b.client.ID(), slots: map[string]*semaphore.Weighted{}, running: map[int64]context.CancelCauseFunc{}}
+	d.stopping, d.endStarting = context.WithCancel(context.Background())
 	for name, qc := range q.queues {
 		d.slots[name] = semaphore.NewWeighted(int64(qc.Concurrency))
 	}
@@ -360,6 +365,7 @@ func (d *direct) done() {
 // stopStarting makes every new job go through River (which is stopping)
 // and returns a channel closed once the directly started jobs ended.
 func (d *direct) stopStarting() <-chan struct{} {
+	d.endStarting()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.open = false
@@ -387,6 +393,7 @@ func (d *direct) cancelAll() {
 // close records the ends still waiting; later ones are dropped (their
 // jobs stay running, and the next Open puts them back).
 func (d *direct) close(ctx context.Context) error {
+	d.endStarting()
 	d.mu.Lock()
 	ends := d.takeEnds(0)
 	d.closed = true
@@ -407,6 +414,28 @@ func (q *Queue) slot(queue string) *semaphore.Weighted {
 		return nil
 	}
 	return q.d.slots[queue]
+}
+
+// acquire takes a slot of s for a job River fetched. A job that waits
+// for one (every slot taken by directly started jobs) when Stop begins is
+// put back without counting the attempt (river.JobSnooze(0), River's
+// advice for a job interrupted by a shutdown) and runs after the next
+// Start: Stop starts no new job.
+func (d *direct) acquire(ctx context.Context, s *semaphore.Weighted) error {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.stopping, cancel)()
+	if err := s.Acquire(actx, 1); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // River's own cancellation or the job's timeout
+		}
+		return river.JobSnooze(0)
+	}
+	if d.stopping.Err() != nil {
+		s.Release(1)
+		return river.JobSnooze(0)
+	}
+	return nil
 }
 
 // errorHandler logs failed attempts of directly started jobs as River's

@@ -264,3 +264,69 @@ func TestDirectStartInterruptedAtDeadlineRunsAfterRestart(t *testing.T) {
 		t.Errorf("an interrupted attempt recorded as an error: %+v", in.Errors)
 	}
 }
+
+// A job River fetched while the queue's only slot was taken by a
+// directly started job waits for the slot; if Stop begins meanwhile it
+// does not start when the slot frees (Stop starts no new job): it is put
+// back without counting the attempt and runs after the restart.
+func TestDirectStartDrainLeavesWaitingJob(t *testing.T) {
+	b := newBackend(t, DriverSQLite)
+	one := fastQueue("default")
+	one.Concurrency = 1
+	release := make(chan struct{})
+	started := make(chan int64, 2)
+	q, err := Open(context.Background(), b.config(one))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Handle("k", func(_ context.Context, j Job) error {
+		started <- j.ID
+		<-release
+		return nil
+	})
+	if err := q.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := q.Enqueue(context.Background(), Params{Queue: "default", Kind: "k"})
+	if got := <-started; got != first {
+		t.Fatalf("job %d started, want %d", got, first)
+	}
+	waiting, _ := q.Enqueue(context.Background(), Params{Queue: "default", Kind: "k"})
+	waitState(t, q, waiting, StateRunning) // fetched by River, waiting for the slot
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- q.Stop(ctx)
+	}()
+	eventually(t, 5*time.Second, func() error {
+		if q.d.isOpen() {
+			return errors.New("Stop has not begun")
+		}
+		return nil
+	})
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-started:
+		t.Fatalf("job %d started while Stop drained", got)
+	default:
+	}
+	ran := make(chan Job, 2)
+	q2 := b.open(t, nil, func(q *Queue) {
+		q.Handle("k", func(_ context.Context, j Job) error { ran <- j; return nil })
+	}, one)
+	if in, _ := q2.Get(context.Background(), first); in.State != StateCompleted {
+		t.Errorf("the running job after the drain: %s", in.State)
+	}
+	select {
+	case j := <-ran:
+		if j.ID != waiting || j.Attempt != 1 {
+			t.Fatalf("after the restart: job %d attempt %d, want job %d attempt 1", j.ID, j.Attempt, waiting)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting job did not run after the restart")
+	}
+}

@@ -709,7 +709,7 @@ type worker struct {
 func (w *worker) Work(ctx context.Context, j *river.Job[jobArgs]) error {
 	if s := w.q.slot(j.Queue); s != nil {
 		// The queue's slots are shared with directly started jobs.
-		if err := s.Acquire(ctx, 1); err != nil {
+		if err := w.q.d.acquire(ctx, s); err != nil {
 			return err
 		}
 		defer s.Release(1)
