@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -138,10 +139,13 @@ func (d *direct) insert(ctx context.Context, batch []*insertReq) []*rivertype.Jo
 			rows = nil
 		} else {
 			// One statement inserted them in order: ids increase with it.
-			slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return int(a.ID - b.ID) })
+			slices.SortFunc(rows, func(a, b *rivertype.JobRow) int { return cmp.Compare(a.ID, b.ID) })
+			d.mu.Lock()
 			for i, r := range claimed {
 				r.id = rows[i].ID
+				d.running[r.id] = nil // known to Discard from the commit on; run sets its cancel
 			}
+			d.mu.Unlock()
 		}
 	}
 	if len(others) > 0 {
@@ -151,13 +155,6 @@ func (d *direct) insert(ctx context.Context, batch []*insertReq) []*rivertype.Jo
 		}
 		res, err := d.b.insertMany(ctx, params)
 		setIDs(others, res, err)
-	}
-	if len(rows) > 0 {
-		d.mu.Lock()
-		for _, row := range rows {
-			d.running[row.ID] = nil // registered before Discard can look
-		}
-		d.mu.Unlock()
 	}
 	return rows
 }

@@ -330,3 +330,39 @@ func TestDirectStartDrainLeavesWaitingJob(t *testing.T) {
 		t.Fatal("the waiting job did not run after the restart")
 	}
 }
+
+// Discarding a directly started job while it runs cancels its handler's
+// context, as River does for the jobs it runs; the job ends cancelled,
+// not retried.
+func TestDirectStartDiscardCancelsRunningJob(t *testing.T) {
+	b := newBackend(t, DriverSQLite)
+	started := make(chan struct{}, 1)
+	var runs atomic.Int32
+	q := b.open(t, nil, func(q *Queue) {
+		q.Handle("k", func(ctx context.Context, j Job) error {
+			runs.Add(1)
+			started <- struct{}{}
+			<-ctx.Done()
+			return context.Cause(ctx)
+		})
+	})
+	id, err := q.Enqueue(context.Background(), Params{Queue: "default", Kind: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if q.d.started.Load() != 1 {
+		t.Fatal("the job was not started directly")
+	}
+	if _, err := q.Discard(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	in := waitState(t, q, id, StateCancelled)
+	if len(in.Errors) != 1 || !strings.Contains(in.Errors[0].Error, "discarded") {
+		t.Errorf("errors %+v", in.Errors)
+	}
+	time.Sleep(200 * time.Millisecond) // a retry would come within this (backoff 10 ms)
+	if n := runs.Load(); n != 1 {
+		t.Errorf("the discarded job ran %d times", n)
+	}
+}
