@@ -61,7 +61,8 @@ type Config struct {
 	PollInterval time.Duration
 	// FetchCooldown is the shortest time between two fetches of one
 	// queue (default 2 ms): a job enqueued right after a fetch waits up to
-	// this long. River's own default, 100 ms, batches better but puts a
+	// this long (on SQLite only a job that found no free slot: the others
+	// start without a fetch). River's own default, 100 ms, batches better but puts a
 	// 100 ms floor under call → handler latency.
 	FetchCooldown time.Duration
 	// Logger; nil discards. River's own logs go to it at Warn and above.
@@ -412,7 +413,9 @@ func (q *Queue) insertParams(p Params) (river.InsertManyParams, error) {
 }
 
 // Enqueue commits a job and returns its id; it runs as soon as a worker
-// of its queue is free (or at RunAt).
+// of its queue is free (or at RunAt). On SQLite, a job whose queue has a
+// free slot is committed already claimed and its handler is started
+// before Enqueue returns (direct.go).
 func (q *Queue) Enqueue(ctx context.Context, p Params) (int64, error) {
 	ip, err := q.insertParams(p)
 	if err != nil {
