@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -60,7 +61,8 @@ type Config struct {
 	PollInterval time.Duration
 	// FetchCooldown is the shortest time between two fetches of one
 	// queue (default 2 ms): a job enqueued right after a fetch waits up to
-	// this long. River's own default, 100 ms, batches better but puts a
+	// this long (on SQLite only a job that found no free slot: the others
+	// start without a fetch). River's own default, 100 ms, batches better but puts a
 	// 100 ms floor under call → handler latency.
 	FetchCooldown time.Duration
 	// Logger; nil discards. River's own logs go to it at Warn and above.
@@ -171,6 +173,10 @@ type Queue struct {
 	imu       sync.Mutex
 	pending   []*insertReq
 	inserting bool
+
+	// d starts jobs enqueued on SQLite without River's fetch (direct.go);
+	// nil on PostgreSQL.
+	d *direct
 }
 
 // insertReq is one Enqueue waiting for its batch. done receives true
@@ -276,6 +282,7 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 			return nil, err
 		}
 		q.b = b
+		q.d = newDirect(q, b)
 	case DriverPostgres:
 		b, err := openPostgres(ctx, cfg.Pool, rcfg, cfg.RescueInterval, cfg.Logger)
 		if err != nil {
@@ -315,6 +322,9 @@ func (q *Queue) Start(ctx context.Context) error {
 	if err := q.b.start(ctx); err != nil {
 		return fmt.Errorf("queue: start: %w", err)
 	}
+	if q.d != nil {
+		q.d.start()
+	}
 	return nil
 }
 
@@ -328,11 +338,40 @@ func (q *Queue) Stop(ctx context.Context) error {
 	if !started {
 		return q.b.close()
 	}
+	var drained <-chan struct{}
+	if q.d != nil {
+		drained = q.d.stopStarting()
+	}
 	err := q.b.stop(ctx)
-	if err != nil {
-		q.log.Warn("queue: jobs still running at the shutdown deadline are cancelled; they run again after a restart", "err", err)
+	directDone := true
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			// Cancelled as River's own are below: one whose handler
+			// returns soon is put back without an error.
+			directDone = false
+			q.d.cancelAll()
+		}
+	}
+	if err != nil || !directDone {
+		q.log.Warn("queue: jobs still running at the shutdown deadline are cancelled; they run again after a restart", "err", cmp.Or(err, ctx.Err()))
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = q.b.stopAndCancel(cctx)
+		if err != nil {
+			err = q.b.stopAndCancel(cctx)
+		}
+		if !directDone {
+			select {
+			case <-drained:
+			case <-cctx.Done():
+				q.log.Warn("queue: jobs still running after being cancelled are left running; they run again after a restart")
+			}
+		}
+		cancel()
+	}
+	if q.d != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = errors.Join(err, q.d.close(cctx))
 		cancel()
 	}
 	return errors.Join(err, q.b.close())
@@ -374,7 +413,9 @@ func (q *Queue) insertParams(p Params) (river.InsertManyParams, error) {
 }
 
 // Enqueue commits a job and returns its id; it runs as soon as a worker
-// of its queue is free (or at RunAt).
+// of its queue is free (or at RunAt). On SQLite, a job whose queue has a
+// free slot is committed already claimed and its handler is started
+// before Enqueue returns (direct.go).
 func (q *Queue) Enqueue(ctx context.Context, p Params) (int64, error) {
 	ip, err := q.insertParams(p)
 	if err != nil {
@@ -437,23 +478,22 @@ func (q *Queue) insertBatch() {
 	batch := q.pending
 	q.pending = nil
 	q.imu.Unlock()
-	params := make([]river.InsertManyParams, len(batch))
-	for i, r := range batch {
-		params[i] = r.p
-	}
 	// The batch is everyone's: it does not end with the leader's context.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	res, err := q.b.insertMany(ctx, params)
-	cancel()
-	for i, r := range batch {
-		switch {
-		case err != nil:
-			r.err = err
-		case i < len(res) && res[i].Job != nil:
-			r.id = res[i].Job.ID
-		default:
-			r.err = errors.New("no job returned")
+	var claimed []*rivertype.JobRow
+	if q.d != nil {
+		claimed = q.d.insert(ctx, batch)
+	} else {
+		params := make([]river.InsertManyParams, len(batch))
+		for i, r := range batch {
+			params[i] = r.p
 		}
+		res, err := q.b.insertMany(ctx, params)
+		setIDs(batch, res, err)
+	}
+	cancel()
+	for _, row := range claimed {
+		go q.d.run(row) // owned by q.d: Stop waits for it
 	}
 	q.imu.Lock()
 	if len(q.pending) > 0 {
@@ -464,6 +504,20 @@ func (q *Queue) insertBatch() {
 	q.imu.Unlock()
 	for _, r := range batch {
 		r.done <- true
+	}
+}
+
+// setIDs gives each request of a batch its job's id, or the error.
+func setIDs(batch []*insertReq, res []*rivertype.JobInsertResult, err error) {
+	for i, r := range batch {
+		switch {
+		case err != nil:
+			r.err = err
+		case i < len(res) && res[i].Job != nil:
+			r.id = res[i].Job.ID
+		default:
+			r.err = errors.New("no job returned")
+		}
 	}
 }
 
@@ -568,6 +622,9 @@ func (q *Queue) Discard(ctx context.Context, id int64) (Info, error) {
 	if err != nil {
 		return Info{}, notFound(err)
 	}
+	if q.d != nil && row.State == rivertype.JobStateRunning {
+		q.d.cancel(id)
+	}
 	return q.info(row), nil
 }
 
@@ -653,6 +710,13 @@ type worker struct {
 }
 
 func (w *worker) Work(ctx context.Context, j *river.Job[jobArgs]) error {
+	if s := w.q.slot(j.Queue); s != nil {
+		// The queue's slots are shared with directly started jobs.
+		if err := w.q.d.acquire(ctx, s); err != nil {
+			return err
+		}
+		defer s.Release(1)
+	}
 	w.q.mu.RLock()
 	fn := w.q.handlers[j.Args.K]
 	w.q.mu.RUnlock()

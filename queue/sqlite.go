@@ -24,6 +24,7 @@ import (
 // sqliteBackend is River on a SQLite file with its SQLite driver.
 type sqliteBackend struct {
 	db     *sql.DB
+	driver *riversqlite.Driver
 	client *river.Client[*sql.Tx]
 }
 
@@ -76,7 +77,7 @@ func openSQLite(ctx context.Context, path string, rcfg *river.Config, log *slog.
 	if err != nil {
 		return fail(err)
 	}
-	return &sqliteBackend{db: db, client: client}, nil
+	return &sqliteBackend{db: db, driver: driver, client: client}, nil
 }
 
 // recoverOrphans puts back every job in state running: a SQLite file is
@@ -140,6 +141,33 @@ func (b *sqliteBackend) stopAndCancel(ctx context.Context) error {
 
 func (b *sqliteBackend) insertMany(ctx context.Context, p []river.InsertManyParams) ([]*rivertype.JobInsertResult, error) {
 	return b.client.InsertMany(ctx, p)
+}
+
+// commitDirect records the ends of directly started jobs and inserts
+// jobs already claimed, in one transaction (direct.go); it returns the
+// inserted rows.
+func (b *sqliteBackend) commitDirect(ctx context.Context, ends []*riverdriver.JobSetStateIfRunningParams, jobs []*riverdriver.JobInsertFullParams) ([]*rivertype.JobRow, error) {
+	tx, err := b.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback() // after Commit: a no-op
+	exec := b.driver.UnwrapExecutor(tx)
+	if len(ends) > 0 {
+		if _, err := exec.JobSetStateIfRunningMany(ctx, setStateMany(ends)); err != nil {
+			return nil, fmt.Errorf("record job ends: %w", err)
+		}
+	}
+	var rows []*rivertype.JobRow
+	if len(jobs) > 0 {
+		if rows, err = exec.JobInsertFullMany(ctx, &riverdriver.JobInsertFullManyParams{Jobs: jobs}); err != nil {
+			return nil, fmt.Errorf("insert claimed jobs: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	return rows, nil
 }
 
 func (b *sqliteBackend) list(ctx context.Context, p *river.JobListParams) ([]*rivertype.JobRow, error) {
