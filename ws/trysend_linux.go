@@ -36,7 +36,13 @@ func (b *batch) writev(fd uintptr) bool {
 		return true
 	}
 	for {
-		n, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&b.iov[0])), uintptr(len(b.iov)))
+		// A raw system call: the socket is non-blocking, so the call
+		// returns at once (EAGAIN when the socket is full), and the
+		// runtime's bookkeeping for a call that may block (entersyscall,
+		// exitsyscall, and sysmon waking every 20 µs to retake the P of
+		// a goroutine it sees in a system call) costs more than the
+		// call itself on this path (docs/BENCHMARKS.md, "raw writes").
+		n, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&b.iov[0])), uintptr(len(b.iov)))
 		switch errno {
 		case 0:
 			b.wn = int(n)
