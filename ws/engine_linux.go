@@ -62,7 +62,7 @@ func (p *poller) add(c *Conn, rc syscall.RawConn) error {
 	if c.state == stateClosed {
 		return ErrClosed
 	}
-	c.rc, c.fd, c.poller = rc, fd, p
+	c.rc, c.fd, c.poller = rc, int32(fd), p
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.epfd < 0 {
@@ -80,8 +80,8 @@ func (p *poller) add(c *Conn, rc syscall.RawConn) error {
 // rearm asks for the next readiness event of a connection.
 func (p *poller) rearm(c *Conn) {
 	p.mu.RLock()
-	if p.conns[c.fd] == c && p.epfd >= 0 {
-		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: armFlags, Fd: int32(c.fd)})
+	if p.conns[int(c.fd)] == c && p.epfd >= 0 {
+		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: armFlags, Fd: c.fd})
 	}
 	p.mu.RUnlock()
 }
@@ -90,10 +90,10 @@ func (p *poller) rearm(c *Conn) {
 // so the descriptor cannot be reused under us.
 func (p *poller) remove(c *Conn) {
 	p.mu.Lock()
-	if p.conns[c.fd] == c {
-		delete(p.conns, c.fd)
+	if p.conns[int(c.fd)] == c {
+		delete(p.conns, int(c.fd))
 		if p.epfd >= 0 {
-			unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+			unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
 		}
 	}
 	p.mu.Unlock()
