@@ -117,9 +117,13 @@ type Conn struct {
 
 	cbmu sync.Mutex // serialises Handler calls
 
-	mu            sync.Mutex
-	state         connState
-	paused        bool          // epoll mode: reading stopped until the queue drains
+	mu     sync.Mutex
+	state  connState
+	paused bool // epoll mode: reading stopped until the queue drains
+	// slot is the connection's index in its engine's shard, -1 once
+	// unregistered (guarded by the shard's lock; it sits here to fill
+	// what would be padding).
+	slot          int32
 	err           error         // why the connection ended or is ending
 	closeDeadline int64         // unix ns; 0 while the close frame is being written
 	q             *inbox        // messages waiting for Wait or Read; made on demand (nil in event mode)
