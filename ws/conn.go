@@ -8,6 +8,7 @@ import (
 	"io"
 	"iter"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -365,10 +366,11 @@ type batch struct {
 	w    net.Buffers // bufs as the write consumes them
 
 	// TrySendBatch's non-blocking writes (trysend.go).
-	iov      iovecs
-	tryWrite func(fd uintptr) bool // b.writev, made once per batch
-	wn       int
-	werr     error
+	iov       iovecs
+	tryWrite  func(fd uintptr) bool // b.writev, made once per batch
+	writeWait func(fd uintptr) bool // b.writeAll, made once per batch
+	wn        int
+	werr      error
 }
 
 // maxFrameHeader is the size of the longest header of a frame this side
@@ -378,6 +380,7 @@ const maxFrameHeader = 10
 var batches = sync.Pool{New: func() any {
 	b := new(batch)
 	b.tryWrite = b.writev
+	b.writeWait = b.writeAll
 	return b
 }}
 
@@ -395,13 +398,13 @@ func getBatch(n int) *batch {
 // without the messages (which must not stay reachable from it).
 func (c *Conn) writeBatch(ctx context.Context, b *batch, n int) error {
 	b.w = b.bufs
-	err := c.write(ctx, &b.w, n)
+	err := c.write(ctx, b, n)
 	b.release()
 	return err
 }
 
 // write writes whole frames; n counts the data messages among them.
-func (c *Conn) write(ctx context.Context, bufs *net.Buffers, n int) error {
+func (c *Conn) write(ctx context.Context, b *batch, n int) error {
 	c.mu.Lock()
 	open := c.state == stateOpen
 	c.mu.Unlock()
@@ -409,15 +412,19 @@ func (c *Conn) write(ctx context.Context, bufs *net.Buffers, n int) error {
 		return ErrClosed
 	}
 	var size int
-	for _, b := range *bufs {
-		size += len(b)
+	for _, p := range b.w {
+		size += len(p)
 	}
-	if err := c.writeRaw(ctx, bufs, false); err != nil {
+	if err := c.writeRaw(ctx, b, false); err != nil {
 		if errors.Is(err, ErrClosed) {
 			return err // the close frame went out first
 		}
 		if ctx.Err() != nil {
 			err = ctx.Err()
+		} else if d, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(d) {
+			// The socket's deadline was ctx's, and its timer has not
+			// fired yet: the same end.
+			err = context.DeadlineExceeded
 		}
 		c.finish(fmt.Errorf("ws: write: %w", err))
 		return err
@@ -427,7 +434,7 @@ func (c *Conn) write(ctx context.Context, bufs *net.Buffers, n int) error {
 	return nil
 }
 
-// writeRaw writes bufs under the write lock with the write timeout and
+// writeRaw writes b.w under the write lock with the write timeout and
 // ctx's deadline and cancellation; closing marks them as the close frame,
 // after which every write fails with ErrClosed (a frame that checked the
 // state just before a Close must not follow the close frame).
@@ -436,7 +443,7 @@ func (c *Conn) write(ctx context.Context, bufs *net.Buffers, n int) error {
 // CPU of a broadcast in profiles), so without a ctx deadline the socket's
 // deadline is only moved when less than half the write timeout is left:
 // every write still gets between half and all of the write timeout.
-func (c *Conn) writeRaw(ctx context.Context, bufs *net.Buffers, closing bool) error {
+func (c *Conn) writeRaw(ctx context.Context, b *batch, closing bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.wclosed {
@@ -467,15 +474,18 @@ func (c *Conn) writeRaw(ctx context.Context, bufs *net.Buffers, closing bool) er
 	if err := c.flushPendingLocked(); err != nil {
 		return err
 	}
-	_, err := bufs.WriteTo(c.nc)
-	return err
+	return c.writeOut(b)
 }
 
 // writeControl writes a control frame.
 func (c *Conn) writeControl(op byte, payload []byte) error {
-	var hdr [2]byte
-	h := appendFrameHeader(hdr[:0], true, false, op, len(payload))
-	return c.writeRaw(context.Background(), &net.Buffers{h, payload}, op == opClose)
+	b := getBatch(1)
+	b.hdrs = appendFrameHeader(b.hdrs, true, false, op, len(payload))
+	b.bufs = append(b.bufs, b.hdrs, payload)
+	b.w = b.bufs
+	err := c.writeRaw(context.Background(), b, op == opClose)
+	b.release()
+	return err
 }
 
 // closeWrite shuts down the sending half of the socket after the close

@@ -282,12 +282,14 @@ func (e *Engine) privatePollers() []*poller {
 }
 
 // pollable reports whether the engine may read the socket directly: plain
-// TCP and Unix sockets, not TLS or wrapped connections.
+// TCP and Unix sockets (detached or not), not TLS or wrapped connections.
 func pollable(nc net.Conn) (syscall.Conn, bool) {
 	switch c := nc.(type) {
 	case *net.TCPConn:
 		return c, true
 	case *net.UnixConn:
+		return c, true
+	case detached:
 		return c, true
 	}
 	return nil, false

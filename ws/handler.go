@@ -214,6 +214,11 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 		early = append([]byte(nil), early...)
 	}
 	nc.SetDeadline(time.Time{}) // undo the server's timeouts
+	if !e.cfg.Goroutines {
+		// The engine polls the socket itself: net's state for it is
+		// dead weight on an idle connection (detach_linux.go).
+		nc = detach(nc)
+	}
 
 	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: uint16(proto), deflate: deflate.compress(), inflate: deflate != nil, onFinish: onFinish}
 	now := time.Now().UnixNano()
