@@ -165,6 +165,18 @@ func (e *Engine) goTracked(fn func()) {
 	}()
 }
 
+// goIfOpen is goTracked unless the engine is shutting down (false then):
+// a goroutine started once Shutdown began may outlive its wait.
+func (e *Engine) goIfOpen(fn func()) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return false
+	}
+	e.goTracked(fn)
+	return true
+}
+
 // register adds a connection; it fails once the engine is closing.
 func (e *Engine) register(c *Conn) error {
 	e.mu.Lock()

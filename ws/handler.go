@@ -108,7 +108,7 @@ func (a *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(base, connKey{}, c))
-	e.goTracked(func() {
+	started := e.goIfOpen(func() {
 		defer cancel()
 		defer func() {
 			if p := recover(); p != nil {
@@ -118,6 +118,12 @@ func (a *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}()
 		a.h.ServeHTTP(hijackedWriter{}, r)
 	})
+	if !started {
+		// The engine began shutting down after the handshake: the
+		// handler does not run (Shutdown would not wait for it).
+		cancel()
+		c.Close(CloseGoingAway, "server shutting down")
+	}
 }
 
 // hijackedWriter stands in for the ResponseWriter of an upgraded request.
