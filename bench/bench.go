@@ -94,8 +94,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	storeURL, withFanout, ioURing, compress := "", false, false, false
 	subscribers, overheadWrites := 1, 1000
 	churn, writes, warmup, watchers := 0, 30, time.Duration(0), -1
+	var serverEnv []string
 	switch scenario {
 	case "idle":
+		fs.Func("server-env", "KEY=VALUE for the server started for the run, e.g. SWITCHYARD_LIMITS_IDLE_RELEASE=0s (repeatable; the caller's SWITCHYARD_ variables are not passed on)", func(v string) error {
+			if k, _, ok := strings.Cut(v, "="); !ok || !strings.HasPrefix(k, "SWITCHYARD_") {
+				return fmt.Errorf("want SWITCHYARD_KEY=VALUE, got %q", v)
+			}
+			serverEnv = append(serverEnv, v)
+			return nil
+		})
 		fs.DurationVar(&settle, "settle", settle, "wait before reading memory figures")
 		fs.IntVar(&targetPID, "target-pid", targetPID, "with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
 	case "fanout", "longpoll":
@@ -278,7 +286,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		case liveQueries:
 			env = []string{"SWITCHYARD_API_KEYS=" + key, LiveQueryBenchConfig, "SWITCHYARD_AUTH_JWT_HMAC_SECRET=" + jwtKey}
 		}
-		srv, err := startServer(ctx, stderr, env...)
+		srv, err := startServer(ctx, stderr, append(env, serverEnv...)...)
 		if err != nil {
 			return err
 		}

@@ -299,6 +299,12 @@ type Limits struct {
 	// ShutdownTimeout is how long a graceful shutdown may take; what is
 	// still open then is closed, and the shutdown still succeeds.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// IdleRelease: after a burst of at least 1,000 new WebSocket
+	// connections, once none has come for this long, the server collects
+	// garbage once and returns the free memory to the OS
+	// (debug.FreeOSMemory), so idle connections are not charged the GC's
+	// headroom (docs/BENCHMARKS.md); 0 never does.
+	IdleRelease Duration `yaml:"idle_release"`
 }
 
 // Channelstream configures the Channelstream-compatible API.
@@ -749,6 +755,7 @@ func Default() Config {
 			MaxChannelsPerNamespace: 10000,
 			MaxSearchLength:         256,
 			ShutdownTimeout:         Duration(10 * time.Second),
+			IdleRelease:             Duration(2 * time.Second),
 		},
 		Channelstream: Channelstream{
 			Prefix:               "/",
@@ -844,7 +851,8 @@ func (c Config) LogValue() slog.Value {
 			"max_channels_per_namespace", c.Limits.MaxChannelsPerNamespace,
 			"max_search_length", c.Limits.MaxSearchLength,
 			"messages_per_second", c.Limits.MessagesPerSecond,
-			"shutdown_timeout", c.Limits.ShutdownTimeout.String()),
+			"shutdown_timeout", c.Limits.ShutdownTimeout.String(),
+			"idle_release", c.Limits.IdleRelease.String()),
 		slog.Group("channelstream",
 			"enabled", c.Channelstream.Enabled,
 			"secret", c.Channelstream.Secret,

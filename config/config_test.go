@@ -141,6 +141,7 @@ limits:
   max_search_length: 80
   messages_per_second: 50
   shutdown_timeout: 1m
+  idle_release: 5s
 channelstream:
   enabled: true
   secret: cs-secret
@@ -270,6 +271,7 @@ func TestFullFile(t *testing.T) {
 			MaxSearchLength:         80,
 			MessagesPerSecond:       50,
 			ShutdownTimeout:         Duration(time.Minute),
+			IdleRelease:             Duration(5 * time.Second),
 		},
 		Channelstream: Channelstream{
 			Enabled:              true,

@@ -217,6 +217,9 @@ func (c *Config) validate() []verr {
 		v.add("limits.messages_per_second", "must not be negative; 0 is unlimited (got %d)", l.MessagesPerSecond)
 	}
 	v.nonNegative("limits.shutdown_timeout", l.ShutdownTimeout)
+	if l.IdleRelease != 0 && (l.IdleRelease < Duration(100*time.Millisecond) || l.IdleRelease > Duration(time.Hour)) {
+		v.add("limits.idle_release", "must be 0 (never) or between 100ms and 1h (got %s)", l.IdleRelease)
+	}
 
 	c.validateChannelstream(v)
 	c.validateDashboard(v)

@@ -142,6 +142,7 @@ type Hub struct {
 	smu      sync.Mutex
 	sessions map[*Session]struct{}
 	users    map[string]map[*Session]struct{} // sessions of authenticated users
+	labels   map[connLabel]*connLabel         // the sessions' transport and protocol, shared (session.go)
 
 	// publications and deliveries count the publications broadcast on
 	// this process and the sessions they were queued to (Stats).
@@ -201,6 +202,7 @@ func New(cfg Config) (*Hub, error) {
 		sessions: make(map[*Session]struct{}),
 		holding:  make(map[string]struct{}),
 		users:    make(map[string]map[*Session]struct{}),
+		labels:   make(map[connLabel]*connLabel),
 		stop:     make(chan struct{}),
 	}
 	for _, n := range cfg.Channels.Namespaces {

@@ -17,7 +17,7 @@ type ConnInfo struct {
 // Conn returns what the protocol said of the session's connection, and
 // when it connected.
 func (s *Session) Conn() ConnInfo {
-	return ConnInfo{Transport: s.transport, Protocol: s.protocol, RemoteAddr: s.remoteAddr, Since: time.Unix(0, s.since)}
+	return ConnInfo{Transport: s.label.transport, Protocol: s.label.protocol, RemoteAddr: s.remoteAddr, Since: time.Unix(0, s.since)}
 }
 
 // Sessions returns the client sessions connected to this process, in no
@@ -79,5 +79,5 @@ func (h *Hub) Stats() Stats {
 // Disconnect when done with it.
 func (h *Hub) Observe(id string, w Writer, enc Encoder) *Session {
 	return &Session{h: h, id: id, w: w, enc: enc, observer: true,
-		protocol: "observer", since: h.cfg.Now().UnixNano()}
+		label: &connLabel{protocol: "observer"}, since: h.cfg.Now().UnixNano()}
 }

@@ -194,12 +194,12 @@ func (s *Session) tryFlush() {
 	if !ok {
 		return
 	}
-	done, err := s.tw.TryWriteFrames(batch)
+	done, err := s.w.(TryWriter).TryWriteFrames(batch)
 	if !done && err == nil {
 		// The client did not take it all: a goroutine of the session's
-		// own waits for the rest and drains the outbox.
-		s.inflight, s.inflightN = batch, number
-		s.goResume()
+		// own waits for the rest and drains the outbox (the closure that
+		// carries the batch is made only for such a slow write).
+		go s.resume(batch, number)
 		return
 	}
 	if !s.written(batch, number, err) {
@@ -211,11 +211,9 @@ func (s *Session) tryFlush() {
 	}
 }
 
-// resumeLoop waits for the rest of the batch a worker could not write,
-// then drains the outbox like writeLoop.
-func (s *Session) resumeLoop() {
-	batch, number := s.inflight, s.inflightN
-	s.inflight = nil
+// resume waits for the rest of the batch a worker could not write, then
+// drains the outbox like writeLoop.
+func (s *Session) resume(batch [][]byte, number uint32) {
 	err := s.w.WriteFrames(context.Background(), nil)
 	if !s.written(batch, number, err) {
 		return

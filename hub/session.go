@@ -36,6 +36,12 @@ type Principal struct {
 
 // Session is one client connection's presence in the hub: its
 // subscriptions and its outbox.
+//
+// An idle connection is mostly such structs, so the fields are packed
+// (small ones after the mutex that guards them), the transport and
+// protocol are shared among sessions (connLabel), and state that only a
+// slow client's write needs is passed on the goroutine that needs it;
+// TestSessionSize keeps it within 256 bytes.
 type Session struct {
 	h    *Hub
 	id   string
@@ -43,21 +49,29 @@ type Session struct {
 	info json.RawMessage
 	w    Writer
 	enc  Encoder
-	// transport, protocol, remoteAddr and since (unix ns) describe the
-	// connection (Principal's Transport, Protocol, RemoteAddr and the time
-	// of Connect); immutable. Conn returns them as a ConnInfo.
-	transport, protocol, remoteAddr string
-	since                           int64
+	// label (Principal's Transport and Protocol), remoteAddr and since
+	// (unix ns) describe the connection (the time of Connect); immutable.
+	// Conn returns them as a ConnInfo.
+	label      *connLabel
+	remoteAddr string
+	since      int64
 
-	value atomic.Value
+	value atomic.Pointer[any]
 
 	mu sync.Mutex
 	// observer: made by Observe, not a client (see Observe); immutable
 	// (it sits after mu only to fill what would be padding: an idle
-	// connection is mostly such structs).
+	// connection is mostly such structs). pooled: w is a TryWriter and
+	// the hub's writer pool writes the session; immutable.
 	observer bool
+	pooled   bool
 	writing  bool
 	closed   bool
+	// exemptIn numbers the batch that takes the exempt frame (see
+	// enqueueLocked); taken numbers the batches taken to write. Both wrap
+	// around, and are compared as such (batchDone).
+	exemptIn uint32
+	taken    uint32
 	expires  int64                    // unix ns; 0: never
 	subs     map[string]*subscription // nil until the first subscription
 	counted  int                      // subscriptions of subs that count against the limits
@@ -66,23 +80,40 @@ type Session struct {
 	queued   int64    // bytes queued or being written
 	// exempt is the size of the one frame the outbox holds beyond
 	// MaxQueuedBytes (see enqueueLocked), 0 when none; it leaves with the
-	// batch numbered exemptIn. taken numbers the batches taken to write.
-	exempt   int64
-	exemptIn uint64
-	taken    uint64
+	// batch numbered exemptIn.
+	exempt int64
 	// write is s.writeLoop as a func value, made by the first goWrite: a
 	// go statement on it starts the writer without allocating (one on a
 	// method call allocates the closure that carries the receiver).
 	write func()
-	// tw is w when it is a TryWriter (the hub's writer pool writes the
-	// session), else nil. resume is s.resumeLoop, made by the first
-	// goResume like write; inflight is the batch a worker handed to it,
-	// numbered inflightN.
-	tw        TryWriter
-	resume    func()
-	inflight  [][]byte
-	inflightN uint64
 }
+
+// connLabel is a session's transport and protocol. Sessions share one
+// per pair (Hub.label), since a process sees only a few.
+type connLabel struct {
+	transport, protocol string
+}
+
+// maxLabels bounds the pairs a hub shares; sessions past it (a protocol
+// that makes up its labels) get their own.
+const maxLabels = 64
+
+// label returns the shared connLabel of a pair. h.smu must be held.
+func (h *Hub) label(transport, protocol string) *connLabel {
+	k := connLabel{transport, protocol}
+	if l := h.labels[k]; l != nil {
+		return l
+	}
+	l := &k
+	if len(h.labels) < maxLabels {
+		h.labels[k] = l
+	}
+	return l
+}
+
+// batchDone reports whether the batch numbered n was taken by the time
+// the batch numbered taken was (the numbers wrap around).
+func batchDone(n, taken uint32) bool { return int32(taken-n) >= 0 }
 
 // subscription is a session's membership of a channel.
 type subscription struct {
@@ -116,11 +147,12 @@ func (sub *subscription) covered(ev *event) bool {
 // Disconnect when the transport closes.
 func (h *Hub) Connect(id string, p Principal, w Writer, enc Encoder) *Session {
 	s := &Session{h: h, id: id, user: p.User, info: p.Info, w: w, enc: enc, expires: unixNano(p.Expires),
-		transport: p.Transport, protocol: p.Protocol, remoteAddr: p.RemoteAddr, since: h.cfg.Now().UnixNano()}
-	if tw, ok := w.(TryWriter); ok && h.cfg.Writers > 0 {
-		s.tw = tw
+		remoteAddr: p.RemoteAddr, since: h.cfg.Now().UnixNano()}
+	if _, ok := w.(TryWriter); ok && h.cfg.Writers > 0 {
+		s.pooled = true
 	}
 	h.smu.Lock()
+	s.label = h.label(p.Transport, p.Protocol)
 	h.sessions[s] = struct{}{}
 	if s.user != "" {
 		if h.users[s.user] == nil {
@@ -260,7 +292,7 @@ func (s *Session) SetValue(v any) { s.value.Store(&v) }
 
 // Value returns what SetValue attached, or nil.
 func (s *Session) Value() any {
-	if p, ok := s.value.Load().(*any); ok {
+	if p := s.value.Load(); p != nil {
 		return *p
 	}
 	return nil
@@ -295,7 +327,7 @@ func (s *Session) enqueueLocked(frame []byte, ready *readyBatch) {
 	if !s.writing {
 		s.writing = true
 		s.h.writers.Add(1)
-		if ready == nil || s.tw == nil {
+		if ready == nil || !s.pooled {
 			s.startWriter()
 		} else {
 			ready.add(s)
@@ -306,28 +338,20 @@ func (s *Session) enqueueLocked(frame []byte, ready *readyBatch) {
 // startWriter hands a session that just started writing to the writer
 // pool, or to a goroutine of its own.
 func (s *Session) startWriter() {
-	if s.tw == nil || !s.h.pool.push(s) {
+	if !s.pooled || !s.h.pool.push(s) {
 		s.goWrite()
 	}
 }
 
-// goWrite starts s.writeLoop on a goroutine of its own, and goResume
-// s.resumeLoop. Their func values are made on first use and kept, so a
-// start does not allocate, and a session whose outbox only the writer
-// pool writes (an idle one) holds neither. Only the session's writer of
-// the moment (the holder of s.writing) calls them.
+// goWrite starts s.writeLoop on a goroutine of its own. Its func value is
+// made on first use and kept, so a start does not allocate, and a session
+// whose outbox only the writer pool writes (an idle one) holds none. Only
+// the session's writer of the moment (the holder of s.writing) calls it.
 func (s *Session) goWrite() {
 	if s.write == nil {
 		s.write = s.writeLoop
 	}
 	go s.write()
-}
-
-func (s *Session) goResume() {
-	if s.resume == nil {
-		s.resume = s.resumeLoop
-	}
-	go s.resume()
 }
 
 // writeLoop drains the outbox in batches; it ends when the outbox is
@@ -350,7 +374,7 @@ func (s *Session) drain() {
 
 // take takes the outbox as the next batch to write, numbered. When there
 // is none (or the session closed) the session stops writing: ok is false.
-func (s *Session) take() (batch [][]byte, number uint64, ok bool) {
+func (s *Session) take() (batch [][]byte, number uint32, ok bool) {
 	s.mu.Lock()
 	if len(s.queue) == 0 || s.closed {
 		// The empty outbox keeps its slice for the next start.
@@ -367,7 +391,7 @@ func (s *Session) take() (batch [][]byte, number uint64, ok bool) {
 
 // written accounts for a batch written (or failed with err); it returns
 // whether the session still writes: no error and more queued.
-func (s *Session) written(batch [][]byte, number uint64, err error) bool {
+func (s *Session) written(batch [][]byte, number uint32, err error) bool {
 	var n int64
 	for _, f := range batch {
 		n += int64(len(f))
@@ -375,7 +399,7 @@ func (s *Session) written(batch [][]byte, number uint64, err error) bool {
 	clear(batch) // drop the frames' memory before the slice is reused
 	s.mu.Lock()
 	s.queued -= n
-	if s.exempt != 0 && s.exemptIn <= number {
+	if s.exempt != 0 && batchDone(s.exemptIn, number) {
 		s.exempt = 0
 	}
 	if s.spare == nil && cap(batch) <= 1024 {

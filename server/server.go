@@ -86,6 +86,10 @@ type Server struct {
 	follow     func(context.Context)
 	stopFollow context.CancelFunc
 	followDone chan struct{}
+	// stopRelease ends limits.idle_release's goroutine (release.go),
+	// releaseDone is closed when it has.
+	stopRelease context.CancelFunc
+	releaseDone chan struct{}
 	// proxy is the connect proxy (nil when auth.proxy is off).
 	proxy *auth.Proxy
 	// channelstream is the Channelstream API (nil when it is off).
@@ -541,6 +545,17 @@ func (s *Server) Run(ctx context.Context) error {
 			s.follow(fctx)
 		}()
 	}
+	if d := time.Duration(s.cfg.Limits.IdleRelease); d > 0 {
+		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		s.mu.Lock()
+		s.stopRelease, s.releaseDone = stop, done
+		s.mu.Unlock()
+		go func() {
+			defer close(done)
+			releaseAfterBursts(rctx, d, releaseBurst, s.engine, s.log)
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
 	// Answered Channelstream long-polls come back through Handback to be
@@ -622,10 +637,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	stopFollow, followDone := s.stopFollow, s.followDone
+	stopRelease, releaseDone := s.stopRelease, s.releaseDone
 	s.mu.Unlock()
 	if stopFollow != nil {
 		stopFollow()
 		<-followDone
+	}
+	if stopRelease != nil {
+		stopRelease()
+		<-releaseDone
 	}
 	s.hub.Close()
 	// The broker, the node and the store get their own second: a graceful part that

@@ -643,7 +643,7 @@ func TestTruthyAndClaims(t *testing.T) {
 		}
 	}
 	payload := base64.RawURLEncoding.EncodeToString([]byte("x")) // not a payload: no claims
-	w := &window{claims: json.RawMessage(payload)}
+	w := &window{token: &token{claims: json.RawMessage(payload)}}
 	if w.admits("claim:is_staff") || w.admits("perm:x") {
 		t.Error("garbage claims admitted")
 	}

@@ -64,8 +64,7 @@ type window struct {
 	id, key    string
 	tokenUser  string // the principal's user: access rules use it
 	user       string // whom "to users" triggers reach it as (SetWindow may change it)
-	infoJSON   json.RawMessage
-	claims     json.RawMessage
+	token      *token // the token's info and claims; nil when it had neither (anonymous)
 	transport  string
 	remoteAddr string
 	userAgent  string
@@ -78,6 +77,30 @@ type window struct {
 	filled int64 // unix ns of the last refill; 0: never
 }
 
+// token is what a window's token said beyond the user: made only when it
+// said something, so an anonymous window (most idle connections) holds
+// none. TestWindowSize keeps the window within 192 bytes.
+type token struct {
+	info   json.RawMessage
+	claims json.RawMessage
+}
+
+// info returns the token's info claim, or nil.
+func (t *token) infoJSON() json.RawMessage {
+	if t == nil {
+		return nil
+	}
+	return t.info
+}
+
+// claimsJSON returns the token's payload, or nil.
+func (t *token) claimsJSON() json.RawMessage {
+	if t == nil {
+		return nil
+	}
+	return t.claims
+}
+
 // addTopic adds a topic (the set is allocated on the first, so a window
 // without topics costs no map).
 func (w *window) addTopic(t string) {
@@ -88,10 +111,10 @@ func (w *window) addTopic(t string) {
 }
 
 func (w *window) info() WindowInfo {
-	wi := WindowInfo{ClientID: w.id, WindowKey: w.key, User: w.user, Info: w.infoJSON, Transport: w.transport, RemoteAddr: w.remoteAddr, UserAgent: w.userAgent,
+	wi := WindowInfo{ClientID: w.id, WindowKey: w.key, User: w.user, Info: w.token.infoJSON(), Transport: w.transport, RemoteAddr: w.remoteAddr, UserAgent: w.userAgent,
 		UserPK: w.user, UserSet: w.user != "", Perms: []string{}}
 	var claims map[string]json.RawMessage
-	if len(w.claims) > 0 && json.Unmarshal(w.claims, &claims) == nil {
+	if c := w.token.claimsJSON(); len(c) > 0 && json.Unmarshal(c, &claims) == nil {
 		str := func(name string) string {
 			var s string
 			json.Unmarshal(claims[name], &s)
@@ -150,11 +173,11 @@ func (w *window) admits(access string) bool {
 		return false
 	}
 	if name, ok := strings.CutPrefix(access, config.AccessClaimPrefix); ok {
-		return truthy(claim(w.claims, name))
+		return truthy(claim(w.token.claimsJSON(), name))
 	}
 	if p, ok := strings.CutPrefix(access, config.AccessPermPrefix); ok {
 		var perms []string
-		if json.Unmarshal(claim(w.claims, "perms"), &perms) != nil {
+		if json.Unmarshal(claim(w.token.claimsJSON(), "perms"), &perms) != nil {
 			return false
 		}
 		return slices.Contains(perms, p)
@@ -222,9 +245,12 @@ func (s *Service) Attach(ctx context.Context, w Window) error {
 		return fmt.Errorf("signal: Attach needs ID, Sender and Encoder")
 	}
 	win := &window{
-		id: w.ID, key: w.Key, tokenUser: w.User, user: w.User, infoJSON: w.Info, claims: w.Claims,
+		id: w.ID, key: w.Key, tokenUser: w.User, user: w.User,
 		transport: w.Transport, remoteAddr: w.RemoteAddr, userAgent: w.UserAgent,
 		sender: w.Sender, enc: w.Encoder,
+	}
+	if len(w.Info) > 0 || len(w.Claims) > 0 {
+		win.token = &token{info: w.Info, claims: w.Claims}
 	}
 	if win.key == "" {
 		win.key = w.ID

@@ -8,6 +8,7 @@ import (
 	"io"
 	"iter"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -45,13 +46,41 @@ type queued struct {
 	data []byte
 }
 
+// inbox is the state of a connection whose messages are queued for Wait
+// and Read (no Handler), made on the first message or waiter: a
+// connection in event mode never has one.
+type inbox struct {
+	queue  []queued
+	bytes  int64
+	notify chan struct{} // closed on any change a waiter cares about
+}
+
+// inboxLocked returns the connection's inbox, making it. c.mu must be
+// held.
+func (c *Conn) inboxLocked() *inbox {
+	if c.q == nil {
+		c.q = new(inbox)
+	}
+	return c.q
+}
+
+// queuedLocked returns how many messages and bytes are queued. c.mu must
+// be held.
+func (c *Conn) queuedLocked() (int, int64) {
+	if c.q == nil {
+		return 0, 0
+	}
+	return len(c.q.queue), c.q.bytes
+}
+
 // Conn is one WebSocket connection. All methods are safe for concurrent
 // use.
 //
 // An idle connection is mostly this struct, so its fields are ordered to
 // leave no padding (small fields after the mutex that guards them), times
-// are unix nanoseconds and the done channel is made on demand: see
-// docs/BENCHMARKS.md, "Memory per idle connection".
+// are unix nanoseconds, and the done channel and the queue of the
+// Wait/Read mode (inbox) are made on demand; TestConnSize keeps it within
+// 256 bytes. See docs/BENCHMARKS.md, "Memory per idle connection".
 type Conn struct {
 	nc  net.Conn
 	eng *Engine
@@ -71,13 +100,15 @@ type Conn struct {
 	// connection holds none.
 	fr     *frameReader
 	rc     syscall.RawConn // set when the engine polls the socket
-	fd     int
 	poller *poller
 
-	wmu       sync.Mutex // serialises writes to nc
-	wclosed   bool       // the close frame is out: nothing may follow (guarded by wmu)
-	wrcErr    bool       // the socket has no RawConn (TLS, a pipe): TrySendBatch never writes (guarded by wmu)
-	wdeadline int64      // the socket's write deadline, unix ns; 0: to be set (guarded by wmu)
+	wmu     sync.Mutex // serialises writes to nc
+	wclosed bool       // the close frame is out: nothing may follow (guarded by wmu)
+	wrcErr  bool       // the socket has no RawConn (TLS, a pipe): TrySendBatch never writes (guarded by wmu)
+	// fd is the socket's descriptor while the engine polls it (set with
+	// rc; it sits here to fill what would be padding).
+	fd        int32
+	wdeadline int64 // the socket's write deadline, unix ns; 0: to be set (guarded by wmu)
 	// pending is what a TrySendBatch left unwritten: it goes out before
 	// anything else (guarded by wmu; pmu guards it too, for a
 	// TrySendBatch that found a write in progress).
@@ -87,14 +118,16 @@ type Conn struct {
 
 	cbmu sync.Mutex // serialises Handler calls
 
-	mu            sync.Mutex
-	state         connState
-	paused        bool  // epoll mode: reading stopped until the queue drains
-	err           error // why the connection ended or is ending
-	closeDeadline int64 // unix ns; 0 while the close frame is being written
-	queue         []queued
-	queueBytes    int64
-	notify        chan struct{} // closed on any change a waiter cares about
+	mu     sync.Mutex
+	state  connState
+	paused bool // epoll mode: reading stopped until the queue drains
+	// slot is the connection's index in its engine's shard, -1 once
+	// unregistered (guarded by the shard's lock; it sits here to fill
+	// what would be padding).
+	slot          int32
+	err           error         // why the connection ended or is ending
+	closeDeadline int64         // unix ns; 0 while the close frame is being written
+	q             *inbox        // messages waiting for Wait or Read; made on demand (nil in event mode)
 	done          chan struct{} // made by Done; closed when the socket is closed
 	onFinish      func()        // called once when the socket is closed
 
@@ -151,9 +184,9 @@ func (c *Conn) Err() error {
 
 // wakeLocked wakes every waiter. c.mu must be held.
 func (c *Conn) wakeLocked() {
-	if c.notify != nil {
-		close(c.notify)
-		c.notify = nil
+	if c.q != nil && c.q.notify != nil {
+		close(c.q.notify)
+		c.q.notify = nil
 	}
 }
 
@@ -173,16 +206,18 @@ func (c *Conn) Wait(ctx context.Context) ([]byte, error) {
 			c.mu.Unlock()
 			return nil, err
 		}
-		if c.notify == nil {
-			c.notify = make(chan struct{})
+		q := c.inboxLocked()
+		if q.notify == nil {
+			q.notify = make(chan struct{})
 		}
-		ch := c.notify
+		ch := q.notify
 		c.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			c.mu.Lock()
-			closed := c.state != stateOpen && len(c.queue) == 0
+			n, _ := c.queuedLocked()
+			closed := c.state != stateOpen && n == 0
 			err := c.err
 			c.mu.Unlock()
 			if closed {
@@ -216,7 +251,8 @@ func (c *Conn) Read() ([]byte, bool) {
 func (c *Conn) CountMessages() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.queue)
+	n, _ := c.queuedLocked()
+	return n
 }
 
 // HasMessages reports whether a received message is waiting.
@@ -237,17 +273,18 @@ func (c *Conn) Messages(ctx context.Context) iter.Seq[[]byte] {
 
 // popLocked takes the oldest queued message. c.mu must be held.
 func (c *Conn) popLocked() (queued, bool) {
-	if len(c.queue) == 0 {
+	q := c.q
+	if q == nil || len(q.queue) == 0 {
 		return queued{}, false
 	}
-	m := c.queue[0]
-	c.queue[0] = queued{}
-	c.queue = c.queue[1:]
-	if len(c.queue) == 0 {
-		c.queue = nil
+	m := q.queue[0]
+	q.queue[0] = queued{}
+	q.queue = q.queue[1:]
+	if len(q.queue) == 0 {
+		q.queue = nil
 	}
-	c.queueBytes -= int64(len(m.data))
-	if c.paused && c.queueBytes < c.o.maxQueued {
+	q.bytes -= int64(len(m.data))
+	if c.paused && q.bytes < c.o.maxQueued {
 		c.paused = false
 		if c.poller != nil {
 			c.poller.rearm(c)
@@ -329,10 +366,11 @@ type batch struct {
 	w    net.Buffers // bufs as the write consumes them
 
 	// TrySendBatch's non-blocking writes (trysend.go).
-	iov      iovecs
-	tryWrite func(fd uintptr) bool // b.writev, made once per batch
-	wn       int
-	werr     error
+	iov       iovecs
+	tryWrite  func(fd uintptr) bool // b.writev, made once per batch
+	writeWait func(fd uintptr) bool // b.writeAll, made once per batch
+	wn        int
+	werr      error
 }
 
 // maxFrameHeader is the size of the longest header of a frame this side
@@ -342,6 +380,7 @@ const maxFrameHeader = 10
 var batches = sync.Pool{New: func() any {
 	b := new(batch)
 	b.tryWrite = b.writev
+	b.writeWait = b.writeAll
 	return b
 }}
 
@@ -359,13 +398,13 @@ func getBatch(n int) *batch {
 // without the messages (which must not stay reachable from it).
 func (c *Conn) writeBatch(ctx context.Context, b *batch, n int) error {
 	b.w = b.bufs
-	err := c.write(ctx, &b.w, n)
+	err := c.write(ctx, b, n)
 	b.release()
 	return err
 }
 
 // write writes whole frames; n counts the data messages among them.
-func (c *Conn) write(ctx context.Context, bufs *net.Buffers, n int) error {
+func (c *Conn) write(ctx context.Context, b *batch, n int) error {
 	c.mu.Lock()
 	open := c.state == stateOpen
 	c.mu.Unlock()
@@ -373,15 +412,19 @@ func (c *Conn) write(ctx context.Context, bufs *net.Buffers, n int) error {
 		return ErrClosed
 	}
 	var size int
-	for _, b := range *bufs {
-		size += len(b)
+	for _, p := range b.w {
+		size += len(p)
 	}
-	if err := c.writeRaw(ctx, bufs, false); err != nil {
+	if err := c.writeRaw(ctx, b, false); err != nil {
 		if errors.Is(err, ErrClosed) {
 			return err // the close frame went out first
 		}
 		if ctx.Err() != nil {
 			err = ctx.Err()
+		} else if d, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(d) {
+			// The socket's deadline was ctx's, and its timer has not
+			// fired yet: the same end.
+			err = context.DeadlineExceeded
 		}
 		c.finish(fmt.Errorf("ws: write: %w", err))
 		return err
@@ -391,7 +434,7 @@ func (c *Conn) write(ctx context.Context, bufs *net.Buffers, n int) error {
 	return nil
 }
 
-// writeRaw writes bufs under the write lock with the write timeout and
+// writeRaw writes b.w under the write lock with the write timeout and
 // ctx's deadline and cancellation; closing marks them as the close frame,
 // after which every write fails with ErrClosed (a frame that checked the
 // state just before a Close must not follow the close frame).
@@ -400,7 +443,7 @@ func (c *Conn) write(ctx context.Context, bufs *net.Buffers, n int) error {
 // CPU of a broadcast in profiles), so without a ctx deadline the socket's
 // deadline is only moved when less than half the write timeout is left:
 // every write still gets between half and all of the write timeout.
-func (c *Conn) writeRaw(ctx context.Context, bufs *net.Buffers, closing bool) error {
+func (c *Conn) writeRaw(ctx context.Context, b *batch, closing bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.wclosed {
@@ -431,15 +474,18 @@ func (c *Conn) writeRaw(ctx context.Context, bufs *net.Buffers, closing bool) er
 	if err := c.flushPendingLocked(); err != nil {
 		return err
 	}
-	_, err := bufs.WriteTo(c.nc)
-	return err
+	return c.writeOut(b)
 }
 
 // writeControl writes a control frame.
 func (c *Conn) writeControl(op byte, payload []byte) error {
-	var hdr [2]byte
-	h := appendFrameHeader(hdr[:0], true, false, op, len(payload))
-	return c.writeRaw(context.Background(), &net.Buffers{h, payload}, op == opClose)
+	b := getBatch(1)
+	b.hdrs = appendFrameHeader(b.hdrs, true, false, op, len(payload))
+	b.bufs = append(b.bufs, b.hdrs, payload)
+	b.w = b.bufs
+	err := c.writeRaw(context.Background(), b, op == opClose)
+	b.release()
+	return err
 }
 
 // closeWrite shuts down the sending half of the socket after the close
@@ -470,7 +516,9 @@ func (c *Conn) Close(code int, reason string) error {
 	}
 	c.state = stateCloseSent
 	c.err = &CloseError{Code: code, Reason: reason, Local: true}
-	c.queue, c.queueBytes = nil, 0
+	if c.q != nil {
+		c.q.queue, c.q.bytes = nil, 0
+	}
 	if c.paused {
 		c.paused = false
 		if c.poller != nil {
@@ -608,8 +656,9 @@ func (c *Conn) message(op byte, compressed bool, data []byte) {
 	}
 	c.eng.stats.messagesIn.Add(1)
 	if c.h == nil {
-		c.queue = append(c.queue, queued{typ, data})
-		c.queueBytes += int64(len(data))
+		q := c.inboxLocked()
+		q.queue = append(q.queue, queued{typ, data})
+		q.bytes += int64(len(data))
 		c.wakeLocked()
 		c.mu.Unlock()
 		return
@@ -670,7 +719,8 @@ func (c *Conn) violation(code int, reason string) {
 // as much as it may: reading stops until the handler takes messages.
 // c.mu must be held.
 func (c *Conn) queueFullLocked() bool {
-	return c.h == nil && c.state == stateOpen && c.queueBytes >= c.o.maxQueued
+	_, n := c.queuedLocked()
+	return c.h == nil && c.state == stateOpen && n >= c.o.maxQueued
 }
 
 func (c *Conn) queueFull() bool {
@@ -692,10 +742,11 @@ func (c *Conn) waitQueueSpace() bool {
 			c.mu.Unlock()
 			return true
 		}
-		if c.notify == nil {
-			c.notify = make(chan struct{})
+		q := c.inboxLocked()
+		if q.notify == nil {
+			q.notify = make(chan struct{})
 		}
-		ch := c.notify
+		ch := q.notify
 		c.mu.Unlock()
 		<-ch
 	}

@@ -9,7 +9,12 @@
 // For servers that hold many mostly idle connections, [Upgrade] hands a
 // connection to an [Engine] and returns at once: on Linux the engine watches
 // the sockets with epoll, so an idle connection holds no goroutine and no
-// read buffer, and a [Handler] is called for each message. An [Upgrader]
+// read buffer, and a [Handler] is called for each message. Such an engine
+// takes a plain TCP or Unix socket out of package net after the handshake
+// (a duplicate of its descriptor kept as an *os.File; writes still wait in
+// the runtime's netpoller under their deadlines), so an idle connection
+// does not keep net's per-socket state either; [Conn.RemoteAddr] then
+// asks the kernel. An [Upgrader]
 // does the same with its options resolved once, for handlers that upgrade
 // many connections. Both styles share one frame reader, the same limits
 // and the same close codes.

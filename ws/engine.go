@@ -61,9 +61,13 @@ type counters struct {
 
 const shardCount = 16
 
+// connShard holds a share of the engine's connections in a slice: each
+// connection knows its slot (Conn.slot), and leaves by moving the last
+// one into it (a slice costs 8 bytes per connection, a map entry several
+// times that).
 type connShard struct {
 	mu    sync.Mutex
-	conns map[*Conn]struct{}
+	conns []*Conn
 }
 
 // ErrEngineClosed is returned by Upgrade once the engine is shutting down.
@@ -129,9 +133,6 @@ func newEngine(cfg EngineConfig) *Engine {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
 	e.flate.seed = maphash.MakeSeed()
-	for i := range e.shards {
-		e.shards[i].conns = make(map[*Conn]struct{})
-	}
 	e.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	e.readers.New = func() any { return new(frameReader) }
 	return e
@@ -164,6 +165,18 @@ func (e *Engine) goTracked(fn func()) {
 	}()
 }
 
+// goIfOpen is goTracked unless the engine is shutting down (false then):
+// a goroutine started once Shutdown began may outlive its wait.
+func (e *Engine) goIfOpen(fn func()) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return false
+	}
+	e.goTracked(fn)
+	return true
+}
+
 // register adds a connection; it fails once the engine is closing.
 func (e *Engine) register(c *Conn) error {
 	e.mu.Lock()
@@ -174,9 +187,10 @@ func (e *Engine) register(c *Conn) error {
 	id := e.nextID.Add(1)
 	s := &e.shards[id%shardCount]
 	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
 	c.shard = uint8(id % shardCount)
+	c.slot = int32(len(s.conns))
+	s.conns = append(s.conns, c)
+	s.mu.Unlock()
 	e.stats.connections.Add(1)
 	e.stats.accepted.Add(1)
 	if !e.sweeping {
@@ -189,8 +203,13 @@ func (e *Engine) register(c *Conn) error {
 func (e *Engine) unregister(c *Conn) {
 	s := &e.shards[c.shard]
 	s.mu.Lock()
-	if _, ok := s.conns[c]; ok {
-		delete(s.conns, c)
+	if i := int(c.slot); i >= 0 && i < len(s.conns) && s.conns[i] == c {
+		last := len(s.conns) - 1
+		s.conns[i] = s.conns[last]
+		s.conns[i].slot = int32(i)
+		s.conns[last] = nil
+		s.conns = s.conns[:last]
+		c.slot = -1
 		e.stats.connections.Add(-1)
 	}
 	s.mu.Unlock()
@@ -202,10 +221,7 @@ func (e *Engine) each(fn func(*Conn)) {
 	for i := range e.shards {
 		s := &e.shards[i]
 		s.mu.Lock()
-		batch = batch[:0]
-		for c := range s.conns {
-			batch = append(batch, c)
-		}
+		batch = append(batch[:0], s.conns...)
 		s.mu.Unlock()
 		for _, c := range batch {
 			fn(c)
@@ -278,12 +294,14 @@ func (e *Engine) privatePollers() []*poller {
 }
 
 // pollable reports whether the engine may read the socket directly: plain
-// TCP and Unix sockets, not TLS or wrapped connections.
+// TCP and Unix sockets (detached or not), not TLS or wrapped connections.
 func pollable(nc net.Conn) (syscall.Conn, bool) {
 	switch c := nc.(type) {
 	case *net.TCPConn:
 		return c, true
 	case *net.UnixConn:
+		return c, true
+	case detached:
 		return c, true
 	}
 	return nil, false

@@ -15,14 +15,18 @@ import (
 // poller is one epoll loop. Sockets are armed one-shot: an event hands the
 // connection to one reader goroutine, which re-arms it when done, so a
 // connection is never read by two goroutines and its messages stay in
-// order. An idle connection costs an epoll entry and a map slot.
+// order. An idle connection costs an epoll entry and a slot in conns.
 type poller struct {
 	e      *Engine
 	epfd   int
 	wakefd int
 
-	mu    sync.RWMutex
-	conns map[int]*Conn
+	mu sync.RWMutex
+	// conns are the polled connections indexed by descriptor: the kernel
+	// hands out the lowest free one, so the slice is about as long as the
+	// process's open descriptors, 8 bytes each (a map entry cost several
+	// times that per connection).
+	conns []*Conn
 	// watches are the plain sockets watched for another package (see
 	// Watch); a descriptor is in conns or in watches, never both.
 	watches map[int]*Watch
@@ -45,7 +49,7 @@ func newPoller(e *Engine) (*poller, error) {
 		unix.Close(wakefd)
 		return nil, fmt.Errorf("ws: epoll_ctl: %w", err)
 	}
-	return &poller{e: e, epfd: epfd, wakefd: wakefd, conns: make(map[int]*Conn), watches: make(map[int]*Watch)}, nil
+	return &poller{e: e, epfd: epfd, wakefd: wakefd, watches: make(map[int]*Watch)}, nil
 }
 
 // add starts watching a connection's socket.
@@ -62,26 +66,37 @@ func (p *poller) add(c *Conn, rc syscall.RawConn) error {
 	if c.state == stateClosed {
 		return ErrClosed
 	}
-	c.rc, c.fd, c.poller = rc, fd, p
+	c.rc, c.fd, c.poller = rc, int32(fd), p
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.epfd < 0 {
 		return ErrEngineClosed
 	}
+	if fd >= len(p.conns) {
+		p.conns = append(p.conns, make([]*Conn, fd+1-len(p.conns))...)
+	}
 	p.conns[fd] = c
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: armFlags, Fd: int32(fd)}); err != nil {
-		delete(p.conns, fd)
+		p.conns[fd] = nil
 		c.rc, c.fd, c.poller = nil, 0, nil
 		return fmt.Errorf("ws: epoll_ctl add: %w", err)
 	}
 	return nil
 }
 
+// conn returns the connection polled on fd, or nil. p.mu must be held.
+func (p *poller) conn(fd int) *Conn {
+	if fd < 0 || fd >= len(p.conns) {
+		return nil
+	}
+	return p.conns[fd]
+}
+
 // rearm asks for the next readiness event of a connection.
 func (p *poller) rearm(c *Conn) {
 	p.mu.RLock()
-	if p.conns[c.fd] == c && p.epfd >= 0 {
-		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: armFlags, Fd: int32(c.fd)})
+	if p.conn(int(c.fd)) == c && p.epfd >= 0 {
+		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: armFlags, Fd: c.fd})
 	}
 	p.mu.RUnlock()
 }
@@ -90,10 +105,10 @@ func (p *poller) rearm(c *Conn) {
 // so the descriptor cannot be reused under us.
 func (p *poller) remove(c *Conn) {
 	p.mu.Lock()
-	if p.conns[c.fd] == c {
-		delete(p.conns, c.fd)
+	if p.conn(int(c.fd)) == c {
+		p.conns[c.fd] = nil
 		if p.epfd >= 0 {
-			unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+			unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
 		}
 	}
 	p.mu.Unlock()
@@ -125,8 +140,11 @@ func (p *poller) run() {
 				return
 			}
 			p.mu.RLock()
-			c := p.conns[fd]
-			w := p.watches[fd]
+			c := p.conn(fd)
+			var w *Watch
+			if c == nil {
+				w = p.watches[fd]
+			}
 			p.mu.RUnlock()
 			if c != nil {
 				p.e.dispatch(c.onReadable)

@@ -417,6 +417,7 @@ func loopbackConn(tb testing.TB, deflate bool) *Conn {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	nc = detach(nc) // as upgrade does for an epoll engine
 	tb.Cleanup(func() { nc.Close() })
 	return &Conn{nc: nc, eng: newEngine(EngineConfig{}), o: resolve(nil), deflate: deflate}
 }

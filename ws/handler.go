@@ -108,7 +108,7 @@ func (a *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(base, connKey{}, c))
-	e.goTracked(func() {
+	started := e.goIfOpen(func() {
 		defer cancel()
 		defer func() {
 			if p := recover(); p != nil {
@@ -118,6 +118,12 @@ func (a *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}()
 		a.h.ServeHTTP(hijackedWriter{}, r)
 	})
+	if !started {
+		// The engine began shutting down after the handshake: the
+		// handler does not run (Shutdown would not wait for it).
+		cancel()
+		c.Close(CloseGoingAway, "server shutting down")
+	}
 }
 
 // hijackedWriter stands in for the ResponseWriter of an upgraded request.
@@ -214,6 +220,11 @@ func upgrade(w http.ResponseWriter, r *http.Request, e *Engine, o *options, h Ha
 		early = append([]byte(nil), early...)
 	}
 	nc.SetDeadline(time.Time{}) // undo the server's timeouts
+	if !e.cfg.Goroutines {
+		// The engine polls the socket itself: net's state for it is
+		// dead weight on an idle connection (detach_linux.go).
+		nc = detach(nc)
+	}
 
 	c := &Conn{nc: nc, eng: e, o: o, h: h, subprotocol: uint16(proto), deflate: deflate.compress(), inflate: deflate != nil, onFinish: onFinish}
 	now := time.Now().UnixNano()

@@ -121,7 +121,7 @@ func (c *Conn) flushPendingLocked() error {
 	if p == nil {
 		return nil
 	}
-	_, err := p.w.WriteTo(c.nc)
+	err := c.writeOut(p)
 	p.release()
 	return err
 }

@@ -107,28 +107,46 @@ func New(cfg Config) *Handler {
 // connection's memory is mostly such per-connection structs; see
 // docs/BENCHMARKS.md, "Memory per idle connection").
 type session struct {
-	h        *Handler
-	hs       *hub.Session
-	open     *opening // what OnOpen needs; nil after it
-	stopKeep func()   // ends the connect proxy's refreshes
+	h    *Handler
+	hs   *hub.Session
+	open *opening // what OnOpen needs; nil after it
 	// DCRF instance subscriptions: hub channel → the request_ids
 	// subscribed to it (events go out once per request_id). Written by the
 	// connection's handler calls, read by the hub's broadcasts. smu is
 	// taken inside the hub session's lock (the hub encodes held events
 	// under it when a subscribe ends), so nothing calls into the hub while
 	// holding smu.
-	smu       sync.Mutex
-	instances map[string][]*instanceSub
-	lists     map[string][]*listSub // collection channel → live queries
-	// A token bucket for MessagesPerSecond: tokens left and when they were
-	// counted (unix ns; 0: never). Touched only by the connection's
-	// handler calls, which never run concurrently.
-	tokens float64
-	filled int64
+	smu sync.Mutex
 	// nsubs counts the entries of instances and lists: the subscriptions
 	// this protocol holds over the hub's silent channels, one per
-	// request_id (see hub.SubscriptionCounter).
-	nsubs atomic.Int64
+	// request_id (see hub.SubscriptionCounter). It sits after smu to fill
+	// what would be padding: an idle connection is mostly such structs.
+	nsubs     atomic.Int32
+	instances map[string][]*instanceSub
+	lists     map[string][]*listSub // collection channel → live queries
+	// extra is what only some configurations use, made when first needed
+	// (nil with the defaults). Touched only by the connection's handler
+	// calls, which never run concurrently. TestSessionSize keeps the
+	// session within 64 bytes.
+	extra *sessionExtra
+}
+
+// sessionExtra is the rarely used part of a session.
+type sessionExtra struct {
+	// stopKeep ends the connect proxy's refreshes (auth.proxy).
+	stopKeep func()
+	// The token bucket of limits.messages_per_second: tokens left and
+	// when they were counted (unix ns; 0: never).
+	tokens float64
+	filled int64
+}
+
+// extras returns the session's sessionExtra, making it.
+func (s *session) extras() *sessionExtra {
+	if s.extra == nil {
+		s.extra = new(sessionExtra)
+	}
+	return s.extra
 }
 
 // Subscriptions implements hub.SubscriptionCounter.
@@ -164,16 +182,17 @@ func (s *session) allow(rate int, now time.Time) bool {
 	}
 	burst := float64(2 * rate)
 	ns := now.UnixNano()
-	if s.filled == 0 {
-		s.tokens = burst
+	b := s.extras()
+	if b.filled == 0 {
+		b.tokens = burst
 	} else {
-		s.tokens = min(burst, s.tokens+float64(ns-s.filled)/1e9*float64(rate))
+		b.tokens = min(burst, b.tokens+float64(ns-b.filled)/1e9*float64(rate))
 	}
-	s.filled = ns
-	if s.tokens < 1 {
+	b.filled = ns
+	if b.tokens < 1 {
 		return false
 	}
-	s.tokens--
+	b.tokens--
 	return true
 }
 
@@ -201,7 +220,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.WriteError(w, switchyard.HTTPStatus(code), string(code), switchyard.ErrorMessage(err))
 		return
 	}
-	h.up.Upgrade(w, r, &session{h: h, stopKeep: func() {},
+	h.up.Upgrade(w, r, &session{h: h,
 		open: &opening{id: id, p: p, grant: grant, remoteAddr: r.RemoteAddr, userAgent: r.UserAgent()}})
 }
 
@@ -223,7 +242,7 @@ func (sess *session) OnOpen(c *ws.Conn) {
 		Transport: "websocket", Protocol: "live", RemoteAddr: o.remoteAddr}, connWriter{c}, h.enc)
 	sess.hs = hs
 	if o.grant != nil && h.cfg.Proxy != nil {
-		sess.stopKeep = h.cfg.Proxy.Keep(hs, o.grant)
+		sess.extras().stopKeep = h.cfg.Proxy.Keep(hs, o.grant)
 	}
 	hs.SetValue(sess)
 	h.attachSignals(sess, o)
@@ -262,7 +281,9 @@ func (sess *session) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
 // OnClose implements ws.Handler.
 func (sess *session) OnClose(c *ws.Conn, err error) {
 	if sess.hs != nil {
-		sess.stopKeep()
+		if sess.extra != nil && sess.extra.stopKeep != nil {
+			sess.extra.stopKeep()
+		}
 		sess.h.detachSignals(sess)
 		sess.h.cfg.Hub.Disconnect(sess.hs)
 	}
