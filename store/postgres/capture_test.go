@@ -941,3 +941,81 @@ func TestCaptureLeaderResumesFromFurthest(t *testing.T) {
 		}
 	}
 }
+
+// After a move that found changes the mover reads the queue again at
+// once, not after the poll interval: here the changes committed while it
+// waited to hand a batch over are moved as soon as fn takes that batch.
+func TestCaptureRereadsAfterMove(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	attachTodos(t, db, true)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	arrived := map[string]time.Time{}
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Leader: the mover's flush does not notify its own connection.
+		// Polls 1 s apart; the awake mark lives 5 s (no NOTIFY from the
+		// app's transactions after the first).
+		db.FollowCaptured(fctx, FollowOptions{Leader: true, Poll: time.Second, Active: time.Second, Quiet: 10 * time.Second, Retry: 100 * time.Millisecond},
+			func(_ context.Context, chs []store.Change) {
+				mu.Lock()
+				for _, c := range chs {
+					arrived[c.Row["title"].(string)] = time.Now()
+				}
+				mu.Unlock()
+				if chs[0].Row["title"] == "a" {
+					<-release
+				}
+			})
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	time.Sleep(1200 * time.Millisecond) // the follower leads
+	at := func(title string) (time.Time, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		when, ok := arrived[title]
+		return when, ok
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				close(release)
+				t.Fatal(what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	queued := func() int {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM _switchyard_capture_queue").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	insert := func(title string) {
+		if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ($1, 1)", title); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert("a")
+	waitFor("a never reached fn", func() bool { _, ok := at("a"); return ok })
+	insert("b") // moved at the next poll, then waits for fn to take it
+	waitFor("b was not moved", func() bool { return queued() == 0 })
+	insert("c") // waits in the queue while the mover waits for fn
+	time.Sleep(100 * time.Millisecond)
+	if _, ok := at("b"); ok {
+		t.Fatal("b was handed over while fn was busy with a")
+	}
+	released := time.Now()
+	close(release)
+	waitFor("c never arrived", func() bool { _, ok := at("c"); return ok })
+	if c, _ := at("c"); c.Sub(released) > 500*time.Millisecond {
+		t.Fatalf("c arrived %v after fn took b, want at once (the poll interval is 1 s)", c.Sub(released))
+	}
+}
