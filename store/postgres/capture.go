@@ -27,6 +27,18 @@ import (
 // order, giving the changes their sequence numbers (so a record's changes
 // keep their commit order, and catch-up with since sees them); the
 // followers then read the captured changes from the log.
+//
+// The follower that moves (the mover) sends each move and the flush that
+// makes it durable in one round trip, as two transactions (a pipeline
+// with a Sync between them): the move commits without waiting for the
+// disk, then the flush, a transaction that takes a transaction ID,
+// commits synchronously past it (as for Switchyard's writes; see flush).
+// The move sets switchyard.moved for the session when it moved
+// something, and the flush and the awake mark are conditioned on it, so a
+// poll that finds the queue empty writes nothing. After a move that found
+// changes the mover reads the queue again at once. It hands what it moved
+// to a goroutine of its own that gives it to fn, over an unbuffered
+// channel: the next move (and its flush) runs while fn publishes.
 
 // CaptureTrigger is the name of the trigger on a captured table, and of
 // its function.
