@@ -929,9 +929,9 @@ func TestCaptureLeaderResumesFromFurthest(t *testing.T) {
 	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) SELECT 'b' || g, 1 FROM generate_series(1, 5) g"); err != nil {
 		t.Fatal(err)
 	}
-	got := f.wait(t, 15)
+	f.wait(t, 15)
 	time.Sleep(300 * time.Millisecond) // anything handed over twice would have come by now
-	got = f.wait(t, 15)
+	got := f.wait(t, 15)
 	if len(got) != 15 {
 		t.Fatalf("%d changes handed over, want 15 (10, then the 5 after the reconnection)", len(got))
 	}
