@@ -294,8 +294,10 @@ type FollowOptions struct {
 	Retry time.Duration
 
 	// flushed, when set (tests), is told the transaction ID of each flush
-	// the mover runs.
+	// the mover runs; moved, of each of its round trips, with the number
+	// of changes it moved.
 	flushed func(xid int64)
+	moved   func(n int)
 }
 
 // FollowCaptured hands captured changes (Change.Captured) to fn in the
@@ -635,6 +637,9 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 			if publish >= 0 {
 				published = publish
 			}
+			if o.moved != nil {
+				o.moved(b.n)
+			}
 			if b.n > 0 {
 				lastSeen = time.Now()
 				more = true // read again at once: more may have committed meanwhile
@@ -677,7 +682,16 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 			wait = min(wait, time.Until(nextTry)+time.Millisecond)
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
-		_, err = conn.WaitForNotification(wctx)
+		for {
+			// The mover's own flush wakes the other processes' followers;
+			// it does not wake the mover itself (that would make it poll
+			// without a pause while changes flow).
+			var n *pgconn.Notification
+			n, err = conn.WaitForNotification(wctx)
+			if err != nil || n.PID != conn.PgConn().PID() {
+				break
+			}
+		}
 		cancel()
 		switch {
 		case ctx.Err() != nil:

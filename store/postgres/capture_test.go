@@ -1019,3 +1019,34 @@ func TestCaptureRereadsAfterMove(t *testing.T) {
 		t.Fatalf("c arrived %v after fn took b, want at once (the poll interval is 1 s)", c.Sub(released))
 	}
 }
+
+// The mover's flush notifies the other processes' followers (no Leader);
+// that notification does not wake the mover itself: after a change it
+// moves, reads again once, and then waits for the poll interval.
+func TestCaptureMoverSleepsThroughItsOwnNotify(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	attachTodos(t, db, true)
+	var rounds, moved atomic.Int64
+	f := follow(t, db, FollowOptions{Poll: 2 * time.Second, Active: 2 * time.Second, Quiet: 10 * time.Second, moved: func(n int) {
+		rounds.Add(1)
+		moved.Add(int64(n))
+	}})
+	l := listen(t, u)
+	time.Sleep(500 * time.Millisecond) // the first rounds are done; the next poll is 2 s away
+	rounds.Store(0)
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('one', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.wait(t, 1); len(got) != 1 {
+		t.Fatalf("captured %+v", got)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if l.n.Load() < 2 {
+		t.Fatalf("%d notifications: the trigger's and the mover's flush's expected; the test proves nothing", l.n.Load())
+	}
+	if n := rounds.Load(); n != 2 || moved.Load() != 1 {
+		t.Fatalf("%d round trips moving %d changes after one change, want 2 (the move, one read again at once)", n, moved.Load())
+	}
+}
