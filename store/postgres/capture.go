@@ -36,7 +36,12 @@ import (
 // The move sets switchyard.moved for the session when it moved
 // something, and the flush and the awake mark are conditioned on it, so a
 // poll that finds the queue empty writes nothing. After a move that found
-// changes the mover reads the queue again at once. It hands what it moved
+// changes the mover reads the queue again at once, then waits for the
+// next poll (the NOTIFY its flush sends for the other processes'
+// followers does not wake it: it would poll without a pause while
+// changes flow, about 5,500 round trips a second at 2,000 captured
+// writes a second, with a worse tail on a busy machine; see
+// docs/BENCHMARKS.md). It hands what it moved
 // to a goroutine of its own that gives it to fn, over an unbuffered
 // channel: the next move (and its flush) runs while fn publishes.
 
