@@ -39,7 +39,7 @@ import (
 // changes the mover reads the queue again at once, then waits for the
 // next poll (the NOTIFY its flush sends for the other processes'
 // followers does not wake it: it would poll without a pause while
-// changes flow, about 5,500 round trips a second at 2,000 captured
+// changes flow, over 4,000 round trips a second at 2,000 captured
 // writes a second, with a worse tail on a busy machine; see
 // docs/BENCHMARKS.md). It hands what it moved
 // to a goroutine of its own that gives it to fn, over an unbuffered
