@@ -92,6 +92,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	apiKey, secret, targetPID, mode, jwtSecret := "", "", 0, "writes", ""
 	callers, jobs, fanouts, fanoutRate := 50, 5000, 20, 10
 	storeURL, withFanout, ioURing, compress := "", false, false, false
+	brokerURL := ""
 	subscribers, overheadWrites := 1, 1000
 	churn, writes, warmup, watchers := 0, 30, time.Duration(0), -1
 	var serverEnv []string
@@ -141,6 +142,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		fs.IntVar(&subscribers, "subscribers", subscribers, "/live connections running a live query on the table")
 		fs.IntVar(&overheadWrites, "overhead-writes", overheadWrites, "writes per round of the write-overhead measurement (3 rounds with the trigger, 3 without)")
 		fs.StringVar(&storeURL, "store-url", storeURL, "a postgres:// database (required): the table and Switchyard's tables go in a schema of their own, dropped afterwards")
+		fs.StringVar(&brokerURL, "broker-url", brokerURL, "a redis:// URL: the server uses the Redis broker (one process leads and publishes captured changes through Redis; keys under a prefix of the run's own, deleted afterwards); default: the memory broker")
 	case "soak":
 		fs.IntVar(&channels, "channels", channels, "channels (default conns/100: every publication reaches about 100 subscribers)")
 		fs.IntVar(&rate, "rate", 50, "publications per second through the server API")
@@ -244,7 +246,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 		if subscribers < 1 || subscribers > 10000 || overheadWrites < 10 {
 			return fmt.Errorf("want --subscribers 1..10000, --overhead-writes >= 10")
 		}
-		res, err := Capture(ctx, CaptureConfig{StoreURL: storeURL, Rate: rate, Duration: duration, Writers: writers, Subscribers: subscribers, OverheadWrites: overheadWrites, Progress: stderr})
+		res, err := Capture(ctx, CaptureConfig{StoreURL: storeURL, BrokerURL: brokerURL, Rate: rate, Duration: duration, Writers: writers, Subscribers: subscribers, OverheadWrites: overheadWrites, Progress: stderr})
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/rueidis"
 
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/server"
@@ -28,6 +30,7 @@ import (
 // queries.
 type CaptureConfig struct {
 	StoreURL    string        // a postgres:// database (a schema of the run's own, dropped afterwards)
+	BrokerURL   string        // a redis:// URL: events go through the Redis broker (keys under a prefix of the run's own, deleted afterwards); empty: the memory broker
 	Rate        int           // external writes per second
 	Duration    time.Duration // how long to write
 	Writers     int           // connections writing (the app's)
@@ -41,6 +44,7 @@ type CaptureConfig struct {
 // CaptureResult is what the capture scenario measured.
 type CaptureResult struct {
 	Scenario    string  `json:"scenario"`
+	Broker      string  `json:"broker"`
 	Rate        int     `json:"rate"`
 	Writes      int64   `json:"writes"`
 	Subscribers int     `json:"subscribers"`
@@ -95,6 +99,18 @@ func Capture(ctx context.Context, cfg CaptureConfig) (*CaptureResult, error) {
 	c.Listen, c.DataDir = "127.0.0.1:0", dir
 	c.Limits.MaxConnections = 0
 	c.Store.Driver, c.Store.URL = config.StorePostgres, config.Secret(u)
+	broker := config.BrokerMemory
+	if cfg.BrokerURL != "" {
+		// The Redis broker: the server follows as the leader, one
+		// publisher of captured changes for every process.
+		prefix, drop, err := benchRedisPrefix(ctx, cfg.BrokerURL)
+		if err != nil {
+			return nil, err
+		}
+		defer drop()
+		broker = config.BrokerRedis
+		c.Broker.Driver, c.Broker.URL, c.Broker.Prefix = broker, config.Secret(cfg.BrokerURL), prefix
+	}
 	c.Resources = []config.Resource{{
 		Name: "todos", Table: "app_todo", Capture: config.CaptureTrigger, PKField: "id", PageSize: 25,
 		Permissions: config.ResourcePermissions{Read: "anyone", Create: "anyone", Update: "anyone", Delete: "anyone"},
@@ -110,7 +126,7 @@ func Capture(ctx context.Context, cfg CaptureConfig) (*CaptureResult, error) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(sctx) }()
 	defer func() { stop(); <-done }()
-	res := &CaptureResult{Scenario: "capture", Rate: cfg.Rate, Subscribers: cfg.Subscribers}
+	res := &CaptureResult{Scenario: "capture", Broker: broker, Rate: cfg.Rate, Subscribers: cfg.Subscribers}
 
 	// The write overhead the trigger adds to the app's own writes.
 	fmt.Fprintf(progress, "capture: write overhead, 3 × %d writes with and without the trigger\n", cfg.OverheadWrites)
@@ -266,8 +282,46 @@ func median(xs []float64) float64 {
 // WriteTable prints the result.
 func (r *CaptureResult) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "external writes\twrites/s\tsubscribers\treceived/expected\tp50 ms\tp99 ms\tmax ms\t")
-	fmt.Fprintf(tw, "%d\t%.0f\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t\n", r.Writes, r.WritesPerS, r.Subscribers, r.Received, r.Expected, r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max)
+	fmt.Fprintln(tw, "broker\texternal writes\twrites/s\tsubscribers\treceived/expected\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
+	fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%d/%d\t%.2f\t%.2f\t%.2f\t%.2f\t\n", r.Broker, r.Writes, r.WritesPerS, r.Subscribers, r.Received, r.Expected, r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.Max)
 	tw.Flush()
 	fmt.Fprintf(w, "\nthe app's own writes (1-row UPDATE, autocommit): %.0f µs without capture, %.0f µs with: %.2f×\n", r.WriteUSWithout, r.WriteUSWith, r.Overhead)
+}
+
+// benchRedisPrefix returns a key prefix of the run's own on the Redis at
+// raw, and a function that deletes the keys under it (and only those).
+func benchRedisPrefix(ctx context.Context, raw string) (string, func(), error) {
+	opt, err := rueidis.ParseURL(raw)
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: --broker-url: %w", err)
+	}
+	opt.DisableCache = true
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return "", nil, fmt.Errorf("bench: --broker-url: %w", err)
+	}
+	prefix := "switchyard_bench_" + strings.ToLower(rand.Text()[:10])
+	drop := func() {
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var cursor uint64
+		for {
+			e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+":*").Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				return
+			}
+			if len(e.Elements) > 0 {
+				c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build())
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				return
+			}
+		}
+	}
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+		drop()
+		return "", nil, fmt.Errorf("bench: --broker-url: %w", err)
+	}
+	return prefix, drop, nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +27,23 @@ import (
 // order, giving the changes their sequence numbers (so a record's changes
 // keep their commit order, and catch-up with since sees them); the
 // followers then read the captured changes from the log.
+//
+// The follower that moves (the mover) sends each move and the flush that
+// makes it durable in one round trip, as two transactions (a pipeline
+// with a Sync between them): the move commits without waiting for the
+// disk, then the flush, a transaction that takes a transaction ID,
+// commits synchronously past it (as for Switchyard's writes; see flush).
+// The move sets switchyard.moved for the session when it moved
+// something, and the flush and the awake mark are conditioned on it, so a
+// poll that finds the queue empty writes nothing. After a move that found
+// changes the mover reads the queue again at once, then waits for the
+// next poll (the NOTIFY its flush sends for the other processes'
+// followers does not wake it: it would poll without a pause while
+// changes flow, over 4,000 round trips a second at 2,000 captured
+// writes a second, with a worse tail on a busy machine; see
+// docs/BENCHMARKS.md). It hands what it moved
+// to a goroutine of its own that gives it to fn, over an unbuffered
+// channel: the next move (and its flush) runs while fn publishes.
 
 // CaptureTrigger is the name of the trigger on a captured table, and of
 // its function.
@@ -261,13 +280,15 @@ type FollowOptions struct {
 	// happens and no notification came (default 250 ms): notifications
 	// are a wake-up, the tables are the truth. Active is the interval
 	// while changes flow (default 2 ms), kept for Quiet (default 1 s)
-	// after the last change seen, then doubling up to Poll. While it
-	// moves changes, the follower marks itself awake for Quiet/2
-	// (_switchyard_capture.awake_until) and the trigger sends no NOTIFY
-	// (NOTIFY serialises the commits of the transactions that send one),
-	// so a transaction that saw it awake and commits late is found by
-	// polling: within Active for Quiet/2 after the mark ran out, within
-	// Poll after that.
+	// after the last change seen, then doubling up to Poll; after a move
+	// that found changes the queue is read again at once. While it moves
+	// changes, the follower keeps itself marked awake for Quiet/2
+	// (_switchyard_capture.awake_until, renewed by a move once half of
+	// that has passed) and the trigger sends no NOTIFY (NOTIFY serialises
+	// the commits of the transactions that send one), so a transaction
+	// that saw it awake and commits late is found by polling: within
+	// Active for at least Quiet/2 after the mark ran out, within Poll
+	// after that.
 	Poll   time.Duration
 	Active time.Duration
 	Quiet  time.Duration
@@ -276,12 +297,20 @@ type FollowOptions struct {
 	// Retry is the wait before reconnecting after an error, and between
 	// attempts to take the lead (default 1 s).
 	Retry time.Duration
+
+	// flushed, when set (tests), is told the transaction ID of each flush
+	// the mover runs; moved, of each of its round trips, with the number
+	// of changes it moved.
+	flushed func(xid int64)
+	moved   func(n int)
 }
 
 // FollowCaptured hands captured changes (Change.Captured) to fn in the
 // log's order, from the moment it starts (Leader: from where the previous
-// leader stopped), until ctx is done; then it returns nil. fn's error
-// stops nothing: the same batch is not retried, the error is logged.
+// leader stopped), until ctx is done; then it returns nil. fn runs on a
+// goroutine of its own, one batch at a time, so the queue is moved (and
+// made durable) while fn publishes the batch before; fn's error stops
+// nothing: the same batch is not retried, the error is logged.
 func (db *DB) FollowCaptured(ctx context.Context, o FollowOptions, fn func(ctx context.Context, chs []store.Change)) error {
 	if o.Poll <= 0 {
 		o.Poll = 250 * time.Millisecond
@@ -320,14 +349,17 @@ func (db *DB) FollowCaptured(ctx context.Context, o FollowOptions, fn func(ctx c
 // change log, in the queue's order, with consecutive sequence numbers and
 // each record's previous change (Prev), in one statement: the log's
 // counter is locked as by Switchyard's writes (commit order), and the
-// commit does not wait for the flush (flush follows, as for writes). It
-// returns the changes it moved, as the log holds them (seq, tbl,
-// changeColumns), in seq order.
+// commit does not wait for the flush (flushCaptured follows, as for
+// writes). When it moved something it sets switchyard.moved to $2 (the
+// mover's round number) for the session, which flushCaptured and
+// markAwake read. It returns the changes it moved, as the log holds them
+// (seq, tbl, changeColumns), in seq order.
 const moveCaptured = `WITH
 	a AS (SELECT set_config('synchronous_commit', 'off', true)),
 	m AS (DELETE FROM _switchyard_capture_queue WHERE id IN (SELECT id FROM _switchyard_capture_queue ORDER BY id LIMIT $1) RETURNING *),
 	n AS (SELECT count(*) AS c FROM m),
-	s AS (UPDATE _switchyard_log SET last = last + (SELECT c FROM n) WHERE id = 1 AND (SELECT c FROM n) > 0 RETURNING last - (SELECT c FROM n) AS base),
+	s AS (UPDATE _switchyard_log SET last = last + (SELECT c FROM n) WHERE id = 1 AND (SELECT c FROM n) > 0
+		RETURNING last - (SELECT c FROM n) AS base, set_config('switchyard.moved', $2, false) AS moved),
 	o AS (SELECT m.*, s.base + row_number() OVER (ORDER BY m.id) AS seq FROM m, s),
 	p AS (SELECT o.*, lag(o.seq) OVER (PARTITION BY o.tbl, o.row_id ORDER BY o.seq) AS prev_in_batch,
 		row_number() OVER (PARTITION BY o.tbl, o.row_id ORDER BY o.seq DESC) AS newest FROM o),
@@ -340,19 +372,171 @@ const moveCaptured = `WITH
 		RETURNING seq, tbl, row_id, op, row::text, at, before::text, captured, COALESCE(prev, 0))
 SELECT * FROM i ORDER BY seq`
 
-// markAwake tells the capture triggers that the follower moving the
-// queue polls it for the next $1 seconds, so they need not notify. It is
-// a write, so its commit is synchronous: it makes the move before it
-// durable too. markAwakeNotify also wakes the other processes' followers
-// (in the same commit).
+// flushCaptured makes the move of round $1 durable, and only when that
+// move moved something: a transaction that takes a transaction ID commits
+// synchronously, flushing the WAL past the move's commit (as flush does
+// for writes); when nothing moved it takes none and writes nothing.
+// flushCapturedNotify also wakes the other processes' followers, in the
+// same commit.
 const (
-	markAwake       = "UPDATE _switchyard_capture SET awake_until = clock_timestamp() + make_interval(secs => $1) WHERE id = 1"
-	markAwakeNotify = "UPDATE _switchyard_capture SET awake_until = clock_timestamp() + make_interval(secs => $1) FROM (SELECT pg_notify('" + NotifyChannel + "', '')) n WHERE id = 1"
+	flushCaptured       = "SELECT pg_current_xact_id()::text WHERE current_setting('switchyard.moved', true) = $1"
+	flushCapturedNotify = "SELECT pg_current_xact_id()::text, pg_notify('" + NotifyChannel + "', '') WHERE current_setting('switchyard.moved', true) = $1"
 )
+
+// markAwake tells the capture triggers that the follower moving the
+// queue polls it for the next $1 seconds, so they need not notify; it is
+// sent with flushCaptured (the same transaction) when the mark is past
+// half its life, and writes only when the move of round $2 moved
+// something.
+const markAwake = "UPDATE _switchyard_capture SET awake_until = clock_timestamp() + make_interval(secs => $1) WHERE id = 1 AND current_setting('switchyard.moved', true) = $2"
+
+// markPublished records how far the leader has handed changes over, not
+// waiting for the disk: a position lost in a crash of PostgreSQL makes
+// the next leader publish a few changes again, which subscribers drop
+// (per-record order).
+const markPublished = "WITH a AS (SELECT set_config('synchronous_commit', 'off', true)) UPDATE _switchyard_capture SET published = $1 FROM a WHERE id = 1 AND published < $1"
+
+// mover is the statements of the follower that holds the capture lock,
+// prepared on its connection.
+type mover struct {
+	conn                    *pgx.Conn
+	move, flush, awake, pub *pgconn.StatementDescription
+	moveFormats             []int16 // the move's result formats, as pgx reads them
+	round                   int64   // the number of the last round trip
+	markedAt                time.Time
+}
+
+func prepareMover(ctx context.Context, conn *pgx.Conn, leader bool) (*mover, error) {
+	m := &mover{conn: conn}
+	flush := flushCaptured
+	if !leader {
+		flush = flushCapturedNotify
+	}
+	for _, s := range []struct {
+		sd   **pgconn.StatementDescription
+		name string
+		sql  string
+	}{{&m.move, "switchyard_capture_move", moveCaptured}, {&m.flush, "switchyard_capture_flush", flush},
+		{&m.awake, "switchyard_capture_awake", markAwake}, {&m.pub, "switchyard_capture_published", markPublished}} {
+		sd, err := conn.Prepare(ctx, s.name, s.sql)
+		if err != nil {
+			return nil, fmt.Errorf("store/postgres: capture: prepare %s: %w", s.name, err)
+		}
+		*s.sd = sd
+	}
+	for _, f := range m.move.Fields {
+		m.moveFormats = append(m.moveFormats, conn.TypeMap().FormatCodeForOID(f.DataTypeOID))
+	}
+	return m, nil
+}
+
+// run is one round trip of the mover: the move (with the published
+// position first, when publish is not negative) as one transaction, then,
+// after a Sync, its flush (and the awake mark, when awake is positive) as
+// another: the flush commits synchronously after the move committed, and
+// neither waits for the other's answer. It returns what the move moved.
+func (m *mover) run(ctx context.Context, db *DB, o FollowOptions, publish int64, awake time.Duration) (capturedBatch, error) {
+	m.round++
+	round := []byte(strconv.FormatInt(m.round, 10))
+	p := m.conn.PgConn().StartPipeline(ctx)
+	if publish >= 0 {
+		p.SendQueryStatement(m.pub, [][]byte{[]byte(strconv.FormatInt(publish, 10))}, nil, nil)
+	}
+	p.SendQueryStatement(m.move, [][]byte{[]byte(strconv.Itoa(o.Batch)), round}, nil, m.moveFormats)
+	p.SendPipelineSync()
+	p.SendQueryStatement(m.flush, [][]byte{round}, nil, nil)
+	if awake > 0 {
+		p.SendQueryStatement(m.awake, [][]byte{[]byte(strconv.FormatFloat(awake.Seconds(), 'f', -1, 64)), round}, nil, nil)
+	}
+	b, err := m.results(db, p, publish >= 0, awake > 0, o.flushed)
+	if cerr := p.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return capturedBatch{}, fmt.Errorf("store/postgres: capture: move: %w", err)
+	}
+	return b, nil
+}
+
+// results reads the answers of run's pipeline, in the order sent.
+func (m *mover) results(db *DB, p *pgconn.Pipeline, publish, awake bool, flushed func(int64)) (capturedBatch, error) {
+	if err := p.Sync(); err != nil {
+		return capturedBatch{}, err
+	}
+	result := func() (*pgconn.ResultReader, error) {
+		r, err := p.GetResults()
+		if err != nil {
+			return nil, err
+		}
+		rr, ok := r.(*pgconn.ResultReader)
+		if !ok {
+			return nil, fmt.Errorf("pipeline: a statement's result expected, got %T", r)
+		}
+		return rr, nil
+	}
+	sync := func() error {
+		r, err := p.GetResults()
+		if err != nil {
+			return err
+		}
+		if _, ok := r.(*pgconn.PipelineSync); !ok {
+			return fmt.Errorf("pipeline: a sync expected, got %T", r)
+		}
+		return nil
+	}
+	if publish {
+		rr, err := result()
+		if err != nil {
+			return capturedBatch{}, err
+		}
+		if _, err := rr.Close(); err != nil {
+			return capturedBatch{}, err
+		}
+	}
+	rr, err := result()
+	if err != nil {
+		return capturedBatch{}, err
+	}
+	b, err := db.collect(pgx.RowsFromResultReader(m.conn.TypeMap(), rr))
+	if err != nil {
+		return capturedBatch{}, err
+	}
+	if err := sync(); err != nil {
+		return capturedBatch{}, err
+	}
+	if rr, err = result(); err != nil {
+		return capturedBatch{}, err
+	}
+	var xid []byte
+	for rr.NextRow() {
+		xid = append(xid[:0], rr.Values()[0]...)
+	}
+	if _, err := rr.Close(); err != nil {
+		return capturedBatch{}, err
+	}
+	if xid != nil && flushed != nil {
+		n, _ := strconv.ParseInt(string(xid), 10, 64)
+		flushed(n)
+	}
+	if awake {
+		if rr, err = result(); err != nil {
+			return capturedBatch{}, err
+		}
+		tag, err := rr.Close()
+		if err != nil {
+			return capturedBatch{}, err
+		}
+		if tag.RowsAffected() == 1 {
+			m.markedAt = time.Now()
+		}
+	}
+	return b, sync()
+}
 
 // follow runs one connection's worth of following. Whoever holds the
 // capture lock moves the queue into the log; with Leader only it hands
-// the changes over, without it every process does.
+// the changes over, without it every process does. fn runs on a
+// goroutine of follow's, which it stops before it returns.
 func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(context.Context, []store.Change)) error {
 	conn, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig.Copy())
 	if err != nil {
@@ -367,76 +551,129 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 			return err
 		}
 	}
-	mover := false
+	m, err := prepareMover(ctx, conn, o.Leader)
+	if err != nil {
+		return err
+	}
+
+	// Delivery: batches go to fn on a goroutine of their own, so the next
+	// move does not wait for fn; the hand-off is unbuffered, so at most one
+	// batch waits for fn while it publishes the one before.
+	handoff := make(chan capturedBatch)
+	var delivered atomic.Int64 // the last change fn was given
+	delivered.Store(*pos)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range handoff {
+			if len(b.chs) > 0 {
+				fn(ctx, b.chs)
+			}
+			delivered.Store(b.last)
+		}
+	}()
+	isMover := false
+	published := int64(-1) // the position last written as the leader's
+	defer func() {
+		close(handoff)
+		<-done
+		if isMover && o.Leader && delivered.Load() > published {
+			// The leader's last word: where the next one resumes.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			conn.Exec(wctx, markPublished, delivered.Load())
+		}
+	}()
+	hand := func(b capturedBatch) bool {
+		if b.n == 0 {
+			return true
+		}
+		select {
+		case handoff <- b:
+			*pos = b.last
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+
 	caughtUp := false // the mover has handed over every captured change before its next move
 	var nextTry time.Time
 	idle := o.Active       // the wait before the next read when nothing comes
 	var lastSeen time.Time // when a change was last moved or handed over
+	life := o.Quiet / 2    // of the awake mark
 	for {
-		if !mover && !time.Now().Before(nextTry) {
-			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1::int, hashtext(current_schema()))", int32(captureLock)).Scan(&mover); err != nil {
+		if !isMover && !time.Now().Before(nextTry) {
+			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1::int, hashtext(current_schema()))", int32(captureLock)).Scan(&isMover); err != nil {
 				return err
 			}
 			nextTry = time.Now().Add(o.Retry)
 			caughtUp = false // the last mover may have moved changes not handed over yet
-			if mover && o.Leader {
-				// Resume where the last leader stopped.
-				if err := conn.QueryRow(ctx, "SELECT published FROM _switchyard_capture WHERE id = 1").Scan(pos); err != nil {
+			if isMover && o.Leader {
+				// Resume where the last leader stopped, or where this
+				// process stopped when that is further (the published
+				// position is written after the changes are handed over).
+				if err := conn.QueryRow(ctx, "SELECT published FROM _switchyard_capture WHERE id = 1").Scan(&published); err != nil {
 					return err
 				}
+				*pos = max(*pos, published)
+				delivered.Store(*pos)
 				db.log.Info("capture follower: publishing captured changes", "from", *pos)
 			}
 		}
 		more := false
-		var batch *capturedBatch // what the move returned, when it may be handed over as is
-		if mover {
-			rows, err := conn.Query(ctx, moveCaptured, o.Batch)
+		handed := false
+		if isMover {
+			publish := int64(-1)
+			if d := delivered.Load(); o.Leader && d > published {
+				publish = d
+			}
+			awake := time.Duration(0)
+			if time.Since(m.markedAt) >= life/2 {
+				awake = life
+			}
+			b, err := m.run(ctx, db, o, publish, awake)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
-			b, err := db.collect(rows)
-			if err != nil {
-				return err
+			if publish >= 0 {
+				published = publish
 			}
-			moved := b.n
-			if caughtUp {
-				batch = &b
+			if o.moved != nil {
+				o.moved(b.n)
 			}
-			if moved > 0 {
-				// Durable before anyone is told: markAwake commits
-				// synchronously, flushing the WAL past the move (see
-				// flush). It also wakes the followers of other processes.
-				q := markAwake
-				if !o.Leader {
-					q = markAwakeNotify
-				}
-				if _, err := conn.Exec(ctx, q, (o.Quiet / 2).Seconds()); err != nil {
-					return err
-				}
-			}
-			more = moved == o.Batch
-			if moved > 0 {
+			if b.n > 0 {
 				lastSeen = time.Now()
+				more = true // read again at once: more may have committed meanwhile
+			}
+			if caughtUp {
+				// What the move returned is everything captured after pos:
+				// it is handed over without reading the log again.
+				if !hand(b) {
+					return nil
+				}
+				handed = true
 			}
 		}
-		switch {
-		case batch != nil:
-			// The mover is caught up: what it just moved is everything
-			// captured after pos, so it hands that over without reading
-			// the log again.
-			if err := db.deliver(ctx, conn, o, pos, *batch, fn); err != nil {
-				return err
-			}
-		case mover || !o.Leader:
-			n, err := db.handOver(ctx, conn, o, pos, fn)
+		if !handed && (isMover || !o.Leader) {
+			b, err := db.readCaptured(ctx, conn, o, *pos)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
-			more = more || n == o.Batch
-			if n > 0 {
+			if !hand(b) {
+				return nil
+			}
+			more = more || b.n == o.Batch
+			if b.n > 0 {
 				lastSeen = time.Now()
 			}
-			caughtUp = mover && n < o.Batch
+			caughtUp = isMover && b.n < o.Batch
 		}
 		if more {
 			continue
@@ -446,11 +683,20 @@ func (db *DB) follow(ctx context.Context, o FollowOptions, pos *int64, fn func(c
 		}
 		wait := idle
 		idle = min(idle*2, o.Poll)
-		if !mover {
+		if !isMover {
 			wait = min(wait, time.Until(nextTry)+time.Millisecond)
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
-		_, err = conn.WaitForNotification(wctx)
+		for {
+			// The mover's own flush wakes the other processes' followers;
+			// it does not wake the mover itself (that would make it poll
+			// without a pause while changes flow).
+			var n *pgconn.Notification
+			n, err = conn.WaitForNotification(wctx)
+			if err != nil || n.PID != conn.PgConn().PID() {
+				break
+			}
+		}
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -487,37 +733,11 @@ func (db *DB) collect(rows pgx.Rows) (capturedBatch, error) {
 	return b, rows.Err()
 }
 
-// handOver reads the captured changes after pos from the log and gives
-// them to fn; it returns how many it read.
-func (db *DB) handOver(ctx context.Context, conn *pgx.Conn, o FollowOptions, pos *int64, fn func(context.Context, []store.Change)) (int, error) {
-	rows, err := conn.Query(ctx, "SELECT seq, tbl, "+changeColumns+" FROM _switchyard_changes WHERE captured AND seq > $1 ORDER BY seq LIMIT $2", *pos, o.Batch)
+// readCaptured reads the captured changes after pos from the log.
+func (db *DB) readCaptured(ctx context.Context, conn *pgx.Conn, o FollowOptions, pos int64) (capturedBatch, error) {
+	rows, err := conn.Query(ctx, "SELECT seq, tbl, "+changeColumns+" FROM _switchyard_changes WHERE captured AND seq > $1 ORDER BY seq LIMIT $2", pos, o.Batch)
 	if err != nil {
-		return 0, err
+		return capturedBatch{}, err
 	}
-	b, err := db.collect(rows)
-	if err != nil {
-		return 0, err
-	}
-	return b.n, db.deliver(ctx, conn, o, pos, b, fn)
-}
-
-// deliver gives a batch to fn and moves pos past it (with Leader, in
-// _switchyard_capture.published too).
-func (db *DB) deliver(ctx context.Context, conn *pgx.Conn, o FollowOptions, pos *int64, b capturedBatch, fn func(context.Context, []store.Change)) error {
-	if b.n == 0 {
-		return nil
-	}
-	if len(b.chs) > 0 {
-		fn(ctx, b.chs)
-	}
-	*pos = b.last
-	if o.Leader {
-		// Not waiting for the disk: a position lost in a crash of
-		// PostgreSQL makes the next leader publish a few changes again,
-		// which subscribers drop (per-record order).
-		if _, err := conn.Exec(ctx, "WITH a AS (SELECT set_config('synchronous_commit', 'off', true)) UPDATE _switchyard_capture SET published = $1 FROM a WHERE id = 1 AND published < $1", *pos); err != nil {
-			return err
-		}
-	}
-	return nil
+	return db.collect(rows)
 }

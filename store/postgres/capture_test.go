@@ -653,3 +653,400 @@ func TestCaptureLateCommitWithoutNotification(t *testing.T) {
 		t.Fatalf("the late transaction sent %d notifications: the test proves nothing", n)
 	}
 }
+
+// tableWrites sums what PostgreSQL's statistics count of inserts,
+// updates and deletes on Switchyard's capture and log tables in the
+// test's schema.
+func tableWrites(t *testing.T, conn *pgx.Conn) int64 {
+	t.Helper()
+	var n int64
+	if err := conn.QueryRow(context.Background(), `SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables
+		WHERE schemaname = current_schema() AND relname IN ('_switchyard_capture', '_switchyard_log', '_switchyard_row_seq', '_switchyard_changes', '_switchyard_capture_queue')`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// rowVersions is the transaction IDs that last wrote the capture row
+// (awake mark, published position) and the log's counter row.
+func rowVersions(t *testing.T, conn *pgx.Conn) string {
+	t.Helper()
+	var s string
+	if err := conn.QueryRow(context.Background(), `SELECT (SELECT xmin::text FROM _switchyard_capture WHERE id = 1) || '/' || (SELECT xmin::text FROM _switchyard_log WHERE id = 1)`).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A move that finds the queue empty writes nothing: no flush (no
+// transaction ID), no awake mark, no row of Switchyard's tables, however
+// often the follower polls.
+func TestCaptureEmptyReadWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	attachTodos(t, db, true)
+
+	// The flush statement itself takes a transaction ID only for the
+	// round whose move moved something.
+	if _, err := conn.Exec(ctx, "SELECT set_config('switchyard.moved', '7', false)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		round string
+		xid   bool
+	}{{"8", false}, {"7", true}} {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, _ := tx.Query(ctx, flushCaptured, c.round)
+		rows.Close()
+		var assigned *string
+		if err := tx.QueryRow(ctx, "SELECT pg_current_xact_id_if_assigned()::text").Scan(&assigned); err != nil {
+			t.Fatal(err)
+		}
+		tx.Rollback(ctx)
+		if (assigned != nil) != c.xid {
+			t.Fatalf("flush for round %s with round 7 moved: transaction ID %v, want one: %v", c.round, assigned, c.xid)
+		}
+	}
+
+	var flushes atomic.Int64
+	// Quiet 4 s: the follower polls every 2 ms all through the test.
+	f := follow(t, db, FollowOptions{Quiet: 4 * time.Second, flushed: func(int64) { flushes.Add(1) }})
+	time.Sleep(300 * time.Millisecond)
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('one', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.wait(t, 1); len(got) != 1 {
+		t.Fatalf("captured %+v", got)
+	}
+	if flushes.Load() == 0 {
+		t.Fatal("no flush for a move that moved a change")
+	}
+	time.Sleep(1500 * time.Millisecond) // the statistics of that move are reported
+	n0, v0, w0 := flushes.Load(), rowVersions(t, conn), tableWrites(t, conn)
+	time.Sleep(1500 * time.Millisecond) // hundreds of empty polls
+	if n, v, w := flushes.Load(), rowVersions(t, conn), tableWrites(t, conn); n != n0 || v != v0 || w != w0 {
+		t.Fatalf("empty polls wrote: flushes %d -> %d, row versions %s -> %s, rows written %d -> %d", n0, n, v0, v, w0, w)
+	}
+	// The next change is flushed, and renews the awake mark (more than
+	// half its life has passed).
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('two', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.wait(t, 2); len(got) != 2 {
+		t.Fatalf("captured %+v", got)
+	}
+	if n, v := flushes.Load(), rowVersions(t, conn); n == n0 || v == v0 {
+		t.Fatalf("the second change: flushes %d -> %d, row versions %s -> %s", n0, n, v0, v)
+	}
+}
+
+// fn publishing a batch does not hold up the moves: while fn is busy, the
+// changes committed meanwhile are moved into the log (and made durable);
+// fn is never called for two batches at once, and gets them in order.
+func TestCaptureMovesWhileFnIsBusy(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	attachTodos(t, db, true)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []store.Change
+	var busy, overlapped atomic.Int32
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		db.FollowCaptured(fctx, FollowOptions{Poll: 100 * time.Millisecond, Retry: 100 * time.Millisecond}, func(_ context.Context, chs []store.Change) {
+			if busy.Add(1) > 1 {
+				overlapped.Add(1)
+			}
+			defer busy.Add(-1)
+			mu.Lock()
+			first := len(got) == 0
+			got = append(got, chs...)
+			mu.Unlock()
+			if first {
+				<-release // the first batch's publishing takes its time
+			}
+		})
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	time.Sleep(300 * time.Millisecond)
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('first', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for busy.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if busy.Load() == 0 {
+		close(release)
+		t.Fatal("fn was not called for the first change")
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('second', 1), ('third', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	var queued, logged int
+	for time.Now().Before(deadline) {
+		if err := conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM _switchyard_capture_queue), (SELECT count(*) FROM _switchyard_changes WHERE captured)").Scan(&queued, &logged); err != nil {
+			t.Fatal(err)
+		}
+		if queued == 0 && logged == 3 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stillBusy := busy.Load() == 1
+	close(release)
+	if queued != 0 || logged != 3 || !stillBusy {
+		t.Fatalf("while fn was busy: %d changes still queued, %d in the log (want 0 and 3); fn busy all along: %v", queued, logged, stillBusy)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 || got[0].Row["title"] != "first" || got[1].Row["title"] != "second" || got[2].Row["title"] != "third" {
+		t.Fatalf("handed over %+v", got)
+	}
+	if n := overlapped.Load(); n != 0 {
+		t.Fatalf("fn ran for two batches at once %d times", n)
+	}
+}
+
+// While changes flow, the awake mark is renewed once half its life has
+// passed, not at every move, and never runs out: the app's transactions
+// send no NOTIFY after the first change's.
+func TestCaptureAwakeMarkRenewal(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	attachTodos(t, db, true)
+	// Leader: the follower sends no wake-up of its own. Quiet 2 s: a mark
+	// lives 1 s and is renewed after 0.5 s.
+	f := follow(t, db, FollowOptions{Leader: true, Quiet: 2 * time.Second})
+	l := listen(t, u)
+	time.Sleep(300 * time.Millisecond)
+	sampler, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sampler.Close(ctx)
+	const flow = 3 * time.Second
+	writes := 0
+	marks := map[time.Time]bool{}
+	ranOut := 0
+	start := time.Now()
+	for time.Since(start) < flow {
+		if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('w', 1)"); err != nil {
+			t.Fatal(err)
+		}
+		writes++
+		if writes == 1 {
+			f.wait(t, 1) // the follower is awake
+			continue
+		}
+		var until *time.Time
+		var live bool
+		if err := sampler.QueryRow(ctx, "SELECT awake_until, awake_until > clock_timestamp() FROM _switchyard_capture WHERE id = 1").Scan(&until, &live); err != nil {
+			t.Fatal(err)
+		}
+		if until != nil {
+			marks[*until] = true
+		}
+		if !live {
+			ranOut++
+		}
+		time.Sleep(3 * time.Millisecond)
+	}
+	if got := f.wait(t, writes); len(got) != writes {
+		t.Fatalf("%d changes of %d", len(got), writes)
+	}
+	t.Logf("%d writes in %v, %d awake marks seen", writes, flow, len(marks))
+	if len(marks) < 3 || len(marks) > 12 {
+		t.Fatalf("%d awake marks over %v of changes, want one per half-life (about 6)", len(marks), flow)
+	}
+	if ranOut > 0 {
+		t.Fatalf("the awake mark had run out at %d samples while changes flowed", ranOut)
+	}
+	if n := l.n.Load(); n > 1 {
+		t.Fatalf("%d notifications, want only the first change's", n)
+	}
+}
+
+// A leader that takes the lead again resumes from the furthest position
+// it knows, its own or the published one (which is written after the
+// changes are handed over, without waiting for the disk): no change is
+// handed over twice by it.
+func TestCaptureLeaderResumesFromFurthest(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	attachTodos(t, db, true)
+	f := follow(t, db, FollowOptions{Leader: true})
+	time.Sleep(300 * time.Millisecond)
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) SELECT 'a' || g, 1 FROM generate_series(1, 10) g"); err != nil {
+		t.Fatal(err)
+	}
+	a := f.wait(t, 10)
+	if len(a) != 10 {
+		t.Fatalf("%d of 10", len(a))
+	}
+	last := a[9].Seq
+	deadline := time.Now().Add(10 * time.Second)
+	var published int64
+	for time.Now().Before(deadline) {
+		conn.QueryRow(ctx, "SELECT published FROM _switchyard_capture WHERE id = 1").Scan(&published)
+		if published == last {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if published != last {
+		t.Fatalf("published %d, want %d", published, last)
+	}
+	// The published position is lost (as in a crash of PostgreSQL before
+	// its flush), and the leader's connection breaks.
+	if _, err := conn.Exec(ctx, "UPDATE _switchyard_capture SET published = $1 WHERE id = 1", a[4].Seq); err != nil {
+		t.Fatal(err)
+	}
+	var killed bool
+	if err := conn.QueryRow(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1
+		AND objid::bigint = (hashtext(current_schema())::bigint & 4294967295) AND objsubid = 2`, int64(captureLock)).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminating the leader's connection: %v %v", killed, err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) SELECT 'b' || g, 1 FROM generate_series(1, 5) g"); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(t, 15)
+	time.Sleep(300 * time.Millisecond) // anything handed over twice would have come by now
+	got := f.wait(t, 15)
+	if len(got) != 15 {
+		t.Fatalf("%d changes handed over, want 15 (10, then the 5 after the reconnection)", len(got))
+	}
+	for i, c := range got[10:] {
+		if c.Row["title"] != fmt.Sprint("b", i+1) {
+			t.Fatalf("after the reconnection: %+v", got[10:])
+		}
+	}
+}
+
+// After a move that found changes the mover reads the queue again at
+// once, not after the poll interval: here the changes committed while it
+// waited to hand a batch over are moved as soon as fn takes that batch.
+func TestCaptureRereadsAfterMove(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	attachTodos(t, db, true)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	arrived := map[string]time.Time{}
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Leader: the mover's flush does not notify its own connection.
+		// Polls 1 s apart; the awake mark lives 5 s (no NOTIFY from the
+		// app's transactions after the first).
+		db.FollowCaptured(fctx, FollowOptions{Leader: true, Poll: time.Second, Active: time.Second, Quiet: 10 * time.Second, Retry: 100 * time.Millisecond},
+			func(_ context.Context, chs []store.Change) {
+				mu.Lock()
+				for _, c := range chs {
+					arrived[c.Row["title"].(string)] = time.Now()
+				}
+				mu.Unlock()
+				if chs[0].Row["title"] == "a" {
+					<-release
+				}
+			})
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	time.Sleep(1200 * time.Millisecond) // the follower leads
+	at := func(title string) (time.Time, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		when, ok := arrived[title]
+		return when, ok
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				close(release)
+				t.Fatal(what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	queued := func() int {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM _switchyard_capture_queue").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	insert := func(title string) {
+		if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ($1, 1)", title); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert("a")
+	waitFor("a never reached fn", func() bool { _, ok := at("a"); return ok })
+	insert("b") // moved at the next poll, then waits for fn to take it
+	waitFor("b was not moved", func() bool { return queued() == 0 })
+	insert("c") // waits in the queue while the mover waits for fn
+	time.Sleep(100 * time.Millisecond)
+	if _, ok := at("b"); ok {
+		t.Fatal("b was handed over while fn was busy with a")
+	}
+	released := time.Now()
+	close(release)
+	waitFor("c never arrived", func() bool { _, ok := at("c"); return ok })
+	if c, _ := at("c"); c.Sub(released) > 500*time.Millisecond {
+		t.Fatalf("c arrived %v after fn took b, want at once (the poll interval is 1 s)", c.Sub(released))
+	}
+}
+
+// The mover's flush notifies the other processes' followers (no Leader);
+// that notification does not wake the mover itself: after a change it
+// moves, reads again once, and then waits for the poll interval.
+func TestCaptureMoverSleepsThroughItsOwnNotify(t *testing.T) {
+	ctx := context.Background()
+	u, conn := externalTable(t)
+	db := openTest(t, u)
+	attachTodos(t, db, true)
+	var rounds, moved atomic.Int64
+	f := follow(t, db, FollowOptions{Poll: 2 * time.Second, Active: 2 * time.Second, Quiet: 10 * time.Second, moved: func(n int) {
+		rounds.Add(1)
+		moved.Add(int64(n))
+	}})
+	l := listen(t, u)
+	time.Sleep(500 * time.Millisecond) // the first rounds are done; the next poll is 2 s away
+	rounds.Store(0)
+	if _, err := conn.Exec(ctx, "INSERT INTO app_todo (title, owner_id) VALUES ('one', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.wait(t, 1); len(got) != 1 {
+		t.Fatalf("captured %+v", got)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if l.n.Load() < 2 {
+		t.Fatalf("%d notifications: the trigger's and the mover's flush's expected; the test proves nothing", l.n.Load())
+	}
+	if n := rounds.Load(); n != 2 || moved.Load() != 1 {
+		t.Fatalf("%d round trips moving %d changes after one change, want 2 (the move, one read again at once)", n, moved.Load())
+	}
+}
