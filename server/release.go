@@ -20,18 +20,20 @@ const releaseBurst = 1000
 const releaseCPUShare = 20
 
 // releaseAfterBursts runs limits.idle_release until ctx ends: once at
-// least burst (releaseBurst) connections came since the last release and none for
+// least burst (releaseBurst) connections came since the last release (at
+// first: since e's Accepted count was since, read by the caller before it
+// starts the goroutine, so that no connection slips in unseen) and none for
 // quiet, it collects garbage and returns the free heap to the OS. Without
 // it an idle server keeps about twice its live heap (GOGC's headroom, and
 // the scavenger keeps what the heap goal allows), and idle connections
 // pay for that headroom in RSS (docs/BENCHMARKS.md, "Issue 20: idle,
 // second round"). A server whose connections then exchange messages grows
 // back towards the headroom as garbage accumulates.
-func releaseAfterBursts(ctx context.Context, quiet time.Duration, burst uint64, e *ws.Engine, log *slog.Logger) {
+func releaseAfterBursts(ctx context.Context, quiet time.Duration, burst, since uint64, e *ws.Engine, log *slog.Logger) {
 	t := time.NewTicker(quiet)
 	defer t.Stop()
-	last := e.Stats().Accepted // at the last release
-	prev := last
+	last := since // Accepted at the last release
+	prev := e.Stats().Accepted
 	var next time.Time
 	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
 	for {

@@ -58,9 +58,10 @@ func TestReleaseAfterBursts(t *testing.T) {
 	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	since := e.Stats().Accepted
 	go func() {
 		defer close(done)
-		releaseAfterBursts(ctx, quiet, burst, e, slog.New(slog.NewTextHandler(&logs, nil)))
+		releaseAfterBursts(ctx, quiet, burst, since, e, slog.New(slog.NewTextHandler(&logs, nil)))
 	}()
 	const msg = "memory released after a connection burst"
 	for range burst - 1 {

@@ -551,9 +551,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.mu.Lock()
 		s.stopRelease, s.releaseDone = stop, done
 		s.mu.Unlock()
+		since := s.engine.Stats().Accepted
 		go func() {
 			defer close(done)
-			releaseAfterBursts(rctx, d, releaseBurst, s.engine, s.log)
+			releaseAfterBursts(rctx, d, releaseBurst, since, s.engine, s.log)
 		}()
 	}
 	errc := make(chan error, 1)
