@@ -148,7 +148,7 @@ bench-pg-writes:
 ## check-nginx: the nginx configuration of docs/deployment.md in front of three
 ## processes on the test Redis and PostgreSQL (needs nginx: apt-get install nginx)
 .PHONY: check-nginx
-check-nginx:
+check-nginx: tests/dcrf/node_modules
 	tests/nginx/check.sh
 
 ## bench-soak: 15,000 connections for 30 minutes with churn, publications and
