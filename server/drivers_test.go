@@ -111,3 +111,32 @@ func TestRedisWithSQLiteWarnsDataIsPerProcess(t *testing.T) {
 		})
 	}
 }
+
+// The memory broker with PostgreSQL starts, and says that it is one
+// process's setup; with Redis it does not say it.
+func TestMemoryBrokerWithPostgresSaysOneProcess(t *testing.T) {
+	const line = "broker: memory with store: postgres runs as one process"
+	for _, tc := range []struct {
+		broker string
+		say    bool
+	}{{config.BrokerMemory, true}, {config.BrokerRedis, false}} {
+		t.Run(tc.broker, func(t *testing.T) {
+			pg := testenv.PostgresSchema(t)
+			mutate := func(c *config.Config) { c.Store.Driver, c.Store.URL = "postgres", config.Secret(pg) }
+			if tc.broker == config.BrokerRedis {
+				mutate = clusterConfig(t, testenv.RedisPrefix(t), pg)
+			}
+			var buf logBuffer
+			_, stop := start(t, mutate, Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			buf.mu.Lock()
+			logged := buf.buf.String()
+			buf.mu.Unlock()
+			if got := strings.Contains(logged, line); got != tc.say {
+				t.Fatalf("logged = %v, want %v; log:\n%s", got, tc.say, logged)
+			}
+		})
+	}
+}

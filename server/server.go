@@ -293,6 +293,9 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		log.Warn("broker: redis with store: sqlite shares channels across processes but not data: each process keeps its own resources and job queue under its data_dir (use store: postgres to run several processes on one dataset)",
 			"data_dir", cfg.DataDir)
 	}
+	if cfg.Broker.Driver == config.BrokerMemory && cfg.Store.Driver == config.StorePostgres {
+		log.Info("broker: memory with store: postgres runs as one process: a second process on this database would share the data but not events, presence or signals (use broker: redis to run several)")
+	}
 	// Parked long-polls left net/http's count when they were hijacked.
 	s.gate = newGate(maxConns, func() int {
 		n := engine.Len()
