@@ -233,9 +233,7 @@ func (d *direct) run(row *rivertype.JobRow) {
 
 // call runs the handler, turning a panic into a failed attempt.
 func (d *direct) call(ctx context.Context, j Job) (panicVal any, trace string, err error) {
-	d.q.mu.RLock()
-	fn := d.q.handlers[j.Kind]
-	d.q.mu.RUnlock()
+	fn := d.q.handler(j.Kind)
 	defer func() {
 		if v := recover(); v != nil {
 			panicVal, trace = v, string(debug.Stack())

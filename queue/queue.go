@@ -694,6 +694,13 @@ func (q *Queue) payload(raw json.RawMessage) json.RawMessage {
 	return b.Bytes()
 }
 
+// handler returns the handler registered for kind (nil if none).
+func (q *Queue) handler(kind string) HandlerFunc {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	return q.handlers[kind]
+}
+
 // jobArgs is River's view of every Switchyard job.
 type jobArgs struct {
 	K string          `json:"kind"`
@@ -717,9 +724,7 @@ func (w *worker) Work(ctx context.Context, j *river.Job[jobArgs]) error {
 		}
 		defer s.Release(1)
 	}
-	w.q.mu.RLock()
-	fn := w.q.handlers[j.Args.K]
-	w.q.mu.RUnlock()
+	fn := w.q.handler(j.Args.K)
 	if fn == nil {
 		err := fmt.Errorf("no handler for job kind %q", j.Args.K)
 		if w.q.cfg.Driver == DriverPostgres {

@@ -97,14 +97,7 @@ func TestRedisWithSQLiteWarnsDataIsPerProcess(t *testing.T) {
 			if tc.store == config.StorePostgres {
 				mutate = clusterConfig(t, prefix, testenv.PostgresSchema(t))
 			}
-			var buf logBuffer
-			_, stop := start(t, mutate, Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
-			if err := stop(); err != nil {
-				t.Fatal(err)
-			}
-			buf.mu.Lock()
-			logged := buf.buf.String()
-			buf.mu.Unlock()
+			logged := startupLog(t, mutate)
 			if got := strings.Contains(logged, warning); got != tc.warn {
 				t.Fatalf("warning logged = %v, want %v; log:\n%s", got, tc.warn, logged)
 			}
@@ -126,17 +119,24 @@ func TestMemoryBrokerWithPostgresSaysOneProcess(t *testing.T) {
 			if tc.broker == config.BrokerRedis {
 				mutate = clusterConfig(t, testenv.RedisPrefix(t), pg)
 			}
-			var buf logBuffer
-			_, stop := start(t, mutate, Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
-			if err := stop(); err != nil {
-				t.Fatal(err)
-			}
-			buf.mu.Lock()
-			logged := buf.buf.String()
-			buf.mu.Unlock()
+			logged := startupLog(t, mutate)
 			if got := strings.Contains(logged, line); got != tc.say {
 				t.Fatalf("logged = %v, want %v; log:\n%s", got, tc.say, logged)
 			}
 		})
 	}
+}
+
+// startupLog starts a server configured by mutate, stops it, and returns
+// what it logged.
+func startupLog(t *testing.T, mutate func(*config.Config)) string {
+	t.Helper()
+	var buf logBuffer
+	_, stop := start(t, mutate, Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	buf.mu.Lock()
+	defer buf.mu.Unlock()
+	return buf.buf.String()
 }
