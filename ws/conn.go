@@ -367,7 +367,7 @@ type batch struct {
 
 	// TrySendBatch's non-blocking writes (trysend.go).
 	iov       iovecs
-	tryWrite  func(fd uintptr) bool // b.writev, made once per batch
+	tryWrite  func(fd uintptr)      // b.writev for RawConn.Control, made once per batch
 	writeWait func(fd uintptr) bool // b.writeAll, made once per batch
 	wn        int
 	werr      error
@@ -379,7 +379,7 @@ const maxFrameHeader = 10
 
 var batches = sync.Pool{New: func() any {
 	b := new(batch)
-	b.tryWrite = b.writev
+	b.tryWrite = func(fd uintptr) { b.writev(fd) }
 	b.writeWait = b.writeAll
 	return b
 }}

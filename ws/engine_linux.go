@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,6 +23,16 @@ type poller struct {
 	e      *Engine
 	epfd   int
 	wakefd int
+	// ef owns epfd (its Close closes it). When parks is set, epfd is in
+	// the Go runtime's netpoller (an epoll descriptor is readable while
+	// it has events) and the loop waits there as a parked goroutine
+	// instead of blocking a thread in epoll_wait: the runtime's monitor
+	// takes the P of a thread blocked in a system call every 10 ms, and
+	// after each such retake wakes every 20 µs for a millisecond or more
+	// (docs/BENCHMARKS.md, "the epoll loop in the netpoller"). Without
+	// it the loop blocks in epoll_wait.
+	ef    *os.File
+	parks bool
 
 	mu sync.RWMutex
 	// conns are the polled connections indexed by descriptor: the kernel
@@ -49,7 +62,14 @@ func newPoller(e *Engine) (*poller, error) {
 		unix.Close(wakefd)
 		return nil, fmt.Errorf("ws: epoll_ctl: %w", err)
 	}
-	return &poller{e: e, epfd: epfd, wakefd: wakefd, watches: make(map[int]*Watch)}, nil
+	p := &poller{e: e, epfd: epfd, wakefd: wakefd, watches: make(map[int]*Watch)}
+	// A non-blocking descriptor given to os.NewFile is registered with
+	// the netpoller (epoll_wait ignores O_NONBLOCK: it has its timeout);
+	// the file then reports deadlines as supported.
+	nonblock := unix.SetNonblock(epfd, true) == nil
+	p.ef = os.NewFile(uintptr(epfd), "epoll")
+	p.parks = nonblock && p.ef.SetReadDeadline(time.Time{}) == nil
+	return p, nil
 }
 
 // add starts watching a connection's socket.
@@ -119,12 +139,15 @@ func (p *poller) remove(c *Conn) {
 func (p *poller) run() {
 	defer func() {
 		p.mu.Lock()
-		unix.Close(p.epfd)
+		p.ef.Close() // epfd
 		unix.Close(p.wakefd)
 		p.epfd, p.wakefd = -1, -1
 		p.mu.Unlock()
 	}()
 	events := make([]unix.EpollEvent, 256)
+	if p.parks && p.runParked(events) {
+		return
+	}
 	for {
 		n, err := unix.EpollWait(p.epfd, events, -1)
 		if err != nil {
@@ -134,25 +157,76 @@ func (p *poller) run() {
 			p.e.log.Error("ws: epoll_wait failed", "err", err)
 			return
 		}
-		for i := range n {
-			fd := int(events[i].Fd)
-			if fd == p.wakefd {
-				return
-			}
-			p.mu.RLock()
-			c := p.conn(fd)
-			var w *Watch
-			if c == nil {
-				w = p.watches[fd]
-			}
-			p.mu.RUnlock()
-			if c != nil {
-				p.e.dispatch(c.onReadable)
-			} else if w != nil {
-				p.e.dispatch(w.fn)
-			}
+		if p.handle(events[:n]) {
+			return
 		}
 	}
+}
+
+// runParked is the loop waiting in the netpoller: it takes the events
+// epfd holds without waiting, and parks until it is readable when there
+// are none. It returns false if the netpoller failed it (the caller then
+// blocks in epoll_wait instead).
+func (p *poller) runParked(events []unix.EpollEvent) bool {
+	rc, err := p.ef.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var werr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			// A raw call: with a zero timeout it never blocks, so the
+			// runtime's bookkeeping for a blocking call is not needed.
+			n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+			switch errno {
+			case 0:
+			case unix.EINTR:
+				continue
+			default:
+				werr = errno
+				return true
+			}
+			if n == 0 {
+				return false // park until epfd is readable
+			}
+			if p.handle(events[:n]) {
+				return true
+			}
+		}
+	})
+	if err == nil && werr != nil {
+		p.e.log.Error("ws: epoll_wait failed", "err", werr)
+		return true
+	}
+	if err != nil {
+		p.e.log.Warn("ws: epoll loop left the netpoller; it blocks in epoll_wait", "err", err)
+		return false
+	}
+	return true
+}
+
+// handle dispatches a batch of events; true when the loop must end (the
+// wake descriptor fired).
+func (p *poller) handle(events []unix.EpollEvent) bool {
+	for i := range events {
+		fd := int(events[i].Fd)
+		if fd == p.wakefd {
+			return true
+		}
+		p.mu.RLock()
+		c := p.conn(fd)
+		var w *Watch
+		if c == nil {
+			w = p.watches[fd]
+		}
+		p.mu.RUnlock()
+		if c != nil {
+			p.e.dispatch(c.onReadable)
+		} else if w != nil {
+			p.e.dispatch(w.fn)
+		}
+	}
+	return false
 }
 
 // watch starts watching a plain socket for Engine.Watch.

@@ -143,7 +143,14 @@ func (c *Conn) tryWriteLocked(b *batch) error {
 	}
 	for len(b.w) > 0 {
 		b.werr, b.wn = nil, 0
-		if err := c.wrc.Write(b.tryWrite); err != nil {
+		// Control, not Write: the write never waits (the socket is
+		// non-blocking and EAGAIN leaves the rest pending), so the
+		// netpoller's write state need not be reset for it, and wmu
+		// already keeps writers apart. Control holds a reference to the
+		// descriptor for the call, so a concurrent Close cannot let the
+		// number be reused under it (docs/BENCHMARKS.md, "writes
+		// through Control").
+		if err := c.wrc.Control(b.tryWrite); err != nil {
 			return err
 		}
 		if b.werr != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 )
 
@@ -69,5 +70,71 @@ func TestTrySendBatchFullSocket(t *testing.T) {
 	b := <-got
 	if !bytes.Equal(b, want.Bytes()) {
 		t.Fatalf("peer read %d bytes, want %d (same: %v)", len(b), want.Len(), bytes.HasPrefix(want.Bytes(), b))
+	}
+}
+
+// The per-write cost TrySendBatch pays around its system call, measured
+// on a socket whose send buffer is full (writev fails at once with
+// EAGAIN, so the kernel's share is small): through RawConn.Write (the
+// descriptor's write lock and a reset of its netpoller state, what
+// TrySendBatch did before) and through RawConn.Control (a reference to
+// the descriptor, what it does now).
+func BenchmarkTryWriteFullSocket(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	peer := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		peer <- c
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { (<-peer).Close() }()
+	d := detach(nc)
+	defer d.Close()
+	rc, err := d.(syscall.Conn).SyscallConn()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bt := getBatch(1)
+	msg := make([]byte, 64<<10)
+	small := [][]byte{make([]byte, 100)}
+	fill := func() { // until not even a small message fits
+		for _, m := range [][]byte{msg, small[0]} {
+			for {
+				bt.w = [][]byte{m}
+				bt.werr = nil
+				rc.Control(bt.tryWrite)
+				if bt.werr != nil {
+					break
+				}
+			}
+		}
+		if bt.werr != errWouldBlock {
+			b.Fatal(bt.werr)
+		}
+	}
+	fill()
+	for _, way := range []string{"write", "control"} {
+		b.Run(way, func(b *testing.B) {
+			writeFn := func(fd uintptr) bool { bt.writev(fd); return true }
+			for b.Loop() {
+				bt.w = small
+				bt.werr = nil
+				if way == "write" {
+					rc.Write(writeFn)
+				} else {
+					rc.Control(bt.tryWrite)
+				}
+				if bt.werr != errWouldBlock {
+					fill() // the kernel made room meanwhile
+				}
+			}
+		})
 	}
 }
