@@ -115,6 +115,13 @@ type Conn struct {
 	pending *batch
 	pmu     sync.Mutex
 	wrc     syscall.RawConn // the socket, for writes that must not wait (guarded by wmu)
+	// wfd is a detached socket's descriptor plus one, for TrySendBatch's
+	// raw writes (0: none; guarded by wmu). wrefs counts the raw writes
+	// in flight, its sign bit set once finish closes the socket: finish
+	// waits for them before closing, so the number is never written
+	// after it could belong to another connection (rawwrite.go).
+	wfd   int32
+	wrefs atomic.Int32
 
 	cbmu sync.Mutex // serialises Handler calls
 
@@ -578,6 +585,7 @@ func (c *Conn) finish(cause error) {
 	if poller != nil {
 		poller.remove(c)
 	}
+	c.endRawWrites()
 	c.nc.Close()
 	if done != nil {
 		close(done) // else Done makes it closed

@@ -135,6 +135,9 @@ func (c *Conn) tryWriteLocked(b *batch) error {
 			rc, err := sc.SyscallConn()
 			ok = err == nil
 			c.wrc = rc
+			if _, detached := c.nc.(detached); ok && detached {
+				rc.Control(func(fd uintptr) { c.wfd = int32(fd) + 1 })
+			}
 		}
 		c.wrcErr = !ok
 	}
@@ -143,14 +146,22 @@ func (c *Conn) tryWriteLocked(b *batch) error {
 	}
 	for len(b.w) > 0 {
 		b.werr, b.wn = nil, 0
-		// Control, not Write: the write never waits (the socket is
-		// non-blocking and EAGAIN leaves the rest pending), so the
+		// A detached socket is written through its descriptor itself:
+		// the socket is the connection's own, and wrefs keeps finish
+		// from closing it under the call (rawwrite.go). Any other goes
+		// through Control, not Write: the write never waits (the socket
+		// is non-blocking and EAGAIN leaves the rest pending), so the
 		// netpoller's write state need not be reset for it, and wmu
-		// already keeps writers apart. Control holds a reference to the
-		// descriptor for the call, so a concurrent Close cannot let the
-		// number be reused under it (docs/BENCHMARKS.md, "writes
-		// through Control").
-		if err := c.wrc.Control(b.tryWrite); err != nil {
+		// already keeps writers apart; Control holds a reference to the
+		// descriptor for the call. See docs/BENCHMARKS.md, "raw
+		// descriptors".
+		if c.wfd > 0 {
+			if !c.rawWriteStart() {
+				return net.ErrClosed
+			}
+			b.writev(uintptr(c.wfd - 1))
+			c.rawWriteEnd()
+		} else if err := c.wrc.Control(b.tryWrite); err != nil {
 			return err
 		}
 		if b.werr != nil {
