@@ -337,9 +337,16 @@ func (c *Conn) SendBatch(ctx context.Context, msgs ...[]byte) error {
 // textBatch frames text messages into a pooled batch (a broadcast
 // compressed once for every connection, compressShared) and returns it
 // with the bytes of its frames.
+//
+// A small frame is copied whole into the batch's own buffer, after its
+// header, and consecutive small frames share one buffer: a broadcast's
+// usual batch (one small message) is then one buffer, written with
+// write(2) instead of a writev of two (docs/BENCHMARKS.md, "one buffer
+// per small batch").
 func (c *Conn) textBatch(msgs [][]byte) (*batch, int) {
 	b := getBatch(len(msgs))
 	size := 0
+	run := -1 // start in b.hdrs of the small frames at the end of b.bufs
 	for _, m := range msgs {
 		payload, rsv1 := m, false
 		if c.deflate && len(m) >= deflateThreshold {
@@ -347,11 +354,28 @@ func (c *Conn) textBatch(msgs [][]byte) (*batch, int) {
 		}
 		start := len(b.hdrs)
 		b.hdrs = appendFrameHeader(b.hdrs, true, rsv1, opText, len(payload))
-		b.bufs = append(b.bufs, b.hdrs[start:len(b.hdrs):len(b.hdrs)], payload)
 		size += len(b.hdrs) - start + len(payload)
+		if len(payload) > inlineMax {
+			b.bufs = append(b.bufs, b.hdrs[start:len(b.hdrs):len(b.hdrs)], payload)
+			run = -1
+			continue
+		}
+		b.hdrs = append(b.hdrs, payload...)
+		if run < 0 {
+			run = start
+			b.bufs = append(b.bufs, nil)
+		}
+		// If the append moved b.hdrs, the run's earlier frames were
+		// copied with it: the run is re-sliced from the new array (the
+		// batch's earlier buffers keep the old one alive).
+		b.bufs[len(b.bufs)-1] = b.hdrs[run:len(b.hdrs):len(b.hdrs)]
 	}
 	return b, size
 }
+
+// inlineMax is the largest payload textBatch copies after its header
+// rather than writing from where it is.
+const inlineMax = 512
 
 // WritePrepared sends prepared messages in one write. It is how a
 // broadcast reaches many connections without encoding it once per

@@ -60,9 +60,21 @@ func (c *Conn) TrySendBatch(msgs ...[]byte) (done bool, err error) {
 		return true, nil
 	}
 	c.pmu.Lock()
-	if c.pending != nil { // behind the rest of an earlier batch
-		c.pending.bufs = append(c.pending.bufs, b.w...)
-		c.pending.w = c.pending.bufs[len(c.pending.bufs)-len(c.pending.w)-len(b.w):]
+	if p := c.pending; p != nil { // behind the rest of an earlier batch
+		n := len(p.w)
+		for _, buf := range b.w {
+			if len(buf) <= inlineMax+maxFrameHeader {
+				// Headers and small frames live in b's own buffer,
+				// which the pool hands out again once b is released:
+				// they are copied into the pending batch's.
+				start := len(p.hdrs)
+				p.hdrs = append(p.hdrs, buf...)
+				buf = p.hdrs[start:len(p.hdrs):len(p.hdrs)]
+			}
+			p.bufs = append(p.bufs, buf)
+			n++
+		}
+		p.w = p.bufs[len(p.bufs)-n:]
 		c.pmu.Unlock()
 		b.release()
 		return false, nil
@@ -199,7 +211,7 @@ func consume(bufs *net.Buffers, n int) {
 func (b *batch) release() {
 	clear(b.bufs)
 	b.bufs, b.hdrs, b.w = b.bufs[:0], b.hdrs[:0], nil
-	if cap(b.bufs) <= 1024 && cap(b.hdrs) <= 8192 { // a huge batch's arrays are left to the collector
+	if cap(b.bufs) <= 1024 && cap(b.hdrs) <= 16384 { // a huge batch's arrays are left to the collector
 		batches.Put(b)
 	}
 }

@@ -42,7 +42,15 @@ func (b *batch) writev(fd uintptr) bool {
 		// exitsyscall, and sysmon waking every 20 µs to retake the P of
 		// a goroutine it sees in a system call) costs more than the
 		// call itself on this path (docs/BENCHMARKS.md, "raw writes").
-		n, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&b.iov[0])), uintptr(len(b.iov)))
+		var n uintptr
+		var errno unix.Errno
+		if len(b.iov) == 1 {
+			// One buffer (textBatch makes one of small frames): write(2),
+			// which spares the kernel the iovec array.
+			n, _, errno = unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(b.iov[0].Base)), uintptr(b.iov[0].Len))
+		} else {
+			n, _, errno = unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&b.iov[0])), uintptr(len(b.iov)))
+		}
 		switch errno {
 		case 0:
 			b.wn = int(n)

@@ -138,3 +138,83 @@ func BenchmarkTryWriteFullSocket(b *testing.B) {
 		})
 	}
 }
+
+// A TrySendBatch made while the rest of an earlier one is still pending
+// (its caller did not wait with SendBatch) queues its frames behind it;
+// the batch it came in goes back to the pool at once, and other
+// connections' sends reuse its buffer: the queued frames must not change.
+func TestTrySendBatchBehindPending(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peers := make(chan net.Conn, 2)
+	go func() {
+		for range 2 {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			peers <- c
+		}
+	}()
+	dial := func() net.Conn {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}
+	e := newEngine(EngineConfig{})
+	c := &Conn{nc: dial(), eng: e, o: resolve(nil)}
+	peer := <-peers
+	other := &Conn{nc: dial(), eng: e, o: resolve(nil)}
+	otherPeer := <-peers
+	go io.Copy(io.Discard, otherPeer)
+	defer otherPeer.Close()
+
+	var want bytes.Buffer
+	frame := func(i int) []byte {
+		m := fmt.Appendf(nil, "%0100d", i)
+		want.Write([]byte{0x81, 100})
+		want.Write(m)
+		return m
+	}
+	i := 0
+	for full := false; !full; i += 2 {
+		if i > 1_000_000 {
+			t.Fatal("the socket never filled")
+		}
+		done, err := c.TrySendBatch(frame(i), frame(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		full = !done
+	}
+	// Again, with the rest pending: queued behind it.
+	if done, err := c.TrySendBatch(frame(i), frame(i+1), frame(i+2)); err != nil || done {
+		t.Fatalf("TrySendBatch behind a pending rest: done %v, err %v", done, err)
+	}
+	// Other sends take batches from the pool and overwrite their buffers.
+	for j := range 50 {
+		if _, err := other.TrySendBatch([]byte("zzzzzzz"), fmt.Appendf(nil, "other %d", j)); err != nil {
+			t.Fatal(err)
+		}
+		other.SendBatch(context.Background())
+	}
+	got := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(peer); got <- b }()
+	if err := c.SendBatch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.nc.Close()
+	b := <-got
+	if !bytes.Equal(b, want.Bytes()) {
+		at := 0
+		for at < len(b) && at < want.Len() && b[at] == want.Bytes()[at] {
+			at++
+		}
+		t.Fatalf("peer read %d bytes, want %d; they differ from byte %d (%q)", len(b), want.Len(), at, b[at:min(at+20, len(b))])
+	}
+}
