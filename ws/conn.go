@@ -341,8 +341,8 @@ func (c *Conn) SendBatch(ctx context.Context, msgs ...[]byte) error {
 // A small frame is copied whole into the batch's own buffer, after its
 // header, and consecutive small frames share one buffer: a broadcast's
 // usual batch (one small message) is then one buffer, written with
-// write(2) instead of a writev of two (docs/BENCHMARKS.md, "one buffer
-// per small batch").
+// write(2) instead of a writev of two (docs/BENCHMARKS.md, "Issue 20,
+// fifth round").
 func (c *Conn) textBatch(msgs [][]byte) (*batch, int) {
 	b := getBatch(len(msgs))
 	size := 0

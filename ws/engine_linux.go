@@ -29,7 +29,7 @@ type poller struct {
 	// instead of blocking a thread in epoll_wait: the runtime's monitor
 	// takes the P of a thread blocked in a system call every 10 ms, and
 	// after each such retake wakes every 20 µs for a millisecond or more
-	// (docs/BENCHMARKS.md, "the epoll loop in the netpoller"). Without
+	// (docs/BENCHMARKS.md, "Issue 20, fifth round"). Without
 	// it the loop blocks in epoll_wait.
 	ef    *os.File
 	parks bool

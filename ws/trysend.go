@@ -165,8 +165,8 @@ func (c *Conn) tryWriteLocked(b *batch) error {
 		// is non-blocking and EAGAIN leaves the rest pending), so the
 		// netpoller's write state need not be reset for it, and wmu
 		// already keeps writers apart; Control holds a reference to the
-		// descriptor for the call. See docs/BENCHMARKS.md, "raw
-		// descriptors".
+		// descriptor for the call. See docs/BENCHMARKS.md, "Issue 20,
+		// fifth round".
 		if c.wfd > 0 {
 			if !c.rawWriteStart() {
 				return net.ErrClosed

@@ -78,7 +78,8 @@ func TestTrySendBatchFullSocket(t *testing.T) {
 // EAGAIN, so the kernel's share is small): through RawConn.Write (the
 // descriptor's write lock and a reset of its netpoller state, what
 // TrySendBatch did before) and through RawConn.Control (a reference to
-// the descriptor, what it does now).
+// the descriptor, what it does now for a socket that is not detached; a
+// detached one is written through its descriptor, rawwrite.go).
 func BenchmarkTryWriteFullSocket(b *testing.B) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
