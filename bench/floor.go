@@ -271,9 +271,9 @@ func floorURing(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, p
 		return nil, err
 	}
 	defer ring.close()
-	u := &FloorURing{RingSize: int(ring.entries)}
+	u := &FloorURing{RingSize: ring.entries}
 	for round := range 4 {
-		way, r := &u.Write, (*uring)(nil)
+		way, r := &u.Write, (*floorRing)(nil)
 		if round%2 == 1 {
 			way, r = &u.IOURing, ring
 		}
@@ -472,7 +472,7 @@ type floorWrites struct {
 // writeFloor writes frame to every descriptor, cfg.Rate times a second for
 // cfg.Duration (back to back when it falls behind), on a thread of its own:
 // with write(2), or through ring when it is not nil.
-func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, progress io.Writer, ring *uring) floorWrites {
+func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, progress io.Writer, ring *floorRing) floorWrites {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var w floorWrites

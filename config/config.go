@@ -276,6 +276,11 @@ type Limits struct {
 	// per flush). A client whose socket is full gets a goroutine of its
 	// own, so a slow client never holds a worker.
 	Writers int `yaml:"writers"`
+	// IOURing is how the writers write: "auto" (or empty) submits the
+	// writes of many clients with one io_uring system call where the
+	// kernel allows it (Linux 5.19+ for the best of it), else one write
+	// per client; "off" always writes one client at a time.
+	IOURing string `yaml:"io_uring"`
 	// BroadcastChunk is how many subscribers each part of a split
 	// broadcast covers: a publication to a channel with at least twice as
 	// many subscribers on this process is queued to them by the writers
@@ -846,6 +851,7 @@ func (c Config) LogValue() slog.Value {
 			"max_subscriptions", c.Limits.MaxSubscriptions,
 			"max_subscriptions_per_user", c.Limits.MaxSubscriptionsPerUser,
 			"writers", c.Limits.Writers,
+			"io_uring", c.Limits.IOURing,
 			"broadcast_chunk", c.Limits.BroadcastChunk,
 			"max_history_bytes", c.Limits.MaxHistoryBytes.String(),
 			"max_channels_per_namespace", c.Limits.MaxChannelsPerNamespace,

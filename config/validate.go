@@ -192,6 +192,11 @@ func (c *Config) validate() []verr {
 	if l.Writers < -1 || l.Writers > 1024 {
 		v.add("limits.writers", "must be between -1 (no workers) and 1024; 0 is one per CPU (got %d)", l.Writers)
 	}
+	switch l.IOURing {
+	case "", "auto", "off":
+	default:
+		v.add("limits.io_uring", "must be auto or off (got %q)", l.IOURing)
+	}
 	if l.BroadcastChunk < -1 || l.BroadcastChunk > 1<<20 {
 		v.add("limits.broadcast_chunk", "must be between -1 (never split) and 1048576; 0 is 1024 (got %d)", l.BroadcastChunk)
 	}

@@ -68,6 +68,11 @@ type Config struct {
 	// session). A session whose client does not take a batch at once
 	// gets a goroutine of its own until its outbox is empty.
 	Writers int
+	// NewWriteGroup, when set, makes each writer worker a WriteGroup, so
+	// it writes the batches of the sessions it takes at once (the server
+	// sets ws.NewWriteRing: io_uring), for size sessions per flush. A worker whose call fails writes
+	// one session at a time.
+	NewWriteGroup func(size int) (WriteGroup, error)
 	// BroadcastChunk is how many subscribers each part of a split
 	// broadcast covers: a broadcast to at least twice as many local
 	// subscribers of one channel is split into chunks of this many, which
@@ -217,7 +222,7 @@ func New(cfg Config) (*Hub, error) {
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
-	h.pool.start(max(cfg.Writers, 0))
+	h.pool.start(max(cfg.Writers, 0), cfg.NewWriteGroup, h.log)
 	if err := cfg.Broker.Run(h); err != nil {
 		h.pool.stop()
 		return nil, fmt.Errorf("hub: broker: %w", err)

@@ -49,6 +49,11 @@ type Stats struct {
 	Publications uint64
 	// Deliveries counts the sessions those publications were queued to.
 	Deliveries uint64
+	// GroupWriters are the writer workers that write through a
+	// WriteGroup (io_uring); GroupWrites counts the batches they wrote
+	// that way, GroupFlushes the flushes (system calls, mostly).
+	GroupWriters              int
+	GroupWrites, GroupFlushes uint64
 }
 
 // Stats returns the hub's figures. It reads counters (each shard's under
@@ -66,6 +71,8 @@ func (h *Hub) Stats() Stats {
 	}
 	st.Publications = h.publications.Load()
 	st.Deliveries = h.deliveries.Load()
+	st.GroupWriters = int(h.pool.groups.Load())
+	st.GroupWrites, st.GroupFlushes = h.pool.groupWrites.Load(), h.pool.groupFlushes.Load()
 	return st
 }
 

@@ -2,7 +2,9 @@ package hub
 
 import (
 	"context"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // TryWriter is implemented by a Writer that can write without waiting
@@ -18,6 +20,27 @@ type TryWriter interface {
 	// next WriteFrames (the hub makes one, with no frames) waits for it.
 	// An error ends the session.
 	TryWriteFrames(frames [][]byte) (done bool, err error)
+}
+
+// WriteGroup writes the batches of many sessions with one system call
+// (ws.WriteRing: io_uring). Each writer worker makes its own
+// (Config.NewWriteGroup) and alone uses it: it adds the batches of the
+// sessions it took (GroupWriter), then flushes them.
+type WriteGroup interface {
+	// Flush writes what was added and calls result with each batch's
+	// result, in the order added, as TryWriteFrames would return it.
+	Flush(result func(i int, done bool, err error))
+	Close() error
+}
+
+// GroupWriter is a TryWriter that can join a worker's WriteGroup.
+type GroupWriter interface {
+	TryWriter
+	// AddToGroup adds a batch of frames to g, to be written as
+	// TryWriteFrames would write them when g is flushed. false when it
+	// cannot (g is not of its transport, or full): the worker calls
+	// TryWriteFrames.
+	AddToGroup(g WriteGroup, frames [][]byte) bool
 }
 
 // pool is a hub's writer workers and their ready-queue: the sessions
@@ -37,6 +60,11 @@ type pool struct {
 	idle   int // workers waiting on cond
 	closed bool
 	wg     sync.WaitGroup
+
+	// groups counts the workers with a WriteGroup; groupWrites and
+	// groupFlushes what they wrote through it (Stats).
+	groups                    atomic.Int32
+	groupWrites, groupFlushes atomic.Uint64
 }
 
 // readyChunk is the most sessions a worker takes from the queue at once:
@@ -44,10 +72,22 @@ type pool struct {
 // enough that the workers share a broadcast.
 const readyChunk = 64
 
-func (p *pool) start(n int) {
+func (p *pool) start(n int, newGroup func(size int) (WriteGroup, error), log *slog.Logger) {
 	p.cond.L = &p.mu
-	for range n {
-		p.wg.Go(p.work)
+	for i := range n {
+		var g WriteGroup
+		if newGroup != nil {
+			var err error
+			if g, err = newGroup(readyChunk); err != nil {
+				if i == 0 {
+					log.Warn("hub: the writers write one session at a time", "err", err)
+				}
+				g = nil
+			} else {
+				p.groups.Add(1)
+			}
+		}
+		p.wg.Go(func() { p.work(g) })
 	}
 }
 
@@ -146,8 +186,15 @@ func (p *pool) stop() {
 	p.wg.Wait()
 }
 
-func (p *pool) work() {
+// work is a writer worker: it writes the sessions it takes from the
+// ready queue, through g when it has one.
+func (p *pool) work(g WriteGroup) {
 	var mine []*Session
+	var gw *groupWrite
+	if g != nil {
+		defer g.Close()
+		gw = newGroupWrite(g, p)
+	}
 	for {
 		p.mu.Lock()
 		for len(p.ready) == 0 && len(p.splits) == 0 && !p.closed {
@@ -180,10 +227,62 @@ func (p *pool) work() {
 			p.cond.Signal()
 		}
 		p.mu.Unlock()
+		if gw != nil {
+			gw.write(mine)
+			continue
+		}
 		for i, s := range mine {
 			s.tryFlush()
 			mine[i] = nil
 		}
+	}
+}
+
+// groupWrite is a worker's WriteGroup and the batches added to it.
+type groupWrite struct {
+	g      WriteGroup
+	p      *pool
+	added  []groupBatch
+	result func(i int, done bool, err error) // made once
+}
+
+type groupBatch struct {
+	s      *Session
+	batch  [][]byte
+	number uint32
+}
+
+func newGroupWrite(g WriteGroup, p *pool) *groupWrite {
+	gw := &groupWrite{g: g, p: p, added: make([]groupBatch, 0, readyChunk)}
+	gw.result = func(i int, done bool, err error) {
+		a := gw.added[i]
+		gw.added[i] = groupBatch{}
+		a.s.tried(a.batch, a.number, done, err)
+	}
+	return gw
+}
+
+// write writes one batch of each session through the group (the ones
+// that cannot join it one at a time), clearing ss.
+func (gw *groupWrite) write(ss []*Session) {
+	for i, s := range ss {
+		ss[i] = nil
+		batch, number, ok := s.take()
+		if !ok {
+			continue
+		}
+		if w, ok := s.w.(GroupWriter); ok && w.AddToGroup(gw.g, batch) {
+			gw.added = append(gw.added, groupBatch{s, batch, number})
+			continue
+		}
+		done, err := s.w.(TryWriter).TryWriteFrames(batch)
+		s.tried(batch, number, done, err)
+	}
+	if len(gw.added) > 0 {
+		gw.p.groupWrites.Add(uint64(len(gw.added)))
+		gw.p.groupFlushes.Add(1)
+		gw.g.Flush(gw.result)
+		gw.added = gw.added[:0]
 	}
 }
 
@@ -195,6 +294,12 @@ func (s *Session) tryFlush() {
 		return
 	}
 	done, err := s.w.(TryWriter).TryWriteFrames(batch)
+	s.tried(batch, number, done, err)
+}
+
+// tried goes on after a batch was written without waiting: done is
+// TryWriteFrames's result.
+func (s *Session) tried(batch [][]byte, number uint32, done bool, err error) {
 	if !done && err == nil {
 		// The client did not take it all: a goroutine of the session's
 		// own waits for the rest and drains the outbox (the closure that

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyardhq/switchyard"
+	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/protocol/channelstream"
 	"github.com/switchyardhq/switchyard/ws"
 )
@@ -149,6 +150,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
+}
+
+// hub adds the hub's writer figures.
+func (m *metrics) hub(hb *hub.Hub) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchyard_io_uring_writers", Help: "Writer workers that write many clients' messages with one io_uring system call (limits.io_uring); 0 where the kernel refuses io_uring.",
+		}, func() float64 { return float64(hb.Stats().GroupWriters) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchyard_io_uring_writes_total", Help: "Batches of messages the writers wrote to a client through io_uring.",
+		}, func() float64 { return float64(hb.Stats().GroupWrites) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchyard_io_uring_submissions_total", Help: "io_uring submissions of the writers (one system call each, for up to 64 clients).",
+		}, func() float64 { return float64(hb.Stats().GroupFlushes) }),
+	)
 }
 
 // channelstream adds the Channelstream API's gauges.

@@ -203,6 +203,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		MaxUserSubscriptions: cfg.Limits.MaxSubscriptionsPerUser,
 		PresenceExpiry:       time.Duration(cfg.Broker.PresenceTTL),
 		Writers:              cfg.Limits.Writers,
+		NewWriteGroup:        newWriteGroup(cfg.Limits.IOURing),
 		BroadcastChunk:       cfg.Limits.BroadcastChunk,
 		Logger:               log,
 	})
@@ -310,6 +311,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		{Name: "queue", Func: jobs.Ping},
 	}, o.Checks...)
 	s.metrics = newMetrics(engine, s.started)
+	s.metrics.hub(hb)
 
 	wsOpts := []ws.Option{
 		ws.WithEngine(engine),
@@ -694,4 +696,19 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, map[string]any{"ready": ok, "checks": result})
+}
+
+// newWriteGroup is the hub's writer workers' io_uring ring (ws.WriteRing),
+// unless limits.io_uring is off.
+func newWriteGroup(mode string) func(size int) (hub.WriteGroup, error) {
+	if mode == "off" {
+		return nil
+	}
+	return func(size int) (hub.WriteGroup, error) {
+		r, err := ws.NewWriteRing(size)
+		if err != nil {
+			return nil, fmt.Errorf("io_uring is not available (limits.io_uring): %w", err)
+		}
+		return r, nil
+	}
 }

@@ -97,6 +97,12 @@ func TestFinishWaitsForRawWrite(t *testing.T) {
 // can: the socket accepted next often gets its descriptor number, and its
 // peer must never receive a byte of the closed connection's messages.
 func TestRawWriteNeverReachesReusedDescriptor(t *testing.T) {
+	testNoWriteAfterClose(t, func(c *Conn, msg []byte) (bool, error) { return c.TrySendBatch(msg) })
+}
+
+// testNoWriteAfterClose is TestRawWriteNeverReachesReusedDescriptor with
+// the writes made by send.
+func testNoWriteAfterClose(t *testing.T, send func(c *Conn, msg []byte) (bool, error)) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +132,7 @@ func TestRawWriteNeverReachesReusedDescriptor(t *testing.T) {
 		wg.Go(func() {
 			msg := []byte("LEAK")
 			for {
-				done, err := c.TrySendBatch(msg)
+				done, err := send(c, msg)
 				if err != nil {
 					return
 				}

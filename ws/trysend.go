@@ -55,9 +55,16 @@ func (c *Conn) TrySendBatch(msgs ...[]byte) (done bool, err error) {
 		}
 	}
 	c.countSent(len(msgs), size)
+	return c.keepRest(b), nil
+}
+
+// keepRest ends a non-blocking write of b: a batch written whole is
+// released (true); what is left of it becomes the pending batch, written
+// before anything else by the next send (false). wmu must be held.
+func (c *Conn) keepRest(b *batch) bool {
 	if len(b.w) == 0 {
 		b.release()
-		return true, nil
+		return true
 	}
 	c.pmu.Lock()
 	if p := c.pending; p != nil { // behind the rest of an earlier batch
@@ -77,11 +84,11 @@ func (c *Conn) TrySendBatch(msgs ...[]byte) (done bool, err error) {
 		p.w = p.bufs[len(p.bufs)-n:]
 		c.pmu.Unlock()
 		b.release()
-		return false, nil
+		return false
 	}
 	c.pending = b
 	c.pmu.Unlock()
-	return false, nil
+	return false
 }
 
 type errorString string
@@ -141,18 +148,7 @@ func (c *Conn) flushPendingLocked() error {
 // tryWriteLocked writes b.w without waiting, consuming what was written.
 // wmu must be held.
 func (c *Conn) tryWriteLocked(b *batch) error {
-	if c.wrc == nil && !c.wrcErr {
-		sc, ok := c.nc.(syscall.Conn)
-		if ok {
-			rc, err := sc.SyscallConn()
-			ok = err == nil
-			c.wrc = rc
-			if _, detached := c.nc.(detached); ok && detached {
-				rc.Control(func(fd uintptr) { c.wfd = int32(fd) + 1 })
-			}
-		}
-		c.wrcErr = !ok
-	}
+	c.initRawLocked()
 	if c.wrcErr {
 		return nil // everything stays pending
 	}
@@ -185,6 +181,24 @@ func (c *Conn) tryWriteLocked(b *batch) error {
 		consume(&b.w, b.wn)
 	}
 	return nil
+}
+
+// initRawLocked finds the socket's RawConn and, for a detached socket,
+// its descriptor, once; wmu must be held.
+func (c *Conn) initRawLocked() {
+	if c.wrc != nil || c.wrcErr {
+		return
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if ok {
+		rc, err := sc.SyscallConn()
+		ok = err == nil
+		c.wrc = rc
+		if _, detached := c.nc.(detached); ok && detached {
+			rc.Control(func(fd uintptr) { c.wfd = int32(fd) + 1 })
+		}
+	}
+	c.wrcErr = !ok
 }
 
 // consume drops the first n bytes of bufs.

@@ -260,4 +260,11 @@ func (w connWriter) TryWriteFrames(frames [][]byte) (bool, error) {
 	return w.c.TrySendBatch(frames...)
 }
 
+// AddToGroup implements hub.GroupWriter: a writer worker's io_uring ring
+// writes the batches of many connections with one system call.
+func (w connWriter) AddToGroup(g hub.WriteGroup, frames [][]byte) bool {
+	r, ok := g.(*ws.WriteRing)
+	return ok && r.Add(w.c, frames...)
+}
+
 func (w connWriter) Close(code int, reason string) error { return w.c.Close(code, reason) }
