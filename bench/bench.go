@@ -96,15 +96,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) (retErr 
 	subscribers, overheadWrites := 1, 1000
 	churn, writes, warmup, watchers := 0, 30, time.Duration(0), -1
 	var serverEnv []string
+	fs.Func("server-env", "KEY=VALUE for the server started for the run, e.g. SWITCHYARD_LIMITS_IDLE_RELEASE=0s or SWITCHYARD_LIMITS_IO_URING=off (repeatable; the caller's SWITCHYARD_ variables are not passed on)", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || !strings.HasPrefix(k, "SWITCHYARD_") {
+			return fmt.Errorf("want SWITCHYARD_KEY=VALUE, got %q", v)
+		}
+		serverEnv = append(serverEnv, v)
+		return nil
+	})
 	switch scenario {
 	case "idle":
-		fs.Func("server-env", "KEY=VALUE for the server started for the run, e.g. SWITCHYARD_LIMITS_IDLE_RELEASE=0s (repeatable; the caller's SWITCHYARD_ variables are not passed on)", func(v string) error {
-			if k, _, ok := strings.Cut(v, "="); !ok || !strings.HasPrefix(k, "SWITCHYARD_") {
-				return fmt.Errorf("want SWITCHYARD_KEY=VALUE, got %q", v)
-			}
-			serverEnv = append(serverEnv, v)
-			return nil
-		})
 		fs.DurationVar(&settle, "settle", settle, "wait before reading memory figures")
 		fs.IntVar(&targetPID, "target-pid", targetPID, "with --target: read the server's RSS from /proc/PID/status (for servers without Switchyard's /metrics)")
 	case "fanout", "longpoll":
