@@ -107,3 +107,97 @@ func BenchmarkSparseWakes(b *testing.B) {
 	}
 	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(n), "cpu-µs/wake")
 }
+
+// engineConns opens n connections through one epoll engine, each with a
+// client that reads everything, and returns the server's ends.
+func engineConns(b *testing.B, n int) []*ws.Conn {
+	b.Helper()
+	e, err := ws.NewEngine(ws.EngineConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	h := openHandler{opened: make(chan *ws.Conn, n)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws.Upgrade(w, r, e, h)
+	}))
+	b.Cleanup(srv.Close)
+	conns := make([]*ws.Conn, 0, n)
+	for range n {
+		c, _, err := websocket.DefaultDialer.Dial("ws"+srv.URL[len("http"):], nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		go func() {
+			for {
+				if _, _, err := c.NextReader(); err != nil {
+					return
+				}
+			}
+		}()
+		select {
+		case sc := <-h.opened:
+			conns = append(conns, sc)
+		case <-time.After(5 * time.Second):
+			b.Fatal("no OnOpen")
+		}
+	}
+	return conns
+}
+
+// One 100-byte message to 64 connections (a writer worker's share of a
+// broadcast, readyChunk in package hub) per op: one TrySendBatch per
+// connection (a write(2) each), against a WriteRing (one io_uring_enter
+// for all 64). ns/delivery is the wall time per connection written,
+// cpu-ns/delivery the whole process's CPU (the 64 reading clients
+// included).
+func BenchmarkDeliver64(b *testing.B) {
+	msg := make([]byte, 100)
+	for _, way := range []string{"write", "io_uring"} {
+		b.Run("way="+way, func(b *testing.B) {
+			conns := engineConns(b, 64)
+			var ring *ws.WriteRing
+			if way == "io_uring" {
+				var err error
+				if ring, err = ws.NewWriteRing(len(conns)); err != nil {
+					b.Skip("no io_uring:", err)
+				}
+				defer ring.Close()
+			}
+			var pending []*ws.Conn
+			result := func(i int, done bool, err error) {
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !done {
+					pending = append(pending, conns[i])
+				}
+			}
+			b.ReportAllocs()
+			cpu0, start := processCPU(), time.Now()
+			for b.Loop() {
+				pending = pending[:0]
+				if ring != nil {
+					for _, c := range conns {
+						ring.Add(c, msg)
+					}
+					ring.Flush(result)
+				} else {
+					for i, c := range conns {
+						done, err := c.TrySendBatch(msg)
+						result(i, done, err)
+					}
+				}
+				for _, c := range pending { // a full socket: wait for the rest
+					if err := c.SendBatch(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			d := float64(b.N * len(conns))
+			b.ReportMetric(float64(time.Since(start).Nanoseconds())/d, "ns/delivery")
+			b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/d, "cpu-ns/delivery")
+		})
+	}
+}

@@ -281,3 +281,50 @@ func TestWriteRingNeverReachesReusedDescriptor(t *testing.T) {
 		return done, err
 	})
 }
+
+// Add and Flush allocate nothing once the ring and the connections' first
+// batches are set up (a broadcast's writes must not allocate per
+// subscriber).
+func TestWriteRingDoesNotAllocate(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	e := newEngine(EngineConfig{})
+	w := newTestRing(t, 8)
+	var conns []*Conn
+	for range 8 {
+		c, peer := detachedConn(t, ln, e)
+		defer peer.Close()
+		go func() { // reads into one buffer: no allocation
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := peer.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		conns = append(conns, c)
+	}
+	msg := make([]byte, 100)
+	var failed error
+	result := func(_ int, done bool, err error) {
+		if err != nil || !done {
+			failed = fmt.Errorf("done %v, err %v", done, err)
+		}
+	}
+	send := func() {
+		for _, c := range conns {
+			w.Add(c, msg)
+		}
+		w.Flush(result)
+	}
+	send()
+	if n := testing.AllocsPerRun(200, send); n != 0 && !raceEnabled {
+		t.Errorf("%v allocations per flush of 8 connections", n)
+	}
+	if failed != nil {
+		t.Fatal(failed)
+	}
+}
