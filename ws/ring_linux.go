@@ -63,6 +63,10 @@ func NewWriteRing(size int) (*WriteRing, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.Probe(uring.OpSend, uring.OpSendmsg, uring.OpAsyncCancel); err != nil {
+		r.Close()
+		return nil, err
+	}
 	w := &WriteRing{r: r, ents: make([]ringEntry, 0, r.Entries()), sendFlags: unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL, wait: time.Millisecond}
 	w.reap = w.reaped
 	return w, nil

@@ -29,13 +29,22 @@ const (
 	setupCoopTask  = 1 << 8
 	enterGetEvents = 1 << 0
 	enterExtArg    = 1 << 3
-	opSendmsg      = 9
-	opAsyncCancel  = 14
-	opSend         = 26
+	opSendmsg      = OpSendmsg
+	opAsyncCancel  = OpAsyncCancel
+	opSend         = OpSend
+	registerProbe  = 8
+	opSupported    = 1 << 0
 	offSQRing      = 0
 	offSQEs        = 0x10000000
 	sqeSize        = 64
 	cqeSize        = 16
+)
+
+// The operations a Ring queues, for Probe.
+const (
+	OpSendmsg     = 9
+	OpAsyncCancel = 14
+	OpSend        = 26
 )
 
 // params is struct io_uring_params (120 bytes).
@@ -120,6 +129,24 @@ func New(entries uint32) (*Ring, error) {
 	r.cqes = at(p.cqOff.cqes)
 	r.tail = atomic.LoadUint32(r.sqTail)
 	return r, nil
+}
+
+// Probe checks that the kernel supports the operations (IORING_OP_SEND
+// came in 5.6, as did the probe itself: an older kernel fails here).
+func (r *Ring) Probe(ops ...uint8) error {
+	// struct io_uring_probe (16 bytes) and 256 io_uring_probe_op (8 each).
+	var probe [16 + 256*8]byte
+	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerProbe, uintptr(unsafe.Pointer(&probe[0])), 256, 0, 0)
+	if errno != 0 {
+		return fmt.Errorf("io_uring_register(IORING_REGISTER_PROBE): %w", errno)
+	}
+	last := probe[0]
+	for _, op := range ops {
+		if op > last || *(*uint16)(unsafe.Pointer(&probe[16+int(op)*8+2]))&opSupported == 0 {
+			return fmt.Errorf("io_uring: the kernel does not support operation %d", op)
+		}
+	}
+	return nil
 }
 
 // Entries is the submission queue's size.
