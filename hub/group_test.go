@@ -124,32 +124,15 @@ func TestWriterPoolWritesThroughGroups(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, w := range append([]*tryWriter{plain}, func() (ws []*tryWriter) {
-		for _, f := range fast {
-			ws = append(ws, &f.tryWriter)
-		}
-		return ws
-	}()...) {
-		for w.count() < n+1 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if w.count() != n+1 {
-			t.Fatalf("a session got %d of %d frames while another was stuck", w.count(), n+1)
-		}
+	waiting := []*tryWriter{plain}
+	for _, f := range fast {
+		waiting = append(waiting, &f.tryWriter)
 	}
+	waitAllFrames(t, n+1, waiting...)
 	close(stuck.release)
 	h.writers.Wait()
 	for _, w := range append(fast, stuck) {
-		got := w.snapshot()
-		if len(got) != n+1 || got[0] != "ok" {
-			t.Fatalf("got %d frames, first %q", len(got), got[0])
-		}
-		for i, f := range got[1:] {
-			if want := fmt.Sprintf("pub:%d", i+1); f != want {
-				t.Fatalf("frame %d is %q, want %q", i+1, f, want)
-			}
-		}
+		wantInOrder(t, w.snapshot(), n)
 	}
 	if got := failing.count(); got != 0 {
 		t.Errorf("the failing session recorded %d frames", got)

@@ -87,26 +87,39 @@ func TestWriterPoolSlowClientDoesNotHoldAWorker(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, w := range fast {
-		for w.count() < n+1 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if w.count() != n+1 {
-			t.Fatalf("a fast session got %d of %d frames while the slow one was stuck", w.count(), n+1)
-		}
-	}
+	waitAllFrames(t, n+1, fast...)
 	close(slow.release)
 	h.writers.Wait()
 	for _, w := range append(fast, slow) {
-		got := w.snapshot()
-		if len(got) != n+1 || got[0] != "ok" {
-			t.Fatalf("got %d frames, first %q", len(got), got[0])
+		wantInOrder(t, w.snapshot(), n)
+	}
+}
+
+// waitAllFrames waits until each writer has want frames: a session that is
+// stuck must not hold them back.
+func waitAllFrames(t *testing.T, want int, ws ...*tryWriter) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, w := range ws {
+		for w.count() < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
 		}
-		for i, f := range got[1:] {
-			if want := fmt.Sprintf("pub:%d", i+1); f != want {
-				t.Fatalf("frame %d is %q, want %q", i+1, f, want)
-			}
+		if w.count() != want {
+			t.Fatalf("a session got %d of %d frames while another was stuck", w.count(), want)
+		}
+	}
+}
+
+// wantInOrder checks a session's frames: "ok" (its subscribe reply),
+// then publications 1 to n in order.
+func wantInOrder(t *testing.T, got []string, n int) {
+	t.Helper()
+	if len(got) != n+1 || got[0] != "ok" {
+		t.Fatalf("got %d frames, want %d", len(got), n+1)
+	}
+	for i, f := range got[1:] {
+		if want := fmt.Sprintf("pub:%d", i+1); f != want {
+			t.Fatalf("frame %d is %q, want %q", i+1, f, want)
 		}
 	}
 }
