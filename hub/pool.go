@@ -74,13 +74,15 @@ const readyChunk = 64
 
 func (p *pool) start(n int, newGroup func(size int) (WriteGroup, error), log *slog.Logger) {
 	p.cond.L = &p.mu
-	for i := range n {
+	logged := false
+	for range n {
 		var g WriteGroup
 		if newGroup != nil {
 			var err error
 			if g, err = newGroup(readyChunk); err != nil {
-				if i == 0 {
+				if !logged { // once, not once per worker
 					log.Warn("hub: the writers write one session at a time", "err", err)
+					logged = true
 				}
 				g = nil
 			} else {
