@@ -476,7 +476,7 @@ func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, p
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var w floorWrites
-	thread0, process0 := cpuTime(unix.RUSAGE_THREAD), cpuTime(unix.RUSAGE_SELF)
+	thread0, process0 := cpuTime(rusageThread), cpuTime(unix.RUSAGE_SELF)
 	interval := time.Second / time.Duration(cfg.Rate)
 	start := time.Now()
 	end := start.Add(cfg.Duration)
@@ -502,7 +502,7 @@ func writeFloor(ctx context.Context, fds []int, frame []byte, cfg FloorConfig, p
 		}
 	}
 	w.elapsed = time.Since(start)
-	w.thread, w.process = cpuTime(unix.RUSAGE_THREAD)-thread0, cpuTime(unix.RUSAGE_SELF)-process0
+	w.thread, w.process = cpuTime(rusageThread)-thread0, cpuTime(unix.RUSAGE_SELF)-process0
 	return w
 }
 

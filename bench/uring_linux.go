@@ -3,6 +3,8 @@
 package bench
 
 import (
+	"golang.org/x/sys/unix"
+
 	"github.com/switchyardhq/switchyard/internal/uring"
 )
 
@@ -62,3 +64,6 @@ func (f *floorRing) sendAll(fds []int, frame []byte) (failed int64) {
 	}
 	return failed
 }
+
+// rusageThread is the writing thread's CPU time.
+const rusageThread = unix.RUSAGE_THREAD
