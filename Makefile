@@ -14,6 +14,8 @@ build:
 ## SWITCHYARD_TEST_REDIS / SWITCHYARD_TEST_POSTGRES and skip visibly without them)
 test: tests/dcrf/node_modules tests/channelstream/node_modules tests/binding/node_modules tests/dfws/node_modules js
 	$(GO) build ./...
+	# the binary must also build where developers run it (go run on a Mac)
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/switchyard
 	$(GO) test -race -count=1 ./...
 	# allocation and memory guards, which the race detector's sync.Pool and
 	# shadow memory would void (skipped under -race)
