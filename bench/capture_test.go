@@ -22,7 +22,9 @@ func TestCaptureScenario(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Broker != broker || res.Writes < 100 || res.Expected != 2*res.Writes || res.Received != res.Expected {
+			// 200 writes/s asked for a second; a loaded machine (CI beside
+			// other work) makes fewer, which is not what this checks.
+			if res.Broker != broker || res.Writes < 20 || res.Expected != 2*res.Writes || res.Received != res.Expected {
 				t.Fatalf("%+v", res)
 			}
 			if !(res.LatencyMS.P50 > 0 && res.LatencyMS.P50 <= res.LatencyMS.P99) || res.Overhead <= 0 {
