@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/switchyardhq/switchyard/config"
 	"github.com/switchyardhq/switchyard/hub"
 	"github.com/switchyardhq/switchyard/resource"
+	"github.com/switchyardhq/switchyard/store"
 	"github.com/switchyardhq/switchyard/store/sqlite"
 )
 
@@ -215,5 +217,86 @@ func TestSinceDecodedPerStream(t *testing.T) {
 	got = wait(1, `{"stream":"todos","payload":{"action":"subscribe_instance","request_id":"u","pk":1,"since":0.0}}`)
 	if !strings.Contains(got[0], `"response_status":400`) {
 		t.Fatalf("since 0.0: %q", got)
+	}
+}
+
+// A live query's events never reach the client before its subscribe
+// reply: an event that comes between the subscription and the reply is
+// held, and goes out right after the reply.
+func TestListEventsWaitForTheReply(t *testing.T) {
+	h, sess, w := testHandler(t)
+	sess.hs.SetValue(sess)
+	ctx := context.Background()
+	svc := h.cfg.Resources
+	q, err := svc.LiveQuery("todos", resource.As(""), resource.LiveFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := resource.CollectionChannel("todos")
+	ls := &listSub{rid: json.RawMessage(`"lq"`), q: q, holding: true}
+	sess.addList(ch, ls)
+	if err := h.subscribeEvents(ctx, sess, ch); err != nil {
+		t.Fatal(err)
+	}
+	// A record created now, published as the server's OnChange does.
+	pos, err := svc.Position(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := resource.Event{Resource: "todos", PK: 2, Op: store.OpCreate, Seq: pos + 1, Data: json.RawMessage(`{"id":2,"title":"between"}`)}
+	for _, c := range ev.Channels() {
+		if _, err := h.cfg.Hub.PublishOrdered(ctx, c, ev.Payload(), ev.Sequence()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, func() error {
+		sess.smu.Lock()
+		defer sess.smu.Unlock()
+		if len(ls.held) != 1 {
+			return fmt.Errorf("%d events held", len(ls.held))
+		}
+		return nil
+	})
+	time.Sleep(20 * time.Millisecond) // a frame queued wrongly would be written by now
+	w.mu.Lock()
+	early := len(w.got)
+	w.mu.Unlock()
+	if early != 0 {
+		t.Fatalf("%d frames reached the client before the reply: %q", early, w.got)
+	}
+	sess.releaseList(ls, []byte("REPLY"))
+	eventually(t, 5*time.Second, func() error {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if len(w.got) < 2 {
+			return fmt.Errorf("%d frames", len(w.got))
+		}
+		return nil
+	})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if string(w.got[0]) != "REPLY" || !strings.Contains(string(w.got[1]), `"between"`) || !strings.Contains(string(w.got[1]), `"request_id":"lq"`) {
+		t.Fatalf("frames %q: want the reply, then the event", w.got)
+	}
+	sess.smu.Lock()
+	holding := ls.holding
+	sess.smu.Unlock()
+	if holding {
+		t.Fatal("the query still holds its events after the reply")
+	}
+}
+
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met in %v: %v", timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

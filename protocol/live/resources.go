@@ -172,14 +172,17 @@ func (h *Handler) resource(ctx context.Context, sess *session, stream string, re
 			return
 		}
 		ch := resource.CollectionChannel(stream)
-		if sess.addList(ch, &listSub{rid: req.RequestID, q: q, many: req.Action == "subscribe_many"}) == 1 {
+		ls := &listSub{rid: req.RequestID, q: q, many: req.Action == "subscribe_many", holding: true}
+		if sess.addList(ch, ls) == 1 {
 			if err := h.subscribeEvents(ctx, sess, ch); err != nil {
 				sess.removeList(ch, req.RequestID)
 				fail(err)
 				return
 			}
 		}
-		reply(201, nil)
+		// The reply first, then the events that came meanwhile (a DCRF
+		// consumer answers the subscribe before it handles any event).
+		sess.releaseList(ls, encode(stream, dcrfReply{Errors: []any{}, Action: req.Action, ResponseStatus: 201, RequestID: requestID(req)}))
 	case "unsubscribe_list", "unsubscribe_many":
 		ch := resource.CollectionChannel(stream)
 		if !sess.removeList(ch, req.RequestID) {
@@ -213,6 +216,35 @@ type listSub struct {
 	rid  json.RawMessage
 	q    *resource.LiveQuery
 	many bool // subscribe_many: a delete carries the whole record, as dcrf-client's test app sends it
+	// holding: the subscribe reply is not queued yet; the query's events
+	// wait in held (guarded by smu), so none reaches the client before
+	// the reply (releaseList).
+	holding bool
+	held    [][]byte
+}
+
+// releaseList queues the subscribe reply, then the events held
+// meanwhile, and lets the query's events through. As release does for an
+// instance, the frames go out before the subscription stops holding, so
+// no event is queued ahead of them.
+func (s *session) releaseList(l *listSub, reply []byte) {
+	frames := [][]byte{reply}
+	s.smu.Lock()
+	for {
+		frames = append(frames, l.held...)
+		l.held = nil
+		if len(frames) == 0 {
+			l.holding = false
+			s.smu.Unlock()
+			return
+		}
+		s.smu.Unlock()
+		for _, f := range frames {
+			s.hs.Send(f)
+		}
+		frames = frames[:0]
+		s.smu.Lock()
+	}
 }
 
 func (s *session) addList(ch string, ls *listSub) int {
@@ -354,6 +386,10 @@ func (e *encoder) EncodeForSession(hs *hub.Session, ch string, p any, frames [][
 	}
 	for _, l := range sess.lists[ch] {
 		if d := l.q.Apply(pe.view); d.Action != resource.Skip {
+			if l.holding {
+				l.held = append(l.held, pe.frame(d, l.rid, false, l.many))
+				continue
+			}
 			frames = append(frames, pe.frame(d, l.rid, false, l.many))
 		}
 	}
