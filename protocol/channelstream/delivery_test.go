@@ -33,6 +33,7 @@ func TestPresenceAndCatchup(t *testing.T) {
 	bob := ts.connect(map[string]any{"username": "bob", "channels": []string{"room"}, "user_state": map[string]any{"status": "away"}, "state_public_keys": []string{"status"}})
 	ts.call("POST", "/message", []map[string]any{{"user": "system", "pm_users": []string{"alice"}, "message": map[string]any{"text": "psst"}},
 		{"user": "system", "pm_users": []string{"bob"}, "message": map[string]any{"text": "not for alice"}}}, 200)
+	ts.waitKept(t, alice, "psst")
 	ca := ts.dial(alice)
 	joined := ca.waitFor("joined", typed("presence"))
 	if joined["catchup"] != true || joined["user"] != "bob" || joined["channel"] != "room" {
@@ -255,6 +256,7 @@ func TestLongPoll(t *testing.T) {
 	// Messages between polls are kept (catchup), then a parked poll gets
 	// the next ones in one batch.
 	ts.call("POST", "/message", []map[string]any{{"user": "x", "channel": "room", "message": map[string]any{"n": 1}}}, 200)
+	ts.waitKept(t, id, `"n":1`)
 	_, _, body, _ = ts.listen("conn_id=" + id)
 	var got []map[string]any
 	json.Unmarshal([]byte(body), &got)
@@ -360,6 +362,7 @@ func TestStoreFramesOff(t *testing.T) {
 	id := ts.connect(map[string]any{"username": "a", "channels": []string{"quiet", "loud"},
 		"channel_configs": map[string]any{"quiet": map[string]any{"store_frames": false}}})
 	ts.call("POST", "/message", []map[string]any{{"user": "x", "channel": "quiet"}, {"user": "x", "channel": "loud"}}, 200)
+	ts.waitKept(t, id, `"loud"`) // and so quiet's, before it, dropped
 	cl := ts.dial(id)
 	cl.waitFor("loud", func(m map[string]any) bool { return m["channel"] == "loud" })
 	ts.call("POST", "/message", []map[string]any{{"user": "x", "channel": "quiet", "message": map[string]any{"live": true}}}, 200)
@@ -601,6 +604,7 @@ func TestPollReplacedAndAbandoned(t *testing.T) {
 		}
 		return nil
 	})
+	ts.waitKept(t, id, `"n":2`)
 	_, _, body, _ := ts.listen("conn_id=" + id)
 	var got []map[string]any
 	json.Unmarshal([]byte(body), &got)

@@ -303,3 +303,27 @@ func jsonEq(t *testing.T, what string, got any, want string) {
 		t.Fatalf("%s:\n got  %s\n want %s", what, g, ws)
 	}
 }
+
+// waitKept waits until the connection keeps a catch-up frame containing
+// want. The hub writes a publication to a connection on a goroutine of its
+// own after the call that made it returns, so a test that then opens a
+// socket or poll and expects the frame as catch-up waits for it first.
+func (ts *testServer) waitKept(t testing.TB, id, want string) {
+	t.Helper()
+	eventually(t, 5*time.Second, func() error {
+		ts.srv.mu.Lock()
+		c := ts.srv.conns[id]
+		ts.srv.mu.Unlock()
+		if c == nil {
+			return fmt.Errorf("no connection %s", id)
+		}
+		c.tport.mu.Lock()
+		defer c.tport.mu.Unlock()
+		for _, f := range c.tport.pending {
+			if strings.Contains(string(f), want) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%q not kept as catch-up yet", want)
+	})
+}

@@ -186,20 +186,7 @@ func TestParkedClientGone(t *testing.T) {
 		t.Fatalf("the connection went with its poll: %+v", ts.srv.Stats())
 	}
 	ts.call("POST", "/message", []map[string]any{{"user": "x", "channel": "room", "message": map[string]any{"n": 7}}}, 200)
-	// The hub delivers on a goroutine of its own after the call returns:
-	// wait until the message is kept as catch-up before the next poll
-	// (else it reaches that poll live, which is right but not this test).
-	eventually(t, 5*time.Second, func() error {
-		ts.srv.mu.Lock()
-		c := ts.srv.conns[id]
-		ts.srv.mu.Unlock()
-		c.tport.mu.Lock()
-		defer c.tport.mu.Unlock()
-		if len(c.tport.pending) == 0 {
-			return fmt.Errorf("no catch-up kept yet")
-		}
-		return nil
-	})
+	ts.waitKept(t, id, `"n":7`)
 	cl = dialRaw(t, ts.url)
 	cl.get("/listen?conn_id=" + id)
 	_, body := cl.mustAnswer(5 * time.Second)
