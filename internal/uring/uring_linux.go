@@ -230,15 +230,18 @@ func (r *Ring) Submit() error {
 		if toSubmit == 0 {
 			return nil
 		}
-		_, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), 0, 0, 0, 0)
+		n, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), 0, 0, 0, 0)
 		r.Enters++
 		switch errno {
-		case 0, unix.EINTR:
+		case 0:
 			// Some entries may be left (an entry that failed to prepare
-			// stops the submission without SUBMIT_ALL): go on.
-		case unix.EAGAIN, unix.EBUSY:
-			return fmt.Errorf("io_uring_enter: %w", errno) // the completion queue is full: reap first
-		default:
+			// stops the submission without SUBMIT_ALL): go on, unless
+			// the kernel took none.
+			if n == 0 {
+				return fmt.Errorf("io_uring_enter took none of %d entries", toSubmit)
+			}
+		case unix.EINTR:
+		default: // EAGAIN, EBUSY: the completion queue is full (reap first)
 			return fmt.Errorf("io_uring_enter: %w", errno)
 		}
 	}

@@ -120,14 +120,12 @@ func (s *session) holdInstance(ch string, rid json.RawMessage) (is *instanceSub,
 
 // release sends the reply and catch-up frames, then the events held
 // meanwhile that the watch lets through (it skips those at or below the
-// catch-up's position), and lets live events through. Frames go out
-// before the subscription stops holding, so no live event can be queued
-// ahead of them: the last round finds nothing held and flips the
-// subscription to live under the lock that every event takes.
+// catch-up's position), and lets live events through.
 func (s *session) release(stream string, is *instanceSub, w *resource.InstanceWatch, frames [][]byte) {
 	s.smu.Lock()
 	is.w = w
-	for {
+	s.smu.Unlock()
+	s.sendHeld(frames, func(frames [][]byte) [][]byte {
 		held := is.held
 		is.held = nil
 		for _, ev := range held {
@@ -135,8 +133,20 @@ func (s *session) release(stream string, is *instanceSub, w *resource.InstanceWa
 				frames = append(frames, instanceFrame(stream, is.rid, d, true))
 			}
 		}
-		if len(frames) == 0 {
-			is.holding = false
+		return frames
+	}, func() { is.holding = false })
+}
+
+// sendHeld queues frames, then those more adds (the events a subscription
+// held meanwhile), round after round, and calls live once a round finds
+// nothing: more and live run under smu, the lock every event takes, so
+// the frames go out before the subscription stops holding and no live
+// event is queued ahead of them.
+func (s *session) sendHeld(frames [][]byte, more func([][]byte) [][]byte, live func()) {
+	s.smu.Lock()
+	for {
+		if frames = more(frames); len(frames) == 0 {
+			live()
 			s.smu.Unlock()
 			return
 		}

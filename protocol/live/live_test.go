@@ -59,6 +59,10 @@ func testHandler(tb testing.TB) (*Handler, *session, *frames) {
 		Name: "todos", PKField: "id", PageSize: 25,
 		Fields:      []config.Field{{Name: "title", Type: config.FieldString}},
 		Permissions: config.ResourcePermissions{Read: "anyone", Create: "anyone", Update: "anyone", Delete: "anyone"},
+	}, {
+		Name: "notes", PKField: "id", PageSize: 25,
+		Fields:      []config.Field{{Name: "title", Type: config.FieldString}, {Name: "owner", Type: config.FieldString}},
+		Permissions: config.ResourcePermissions{Read: "owner:owner", Create: "authenticated", Update: "owner:owner", Delete: "owner:owner"},
 	}}})
 	if err != nil {
 		tb.Fatal(err)
@@ -222,67 +226,96 @@ func TestSinceDecodedPerStream(t *testing.T) {
 
 // A live query's events never reach the client before its subscribe
 // reply: an event that comes between the subscription and the reply is
-// held, and goes out right after the reply.
+// held, and goes out right after the reply. Holding does not widen what
+// a query receives: bob, subscribed the same way to notes he may not
+// read (owner:owner), holds nothing and receives only his reply.
 func TestListEventsWaitForTheReply(t *testing.T) {
-	h, sess, w := testHandler(t)
-	sess.hs.SetValue(sess)
+	h, _, _ := testHandler(t)
 	ctx := context.Background()
-	svc := h.cfg.Resources
-	q, err := svc.LiveQuery("todos", resource.As(""), resource.LiveFilter{})
-	if err != nil {
-		t.Fatal(err)
+	svc, hb := h.cfg.Resources, h.cfg.Hub
+	ch := resource.CollectionChannel("notes")
+	type sub struct {
+		sess *session
+		w    *frames
+		ls   *listSub
 	}
-	ch := resource.CollectionChannel("todos")
-	ls := &listSub{rid: json.RawMessage(`"lq"`), q: q, holding: true}
-	sess.addList(ch, ls)
-	if err := h.subscribeEvents(ctx, sess, ch); err != nil {
-		t.Fatal(err)
+	subscribe := func(user string) sub {
+		w := &frames{wrote: make(chan struct{}, 1)}
+		sess := &session{hs: hb.Connect(user, hub.Principal{User: user}, w, h.enc)}
+		sess.hs.SetValue(sess)
+		q, err := svc.LiveQuery("notes", resource.As(user), resource.LiveFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls := &listSub{rid: json.RawMessage(`"lq"`), q: q, holding: true}
+		sess.addList(ch, ls)
+		if err := h.subscribeEvents(ctx, sess, ch); err != nil {
+			t.Fatal(err)
+		}
+		return sub{sess, w, ls}
 	}
-	// A record created now, published as the server's OnChange does.
+	alice, bob := subscribe("alice"), subscribe("bob")
+	// alice's note, created now, published as the server's OnChange does.
 	pos, err := svc.Position(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := resource.Event{Resource: "todos", PK: 2, Op: store.OpCreate, Seq: pos + 1, Data: json.RawMessage(`{"id":2,"title":"between"}`)}
+	ev := resource.Event{Resource: "notes", PK: 1, Op: store.OpCreate, Seq: pos + 1, Data: json.RawMessage(`{"id":1,"title":"between","owner":"alice"}`)}
 	for _, c := range ev.Channels() {
-		if _, err := h.cfg.Hub.PublishOrdered(ctx, c, ev.Payload(), ev.Sequence()); err != nil {
+		if _, err := hb.PublishOrdered(ctx, c, ev.Payload(), ev.Sequence()); err != nil {
 			t.Fatal(err)
 		}
 	}
+	held := func(s sub) int {
+		s.sess.smu.Lock()
+		defer s.sess.smu.Unlock()
+		return len(s.ls.held)
+	}
 	eventually(t, 5*time.Second, func() error {
-		sess.smu.Lock()
-		defer sess.smu.Unlock()
-		if len(ls.held) != 1 {
-			return fmt.Errorf("%d events held", len(ls.held))
+		if n := held(alice); n != 1 {
+			return fmt.Errorf("%d events held", n)
 		}
 		return nil
 	})
 	time.Sleep(20 * time.Millisecond) // a frame queued wrongly would be written by now
-	w.mu.Lock()
-	early := len(w.got)
-	w.mu.Unlock()
-	if early != 0 {
-		t.Fatalf("%d frames reached the client before the reply: %q", early, w.got)
+	written := func(s sub) [][]byte {
+		s.w.mu.Lock()
+		defer s.w.mu.Unlock()
+		return append([][]byte(nil), s.w.got...)
 	}
-	sess.releaseList(ls, []byte("REPLY"))
+	for name, s := range map[string]sub{"alice": alice, "bob": bob} {
+		if got := written(s); len(got) != 0 {
+			t.Fatalf("%d frames reached %s before the reply: %q", len(got), name, got)
+		}
+	}
+	if n := held(bob); n != 0 {
+		t.Fatalf("bob holds %d events of alice's note", n)
+	}
+	alice.sess.releaseList(alice.ls, []byte("REPLY"))
+	bob.sess.releaseList(bob.ls, []byte("REPLY"))
 	eventually(t, 5*time.Second, func() error {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if len(w.got) < 2 {
-			return fmt.Errorf("%d frames", len(w.got))
+		if n := len(written(alice)); n < 2 {
+			return fmt.Errorf("alice got %d frames", n)
+		}
+		if n := len(written(bob)); n < 1 {
+			return fmt.Errorf("bob got %d frames", n)
 		}
 		return nil
 	})
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if string(w.got[0]) != "REPLY" || !strings.Contains(string(w.got[1]), `"between"`) || !strings.Contains(string(w.got[1]), `"request_id":"lq"`) {
-		t.Fatalf("frames %q: want the reply, then the event", w.got)
+	time.Sleep(20 * time.Millisecond) // anything more for bob would be written by now
+	if got := written(alice); string(got[0]) != "REPLY" || !strings.Contains(string(got[1]), `"between"`) || !strings.Contains(string(got[1]), `"request_id":"lq"`) {
+		t.Fatalf("alice's frames %q: want the reply, then the event", got)
 	}
-	sess.smu.Lock()
-	holding := ls.holding
-	sess.smu.Unlock()
-	if holding {
-		t.Fatal("the query still holds its events after the reply")
+	if got := written(bob); len(got) != 1 || string(got[0]) != "REPLY" {
+		t.Fatalf("bob's frames %q: want his reply only", got)
+	}
+	for _, s := range []sub{alice, bob} {
+		s.sess.smu.Lock()
+		holding := s.ls.holding
+		s.sess.smu.Unlock()
+		if holding {
+			t.Fatal("a query still holds its events after the reply")
+		}
 	}
 }
 

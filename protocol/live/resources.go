@@ -224,27 +224,13 @@ type listSub struct {
 }
 
 // releaseList queues the subscribe reply, then the events held
-// meanwhile, and lets the query's events through. As release does for an
-// instance, the frames go out before the subscription stops holding, so
-// no event is queued ahead of them.
+// meanwhile, and lets the query's events through (sendHeld).
 func (s *session) releaseList(l *listSub, reply []byte) {
-	frames := [][]byte{reply}
-	s.smu.Lock()
-	for {
+	s.sendHeld([][]byte{reply}, func(frames [][]byte) [][]byte {
 		frames = append(frames, l.held...)
 		l.held = nil
-		if len(frames) == 0 {
-			l.holding = false
-			s.smu.Unlock()
-			return
-		}
-		s.smu.Unlock()
-		for _, f := range frames {
-			s.hs.Send(f)
-		}
-		frames = frames[:0]
-		s.smu.Lock()
-	}
+		return frames
+	}, func() { l.holding = false })
 }
 
 func (s *session) addList(ch string, ls *listSub) int {
